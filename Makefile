@@ -1,0 +1,35 @@
+# Two commands for a fresh clone: `make demo` and `make test`. Each installs what it needs first
+# into a virtualenv in the repository (.venv); the install is redone only when setup.py or
+# requirements.txt change.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# torch 2.13.0 is the CPU build this environment serves quickly; any other version downloads GBs.
+TORCH ?= torch==2.13.0
+DEMO_DIR ?= runs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): setup.py requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[torch,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/models-genesis demo --out $(DEMO_DIR)
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS) tests
+
+benchmarks: install
+	$(PY) benchmarks/transforms.py
+	$(PY) benchmarks/extraction.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info keras/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from models_genesis.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: volumes, cube extraction (proxy task), generators, target-task data and phantoms."""

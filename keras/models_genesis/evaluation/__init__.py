@@ -1,0 +1,1 @@
+"""Metrics, statistics over runs and whole-volume inference."""

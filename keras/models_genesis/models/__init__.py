@@ -1,0 +1,1 @@
+"""The release's 3D U-Net, target heads, weight files and pretrained-weight presets."""

@@ -1,0 +1,63 @@
+"""Pretrained weights as presets: a name resolves to a file in `pretrained_weights/`.
+
+The release publishes `Genesis_Chest_CT.h5` (Keras 2.2.4, the 3D U-Net of `unet_model_3d`) and
+`Genesis_Chest_CT.pt` (PyTorch, a different decoder: see `pytorch_compat`). They are not
+redistributed here; `pretrained_weights/README.md` says where to get them. No checksum is pinned
+because the release publishes none.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+PRETRAINED_WEIGHTS = {
+    "genesis_chest_ct": {
+        "file": "Genesis_Chest_CT.h5",
+        "framework": "keras",
+        "description": "Models Genesis pre-trained on 623 LUNA16 chest CTs (paper Sec. 3.1), "
+        "Keras 2.2.4 HDF5, channels_first (1, 64, 64, 32) input; fills unet_model_3d.",
+        "sha256": None,
+    },
+    "genesis_chest_ct_pytorch": {
+        "file": "Genesis_Chest_CT.pt",
+        "framework": "torch",
+        "description": "The PyTorch release (ConvTranspose3d decoder): load with "
+        "pytorch_compat.UNet3D, not with Keras.",
+        "sha256": None,
+    },
+}
+
+
+def resolve_weights(name_or_path, weights_dir: Optional[os.PathLike] = None) -> Path:
+    """Return the path of weights given a preset name or a file path.
+
+    Args:
+        name_or_path: a key of `PRETRAINED_WEIGHTS` or a path to a weight file.
+        weights_dir: folder holding preset files. Defaults to `paths.weights_dir()`.
+
+    Raises:
+        ValueError: neither a file nor a known preset (lists the presets).
+        FileNotFoundError: a preset whose file is not in `weights_dir` (says where to get it).
+    """
+    path = Path(os.fspath(name_or_path))
+    if path.is_file():
+        return path
+    key = str(name_or_path).lower()
+    if key not in PRETRAINED_WEIGHTS:
+        raise ValueError(
+            f"Weights must be an existing file or one of the presets {sorted(PRETRAINED_WEIGHTS)}. "
+            f"Received: weights={name_or_path!r}."
+        )
+    if weights_dir is None:
+        from models_genesis.paths import weights_dir as default_dir
+
+        weights_dir = default_dir()
+    found = Path(weights_dir) / PRETRAINED_WEIGHTS[key]["file"]
+    if not found.is_file():
+        raise FileNotFoundError(
+            f"Preset {key!r} expects {found}; it is not there. See pretrained_weights/README.md "
+            "for where the release publishes it."
+        )
+    return found

@@ -1,0 +1,1 @@
+"""Pre-training (restoration proxy task) and fine-tuning (target tasks)."""
