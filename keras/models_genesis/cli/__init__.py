@@ -13,6 +13,7 @@ import sys
 # One module per pipeline stage; each defines `register(subparsers)`.
 COMMAND_MODULES = (
     "models_genesis.cli.model",
+    "models_genesis.cli.data",
 )
 
 

@@ -1,0 +1,109 @@
+"""Candidate crops for the false-positive-reduction tasks (NCC, ECC; paper Sec. 3.2.1, 3.2.3).
+
+A candidate table lists `seriesuid, coordX, coordY, coordZ, class` in world millimetres (LUNA16's
+`candidates.csv`; ECC uses the same columns). Each volume is read once; its candidates are mapped
+to voxels with `Volume.world_to_voxel`, rounded, and cut as crops centred there (padded with air
+where they leave the scan). Labels must be 0 or 1.
+
+False positives outnumber true ones by far (LUNA16: ~550,000 vs 1,351). `negative_ratio` keeps at
+most `negative_ratio` negatives per positive in each split listed in `undersample`, drawn with the
+seed. A uniform subsample of the negatives leaves the expected AUC unchanged, so it may be applied
+to the test split to keep memory bounded; pass `undersample=("train",)` to test on every candidate.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
+                                                     build_target_data, extract_crops,
+                                                     intensity_window, scale_to_unit)
+
+COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+
+
+def check_candidate_table(table, source) -> None:
+    """Raise when the candidate table lacks a column or holds a class other than 0 or 1."""
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{source} must have columns {list(COLUMNS)}; missing {missing}. "
+                         f"Received columns: {list(table.columns)}.")
+    bad = sorted(set(np.unique(table["class"]).tolist()) - {0, 1})
+    if bad:
+        raise ValueError(f"{source}: `class` must be 0 or 1. Received values {bad[:10]}.")
+
+
+def _undersample(labels: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """Indices kept: all positives and at most `ratio * positives` negatives (sorted)."""
+    pos = np.flatnonzero(labels == 1)
+    neg = np.flatnonzero(labels == 0)
+    k = min(len(neg), int(round(ratio * max(len(pos), 1))))
+    return np.sort(np.concatenate([pos, rng.choice(neg, size=k, replace=False)]))
+
+
+def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape, *,
+                        seed: int, skips: SkipLog, negative_ratio: Optional[float] = None,
+                        undersample: Sequence[str] = SPLITS, spacing=None,
+                        **extra_info) -> TargetData:
+    """Cut a crop around each candidate of each split's patients.
+
+    Args:
+        task: task code for `TargetData.task`.
+        table: DataFrame with `COLUMNS` and `path` (the volume of each `seriesuid`).
+        split: split name -> seriesuids (patient-level).
+        shape: crop `(rows, cols, deps)`.
+        seed: seeds the undersampling.
+        skips: receives candidates outside their volume.
+        negative_ratio: keep at most this many negatives per positive (None: keep all).
+        undersample: the splits `negative_ratio` applies to.
+        spacing: resample each volume to this spacing (mm) first; None keeps it.
+
+    Returns:
+        `TargetData` with labels `(N,)` int64.
+    """
+    from models_genesis.data.volumes import read_volume, resample_volume
+
+    if negative_ratio is not None and not float(negative_ratio) > 0:
+        raise ValueError(f"`negative_ratio` must be > 0 or None. "
+                         f"Received: negative_ratio={negative_ratio!r}.")
+    rng = np.random.default_rng(seed)
+    by_uid = {uid: rows for uid, rows in table.groupby("seriesuid", sort=True)}
+    parts, patients = {}, {}
+    window = intensity_window(np.zeros(1), "ct")
+    for name in SPLITS:
+        uids = [u for u in sorted(split.get(name, ())) if u in by_uid]
+        labels = np.concatenate([by_uid[u]["class"].to_numpy(np.int64) for u in uids]) \
+            if uids else np.zeros(0, np.int64)
+        keep = np.arange(len(labels))
+        if negative_ratio is not None and name in undersample and len(labels):
+            keep = _undersample(labels, float(negative_ratio), rng)
+        keep_mask = np.zeros(len(labels), bool)
+        keep_mask[keep] = True
+        xs, ys, offset = [], [], 0
+        for uid in uids:
+            rows = by_uid[uid]
+            chosen = rows[keep_mask[offset:offset + len(rows)]]
+            offset += len(rows)
+            if chosen.empty:
+                continue
+            volume = read_volume(rows["path"].iloc[0])
+            if spacing is not None:
+                volume = resample_volume(volume, spacing, order=1)
+            ijk = np.rint(volume.world_to_voxel(chosen[["coordX", "coordY", "coordZ"]]
+                                                .to_numpy(float)))
+            inside = np.all((ijk >= 0) & (ijk < np.asarray(volume.shape)), axis=1)
+            for _, row in chosen[~inside].iterrows():
+                skips.bad(f"{uid} candidate at ({row.coordX:.1f}, {row.coordY:.1f}, "
+                          f"{row.coordZ:.1f}) mm", f"lies outside its volume {volume.path}")
+            crops = extract_crops(np.asarray(volume.array), ijk[inside], shape,
+                                  pad_value=window[0])
+            xs.append(scale_to_unit(crops, window))
+            ys.append(chosen["class"].to_numpy(np.int64)[inside])
+        empty = np.zeros((0,) + tuple(shape), np.float32)
+        parts[name] = (np.concatenate(xs) if xs else empty,
+                       np.concatenate(ys) if ys else np.zeros(0, np.int64))
+        patients[name] = uids
+    return build_target_data(task, parts, patients, skips, segmentation=False,
+                             negative_ratio=negative_ratio, split=patients, **extra_info)

@@ -1,0 +1,96 @@
+"""One labelled case (an image and its mask on the same grid) and its training crops.
+
+Used by the segmentation tasks (NCS, LCS, BMS). A case is checked before any crop is cut: the mask
+must share the image's grid (shape, spacing, origin, direction), hold only the expected labels and
+not be empty. Resampling (e.g. to 1 mm isotropic for NCS, paper Sec. 3.2.2) uses linear
+interpolation for the image and nearest neighbour for the mask.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from models_genesis.data.target_tasks.common import (SkipLog, check_labels, check_same_grid,
+                                                     extract_crops, intensity_window,
+                                                     sample_crop_centers, scale_to_unit)
+
+
+def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
+              spacing: Optional[Sequence[float]] = None):
+    """Read an image and its label volume; return `(image Volume, labels array)` or None (skipped).
+
+    Args:
+        image_path, mask_path: volume files (any format `read_volume` reads).
+        allowed_labels: the label values the mask may hold (0 included).
+        skips: where a bad case is reported (raises or records, see `SkipLog`).
+        spacing: resample both to this spacing in mm (x, y, z) first; None keeps the grid.
+
+    Returns:
+        `(image, labels)`: the image `Volume` (array (X, Y, Z)) and the integer labels on its grid.
+    """
+    from models_genesis.data.volumes import read_volume, resample_volume
+
+    image = read_volume(image_path)
+    mask = read_volume(mask_path)
+    reason = check_same_grid(image, mask)
+    if reason:
+        skips.bad(mask_path, f"{reason} (image {image_path})")
+        return None
+    labels = np.asarray(mask.array)
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(labels == np.round(labels)):
+            skips.bad(mask_path, "the mask holds non-integer values; expected labels "
+                                 f"{list(allowed_labels)}")
+            return None
+        labels = labels.astype(np.int64)
+    reason = check_labels(labels, allowed_labels)
+    if reason:
+        skips.bad(mask_path, reason)
+        return None
+    if spacing is not None:
+        image = resample_volume(image, spacing, order=1)
+        mask = resample_volume(mask, spacing, order=0)
+        labels = np.asarray(mask.array).astype(np.int64)
+    return image, labels
+
+
+def crops_from_case(image: np.ndarray, foreground: np.ndarray, centers, shape: Sequence[int], *,
+                    modality: str, crop_scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+    """Cut image and mask crops around `centers`, scale intensities to [0, 1], resize if asked.
+
+    Args:
+        image: raw intensities `(X, Y, Z)` (HU for CT).
+        foreground: boolean `(X, Y, Z)`.
+        centers: `(N, 3)` voxel indices.
+        shape: output crop `(rows, cols, deps)`.
+        modality: `"ct"` (clip [-1000, 1000]) or `"mri"` (this patient's min-max).
+        crop_scale: cut `round(shape * crop_scale)` voxels, then resize to `shape` (linear for the
+            image; the mask is resized linearly and thresholded at 0.5). BMS uses 100/64 = 1.5625
+            (crops 100x100x50 -> 64x64x32, REFERENCE 6).
+
+    Returns:
+        `(x, m)`: float32 `(N, rows, cols, deps)` in [0, 1] and float32 masks in {0, 1}.
+    """
+    window = intensity_window(image, modality)
+    cut = tuple(int(round(s * crop_scale)) for s in shape)
+    x = scale_to_unit(extract_crops(image, centers, cut, pad_value=window[0]), window)
+    m = extract_crops(foreground.astype(np.float32), centers, cut, pad_value=0.0)
+    if cut != tuple(shape):
+        from scipy import ndimage
+
+        zoom = (1.0,) + tuple(s / c for s, c in zip(shape, cut))
+        x = np.clip(ndimage.zoom(x, zoom, order=1, grid_mode=True, mode="nearest"), 0.0, 1.0)
+        m = ndimage.zoom(m, zoom, order=1, grid_mode=True, mode="nearest")
+        x, m = x[:, :shape[0], :shape[1], :shape[2]], m[:, :shape[0], :shape[1], :shape[2]]
+    return x.astype(np.float32), (m > 0.5).astype(np.float32)
+
+
+def sample_case_crops(image: np.ndarray, foreground: np.ndarray, shape: Sequence[int], *,
+                      n: int, positive_fraction: float, modality: str, rng: np.random.Generator,
+                      region: Optional[np.ndarray] = None, crop_scale: float = 1.0):
+    """Draw `n` crop centres (a `positive_fraction` on the foreground) and cut the crops."""
+    centers = sample_crop_centers(foreground, n, positive_fraction, rng=rng, region=region)
+    return crops_from_case(image, foreground, centers, shape, modality=modality,
+                           crop_scale=crop_scale)

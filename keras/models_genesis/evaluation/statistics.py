@@ -1,0 +1,241 @@
+"""The paper's protocol over repeated runs: mean +- s.d., t-tests, tables and figures.
+
+Every method is run several times (10 in the paper, Sec. 3.2); results are summarised as
+mean +- sample s.d. (ddof=1), and each method is compared with the best one by an independent
+two-sample t-test (`scipy.stats.ttest_ind`, significance at p < 0.05), as in Table 3. With
+several label fractions the annotation-efficiency curve (Fig. 6) and the annotation saved are
+computed.
+
+Results are "long" records, one per run: a `pandas.DataFrame` or a list of dicts with at least a
+method column (default `"method"`) and a metric column (e.g. `"iou"`), optionally
+`"label_fraction"`, `"task"`, `"run"`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+
+def _frame(results, columns: Iterable[str]) -> pd.DataFrame:
+    df = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"`results` lacks column(s) {missing}. "
+                         f"Received columns: {list(df.columns)}.")
+    if df.empty:
+        raise ValueError("`results` must hold at least one run. Received: no rows.")
+    return df
+
+
+def summarize_runs(results, metric: str,
+                   by: Union[str, Sequence[str]] = ("method",)) -> pd.DataFrame:
+    """Mean, sample s.d. (ddof=1) and count of `metric` per group.
+
+    Args:
+        results: DataFrame or list of dicts, one row per run.
+        metric: column to summarise (e.g. `"iou"`, `"auc"`).
+        by: grouping column(s), e.g. `("method",)` or `("label_fraction", "method")`.
+
+    Returns:
+        DataFrame with the `by` columns and `mean`, `sd` (NaN for a single run) and `n`.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    df = _frame(results, by + [metric])
+    values = pd.to_numeric(df[metric], errors="coerce")
+    bad = int(values.isna().sum())
+    if bad:
+        raise ValueError(f"`{metric}` must be numeric in every run; {bad} row(s) are not.")
+    grouped = df.assign(**{metric: values}).groupby(by, sort=True)[metric]
+    out = grouped.agg(mean="mean", sd=lambda v: v.std(ddof=1), n="count").reset_index()
+    out["n"] = out["n"].astype(int)
+    return out
+
+
+def compare_to_best(results, metric: str, *, method_col: str = "method",
+                    within: Sequence[str] = (), higher_is_better: bool = True,
+                    alpha: float = 0.05, equal_var: bool = True) -> pd.DataFrame:
+    """Independent two-sample t-test of each method against the best (paper Table 3).
+
+    Args:
+        results: one row per run.
+        metric: the compared column.
+        method_col: column naming the method (initialisation / pre-training).
+        within: columns defining separate comparisons (e.g. `("task",)`, `("label_fraction",)`).
+        higher_is_better: the best method has the highest mean (False: lowest).
+        alpha: significance level.
+        equal_var: Student's t-test (True, scipy's default) or Welch's (False).
+
+    Returns:
+        The `summarize_runs` table plus `is_best`, `p_value` (NaN for the best, or where a group
+        has fewer than 2 runs) and `significant` (`p_value < alpha`).
+    """
+    from scipy import stats
+
+    within = [within] if isinstance(within, str) else list(within)
+    summary = summarize_runs(results, metric, by=within + [method_col])
+    df = _frame(results, within + [method_col, metric])
+    rows = []
+    groups = summary.groupby(within, sort=True) if within else [((), summary)]
+    for key, part in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        best_pos = part["mean"].idxmax() if higher_is_better else part["mean"].idxmin()
+        best = part.loc[best_pos, method_col]
+        mask = np.ones(len(df), bool)
+        for col, value in zip(within, key):
+            mask &= (df[col] == value).to_numpy()
+        sub = df[mask]
+        best_values = pd.to_numeric(sub.loc[sub[method_col] == best, metric]).to_numpy(float)
+        for idx, row in part.iterrows():
+            values = pd.to_numeric(
+                sub.loc[sub[method_col] == row[method_col], metric]).to_numpy(float)
+            p = np.nan
+            if row[method_col] != best and len(values) > 1 and len(best_values) > 1:
+                p = float(stats.ttest_ind(values, best_values, equal_var=equal_var).pvalue)
+            rows.append({"index": idx, "is_best": row[method_col] == best, "p_value": p})
+    extra = pd.DataFrame(rows).set_index("index")
+    out = summary.join(extra)
+    out["significant"] = out["p_value"] < alpha
+    return out
+
+
+def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Optional[str] = None,
+                 percent: bool = True, decimals: int = 2) -> str:
+    """Text table of "mean ± s.d." cells (percent by default), like the paper's Table 3.
+
+    Args:
+        summary: output of `summarize_runs` / `compare_to_best`.
+        rows: column giving the table rows.
+        columns: column giving the table columns (e.g. `"task"`); None for one "score" column.
+            With `compare_to_best` output and no `columns`, a p-value column is added and the best
+            method is marked `*`.
+
+    Returns:
+        The table as a string (print it).
+    """
+    _frame(summary, [rows, "mean", "sd"] + ([columns] if columns else []))
+    scale = 100.0 if percent else 1.0
+    sd = summary["sd"].fillna(0.0)
+    cell = [f"{m * scale:.{decimals}f} ± {s * scale:.{decimals}f}"
+            for m, s in zip(summary["mean"], sd)]
+    df = summary.assign(cell=cell)
+    if columns:
+        table = df.pivot(index=rows, columns=columns, values="cell").fillna("-")
+    else:
+        header = "score (%)" if percent else "score"
+        table = df.set_index(rows)[["cell"]].rename(columns={"cell": header})
+        if "n" in df:
+            table["n"] = df.set_index(rows)["n"]
+        if "p_value" in df:
+            pv = df.set_index(rows)
+            table["p (vs best)"] = [("best *" if b else (f"{p:.2e}" if np.isfinite(p) else "-"))
+                                    for b, p in zip(pv["is_best"], pv["p_value"])]
+    return table.to_string()
+
+
+def _save_figure(fig, path) -> str:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
+    fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def plot_bars(summary: pd.DataFrame, path, *, label: str = "score", percent: bool = True,
+              title: Optional[str] = None) -> str:
+    """Bar plot of mean with ± s.d. error bars, one bar per row of `summary`; returns `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _frame(summary, ["mean", "sd"])
+    names = [c for c in summary.columns if c not in ("mean", "sd", "n", "is_best", "p_value",
+                                                    "significant")]
+    labels = [" / ".join(str(v) for v in r) for r in summary[names].itertuples(index=False)]
+    scale = 100.0 if percent else 1.0
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels)), 4.0))
+    try:
+        ax.bar(range(len(labels)), summary["mean"] * scale, yerr=summary["sd"].fillna(0) * scale,
+               capsize=4, color="tab:blue", alpha=0.8)
+        ax.set_xticks(range(len(labels)))
+        ax.set_xticklabels(labels, rotation=30, ha="right")
+        ax.set_ylabel(f"{label} (%)" if percent else label)
+        if title:
+            ax.set_title(title)
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",
+                               fraction_col: str = "label_fraction", percent: bool = True,
+                               title: Optional[str] = None) -> str:
+    """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    summary = summarize_runs(results, metric, by=(method_col, fraction_col))
+    scale = 100.0 if percent else 1.0
+    fig, ax = plt.subplots(figsize=(5.0, 4.0))
+    try:
+        for method, part in summary.groupby(method_col, sort=True):
+            part = part.sort_values(fraction_col)
+            ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
+                        yerr=part["sd"].fillna(0) * scale, marker="o", capsize=3, label=str(method))
+        ax.set_xlabel("labelled training data (%)")
+        ax.set_ylabel(f"{metric} (%)" if percent else metric)
+        ax.legend()
+        if title:
+            ax.set_title(title)
+        return _save_figure(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def annotation_saved(results, metric: str, *, method: str, baseline: str,
+                     method_col: str = "method", fraction_col: str = "label_fraction") -> dict:
+    """How much less labelled data `method` needs to match `baseline` trained on all its data.
+
+    Definition (the paper's Fig. 6): the target is the baseline's mean score at its largest label
+    fraction f_full. The method's mean curve over label fractions is linearly interpolated and
+    f* is the smallest fraction where it reaches the target. Annotation saved = 1 - f*/f_full.
+    If the method already reaches the target at its smallest fraction, f* is that fraction and
+    `lower_bound` is True (the true saving is at least the value shown). If it never reaches the
+    target, `saved` is 0.0 and `reached` is False.
+
+    Returns:
+        dict with `saved` (fraction in [0, 1]), `fraction_needed` (f*), `target`, `reached`,
+        `lower_bound`.
+    """
+    summary = summarize_runs(results, metric, by=(method_col, fraction_col))
+    base = summary[summary[method_col] == baseline]
+    ours = summary[summary[method_col] == method].sort_values(fraction_col)
+    for name, part in ((baseline, base), (method, ours)):
+        if part.empty:
+            raise ValueError(f"No runs of method {name!r}. Received methods: "
+                             f"{sorted(summary[method_col].astype(str).unique())}.")
+    f_full = float(base[fraction_col].max())
+    target = float(base.loc[base[fraction_col] == f_full, "mean"].iloc[0])
+    f = ours[fraction_col].to_numpy(float)
+    m = ours["mean"].to_numpy(float)
+    result = {"target": target, "reached": True, "lower_bound": False}
+    if m[0] >= target:
+        f_star, result["lower_bound"] = f[0], True
+    else:
+        above = np.flatnonzero(m >= target)
+        if above.size == 0:
+            return {**result, "reached": False, "fraction_needed": float("nan"), "saved": 0.0}
+        k = int(above[0])
+        f_star = f[k - 1] + (target - m[k - 1]) * (f[k] - f[k - 1]) / (m[k] - m[k - 1])
+    result["fraction_needed"] = float(f_star)
+    result["saved"] = float(max(0.0, 1.0 - f_star / f_full))
+    return result

@@ -1,0 +1,86 @@
+"""Tests of the run-level protocol: summaries, t-tests, tables, figures, annotation saved."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from models_genesis.evaluation import statistics as S
+
+
+def _records():
+    genesis = [0.78, 0.77, 0.79, 0.76]
+    scratch = [0.70, 0.74, 0.72, 0.68]
+    close = [0.77, 0.78, 0.76, 0.78]
+    rows = [{"method": "genesis", "run": i, "iou": v} for i, v in enumerate(genesis)]
+    rows += [{"method": "he_uniform", "run": i, "iou": v} for i, v in enumerate(scratch)]
+    rows += [{"method": "close", "run": i, "iou": v} for i, v in enumerate(close)]
+    return rows, genesis, scratch
+
+
+def test_summarize_runs_mean_sample_sd_n():
+    rows, genesis, _ = _records()
+    table = S.summarize_runs(rows, "iou").set_index("method")
+    assert table.loc["genesis", "mean"] == pytest.approx(0.775)
+    # sample s.d. of (0.78, 0.77, 0.79, 0.76): sqrt(0.0005 / 3)
+    assert table.loc["genesis", "sd"] == pytest.approx(np.sqrt(0.0005 / 3))
+    assert table.loc["genesis", "n"] == 4
+    with pytest.raises(ValueError, match="lacks column"):
+        S.summarize_runs(rows, "auc")
+
+
+def test_compare_to_best_uses_ttest_against_best():
+    rows, genesis, scratch = _records()
+    out = S.compare_to_best(pd.DataFrame(rows), "iou").set_index("method")
+    assert bool(out.loc["genesis", "is_best"]) and np.isnan(out.loc["genesis", "p_value"])
+    expected = stats.ttest_ind(scratch, genesis).pvalue
+    assert out.loc["he_uniform", "p_value"] == pytest.approx(expected)
+    assert bool(out.loc["he_uniform", "significant"])
+    assert not bool(out.loc["close", "significant"])  # mean 0.7725 vs 0.775
+    low = S.compare_to_best(rows, "iou", higher_is_better=False).set_index("method")
+    assert bool(low.loc["he_uniform", "is_best"])
+
+
+def test_compare_within_groups_and_format_table():
+    rows, _, _ = _records()
+    rows += [dict(r, task="lcs", iou=1 - r["iou"]) for r in rows]
+    rows = [dict(r, task=r.get("task", "ncs")) for r in rows]
+    out = S.compare_to_best(rows, "iou", within=("task",))
+    best = out[out["is_best"]].set_index("task")["method"]
+    assert best["ncs"] == "genesis" and best["lcs"] == "he_uniform"
+    text = S.format_table(S.summarize_runs(rows, "iou", by=("method", "task")), columns="task")
+    assert "77.50 ± 1.29" in text and "22.50 ± 1.29" in text
+    text = S.format_table(S.compare_to_best(_records()[0], "iou"))
+    assert "best *" in text and "71.00 ± 2.58" in text
+
+
+def test_plots_written_atomically(tmp_path):
+    rows, _, _ = _records()
+    path = S.plot_bars(S.summarize_runs(rows, "iou"), tmp_path / "figs" / "bars.png", label="IoU")
+    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    curve = [{"method": m, "label_fraction": f, "iou": v + 0.01 * r}
+             for m, base in (("genesis", 0.7), ("scratch", 0.6))
+             for f in (0.1, 0.5, 1.0) for r in range(2) for v in [base + 0.1 * f]]
+    path = S.plot_annotation_efficiency(curve, tmp_path / "eff.pdf", metric="iou")
+    assert open(path, "rb").read(4) == b"%PDF"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["bars.png", "eff.pdf", "figs"]
+
+
+def test_annotation_saved_interpolates():
+    def rows(method, curve):
+        return [{"method": method, "label_fraction": f, "iou": v} for f, v in curve.items()]
+
+    scratch = rows("scratch", {0.1: 0.50, 0.5: 0.60, 1.0: 0.70})
+    # genesis crosses 0.70 halfway between 0.25 (0.65) and 0.5 (0.75) -> f* = 0.375, saved 62.5%.
+    genesis = rows("genesis", {0.25: 0.65, 0.5: 0.75, 1.0: 0.80})
+    res = S.annotation_saved(scratch + genesis, "iou", method="genesis", baseline="scratch")
+    assert res["fraction_needed"] == pytest.approx(0.375)
+    assert res["saved"] == pytest.approx(0.625) and res["reached"] and not res["lower_bound"]
+    early = rows("genesis", {0.25: 0.71, 1.0: 0.8})
+    res = S.annotation_saved(scratch + early, "iou", method="genesis", baseline="scratch")
+    assert res["lower_bound"] and res["saved"] == pytest.approx(0.75)
+    never = rows("genesis", {0.5: 0.6, 1.0: 0.65})
+    res = S.annotation_saved(scratch + never, "iou", method="genesis", baseline="scratch")
+    assert not res["reached"] and res["saved"] == 0.0
+    with pytest.raises(ValueError, match="No runs of method 'models_genesis'"):
+        S.annotation_saved(scratch, "iou", method="models_genesis", baseline="scratch")
