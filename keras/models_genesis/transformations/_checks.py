@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
@@ -51,6 +51,32 @@ def check_unit_range(arr: np.ndarray, name: str = "x") -> None:
 
 def restore_channel(arr: np.ndarray, had_channel: bool) -> np.ndarray:
     return arr[..., None] if had_channel else arr
+
+
+def apply_with_prob(x, rng: np.random.Generator, prob, sample: Callable, apply: Callable,
+                    **params) -> np.ndarray:
+    """Shared gate of the single transformations: with probability `prob`, sample then apply.
+
+    Checks `x` (`as_cube`), draws one uniform number from `rng` and, when it is below `prob`,
+    draws the parameters with `sample(rng, spatial_shape, **params)` and returns
+    `apply(cube, drawn)`; otherwise returns a copy of `x`. A trailing channel of size 1 is kept.
+
+    Args:
+        x: `(rows, cols[, deps])` (optionally a trailing channel of size 1), values in [0, 1].
+        rng: random generator (the gate draw comes first, then `sample`'s draws).
+        prob: probability in [0, 1] of transforming at all.
+        sample: `sample_<t>_params(rng, shape, **params) -> dict`.
+        apply: `apply_<t>(cube, drawn) -> array` of the cube's shape.
+        **params: passed to `sample`.
+
+    Returns:
+        New float32 array, same shape as `x`.
+    """
+    arr, ch = as_cube(x, "x")
+    if rng.random() >= check_prob(prob, "prob"):
+        return restore_channel(arr.copy(), ch)
+    drawn = sample(rng, arr.shape, **params)
+    return restore_channel(apply(arr, drawn), ch)
 
 
 def check_prob(value, name: str) -> float:

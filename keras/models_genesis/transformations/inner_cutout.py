@@ -13,8 +13,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from models_genesis.transformations._checks import (
-    as_cube, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
-    fraction_of, restore_channel,
+    apply_with_prob, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
+    fraction_of,
 )
 
 
@@ -73,8 +73,4 @@ def inner_cutout(x, *, rng: np.random.Generator, prob: float = 1.0, **params) ->
     Example:
         >>> y = inner_cutout(cube, rng=np.random.default_rng(0), max_boxes=2)
     """
-    arr, ch = as_cube(x, "x")
-    if rng.random() >= check_prob(prob, "prob"):
-        return restore_channel(arr.copy(), ch)
-    drawn = sample_inner_cutout_params(rng, arr.shape, **params)
-    return restore_channel(apply_inner_cutout(arr, drawn), ch)
+    return apply_with_prob(x, rng, prob, sample_inner_cutout_params, apply_inner_cutout, **params)

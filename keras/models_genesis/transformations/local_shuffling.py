@@ -18,7 +18,7 @@ from typing import Dict, Sequence
 import numpy as np
 
 from models_genesis.transformations._checks import (
-    as_cube, check_count, check_fraction, check_prob, fraction_of, restore_channel,
+    apply_with_prob, check_count, check_fraction, fraction_of,
 )
 
 
@@ -148,9 +148,5 @@ def local_pixel_shuffling(x, *, rng: np.random.Generator, prob: float = 1.0,
     Example:
         >>> y = local_pixel_shuffling(cube, rng=np.random.default_rng(0), n_windows=1000)
     """
-    arr, ch = as_cube(x, "x")
-    if rng.random() >= check_prob(prob, "prob"):
-        return restore_channel(arr.copy(), ch)
-    params = sample_local_shuffling_params(rng, arr.shape, n_windows=n_windows,
-                                           max_window=max_window, min_window=min_window)
-    return restore_channel(apply_local_shuffling(arr, params), ch)
+    return apply_with_prob(x, rng, prob, sample_local_shuffling_params, apply_local_shuffling,
+                           n_windows=n_windows, max_window=max_window, min_window=min_window)

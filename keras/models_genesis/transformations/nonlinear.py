@@ -18,7 +18,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from models_genesis.transformations._checks import as_cube, check_count, check_prob, restore_channel
+from models_genesis.transformations._checks import apply_with_prob, check_count, check_prob
 
 
 def sample_nonlinear_params(rng: np.random.Generator, shape: Sequence[int] = (), *,
@@ -123,8 +123,6 @@ def nonlinear_transformation(x, *, rng: np.random.Generator, prob: float = 1.0,
     Example:
         >>> y = nonlinear_transformation(cube, rng=np.random.default_rng(0))
     """
-    arr, ch = as_cube(x, "x")
-    if rng.random() >= check_prob(prob, "prob"):
-        return restore_channel(arr.copy(), ch)
-    params = sample_nonlinear_params(rng, arr.shape, invert_prob=invert_prob)
-    return restore_channel(apply_nonlinear(arr, params, table_size), ch)
+    return apply_with_prob(x, rng, prob, sample_nonlinear_params,
+                           lambda arr, drawn: apply_nonlinear(arr, drawn, table_size),
+                           invert_prob=invert_prob)

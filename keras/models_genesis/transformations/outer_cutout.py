@@ -14,8 +14,8 @@ from typing import Dict, Sequence
 import numpy as np
 
 from models_genesis.transformations._checks import (
-    as_cube, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
-    fraction_of, restore_channel,
+    apply_with_prob, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
+    fraction_of,
 )
 
 
@@ -79,8 +79,4 @@ def outer_cutout(x, *, rng: np.random.Generator, prob: float = 1.0, **params) ->
     Example:
         >>> y = outer_cutout(cube, rng=np.random.default_rng(0))
     """
-    arr, ch = as_cube(x, "x")
-    if rng.random() >= check_prob(prob, "prob"):
-        return restore_channel(arr.copy(), ch)
-    drawn = sample_outer_cutout_params(rng, arr.shape, **params)
-    return restore_channel(apply_outer_cutout(arr, drawn), ch)
+    return apply_with_prob(x, rng, prob, sample_outer_cutout_params, apply_outer_cutout, **params)

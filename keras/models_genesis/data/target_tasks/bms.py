@@ -25,14 +25,18 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from models_genesis.data.target_tasks.cases import read_case, sample_case_crops
-from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
-                                                     build_target_data, case_rng,
+from models_genesis.data.target_tasks.cases import split_case_crops
+from models_genesis.data.target_tasks.common import (SkipLog, TargetData, build_target_data,
                                                      check_input_shape, check_split_ids,
                                                      read_id_list)
 
 BRATS_LABELS = (0, 1, 2, 4)
 BRATS_CROP_SCALE = 100 / 64
+
+
+def _brain(array: np.ndarray) -> np.ndarray:
+    """The brain: voxels above the scan's minimum (BraTS scans are skull-stripped, background 0)."""
+    return array > array.min()
 
 
 def find_brats_cases(data_dir, skips: SkipLog) -> Dict[str, tuple]:
@@ -113,27 +117,10 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
     split = {"train": sorted(set(train) - set(valid)), "valid": valid,
              "test": sorted(folds[fold - 1])}
     assigned = {i for ids in folds for i in ids}
-    parts, patients, test_volumes = {}, {}, []
-    for name in SPLITS:
-        xs, ms, kept = [], [], []
-        for pid in split[name]:
-            case = read_case(*cases[pid], allowed_labels=BRATS_LABELS, skips=skips)
-            if case is None:
-                continue
-            image, labels = case
-            array = np.asarray(image.array)
-            x, m = sample_case_crops(array, labels > 0, shape, n=crops_per_volume,
-                                     positive_fraction=positive_fraction, modality="mri",
-                                     rng=case_rng(seed, pid), region=array > array.min(),
-                                     crop_scale=crop_scale)
-            xs.append(x)
-            ms.append(m)
-            kept.append(pid)
-            if name == "test":
-                test_volumes.append(cases[pid])
-        none = np.zeros((0,) + shape, np.float32)
-        parts[name] = (np.concatenate(xs) if xs else none, np.concatenate(ms) if ms else none)
-        patients[name] = kept
+    parts, patients, test_volumes = split_case_crops(
+        split, cases, shape, seed=seed, skips=skips, allowed_labels=BRATS_LABELS,
+        n=crops_per_volume, positive_fraction=positive_fraction, modality="mri",
+        region=_brain, crop_scale=crop_scale)
     return build_target_data("bms", parts, patients, skips, segmentation=True,
                              test_volumes=test_volumes, split_source=source, fold=fold,
                              crop_scale=float(crop_scale), crops_per_volume=crops_per_volume,

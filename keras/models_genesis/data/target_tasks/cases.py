@@ -8,13 +8,14 @@ interpolation for the image and nearest neighbour for the mask.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from models_genesis.data.target_tasks.common import (SkipLog, check_labels, check_same_grid,
-                                                     extract_crops, intensity_window,
-                                                     sample_crop_centers, scale_to_unit)
+from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, check_labels,
+                                                     check_same_grid, extract_crops,
+                                                     intensity_window, sample_crop_centers,
+                                                     scale_to_unit)
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
@@ -94,3 +95,59 @@ def sample_case_crops(image: np.ndarray, foreground: np.ndarray, shape: Sequence
     centers = sample_crop_centers(foreground, n, positive_fraction, rng=rng, region=region)
     return crops_from_case(image, foreground, centers, shape, modality=modality,
                            crop_scale=crop_scale)
+
+
+def split_case_crops(split: Mapping[str, Sequence[str]], cases: Mapping[str, tuple],
+                     shape: Sequence[int], *, seed: int, skips: SkipLog,
+                     allowed_labels: Sequence[int], spacing: Optional[Sequence[float]] = None,
+                     n: int, positive_fraction: float, modality: str,
+                     region: Optional[Callable[[np.ndarray], np.ndarray]] = None,
+                     crop_scale: float = 1.0):
+    """Read every case of every split and cut its crops (LCS, BMS).
+
+    Each case is read with `read_case` (bad ones are reported to `skips` and left out) and
+    `sample_case_crops` draws `n` crops from it with its own generator `case_rng(seed, case_id)`,
+    so a case's crops do not depend on the other cases. The foreground is `labels > 0`.
+
+    Args:
+        split: split name (`"train"`, `"valid"`, `"test"`) -> case ids, in order.
+        cases: case id -> `(image path, mask path)`.
+        shape: crop `(rows, cols, deps)`.
+        seed: seeds each case's generator.
+        skips: where bad cases go (see `SkipLog`).
+        allowed_labels, spacing: passed to `read_case`.
+        n, positive_fraction, modality, crop_scale: passed to `sample_case_crops`.
+        region: maps the image array to the boolean region of the non-foreground centres
+            (e.g. the brain, `array > array.min()`); None samples them anywhere.
+
+    Returns:
+        `(parts, patients, test_volumes)`: split -> `(x, m)` float32 `(N, rows, cols, deps)` (empty
+        `(0, rows, cols, deps)` when no case is left), split -> kept case ids, and the
+        `(image path, mask path)` of the kept test cases.
+    """
+    parts: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
+    patients: Dict[str, list] = {}
+    test_volumes = []
+    for name in SPLITS:
+        xs, ms, kept = [], [], []
+        for case_id in split[name]:
+            case = read_case(*cases[case_id], allowed_labels=allowed_labels, skips=skips,
+                             spacing=spacing)
+            if case is None:
+                continue
+            image, labels = case
+            array = np.asarray(image.array)
+            x, m = sample_case_crops(array, labels > 0, shape, n=n,
+                                     positive_fraction=positive_fraction, modality=modality,
+                                     rng=case_rng(seed, case_id),
+                                     region=None if region is None else region(array),
+                                     crop_scale=crop_scale)
+            xs.append(x)
+            ms.append(m)
+            kept.append(case_id)
+            if name == "test":
+                test_volumes.append(cases[case_id])
+        empty = np.zeros((0,) + tuple(shape), np.float32)
+        parts[name] = (np.concatenate(xs) if xs else empty, np.concatenate(ms) if ms else empty)
+        patients[name] = kept
+    return parts, patients, test_volumes

@@ -24,11 +24,10 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from models_genesis.data.target_tasks.cases import read_case, sample_case_crops
+from models_genesis.data.target_tasks.cases import split_case_crops
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
-                                                     build_target_data, case_rng,
-                                                     check_input_shape, check_split_ids,
-                                                     seeded_split)
+                                                     build_target_data, check_input_shape,
+                                                     check_split_ids, seeded_split)
 
 LITS_SPLIT = (100, 15, 15)
 _NUM = re.compile(r"^(volume|segmentation)-(\d+)\.nii(\.gz)?$")
@@ -85,26 +84,9 @@ def load_lcs(data_dir, *, seed: int = 0, input_shape=None, split: Optional[dict]
                  for k in SPLITS}
         source = "user split"
     check_split_ids(split, cases, "LCS split")
-    parts, patients, test_volumes = {}, {}, []
-    for name in SPLITS:
-        xs, ms, kept = [], [], []
-        for case_id in split[name]:
-            case = read_case(*cases[case_id], allowed_labels=(0, 1, 2), skips=skips,
-                             spacing=spacing)
-            if case is None:
-                continue
-            image, labels = case
-            x, m = sample_case_crops(np.asarray(image.array), labels > 0, shape,
-                                     n=crops_per_volume, positive_fraction=positive_fraction,
-                                     modality="ct", rng=case_rng(seed, case_id))
-            xs.append(x)
-            ms.append(m)
-            kept.append(case_id)
-            if name == "test":
-                test_volumes.append(cases[case_id])
-        empty = np.zeros((0,) + shape, np.float32)
-        parts[name] = (np.concatenate(xs) if xs else empty, np.concatenate(ms) if ms else empty)
-        patients[name] = kept
+    parts, patients, test_volumes = split_case_crops(
+        split, cases, shape, seed=seed, skips=skips, allowed_labels=(0, 1, 2), spacing=spacing,
+        n=crops_per_volume, positive_fraction=positive_fraction, modality="ct")
     return build_target_data("lcs", parts, patients, skips, segmentation=True,
                              test_volumes=test_volumes, split_source=source,
                              crops_per_volume=crops_per_volume,
