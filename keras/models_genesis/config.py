@@ -107,3 +107,241 @@ def get_target_task(code: str) -> TargetTask:
     return TARGET_TASKS[key]
 
 
+_INITS = ("genesis", "uniform", "glorot_uniform", "he_uniform")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(_JsonConfig):
+    """One fine-tuning run on a target task (paper Sec. 3.2, REFERENCE 6).
+
+    Fields left `None` take the task's value from `TARGET_TASKS`; call `resolve()` to fill them.
+
+    Attributes:
+        task: target-task code (`ncc`, `ncs`, `ecc`, `lcs`, `bms`).
+        init: `"genesis"` (pre-trained weights) or a scratch baseline initialiser
+            (`"uniform"`, `"glorot_uniform"`, `"he_uniform"`).
+        weights: weights file (or preset name) for `init="genesis"`; None for scratch.
+        data_dir: folder of the target-task data.
+        out_dir: folder for checkpoints, logs and this config as JSON.
+        epochs: maximum epochs; early stopping ends a run sooner (the release sets 10000).
+        batch_size, learning_rate, patience: None -> the task's value.
+        lr_patience, lr_factor, min_lr: ReduceLROnPlateau on the validation loss (0.5, 6).
+        adam_epsilon: Adam epsilon of the paper (1e-8; Keras' default is 1e-7).
+        label_fraction: fraction of the training labels used, in (0, 1] (paper Fig. 6).
+        seed: seed of this run (data order, label subset, augmentation, scratch weights).
+        n_base_filters: filters of the first U-Net stage (32 in the paper).
+        input_shape: crop (rows, cols, deps), each divisible by 8; None -> the task's crop.
+        augment: apply the 3D augmentation (flips, transposes, rotations, noise).
+        steps_per_epoch, validation_steps: None -> one pass over the data.
+        fold: cross-validation fold (BMS uses 3 folds); None for tasks with a fixed split.
+        workers: data-loading workers of the `PyDataset`.
+    """
+
+    task: str = "ncs"
+    init: str = "genesis"
+    weights: Optional[str] = None
+    data_dir: Optional[str] = None
+    out_dir: Optional[str] = None
+    epochs: int = 10000
+    batch_size: Optional[int] = None
+    learning_rate: Optional[float] = None
+    patience: Optional[int] = None
+    lr_patience: int = 6
+    lr_factor: float = 0.5
+    min_lr: float = 1e-6
+    adam_epsilon: float = 1e-8
+    label_fraction: float = 1.0
+    seed: int = 0
+    n_base_filters: int = 32
+    input_shape: Optional[Tuple[int, int, int]] = None
+    augment: bool = True
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    fold: Optional[int] = None
+    workers: int = 1
+
+    def __post_init__(self):
+        get_target_task(self.task)
+        if self.init not in _INITS:
+            raise ValueError(f"`init` must be one of {list(_INITS)}. Received: init={self.init!r}.")
+        if not 0.0 < float(self.label_fraction) <= 1.0:
+            raise ValueError("`label_fraction` must be in (0, 1]. "
+                             f"Received: label_fraction={self.label_fraction!r}.")
+        for name in ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
+                     "steps_per_epoch", "validation_steps", "workers"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer. "
+                                 f"Received: {name}={value!r}.")
+        for name in ("learning_rate", "lr_factor", "min_lr", "adam_epsilon"):
+            value = getattr(self, name)
+            if value is not None and not float(value) > 0:
+                raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}.")
+        if self.input_shape is not None:
+            shape = tuple(self.input_shape)
+            if len(shape) != 3 or any(int(s) != s or s < 8 or s % 8 for s in shape):
+                raise ValueError("`input_shape` must be 3 sizes, each a positive multiple of 8 "
+                                 "(three 2x poolings). "
+                                 f"Received: input_shape={self.input_shape!r}.")
+            object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+
+    @property
+    def target_task(self) -> TargetTask:
+        """The `TargetTask` registered for `task`."""
+        return get_target_task(self.task)
+
+    def resolve(self) -> "FinetuneConfig":
+        """Return a copy whose `None` task-dependent fields hold the task's values."""
+        t = self.target_task
+        filled = {
+            "task": t.code,
+            "batch_size": t.batch_size if self.batch_size is None else self.batch_size,
+            "learning_rate": t.learning_rate if self.learning_rate is None else self.learning_rate,
+            "patience": t.patience if self.patience is None else self.patience,
+            "input_shape": t.input_shape if self.input_shape is None else self.input_shape,
+        }
+        return dataclasses.replace(self, **filled)
+
+
+PRETRAIN_SCHEMES = ("genesis", "identity", "nonlinear", "local_shuffling", "outer_cutout",
+                    "inner_cutout")
+STRATEGIES = ("none", "mirrored", "multiworker")
+MIXED_PRECISION = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+_OPTIMIZERS = ("sgd", "adam")
+_LOSSES = ("mse", "mae")
+
+
+@dataclass(frozen=True)
+class PretrainConfig(_JsonConfig):
+    """One pre-training run on the restoration proxy task (paper Sec. 2, REFERENCE 3 and 5).
+
+    Defaults are the release's; `PretrainConfig.preset("demo")` is the small phantom setting.
+
+    Attributes:
+        data_dir: folder of cube files `bat_{scale}_s_{r}x{c}x{d}_{subset}.npy`.
+        out_dir: run folder (config, weights, logs, figures, resumable backup).
+        cube_shape: cube (rows, cols, deps), each divisible by `2**(depth-1)`; (64, 64, 32).
+        train_subsets, val_subsets: cube-file subsets; LUNA16 0-4 and 5-6.
+        scale: cubes per scan in the file names to pick; None accepts any single one.
+        scheme: `genesis` (combined) or one ablation scheme (paper Fig. 3).
+        batch_size: 6; reduced by 2 on out-of-memory errors.
+        epochs: maximum epochs (the release: 10000); early stopping ends runs sooner.
+        steps_per_epoch, validation_steps: None -> one pass over all cubes.
+        optimizer: `sgd` (release, with `momentum`) or `adam`.
+        learning_rate, momentum: 1.0 and 0.9.
+        loss: `mse` (release) or `mae`, over the whole cube.
+        lr_factor, lr_patience, lr_min_delta, min_lr: ReduceLROnPlateau on val_loss.
+        patience: EarlyStopping patience on val_loss (50).
+        n_base_filters, depth, kernel_initializer: the U-Net (`unet_model_3d`).
+        weights: Keras 2 `.h5` or Keras 3 `.weights.h5` file to start from; None for scratch.
+        mixed_precision: None, `bf16` or `fp16` (outputs and loss stay float32).
+        strategy: `none`, `mirrored` or `multiworker` (tf.distribute, TensorFlow backend).
+        workers, use_multiprocessing, max_queue_size: data loading of the `PyDataset`.
+        seed: seed of the pairs (batch i of epoch e depends on seed, e and i) and the model.
+        keras2_weights_name: file name of the best weights in the Keras 2 layout.
+        tensorboard: write TensorBoard logs (needs TensorFlow installed).
+        sample_every: write a PNG of input/restoration/original every N epochs (0: never).
+        figures: draw the 12-combination restoration figure and the difference map at the end.
+    """
+
+    data_dir: Optional[str] = None
+    out_dir: Optional[str] = None
+    cube_shape: Tuple[int, int, int] = (64, 64, 32)
+    train_subsets: Tuple[str, ...] = ("0", "1", "2", "3", "4")
+    val_subsets: Tuple[str, ...] = ("5", "6")
+    scale: Optional[int] = None
+    scheme: str = "genesis"
+    batch_size: int = 6
+    epochs: int = 10000
+    steps_per_epoch: Optional[int] = None
+    validation_steps: Optional[int] = None
+    optimizer: str = "sgd"
+    learning_rate: float = 1.0
+    momentum: float = 0.9
+    loss: str = "mse"
+    lr_factor: float = 0.5
+    lr_patience: int = 10
+    lr_min_delta: float = 1e-4
+    min_lr: float = 1e-6
+    patience: int = 50
+    n_base_filters: int = 32
+    depth: int = 4
+    kernel_initializer: str = "glorot_uniform"
+    weights: Optional[str] = None
+    mixed_precision: Optional[str] = None
+    strategy: str = "none"
+    workers: int = 1
+    use_multiprocessing: bool = False
+    max_queue_size: int = 10
+    seed: int = 0
+    keras2_weights_name: str = "Genesis_Chest_CT.h5"
+    tensorboard: bool = True
+    sample_every: int = 1
+    figures: bool = True
+
+    def __post_init__(self):
+        for name, choices in (("scheme", PRETRAIN_SCHEMES), ("strategy", STRATEGIES),
+                              ("optimizer", _OPTIMIZERS), ("loss", _LOSSES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {list(choices)}. "
+                                 f"Received: {name}={getattr(self, name)!r}.")
+        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
+                             f"Received: mixed_precision={self.mixed_precision!r}.")
+        for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
+                     "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
+        for name in ("workers", "sample_every", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}.")
+        for name in ("learning_rate", "lr_factor", "min_lr"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}.")
+        for name in ("momentum", "lr_min_delta"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}.")
+        if not float(self.lr_factor) < 1:
+            raise ValueError(f"`lr_factor` must be < 1. Received: lr_factor={self.lr_factor!r}.")
+        shape = tuple(self.cube_shape)
+        factor = 2 ** (int(self.depth) - 1)
+        if len(shape) != 3 or any(int(s) != s or s < factor or s % factor for s in shape):
+            raise ValueError(f"`cube_shape` must be 3 sizes, each a positive multiple of {factor} "
+                             f"(the poolings of a depth-{self.depth} U-Net). "
+                             f"Received: cube_shape={self.cube_shape!r}.")
+        object.__setattr__(self, "cube_shape", tuple(int(s) for s in shape))
+        for name in ("train_subsets", "val_subsets"):
+            subsets = getattr(self, name)
+            if isinstance(subsets, (str, int)) or not len(subsets):
+                raise ValueError(f"`{name}` must be a non-empty list of subsets. "
+                                 f"Received: {name}={subsets!r}.")
+            object.__setattr__(self, name, tuple(str(s) for s in subsets))
+        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
+            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
+                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
+
+    @classmethod
+    def preset(cls, name: str = "release", **overrides) -> "PretrainConfig":
+        """Return the preset `name` (`release` or `demo`) with `overrides` applied."""
+        if name not in PRETRAIN_PRESETS:
+            raise ValueError(f"Unknown pre-training preset. Valid presets: "
+                             f"{sorted(PRETRAIN_PRESETS)}. Received: preset={name!r}.")
+        return cls(**{**PRETRAIN_PRESETS[name], **overrides})
+
+
+# What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores.
+PRETRAIN_PRESETS = {
+    "release": {},
+    "demo": {
+        "cube_shape": (32, 32, 16),
+        "n_base_filters": 8,
+        "batch_size": 8,
+        "epochs": 8,
+        "steps_per_epoch": 20,
+        "validation_steps": 6,
+        "lr_patience": 4,
+        "patience": 10,
+    },
+}

@@ -14,6 +14,7 @@ import sys
 COMMAND_MODULES = (
     "models_genesis.cli.model",
     "models_genesis.cli.data",
+    "models_genesis.cli.pretrain",
 )
 
 
