@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "models_genesis.cli.model",
     "models_genesis.cli.data",
     "models_genesis.cli.pretrain",
+    "models_genesis.cli.experiment",
 )
 
 

@@ -1,0 +1,295 @@
+"""Fine-tuning on a target task: one run of the paper's protocol (Sec. 3.2, REFERENCE 6).
+
+A run builds the task's head model (classification on `depth_7_relu`, segmentation on
+`depth_13_relu`), initialised from a Genesis weight file (`init="genesis"`) or from scratch with
+one of the paper's baselines (`uniform`, `glorot_uniform`, `he_uniform`); trains it with Adam
+(the task's learning rate, beta1 0.9, beta2 0.999, eps 1e-8) on binary cross-entropy
+(classification) or 1 - Dice (segmentation), with early stopping and ReduceLROnPlateau(0.5, 6) on
+the validation loss and a best checkpoint; then scores the test split with the paper's metric:
+AUC for NCC/ECC; for NCS/LCS/BMS the paper's IoU (two-class mean IoU over thresholds
+0.50:0.05:0.95, key `mean_iou`) together with Dice and the foreground IoU (`foreground_iou`).
+
+Files written to `config.out_dir` (when given): `finetune_config.json`, `best.weights.h5` (the
+best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`) and
+`results.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from typing import Optional
+
+import numpy as np
+
+from models_genesis.config import FinetuneConfig
+
+IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground) mean IoU "
+                  "averaged over thresholds 0.50:0.05:0.95; foreground_iou: IoU of the "
+                  "foreground binarised at 0.5")
+_SPLITS = ("train", "valid", "test")
+
+
+def _check_split(data, split: str, kind: str, spatial) -> tuple:
+    """Return (x, y) of one split as float32 channels_last arrays, or raise ValueError."""
+    x, y = getattr(data, f"x_{split}", None), getattr(data, f"y_{split}", None)
+    if x is None or y is None:
+        raise ValueError(f"`data` must provide x_{split} and y_{split}. Received: "
+                         f"x_{split}={type(x).__name__}, y_{split}={type(y).__name__}.")
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 5 or x.shape[-1] != 1 or x.shape[0] == 0:
+        raise ValueError(f"`x_{split}` must be a non-empty (N, rows, cols, deps, 1) array "
+                         f"(channels_last). Received: x_{split}.shape={x.shape}.")
+    if spatial is not None and tuple(x.shape[1:4]) != tuple(spatial):
+        raise ValueError(f"`x_{split}` crops must be {tuple(spatial)} (the training crop). "
+                         f"Received: x_{split}.shape={x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"`x_{split}` holds NaN or infinite values.")
+    if kind == "classification":
+        if y.shape not in ((x.shape[0],), (x.shape[0], 1)):
+            raise ValueError(f"`y_{split}` must hold one label per crop, shape ({x.shape[0]},). "
+                             f"Received: y_{split}.shape={y.shape}.")
+        y = y.reshape(-1)
+    elif y.shape != x.shape:
+        raise ValueError(f"`y_{split}` masks must be on the grid of `x_{split}`, shape {x.shape}. "
+                         f"Received: y_{split}.shape={y.shape}.")
+    values = np.unique(y)
+    if not np.all(np.isin(values, (0, 1))):
+        raise ValueError(f"`y_{split}` must hold binary labels 0/1. Received values: "
+                         f"{values[:10].tolist()}.")
+    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+
+
+def validate_target_data(data, kind: str, input_shape=None) -> dict:
+    """Check a `TargetData` before training and return its splits as float32 arrays.
+
+    Args:
+        data: object with `x_train, y_train, x_valid, y_valid, x_test, y_test`; x of shape
+            (N, rows, cols, deps, 1) in [0, 1]; y labels (N,) for classification or masks of the
+            shape of x for segmentation, binary.
+        kind: `"classification"` or `"segmentation"`.
+        input_shape: expected crop (rows, cols, deps), or None to take the training crop.
+
+    Returns:
+        `{"train": (x, y), "valid": (x, y), "test": (x, y)}`; classification y as (N,).
+
+    Raises:
+        ValueError: a missing split, wrong shapes (masks on another grid), non-binary labels,
+            a crop not divisible by 8, a training set with one class or only empty masks, a
+            classification test set with one class (its AUC would be undefined).
+    """
+    spatial = None if input_shape is None else tuple(int(s) for s in input_shape)
+    splits = {}
+    for split in _SPLITS:
+        splits[split] = _check_split(data, split, kind, spatial)
+        spatial = splits[split][0].shape[1:4]
+    if any(s % 8 for s in spatial):
+        raise ValueError("Crops must be divisible by 8 in every axis (three 2x poolings of the "
+                         f"U-Net). Received: crop {tuple(spatial)}.")
+    _check_labels(kind, splits["train"][1], "y_train")
+    if kind == "classification":
+        _check_labels(kind, splits["test"][1], "y_test")
+    return splits
+
+
+def _check_labels(kind: str, y, name: str) -> None:
+    if kind == "classification" and np.unique(y).size < 2:
+        raise ValueError(f"`{name}` must hold both classes (0 and 1) to train and to compute the "
+                         f"AUC. Received: only {np.unique(y).tolist()}.")
+    if kind == "segmentation" and not np.any(y):
+        raise ValueError(f"Every mask of `{name}` is empty; there is no foreground to learn.")
+
+
+def _genesis_weights(config: FinetuneConfig) -> Optional[str]:
+    """The weight file of `init="genesis"` (a path or preset name resolved), None for scratch."""
+    if config.init != "genesis":
+        return None
+    if not config.weights:
+        raise ValueError("`init='genesis'` needs a pre-trained weight file or preset name in "
+                         "`weights`. Received: weights=None.")
+    from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
+
+    name = os.fspath(config.weights)
+    if str(name).lower() not in PRETRAINED_WEIGHTS and not os.path.isfile(name):
+        raise FileNotFoundError(f"Genesis weight file not found: {name!r} (`weights`). Give an "
+                                f"existing file or a preset name {sorted(PRETRAINED_WEIGHTS)}.")
+    return os.fspath(resolve_weights(name))
+
+
+def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Optional[str]):
+    """The task's head model: Genesis body from `weights`, or scratch with `config.init`."""
+    from models_genesis.models.heads import target_model
+
+    # Genesis: the heads' own layers keep Keras' default initialiser (glorot_uniform).
+    initializer = "glorot_uniform" if weights is not None else config.init
+    return target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
+                        kernel_initializer=initializer, weights=weights)
+
+
+def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
+    import keras
+
+    from models_genesis.evaluation.metrics import DiceCoefficient, MeanIoUOverThresholds, dice_loss
+
+    optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9,
+                                      beta_2=0.999, epsilon=config.adam_epsilon)
+    if kind == "classification":
+        model.compile(optimizer=optimizer, loss="binary_crossentropy",
+                      metrics=[keras.metrics.AUC(name="auc")], run_eagerly=run_eagerly)
+    else:
+        model.compile(optimizer=optimizer, loss=dice_loss, run_eagerly=run_eagerly,
+                      metrics=[DiceCoefficient(name="dice"),
+                               MeanIoUOverThresholds(name="mean_iou")])
+
+
+def score_test(kind: str, y_true, y_prob) -> dict:
+    """The paper's test metrics: `{"auc"}` or `{"mean_iou", "dice", "foreground_iou"}`."""
+    from models_genesis.evaluation.metrics import auc_score, dice_coefficient, iou_score, mean_iou
+
+    if kind == "classification":
+        return {"auc": auc_score(np.ravel(y_true), np.ravel(y_prob))}
+    return {"mean_iou": mean_iou(y_true, y_prob), "dice": dice_coefficient(y_true, y_prob),
+            "foreground_iou": iou_score(y_true, y_prob)}
+
+
+def _write_json(values: dict, path: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
+             run_eagerly: bool = False) -> dict:
+    """Fine-tune one model on a target task and score it on the test split.
+
+    Args:
+        config: the run (`FinetuneConfig`); `None` task fields take the task's values
+            (`TARGET_TASKS`). `init="genesis"` requires `weights` (file or preset name).
+        data: a `TargetData` (splits as described in `validate_target_data`); None loads
+            `config.data_dir` with `load_target_data`. Either way the training split is reduced
+            to `config.label_fraction` (stratified) with a generator seeded by `config.seed` only,
+            so runs with the same seed use the same labelled subset whatever their init.
+        verbose: Keras `fit` verbosity (`"auto"`, 0, 1, 2).
+        run_eagerly: skip graph tracing (Keras `run_eagerly`): quicker for a handful of tiny
+            steps (tests, smoke runs), slower for real training.
+
+    Returns:
+        dict with `task, init, seed, label_fraction, metric` (`"auc"` or `"mean_iou"`),
+        `score` (that metric), the test metrics (`auc`; or `mean_iou`, `dice`,
+        `foreground_iou`, with `iou_definition`), `n_train, n_valid, n_test`, `epochs`,
+        `best_epoch`, `best_val_loss`, `seconds`, `weights` (loaded file or None), `out_dir`.
+
+    Raises:
+        ValueError: bad data (see `validate_target_data`), a crop not divisible by 8, a missing
+            `data_dir`, `init="genesis"` without weights or with a file that does not fit.
+        FileNotFoundError: a missing weight file.
+
+    Example:
+        >>> cfg = FinetuneConfig(task="ncs", init="genesis", weights="Genesis_Chest_CT.h5",
+        ...                      data_dir="datasets/ncs", out_dir="runs/ncs_genesis_0")
+        >>> finetune(cfg)["mean_iou"]
+    """
+    import keras
+
+    from models_genesis.data.target_dataset import TargetDataset
+    from models_genesis.data.target_tasks import load_target_data, subsample_fraction
+
+    if not isinstance(config, FinetuneConfig):
+        raise TypeError(f"`config` must be a FinetuneConfig. Received: {type(config).__name__}.")
+    explicit_shape = config.input_shape
+    config = config.resolve()
+    task = config.target_task
+    weights = _genesis_weights(config)
+    if data is None:
+        if not config.data_dir:
+            raise ValueError("Give `data` or `config.data_dir`. "
+                             "Received: data=None, data_dir=None.")
+        options = {} if config.fold is None else {"fold": config.fold}
+        data = load_target_data(task.code, config.data_dir, seed=config.seed,
+                                input_shape=config.input_shape, **options)
+    splits = validate_target_data(data, task.kind, explicit_shape)
+    if config.label_fraction < 1.0:
+        data = subsample_fraction(data, config.label_fraction,
+                                  rng=np.random.default_rng([config.seed, 0x1ABE1]))
+        splits["train"] = _check_split(data, "train", task.kind, splits["valid"][0].shape[1:4])
+        _check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
+    spatial = splits["train"][0].shape[1:4]
+    config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
+
+    out_dir = config.out_dir
+    scratch = None
+    if out_dir is None:
+        scratch = tempfile.TemporaryDirectory(prefix="finetune_")
+        work_dir = scratch.name
+    else:
+        work_dir = os.fspath(out_dir)
+        os.makedirs(work_dir, exist_ok=True)
+        config.to_json(os.path.join(work_dir, "finetune_config.json"))
+    try:
+        keras.utils.set_random_seed(int(config.seed))
+        model = build_finetune_model(config, task.kind, spatial, weights)
+        _compile(model, config, task.kind, run_eagerly)
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in _SPLITS)
+        loader = dict(workers=config.workers, use_multiprocessing=False)
+        train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
+                              augment=config.augment, seed=config.seed, **loader)
+        valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
+                              augment=False, seed=config.seed, **loader)
+        for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
+                                     ("validation_steps", config.validation_steps, valid)):
+            if steps is not None and steps > len(dataset):
+                raise ValueError(f"`{name}` must be at most the {len(dataset)} batches of one pass "
+                                 f"(Keras stops when the data run out). Received: {name}={steps}.")
+        checkpoint = os.path.join(work_dir, "best.weights.h5")
+        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                restore_best_weights=True)
+        callbacks = [
+            stopper,
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
+                                              patience=config.lr_patience, min_lr=config.min_lr),
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
+                                            save_weights_only=True),
+            keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv")),
+        ]
+        start = time.perf_counter()
+        history = model.fit(train, validation_data=valid, epochs=config.epochs,
+                            steps_per_epoch=config.steps_per_epoch,
+                            validation_steps=config.validation_steps, callbacks=callbacks,
+                            verbose=verbose)
+        if os.path.isfile(checkpoint):
+            model.load_weights(checkpoint)
+        y_prob = model.predict(x_te, batch_size=config.batch_size, verbose=0)
+        seconds = time.perf_counter() - start
+        metrics = score_test(task.kind, y_te, y_prob)
+        val_loss = np.asarray(history.history.get("val_loss", []), dtype=float)
+        finite = np.isfinite(val_loss)
+        result = {
+            "task": task.code, "init": config.init, "seed": int(config.seed),
+            "label_fraction": float(config.label_fraction),
+            "metric": "auc" if task.kind == "classification" else "mean_iou",
+            **metrics,
+            "n_train": int(len(x_tr)), "n_valid": int(len(x_va)), "n_test": int(len(x_te)),
+            "epochs": int(len(history.history.get("loss", []))),
+            # 0 / NaN when no epoch gave a finite validation loss (diverged training).
+            "best_epoch": (int(np.argmin(np.where(finite, val_loss, np.inf))) + 1
+                           if finite.any() else 0),
+            "best_val_loss": float(val_loss[finite].min()) if finite.any() else float("nan"),
+            "seconds": float(seconds), "weights": weights, "out_dir": out_dir,
+        }
+        result["score"] = result[result["metric"]]
+        if task.kind == "segmentation":
+            result["iou_definition"] = IOU_DEFINITION
+        if out_dir is not None:
+            model_path = os.path.join(work_dir, "model.keras")
+            model.save(model_path + ".tmp.keras")
+            os.replace(model_path + ".tmp.keras", model_path)
+            _write_json(result, os.path.join(work_dir, "results.json"))
+        return result
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
