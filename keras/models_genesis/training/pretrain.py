@@ -268,14 +268,18 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         os.makedirs(paths["out_dir"], exist_ok=True)
         config.to_json(paths["config"])
         result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
-                                    unet, model, callbacks, verbose)
+                                    unet, model, callbacks, verbose, strategy)
         return {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose) -> Dict:
-    """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release)."""
+def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose,
+                       strategy=None) -> Dict:
+    """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release).
+
+    Under `multiworker`, `distribute.fit_distributed` trains instead of `fit` (which cannot run
+    under MultiWorkerMirroredStrategy); there `batch_size` is the batch of each replica."""
     from models_genesis.training.callbacks import restoration_callbacks
 
     batch = config.batch_size
@@ -284,8 +288,14 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         cbs = restoration_callbacks(config, paths, target=unet, datasets=(train, val),
                                     samples=samples) + list(extra)
         try:
-            history = model.fit(train, validation_data=val, epochs=config.epochs, callbacks=cbs,
-                                verbose=verbose)
+            if config.strategy == "multiworker":
+                from models_genesis.training.distribute import fit_distributed
+
+                history = fit_distributed(strategy, model, train, val, epochs=config.epochs,
+                                          loss=config.loss, callbacks=cbs, verbose=verbose)
+            else:
+                history = model.fit(train, validation_data=val, epochs=config.epochs,
+                                    callbacks=cbs, verbose=verbose)
             break
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
             if not is_out_of_memory(exc) or batch - 2 < 1:
