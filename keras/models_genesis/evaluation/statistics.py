@@ -13,7 +13,6 @@ method column (default `"method"`) and a metric column (e.g. `"iou"`), optionall
 
 from __future__ import annotations
 
-import os
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -136,69 +135,46 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
     return table.to_string()
 
 
-def _save_figure(fig, path) -> str:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    ext = os.path.splitext(path)[1].lstrip(".").lower() or "png"
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.tmp")
-    fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
-
-
 def plot_bars(summary: pd.DataFrame, path, *, label: str = "score", percent: bool = True,
               title: Optional[str] = None) -> str:
     """Bar plot of mean with ± s.d. error bars, one bar per row of `summary`; returns `path`."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models_genesis.plotting import new_figure, save_figure
 
     _frame(summary, ["mean", "sd"])
     names = [c for c in summary.columns if c not in ("mean", "sd", "n", "is_best", "p_value",
                                                     "significant")]
     labels = [" / ".join(str(v) for v in r) for r in summary[names].itertuples(index=False)]
     scale = 100.0 if percent else 1.0
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels)), 4.0))
-    try:
-        ax.bar(range(len(labels)), summary["mean"] * scale, yerr=summary["sd"].fillna(0) * scale,
-               capsize=4, color="tab:blue", alpha=0.8)
-        ax.set_xticks(range(len(labels)))
-        ax.set_xticklabels(labels, rotation=30, ha="right")
-        ax.set_ylabel(f"{label} (%)" if percent else label)
-        if title:
-            ax.set_title(title)
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    fig, ax = new_figure(figsize=(max(4.0, 1.1 * len(labels)), 4.0))
+    ax.bar(range(len(labels)), summary["mean"] * scale, yerr=summary["sd"].fillna(0) * scale,
+           capsize=4, color="tab:blue", alpha=0.8)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_ylabel(f"{label} (%)" if percent else label)
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path, dpi=150, bbox_inches="tight")
 
 
 def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",
                                fraction_col: str = "label_fraction", percent: bool = True,
                                title: Optional[str] = None) -> str:
     """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models_genesis.plotting import new_figure, save_figure
 
     summary = summarize_runs(results, metric, by=(method_col, fraction_col))
     scale = 100.0 if percent else 1.0
-    fig, ax = plt.subplots(figsize=(5.0, 4.0))
-    try:
-        for method, part in summary.groupby(method_col, sort=True):
-            part = part.sort_values(fraction_col)
-            ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
-                        yerr=part["sd"].fillna(0) * scale, marker="o", capsize=3, label=str(method))
-        ax.set_xlabel("labelled training data (%)")
-        ax.set_ylabel(f"{metric} (%)" if percent else metric)
-        ax.legend()
-        if title:
-            ax.set_title(title)
-        return _save_figure(fig, path)
-    finally:
-        plt.close(fig)
+    fig, ax = new_figure(figsize=(5.0, 4.0))
+    for method, part in summary.groupby(method_col, sort=True):
+        part = part.sort_values(fraction_col)
+        ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
+                    yerr=part["sd"].fillna(0) * scale, marker="o", capsize=3, label=str(method))
+    ax.set_xlabel("labelled training data (%)")
+    ax.set_ylabel(f"{metric} (%)" if percent else metric)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return save_figure(fig, path, dpi=150, bbox_inches="tight")
 
 
 def annotation_saved(results, metric: str, *, method: str, baseline: str,

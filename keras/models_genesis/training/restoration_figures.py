@@ -98,15 +98,12 @@ def plot_restoration_rows(rows: Sequence[Tuple[str, List[np.ndarray]]], columns:
     Returns:
         `path`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from models_genesis.plotting import new_figure, save_figure
 
     path = os.fspath(path)
     n_rows, n_cols = len(rows), len(columns)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.8 * n_cols + 1.2, 1.8 * n_rows + 0.4),
-                             squeeze=False)
+    fig, axes = new_figure(n_rows, n_cols, figsize=(1.8 * n_cols + 1.2, 1.8 * n_rows + 0.4),
+                           squeeze=False)
     for i, (label, cubes) in enumerate(rows):
         for j, cube in enumerate(cubes):
             cube = np.asarray(cube)
@@ -124,12 +121,7 @@ def plot_restoration_rows(rows: Sequence[Tuple[str, List[np.ndarray]]], columns:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path[:-4] + ".tmp.png" if path.endswith(".png") else path + ".tmp.png"
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 def plot_restoration_combinations(models, cube, path, *, seed: int = 0) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import numpy as np
@@ -30,10 +29,7 @@ def plot_transformations(cube, path, *, seed: int = 0, config: Optional[Transfor
     Returns:
         `path`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
+    from models_genesis.plotting import new_figure, save_figure
 
     arr, _ = as_cube(cube, "cube")
     panels = [("original", arr)]
@@ -46,18 +42,11 @@ def plot_transformations(cube, path, *, seed: int = 0, config: Optional[Transfor
         panels.append((combination_name(comb).replace("+", "\n+ "), out))
     cols = 6
     rows = int(np.ceil(len(panels) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.6 * rows))
+    fig, axes = new_figure(rows, cols, figsize=(2.2 * cols, 2.6 * rows))
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (title, img) in zip(axes.ravel(), panels):
         ax.imshow(_middle(img).T, cmap="gray", vmin=0.0, vmax=1.0, origin="lower")
         ax.set_title(title, fontsize=7)
     fig.tight_layout()
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext or '.png'}"
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -1,0 +1,161 @@
+"""The notebooks: each one executes afresh, top to bottom, on the phantoms (small-data mode).
+
+Every notebook is rebuilt from its source (`notebooks/src/NN_name.py`) by
+`notebooks/build_notebooks.py`, executed with nbclient in a kernel of this interpreter with
+`MODELS_GENESIS_NOTEBOOK_SMALL=1`, in a temporary working directory (nothing is written in the
+repository), and fails on any cell error. Each test then checks numbers the notebook computed
+(written to `WORK/summaries/NN_name.json`) and the figures it saved. The notebooks share one
+work folder per session, so the demo pre-training is done once (by the first notebook that needs
+it) and reused, as in real use. A last test checks that the committed notebooks are current
+(their cells equal the sources) and carry outputs.
+"""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = ROOT / "notebooks" / "build_notebooks.py"
+
+
+def _load_build():
+    spec = importlib.util.spec_from_file_location("build_notebooks", BUILD_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+build = _load_build()
+NAMES = build.notebook_names()
+
+
+@pytest.fixture(scope="session")
+def notebook_work(tmp_path_factory):
+    """One work folder for all notebooks of the session (the shared, cached pre-training)."""
+    return tmp_path_factory.mktemp("notebook_work")
+
+
+def _summary(work: Path, name: str) -> dict:
+    path = work / "summaries" / f"{name}.json"
+    assert path.is_file(), f"{name} did not write its summary {path}"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _in_unit(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def _check_00(s, work):
+    assert s["weights_source"] in ("released", "demo")
+    assert s["scan_shape"] == s["restored_shape"]
+    assert _in_unit(s["restoration_mse"]) and _in_unit(s["constant_mse"])
+    assert s["encoder_weights_equal"] is True
+    assert Path(s["figure"]).is_file()
+
+
+def _check_01(s, work):
+    assert s["n_combinations"] == 12
+    assert s["cube_shape"] == [64, 64, 32]
+    for key, expected in s["expected"].items():  # Monte-Carlo frequencies of the unified scheme
+        assert abs(s["frequencies"][key] - expected) < 4 * math.sqrt(0.25 / s["n_draws"]) + 0.01, key
+    assert 0.3 < s["changed_shuffling"] <= 1.0 and s["shuffling_histogram_shift"] < 0.02
+    assert 0.0 < s["changed_inner"] < 0.25 < s["changed_outer"] < 1.0
+    assert (work / "figures" / "01_combinations.png").is_file()
+
+
+def _check_02(s, work):
+    assert s["cubes_accepted"] >= 6 and s["crops_tried"] >= s["cubes_accepted"]
+    assert _in_unit(s["model_mse"]) and _in_unit(s["identity_mse"])
+    assert s["model_mse"] < s["identity_mse"]  # restoring beats returning the transformed input
+    assert math.isfinite(s["difference_inside"]) and math.isfinite(s["difference_outside"])
+    for name in ("02_restorations.png", "02_difference_map.png", "02_training_curve.png"):
+        assert name in s["figures"]
+
+
+def _check_target(s, work, metric):
+    results = s["results"]
+    assert set(results) == {"genesis", "he_uniform"}
+    for r in results.values():
+        assert _in_unit(r[metric]) and r["score"] == r[metric]
+        assert r["n_train"] > 0 and r["n_test"] > 0 and r["epochs"] >= 1
+        if metric == "mean_iou":
+            assert _in_unit(r["dice"]) and _in_unit(r["foreground_iou"])
+    assert sum(s["counts"].values()) > 0
+
+
+def _check_08(s, work):
+    assert s["n_runs"] == len(s["inits"]) * s["runs"] * len(s["fractions"])
+    assert all(_in_unit(v) for v in s["scores"])
+    rows = s["summary"]
+    assert {r["method"] for r in rows} == set(s["inits"])
+    assert all(r["n"] == s["runs"] for r in rows)
+    assert sum(bool(r["is_best"]) for r in rows) == len(s["fractions"])
+    assert all(Path(p).is_file() for p in s["figures"].values()) and "bars" in s["figures"]
+
+
+CHECKS = {"00_quick_start": _check_00, "01_transformations": _check_01, "02_pretraining": _check_02,
+          "03_ncc": lambda s, w: _check_target(s, w, "auc"),
+          "04_ncs": lambda s, w: _check_target(s, w, "mean_iou"),
+          "05_ecc": lambda s, w: _check_target(s, w, "auc"),
+          "06_lcs": lambda s, w: _check_target(s, w, "mean_iou"),
+          "07_bms": lambda s, w: _check_target(s, w, "mean_iou"),
+          "08_protocol": _check_08}
+
+
+def test_every_notebook_has_a_check():
+    assert sorted(CHECKS) == NAMES
+
+
+@pytest.mark.large
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_executes(name, notebook_work, tmp_path, monkeypatch):
+    nb = build.build_notebook(name)
+    build.execute_notebook(nb, cwd=tmp_path, small=True, work_dir=notebook_work, timeout=600,
+                           extra_env={"MODELS_GENESIS_WEIGHTS": str(tmp_path / "no_weights")})
+    code = [c for c in nb.cells if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "a code cell did not run"
+    errors = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    summary = _summary(notebook_work, name)
+    CHECKS[name](summary, notebook_work)
+    if name == "00_quick_start":  # the test never sees released weights, so the demo ones
+        assert summary["weights_source"] == "demo"
+    assert not any(tmp_path.iterdir()), "the notebook wrote outside its work folder"
+
+
+def test_parse_percent_cells_and_includes():
+    cells = build.parse_percent("# %% [markdown]\n# # Title\n#\n# text\n\n# %%\nx = 1\n\n"
+                                "# %% include: _setup.py\n# %%\ny = 2\n")
+    assert cells[0] == ("markdown", "# Title\n\ntext")
+    assert cells[1] == ("code", "x = 1")
+    assert cells[-1] == ("code", "y = 2")
+    assert any("MODELS_GENESIS_NOTEBOOK_SMALL" in body for _, body in cells[2:-1])
+    with pytest.raises(ValueError, match="unknown cell marker"):
+        build.parse_percent("# %% [raw]\nx\n")
+    with pytest.raises(FileNotFoundError, match="missing_part.py"):
+        build.parse_percent("# %% include: missing_part.py\n")
+
+
+def test_write_notebook_is_atomic_and_valid(tmp_path):
+    nb = build.build_notebook(NAMES[0])
+    path = build.write_notebook(nb, tmp_path / "nb.ipynb")
+    assert Path(path).is_file() and not list(tmp_path.glob(".*.tmp"))
+    assert build.check_notebooks([NAMES[0]], tmp_path.parent / "missing")[0].endswith(
+        f"missing; run notebooks/build_notebooks.py {NAMES[0]}")
+
+
+def test_committed_notebooks_are_current_and_executed():
+    """The committed notebooks equal their sources and carry the outputs of a full run."""
+    problems = build.check_notebooks(NAMES)
+    assert not problems, "\n".join(problems)
+    import nbformat
+
+    for name in NAMES:
+        nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        images = [o for c in nb.cells if c["cell_type"] == "code" for o in c["outputs"]
+                  if "image/png" in o.get("data", {})]
+        assert images, f"{name}.ipynb shows no figure"
+        assert (ROOT / "notebooks" / f"{name}.ipynb").stat().st_size < 2_000_000
