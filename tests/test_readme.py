@@ -23,7 +23,7 @@ def test_readme_gives_the_two_commands():
 @pytest.mark.large
 @pytest.mark.parametrize("index", range(3))
 def test_readme_snippet_runs(index, tmp_path, rng, monkeypatch):
-    blocks = [b for b in _python_blocks() if "Genesis_Chest_CT.h5" in b]
+    blocks = [b for b in _python_blocks() if "load_weights(\"pretrained_weights/Genesis_Chest_CT.h5\")" in b]
     assert len(blocks) == 3, "the README shows the model and the two fine-tuning recipes"
     (tmp_path / "pretrained_weights").mkdir()
     write_keras2_file(str(tmp_path / "pretrained_weights" / "Genesis_Chest_CT.h5"),
