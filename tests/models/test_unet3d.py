@@ -136,3 +136,27 @@ def test_keras3_save_and_reload_round_trip(tmp_path, rng):
     fresh = unet_model_3d((16, 16, 8, 1), n_base_filters=2)
     fresh.load_weights(tmp_path / "m.weights.h5")
     np.testing.assert_allclose(fresh.predict(x, verbose=0), expected, rtol=1e-6)
+
+
+def test_bn_momentum_reaches_every_batch_normalization_layer(rng):
+    default = unet_model_3d((8, 8, 8, 1), depth=2, n_base_filters=2)
+    short = unet_model_3d((8, 8, 8, 1), depth=2, n_base_filters=2, bn_momentum=0.9)
+    bns = [layer for layer in short.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert len(bns) == 6  # 4 * depth - 2 conv blocks
+    assert all(layer.momentum == 0.99 for layer in default.layers
+               if isinstance(layer, keras.layers.BatchNormalization))
+    assert all(layer.momentum == 0.9 for layer in bns)
+    assert [tuple(w.shape) for w in short.weights] == [tuple(w.shape) for w in default.weights]
+    # One training step moves the first moving mean by (1 - momentum) of the batch mean.
+    x = rng.random((2, 8, 8, 8, 1)).astype("float32")
+    short.set_weights(default.get_weights())
+    conv = keras.ops.convert_to_numpy(short.get_layer("depth_0_conv")(x))
+    short(x, training=True)
+    default(x, training=True)
+    batch_mean = conv.mean(axis=(0, 1, 2, 3))
+    for model, momentum in ((short, 0.9), (default, 0.99)):
+        moved = keras.ops.convert_to_numpy(model.get_layer("depth_0_bn").moving_mean)
+        np.testing.assert_allclose(moved, (1 - momentum) * batch_mean, rtol=1e-4, atol=1e-6)
+    for bad in (1.0, -0.1, True, "0.9"):
+        with pytest.raises(ValueError, match="bn_momentum"):
+            unet_model_3d((8, 8, 8, 1), depth=2, n_base_filters=2, bn_momentum=bad)

@@ -273,3 +273,15 @@ def test_presets():
     assert release.train_subsets == tuple("01234") and release.val_subsets == ("5", "6")
     with pytest.raises(ValueError, match="Valid presets"):
         PretrainConfig.preset("huge")
+
+
+def test_bn_momentum_of_the_config_reaches_the_unet_and_defaults_to_the_release():
+    assert PretrainConfig().bn_momentum == 0.99
+    for momentum in (0.99, 0.9):
+        config = PretrainConfig(cube_shape=(8, 8, 8), depth=2, n_base_filters=2,
+                                bn_momentum=momentum)
+        unet, model = build_restoration_model(config)
+        bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        assert len(bns) == 6 and all(layer.momentum == momentum for layer in bns)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        PretrainConfig(bn_momentum=1.0)

@@ -75,26 +75,28 @@ def check_divisible(spatial: Sequence[Optional[int]], depth: int) -> None:
 
 
 def conv_block(x, n_filters: int, index: int, *, batch_normalization: bool = True,
-               kernel_initializer="glorot_uniform"):
+               kernel_initializer="glorot_uniform", bn_momentum: float = BN_MOMENTUM):
     """Conv3D(3x3x3) -> BatchNormalization -> ReLU, named `depth_{index}_conv/_bn/_relu`."""
     x = layers.Conv3D(n_filters, 3, padding="same", kernel_initializer=kernel_initializer,
                       name=f"depth_{index}_conv")(x)
     if batch_normalization:
-        x = layers.BatchNormalization(axis=-1, momentum=BN_MOMENTUM, epsilon=BN_EPSILON,
+        x = layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=BN_EPSILON,
                                       name=f"depth_{index}_bn")(x)
     return layers.Activation("relu", name=f"depth_{index}_relu")(x)
 
 
 def unet_core(inputs, *, depth: int = 4, n_base_filters: int = 32, batch_normalization: bool = True,
-              kernel_initializer="glorot_uniform") -> Dict[str, object]:
-    """Build the U-Net body on a channels_last tensor.
+              kernel_initializer="glorot_uniform",
+              bn_momentum: float = BN_MOMENTUM) -> Dict[str, object]:
+    """Build the U-Net body on a channels_last tensor (`bn_momentum`: see `unet_model_3d`).
 
     Returns:
         dict with `"encoder"` (the last encoder block, `depth_{2*depth-1}_relu`) and `"decoder"`
         (the last decoder block, `depth_{4*depth-3}_relu`): the tensors the heads attach to.
     """
     init = resolve_initializer(kernel_initializer)
-    block = dict(batch_normalization=batch_normalization, kernel_initializer=init)
+    block = dict(batch_normalization=batch_normalization, kernel_initializer=init,
+                 bn_momentum=bn_momentum)
     x, skips, index = inputs, [], 0
     for level in range(depth):
         width = n_base_filters * 2 ** level
@@ -133,7 +135,8 @@ def channels_last_to(x, data_format: str):
 def unet_model_3d(input_shape=(64, 64, 32, 1), n_labels: int = 1, depth: int = 4,
                   n_base_filters: int = 32, batch_normalization: bool = True,
                   activation_name: str = "sigmoid", data_format: str = "channels_last",
-                  kernel_initializer="glorot_uniform", name: str = "unet_model_3d") -> keras.Model:
+                  kernel_initializer="glorot_uniform", name: str = "unet_model_3d",
+                  bn_momentum: float = BN_MOMENTUM) -> keras.Model:
     """Build the release's 3D U-Net (Models Genesis' restoration network).
 
     Args:
@@ -151,6 +154,11 @@ def unet_model_3d(input_shape=(64, 64, 32, 1), n_labels: int = 1, depth: int = 4
             RandomUniform(-0.05, 0.05)), "glorot_uniform" (default), "he_uniform", or any Keras
             initializer.
         name: str. The model's name.
+        bn_momentum: float in [0, 1). Momentum of the BatchNormalization moving statistics.
+            Defaults to 0.99 (Keras 2's, the release's): after N training steps the moving
+            statistics still hold 0.99**N of their initial (0, 1), a third after 100 steps, so
+            short runs (the demo's few hundred steps) infer with statistics far from the data's;
+            0.9 suits them. Weights and their layout do not depend on it.
 
     Returns:
         A `keras.Model` with the release's layer names.
@@ -165,11 +173,16 @@ def unet_model_3d(input_shape=(64, 64, 32, 1), n_labels: int = 1, depth: int = 4
     for arg, value in (("depth", depth), ("n_base_filters", n_base_filters), ("n_labels", n_labels)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{arg}` must be a positive int. Received: {arg}={value!r}.")
+    if isinstance(bn_momentum, bool) or not isinstance(bn_momentum, (int, float)) \
+            or not 0 <= bn_momentum < 1:
+        raise ValueError(f"`bn_momentum` must be a float in [0, 1). "
+                         f"Received: bn_momentum={bn_momentum!r}.")
     cl_shape = spatial_input_shape(input_shape, data_format)
     check_divisible(cl_shape[:3], depth)
     inputs, x = channel_edges(input_shape, data_format)
     body = unet_core(x, depth=depth, n_base_filters=n_base_filters,
-                     batch_normalization=batch_normalization, kernel_initializer=kernel_initializer)
+                     batch_normalization=batch_normalization, kernel_initializer=kernel_initializer,
+                     bn_momentum=float(bn_momentum))
     out = layers.Conv3D(n_labels, 1, kernel_initializer=resolve_initializer(kernel_initializer),
                         name=FINAL_CONV_NAME)(body["decoder"])
     out = layers.Activation(activation_name, name="output")(out)

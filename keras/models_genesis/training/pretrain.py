@@ -124,7 +124,8 @@ def build_restoration_model(config: PretrainConfig):
     """
     unet = unet_model_3d((*config.cube_shape, 1), depth=config.depth,
                          n_base_filters=config.n_base_filters,
-                         kernel_initializer=config.kernel_initializer)
+                         kernel_initializer=config.kernel_initializer,
+                         bn_momentum=float(config.bn_momentum))
     if keras.mixed_precision.global_policy().compute_dtype == "float32":
         return unet, unet
     logits = unet.get_layer(FINAL_CONV_NAME).output
