@@ -16,7 +16,7 @@ def test_make_phantoms_then_extract_cubes(tmp_path, capsys):
     assert len(list((data / "subset0").glob("*.mhd"))) == 1
     assert len(list((data / "subset1").glob("*.raw"))) == 1
     assert len(pd.read_csv(data / "annotations.csv")) > 0
-    assert json.loads((data / "phantoms.json").read_text())["n_scans"] == 2
+    assert json.loads((data / "phantoms.json").read_text(encoding="utf-8"))["n_scans"] == 2
     capsys.readouterr()
     assert main(["extract-cubes", "--data", str(data), "--subsets", "0", "1", "--out", str(out),
                  "--preset", "demo", "--cube-shape", "16", "16", "8", "--scale", "4",
@@ -26,7 +26,7 @@ def test_make_phantoms_then_extract_cubes(tmp_path, capsys):
     cubes = [open_cubes(f) for f in files]
     assert all(c.dtype == np.float16 and c.shape == (4, 16, 16, 8) for c in cubes)
     assert all(0 <= c.min() and c.max() <= 1 for c in cubes)
-    manifest = json.loads((out / "bat_4_s_16x16x8_0.json").read_text())
+    manifest = json.loads((out / "bat_4_s_16x16x8_0.json").read_text(encoding="utf-8"))
     assert manifest["parameters"]["border_xy"] == 24 and manifest["seed"] == 1
     assert '"n_skipped": 0' in printed
 

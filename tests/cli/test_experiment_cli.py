@@ -62,7 +62,7 @@ def test_finetune_command_trains_on_release_arrays(rng, tmp_path, capsys):
                  "--out", str(out), "--label-fraction", "0.5"] + TRAINING) == 0
     captured = capsys.readouterr().out
     printed = json.loads(captured[captured.index("{"):])
-    saved = json.loads((out / "results.json").read_text())
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert printed["mean_iou"] == saved["mean_iou"] and saved["n_train"] == 4
     assert saved["init"] == "he_uniform" and saved["epochs"] == 1
 

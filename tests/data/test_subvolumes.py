@@ -139,7 +139,7 @@ def test_extract_cubes_files_manifest_skips_and_workers(tmp_path, rng):
                                         "no cube passed the tissue filter": 1}
     details = {os.path.basename(s["path"]): s["detail"] for s in one["skipped"]}
     assert "truncated" in details["truncated.mhd"] and "noraw.raw" in details["noraw.mhd"]
-    manifest = json.loads((tmp_path / "w0" / "bat_4_s_8x8x4_1.json").read_text())
+    manifest = json.loads((tmp_path / "w0" / "bat_4_s_8x8x4_1.json").read_text(encoding="utf-8"))
     assert manifest["n_scans"] == 7 and manifest["n_cubes"] == 12 and manifest["seed"] == 5
     assert [s["seriesuid"] for s in manifest["sources"]] == ["s1_0", "s1_1", "s1_2"]
     assert manifest["parameters"]["hu_threshold"] == -150.0

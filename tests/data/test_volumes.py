@@ -80,7 +80,7 @@ def test_write_volume_mhd_is_atomic_and_consistent(tmp_path, rng):
     path = tmp_path / "out" / "a.b.mhd"
     write_volume(Volume(array, SPACING, ORIGIN, ROTATION), path)
     assert sorted(os.listdir(tmp_path / "out")) == ["a.b.mhd", "a.b.raw"]
-    assert "ElementDataFile = a.b.raw" in path.read_text()
+    assert "ElementDataFile = a.b.raw" in path.read_text(encoding="utf-8")
     back = read_volume(path)
     np.testing.assert_array_equal(back.array, array)
     np.testing.assert_allclose(back.direction, ROTATION, atol=1e-6)
@@ -159,7 +159,7 @@ def test_csv_rows_without_volume_are_counted(tmp_path):
     assert table["path"][0] == index["1.2.3"]
     assert report["skipped"] == {"no volume for seriesuid": 2}
     assert report["missing_seriesuids"] == ["9.9"]
-    (tmp_path / "b.csv").write_text("seriesuid,x\n1.2.3,1\n")
+    (tmp_path / "b.csv").write_text("seriesuid,x\n1.2.3,1\n", encoding="utf-8")
     with pytest.raises(ValueError, match="missing"):
         match_csv_to_volumes(tmp_path / "b.csv", index)
     with pytest.raises(FileNotFoundError):

@@ -78,7 +78,7 @@ def test_experiment_resumes_and_summarises_the_csv(rng, tmp_path, fit_counter):
     assert row["p_value"].item() == pytest.approx(p)
     mean_pct = f"{100 * part.loc[part['method'] == best, 'score'].mean():.2f}"
     assert mean_pct in result["table"] and "label fraction 50%" in result["table"]
-    assert (out / "table.txt").read_text().strip() == result["table"].strip()
+    assert (out / "table.txt").read_text(encoding="utf-8").strip() == result["table"].strip()
     assert os.path.isfile(result["figures"]["bars"])
     assert os.path.isfile(result["figures"]["annotation_efficiency"])
     assert result["annotation_saved"]["baseline"] == "he_uniform"
@@ -129,6 +129,6 @@ def test_finished_csv_is_summarised_without_training(tmp_path):
     result = run_experiment("ncs", ["uniform", "he_uniform"], 2, [1.0], out_dir=out,
                             progress=False)
     assert result["n_trained"] == 0
-    assert json.loads((out / "experiment.json").read_text())["task"] == "ncs"
+    assert json.loads((out / "experiment.json").read_text(encoding="utf-8"))["task"] == "ncs"
     best = result["summary"].set_index("method")
     assert best.loc["he_uniform", "is_best"] and best.loc["uniform", "mean"] == pytest.approx(0.6)

@@ -110,7 +110,7 @@ def test_bad_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_checkpoint(tmp_path / "missing.pt")
     text = tmp_path / "notes.pt"
-    text.write_text("not a checkpoint")
+    text.write_text("not a checkpoint", encoding="utf-8")
     with pytest.raises(ValueError, match="Cannot read .*notes.pt"):
         load_checkpoint(text)
 

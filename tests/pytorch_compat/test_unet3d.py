@@ -17,7 +17,7 @@ REFERENCE = REPO.parent / "shared" / "reference_data" / "official_pt_state_dict.
 
 def _reference_layout():
     out = []
-    for line in REFERENCE.read_text().splitlines():
+    for line in REFERENCE.read_text(encoding="utf-8").splitlines():
         if line.strip():
             key, shape = line.split(" ", 1)
             out.append((key, tuple(int(s) for s in shape.strip("()").split(",") if s.strip())))

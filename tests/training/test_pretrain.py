@@ -150,7 +150,7 @@ def test_overwrite_clears_only_the_run_outputs(tmp_path):
     for key in ("result", "csv_log", "keras2_weights"):
         open(paths[key], "w").close()
     mine = tmp_path / "run" / "notes.txt"
-    mine.write_text("keep me")
+    mine.write_text("keep me", encoding="utf-8")
     with pytest.raises(FileExistsError):
         _prepare_run_dir(paths, config, resume=False, overwrite=False)
     assert _prepare_run_dir(paths, config, resume=False, overwrite=True) == "fresh"
