@@ -51,6 +51,16 @@ def restoration_table(pretraining: dict, n_cubes: int = 32):
     return table, out
 
 
+def _drop_stale_experiment(experiment_dir: str, weights: str) -> None:
+    """Remove the demo's own fine-tuning results when they predate its Genesis weights."""
+    import shutil
+
+    results = os.path.join(experiment_dir, "results.csv")
+    if os.path.isfile(results) and os.path.getmtime(results) < os.path.getmtime(weights):
+        print(f"fine-tuning: {experiment_dir} holds runs with older demo weights; redoing them")
+        shutil.rmtree(experiment_dir)
+
+
 def run_demo(out_dir="runs/demo", *, overwrite: bool = False) -> dict:
     """Run the demo; return what each step produced."""
     from models_genesis.evaluation.experiment import run_demo_experiment
@@ -66,6 +76,8 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False) -> dict:
     print("validation MSE per transformation combination (model vs doing nothing):")
     print(table.to_string(float_format=lambda v: f"{v:.5f}"))
     print("\n== 3/3 fine-tuning: Genesis (demo) against scratch (he_uniform), phantom NCS")
+    _drop_stale_experiment(os.path.join(out_dir, "finetune_ncs"),
+                           pretraining["paths"]["keras2_weights"])
     experiment = run_demo_experiment(out_dir, weights=pretraining["paths"]["keras2_weights"],
                                      phantom_dir=pretraining["paths"]["phantoms"])
     print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights "

@@ -71,12 +71,16 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
                                    out_dir=os.path.join(out_dir, "pretrain"),
                                    seed=seed, **overrides)
     paths = run_paths(config.out_dir, config)
-    if os.path.isfile(paths["result"]) and not overwrite:
+    finished = os.path.isfile(paths["result"]) and os.path.isfile(paths["config"])
+    if finished and not overwrite and PretrainConfig.from_json(paths["config"]) == config:
         print(f"pre-training: reusing the finished run in {config.out_dir}")
         with open(paths["result"], encoding="utf-8") as f:
             result = json.load(f)
     else:
-        result = pretrain(config, overwrite=overwrite)
+        if finished and not overwrite:
+            print(f"pre-training: the finished run in {config.out_dir} used other settings; "
+                  "training again with the current demo preset")
+        result = pretrain(config, overwrite=overwrite or finished)
     metrics = result["metrics"]
     summary = {"paths": {**result["paths"], "phantoms": phantom_dir, "cubes": cube_dir},
                "model_mse": metrics["model_mse"], "identity_mse": metrics["identity_mse"],
