@@ -1,6 +1,5 @@
 """The README's usage snippets run as written (with a release-shaped weight file in place)."""
 
-import os
 import re
 from pathlib import Path
 

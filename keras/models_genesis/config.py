@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Tuple
 
 
@@ -32,14 +31,9 @@ class _JsonConfig:
         return dataclasses.asdict(self)
 
     def to_json(self, path) -> str:
-        path = os.fspath(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = path + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-        return path
+        from models_genesis.atomic import write_json
+
+        return write_json(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, values: dict):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import json
 import logging
 import os
 import zlib
@@ -26,6 +25,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name, save_cubes
 from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
 
@@ -328,14 +328,6 @@ def _extract_scan(task):
     return record, cubes.astype(config.dtype)
 
 
-def _write_json(path, data) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[ExtractionConfig] = None,
                   seed: int = 0, workers: Optional[int] = None, pattern: str = "*.mhd",
                   subset_dir: str = "subset{}", progress: bool = True) -> dict:
@@ -421,7 +413,7 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
             summary["files"][subset] = path
         else:
             log.warning("Subset %s: no scan gave a cube; no file written.", subset)
-        _write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
+        write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
         summary["n_cubes"][subset] = manifest["n_cubes"]
         summary["n_scans"][subset] = len(records)
         summary["skipped"] += [{k: rec[k] for k in ("path", "reason", "detail")} for rec in skipped]

@@ -16,7 +16,6 @@ folder per run under `runs/`.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from typing import Optional, Sequence
@@ -24,6 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from models_genesis.atomic import write_json
 from models_genesis.config import FinetuneConfig, get_target_task
 
 _RUN_FIELDS = ("task", "init", "weights", "seed", "label_fraction", "out_dir", "data_dir")
@@ -72,10 +72,7 @@ def _check_settings(out_dir: str, settings: dict) -> None:
                 f"{out_dir!r} holds an experiment with other settings; its results cannot be "
                 f"resumed. Use another `out_dir`. Saved: {saved}. Received: {settings}.")
         return
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(settings, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    write_json(path, settings)
 
 
 def read_results(path) -> pd.DataFrame:

@@ -10,7 +10,7 @@ volume smaller than the window is padded, and the result cropped back.
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Sequence, Union
 
 import numpy as np
 

@@ -17,15 +17,8 @@ from typing import Dict, List, Optional
 import keras
 import numpy as np
 
+from models_genesis.atomic import write_json
 from models_genesis.models.weights import save_keras2_weights
-
-
-def _write_json(path: str, values: dict) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -65,7 +58,7 @@ class BestWeights(keras.callbacks.Callback):
         self.target.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
         save_keras2_weights(self.target, self.keras2_path)
-        _write_json(self.state_path, {"monitor": self.monitor, "best": self.best,
+        write_json(self.state_path, {"monitor": self.monitor, "best": self.best,
                                       "epoch": self.best_epoch})
 
 

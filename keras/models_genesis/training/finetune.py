@@ -17,7 +17,6 @@ best validation epoch), `history.csv`, `model.keras` (best weights; used by `pre
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import tempfile
 import time
@@ -25,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 
+from models_genesis.atomic import write_json
 from models_genesis.config import FinetuneConfig
 
 IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground) mean IoU "
@@ -155,14 +155,6 @@ def score_test(kind: str, y_true, y_prob) -> dict:
             "foreground_iou": iou_score(y_true, y_prob)}
 
 
-def _write_json(values: dict, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
 def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
              run_eagerly: bool = False) -> dict:
     """Fine-tune one model on a target task and score it on the test split.
@@ -288,7 +280,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             model_path = os.path.join(work_dir, "model.keras")
             model.save(model_path + ".tmp.keras")
             os.replace(model_path + ".tmp.keras", model_path)
-            _write_json(result, os.path.join(work_dir, "results.json"))
+            write_json(os.path.join(work_dir, "results.json"), result)
         return result
     finally:
         if scratch is not None:

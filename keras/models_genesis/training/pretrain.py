@@ -18,7 +18,6 @@ cubes). Everything is written to `config.out_dir`:
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Dict, Optional, Sequence
@@ -26,6 +25,7 @@ from typing import Dict, Optional, Sequence
 import keras
 import numpy as np
 
+from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.models.unet3d import FINAL_CONV_NAME, unet_model_3d
@@ -312,9 +312,7 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     result = {"paths": paths, "metrics": metrics, "batch_size": batch, "epochs": int(epochs_done),
               "best_val_loss": best.best, "best_epoch": best.best_epoch,
               "config": dataclasses.asdict(config)}
-    with open(paths["metrics"] + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(metrics, f, indent=2)
-    os.replace(paths["metrics"] + ".tmp", paths["metrics"])
+    write_json(paths["metrics"], metrics)
     print(f"validation MSE: model {metrics['model_mse']:.6f}, identity (transformed input) "
           f"{metrics['identity_mse']:.6f} (ratio {metrics['ratio']:.3f}), best constant "
           f"{metrics['constant_mse']:.6f}")
@@ -323,7 +321,5 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
 
         result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
                                              seed=config.seed)
-    with open(paths["result"] + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2, default=str)
-    os.replace(paths["result"] + ".tmp", paths["result"])
+    write_json(paths["result"], result, default=str)
     return result

@@ -16,12 +16,12 @@ task (REFERENCE 3: subsets 0-4 train, 5-6 validate, 7-9 test) and the NCC/NCS ta
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from models_genesis.atomic import write_json
 from models_genesis.data.phantoms import shapes
 from models_genesis.data.volumes import write_volume
 
@@ -291,8 +291,5 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: int = 10
                "annotations": os.path.join(out_dir, "annotations.csv"),
                "candidates": os.path.join(out_dir, "candidates.csv"), "seed": int(seed),
                "shape": list(shape), "generator": "models_genesis.data.phantoms.chest"}
-    tmp = os.path.join(out_dir, "phantoms.json.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(summary, f, indent=2)
-    os.replace(tmp, os.path.join(out_dir, "phantoms.json"))
+    write_json(os.path.join(out_dir, "phantoms.json"), summary)
     return summary
