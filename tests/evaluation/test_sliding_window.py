@@ -95,3 +95,28 @@ def test_predict_volume_to_file_keeps_geometry(tmp_path, rng):
     np.testing.assert_allclose(mask.origin, (10.0, -5.0, 3.0), rtol=1e-6)
     with pytest.raises(ValueError, match="out_path"):
         predict_volume_to_file(_identity, in_path, in_path, window=(8, 8, 4), progress=False)
+
+
+def test_crop_scale_predicts_on_the_resized_scan_and_maps_back(tmp_path):
+    """A model trained on resized crops (BMS) sees the scan at its training scale."""
+    from models_genesis.data.volumes import Volume, read_volume, write_volume
+
+    x = np.zeros((40, 40, 20), np.float32)
+    x[10:30, 8:28, 5:15] = 1.0  # a bright box on a dark background, already in [0, 1]
+    in_path = write_volume(Volume(array=x, spacing=(1.0, 1.0, 1.0)), str(tmp_path / "flair.nii.gz"))
+    seen = []
+
+    def model(batch):
+        seen.append(batch.shape)
+        return batch
+
+    out = predict_volume_to_file(model, in_path, tmp_path / "mask.nii.gz", window=(16, 16, 8),
+                                 normalization=None, crop_scale=2.0, progress=False)
+    assert seen and all(s[1:4] == (16, 16, 8) for s in seen)
+    mask = read_volume(out).array
+    assert mask.shape == x.shape
+    # Identity at half resolution, resized back: the box is recovered up to its edge voxels.
+    assert (mask == (x > 0.5)).mean() > 0.97
+    with pytest.raises(ValueError, match="crop_scale"):
+        predict_volume_to_file(model, in_path, tmp_path / "m2.nii.gz", crop_scale=0,
+                               normalization=None, progress=False)

@@ -92,7 +92,8 @@ def _predict_volume(args) -> int:
     normalization = None if args.normalization == "none" else args.normalization
     path = predict_volume_to_file(model, args.input, args.output, window=window,
                                   overlap=args.overlap, threshold=args.threshold,
-                                  normalization=normalization, batch_size=args.batch_size)
+                                  normalization=normalization, batch_size=args.batch_size,
+                                  crop_scale=args.crop_scale)
     print(f"wrote {path}")
     return 0
 
@@ -130,4 +131,7 @@ def register(subparsers) -> None:
                    "scale; NCS, LCS), minmax (per-scan min-max; BMS), mri (clip [0, 4000]), "
                    "none (already in [0, 1])")
     p.add_argument("--batch-size", type=int, default=4, help="windows per model call (4)")
+    p.add_argument("--crop-scale", type=float, default=1.0,
+                   help="scan voxels per model voxel, for models trained on resized crops "
+                   "(BMS: 1.5625, 100x100x50 crops resized to 64x64x32); default 1")
     p.set_defaults(func=_predict_volume)

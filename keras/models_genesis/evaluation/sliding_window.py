@@ -136,7 +136,7 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
                            overlap: float = 0.5, threshold: float = 0.5,
                            normalization: Union[str, Callable, None] = "ct", batch_size: int = 4,
                            blend: str = "gaussian", data_format: str = "channels_last",
-                           progress: bool = True) -> str:
+                           crop_scale: float = 1.0, progress: bool = True) -> str:
     """Segment one scan and write its binary mask with the source geometry (e.g. `.nii.gz`).
 
     Args:
@@ -148,6 +148,10 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
             output; with K > 1 channels the mask holds the argmax label).
         normalization: modality for `normalize_intensity` (`"ct"`, `"mri"`), a function
             array -> array, or None for a volume already in [0, 1].
+        crop_scale: voxels of the scan per voxel of the model's input. A model trained on
+            resized crops (BMS: 100x100x50 crops resized to 64x64x32, `crop_scale` 100/64, the
+            loader's `info["crop_scale"]`) sees the scan shrunk by this factor; the
+            probabilities are resized back to the scan's grid before thresholding.
 
     Returns:
         `out_path`.
@@ -164,9 +168,18 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
         x = normalization(x)
     elif normalization is not None:
         x = normalize_intensity(x, normalization)
+    if not crop_scale > 0:
+        raise ValueError(f"`crop_scale` must be positive. Received: crop_scale={crop_scale!r}.")
+    if crop_scale != 1.0:
+        from scipy.ndimage import zoom
+
+        x = zoom(x, 1.0 / crop_scale, order=1)
     prob = sliding_window_inference(model, x, window=window, overlap=overlap,
                                     batch_size=batch_size, blend=blend, data_format=data_format,
                                     progress=progress)
+    if crop_scale != 1.0:
+        factors = [t / s for t, s in zip(source.array.shape, prob.shape[:3])]
+        prob = zoom(prob, factors + [1] * (prob.ndim - 3), order=1)
     if prob.ndim == 3:
         mask = (prob > threshold).astype(np.uint8)
     else:
