@@ -52,10 +52,7 @@ if DATA_DIR is not None:
 else:
     pretraining = demo_pretraining()
     data_dir, weights = CHEST_DIR, pretraining["paths"]["keras2_weights"]
-    settings = dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
-                    input_shape=(32, 32, 16), batch_size=8, epochs=1 if SMALL else 15,
-                    patience=1 if SMALL else 6, steps_per_epoch=1 if SMALL else None,
-                    validation_steps=1 if SMALL else None)
+    settings = demo_settings(pretraining)
 print(pd.read_csv(Path(data_dir) / "candidates.csv").head(4).to_string(index=False))
 data = load_target_data("ncc", data_dir, seed=0, input_shape=settings["input_shape"])
 print("crops per split:", data.info["counts"], "| nodules:", data.info["positives"],

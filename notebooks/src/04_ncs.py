@@ -49,10 +49,7 @@ if DATA_DIR is not None:
 else:
     pretraining = demo_pretraining()
     data_dir, weights = CHEST_DIR, pretraining["paths"]["keras2_weights"]
-    settings = dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
-                    input_shape=(32, 32, 16), batch_size=8, epochs=1 if SMALL else 20,
-                    patience=1 if SMALL else 8, steps_per_epoch=1 if SMALL else None,
-                    validation_steps=1 if SMALL else None)
+    settings = demo_settings(pretraining, epochs=20, patience=8)
 data = load_target_data("ncs", data_dir, seed=0, input_shape=settings["input_shape"])
 fg = {s: float(np.mean(data.split(s)[1])) for s in ("train", "valid", "test")}
 print("crops per split:", data.info["counts"], "| patients:", data.info["patients"],

@@ -52,10 +52,7 @@ else:
     if not (data_dir / "candidates.csv").is_file():
         make_pe_phantoms(data_dir, n=6 if SMALL else 12, seed=0,
                          shape=(96, 96, 64) if SMALL else (128, 128, 80))
-    settings = dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
-                    input_shape=(32, 32, 32), batch_size=8, epochs=1 if SMALL else 15,
-                    patience=1 if SMALL else 6, steps_per_epoch=1 if SMALL else None,
-                    validation_steps=1 if SMALL else None)
+    settings = demo_settings(pretraining, input_shape=(32, 32, 32))
 print(sorted(p.name for p in Path(data_dir).iterdir())[:5], "...")
 data = load_target_data("ecc", data_dir, seed=0, input_shape=settings["input_shape"])
 print("crops per split:", data.info["counts"], "| emboli:", data.info["positives"],

@@ -52,10 +52,7 @@ else:
     if not (data_dir / "volume-0.nii").is_file():
         make_abdomen_phantoms(data_dir, n=5 if SMALL else 10, seed=0,
                               shape=(96, 96, 48) if SMALL else (128, 128, 64))
-    settings = dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
-                    input_shape=(32, 32, 16), batch_size=8, epochs=1 if SMALL else 15,
-                    patience=1 if SMALL else 6, steps_per_epoch=1 if SMALL else None,
-                    validation_steps=1 if SMALL else None)
+    settings = demo_settings(pretraining)
     crops_per_volume = 8 if SMALL else 16
 data = load_target_data("lcs", data_dir, seed=0, input_shape=settings["input_shape"],
                         crops_per_volume=crops_per_volume)

@@ -53,10 +53,7 @@ else:
     if not (data_dir / "HGG").is_dir():
         make_brain_phantoms(data_dir, n=6 if SMALL else 9, seed=0,
                             shape=(96, 96, 64) if SMALL else (128, 128, 80))
-    settings = dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
-                    input_shape=(32, 32, 16), batch_size=8, epochs=1 if SMALL else 15,
-                    patience=1 if SMALL else 6, steps_per_epoch=1 if SMALL else None,
-                    validation_steps=1 if SMALL else None)
+    settings = demo_settings(pretraining)
     crops_per_volume = 8 if SMALL else 16
 data = load_target_data("bms", data_dir, seed=0, input_shape=settings["input_shape"], fold=1,
                         crops_per_volume=crops_per_volume)

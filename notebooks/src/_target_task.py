@@ -29,6 +29,15 @@ PAPER_TABLE3 = {
 }
 
 
+
+def demo_settings(pretraining, *, input_shape=(32, 32, 16), epochs=15, patience=6):
+    """Fine-tuning settings on the phantoms: the demo model's width, small crops; SMALL (the
+    tests) trains one step of one epoch."""
+    return dict(n_base_filters=pretraining["result"]["config"]["n_base_filters"],
+                input_shape=input_shape, batch_size=8, epochs=1 if SMALL else epochs,
+                patience=1 if SMALL else patience, steps_per_epoch=1 if SMALL else None,
+                validation_steps=1 if SMALL else None)
+
 def finetune_inits(task, data, inits, weights, settings, *, seed=0):
     """Fine-tune one model per initialisation; return ({init: result}, {init: best model})."""
     results, models = {}, {}
