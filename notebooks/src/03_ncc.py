@@ -60,14 +60,7 @@ print("crops per split:", data.info["counts"], "| nodules:", data.info["positive
 print("split:", data.info.get("split_source"))
 
 # %%
-fig, axes = plt.subplots(2, 8, figsize=(13, 3.7))
-for row, label in enumerate((1, 0)):
-    for ax, i in zip(axes[row], np.flatnonzero(data.y_train == label)[:8]):
-        ax.imshow(data.x_train[i, :, :, data.x_train.shape[3] // 2, 0].T, cmap="gray", vmin=0, vmax=1)
-        ax.set_title("nodule" if label else "false positive", fontsize=8)
-for ax in axes.flat:
-    ax.axis("off")
-show(fig, "03_ncc_candidates.png")
+plot_candidates(data, "nodule", "03_ncc_candidates.png")
 
 # %% [markdown]
 # ## 2. Genesis against scratch
@@ -99,6 +92,4 @@ plot_classification(data.y_test, probabilities, data.x_test, "03_ncc_predictions
 # pipeline working, not the paper's result.
 
 # %%
-save_summary("03_ncc", {"task": "ncc", "results": {k: {m: r[m] for m in ("auc", "score", "epochs",
-                        "n_train", "n_test")} for k, r in results.items()},
-                        "counts": data.info["counts"]})
+save_task_summary("03_ncc", "ncc", results, data, ("auc",))

@@ -81,6 +81,4 @@ plot_segmentations(data.x_test, data.y_test, predictions, "04_ncs_predictions.pn
 # of a small U-Net on phantom nodules.
 
 # %%
-save_summary("04_ncs", {"task": "ncs", "results": {k: {m: r[m] for m in (
-    "mean_iou", "dice", "foreground_iou", "score", "epochs", "n_train", "n_test")}
-    for k, r in results.items()}, "counts": data.info["counts"]})
+save_task_summary("04_ncs", "ncs", results, data, ("mean_iou", "dice", "foreground_iou"))

@@ -59,14 +59,7 @@ print("crops per split:", data.info["counts"], "| emboli:", data.info["positives
       "| skipped:", data.info["n_skipped"])
 
 # %%
-fig, axes = plt.subplots(2, 8, figsize=(13, 3.7))
-for row, label in enumerate((1, 0)):
-    for ax, i in zip(axes[row], np.flatnonzero(data.y_train == label)[:8]):
-        ax.imshow(data.x_train[i, :, :, data.x_train.shape[3] // 2, 0].T, cmap="gray", vmin=0, vmax=1)
-        ax.set_title("embolus" if label else "false positive", fontsize=8)
-for ax in axes.flat:
-    ax.axis("off")
-show(fig, "05_ecc_candidates.png")
+plot_candidates(data, "embolus", "05_ecc_candidates.png")
 
 # %% [markdown]
 # ## 2. Genesis against scratch
@@ -92,6 +85,4 @@ plot_classification(data.y_test, probabilities, data.x_test, "05_ecc_predictions
 # U-Net on phantoms.
 
 # %%
-save_summary("05_ecc", {"task": "ecc", "results": {k: {m: r[m] for m in ("auc", "score", "epochs",
-                        "n_train", "n_test")} for k, r in results.items()},
-                        "counts": data.info["counts"]})
+save_task_summary("05_ecc", "ecc", results, data, ("auc",))

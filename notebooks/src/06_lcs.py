@@ -116,7 +116,4 @@ show(fig, "06_lcs_whole_scan.png")
 # numbers come from one run of a small U-Net on phantoms.
 
 # %%
-save_summary("06_lcs", {"task": "lcs", "results": {k: {m: r[m] for m in (
-    "mean_iou", "dice", "foreground_iou", "score", "epochs", "n_train", "n_test")}
-    for k, r in results.items()}, "whole_scan_dice": whole_dice, "counts": data.info["counts"],
-    "mask_file": str(mask_path)})
+save_task_summary("06_lcs", "lcs", results, data, ("mean_iou", "dice", "foreground_iou"), whole_scan_dice=whole_dice, mask_file=str(mask_path))

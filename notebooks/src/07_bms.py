@@ -83,6 +83,4 @@ plot_segmentations(data.x_test, data.y_test, predictions, "07_bms_predictions.pn
 # run of a small U-Net on one fold of phantoms.
 
 # %%
-save_summary("07_bms", {"task": "bms", "results": {k: {m: r[m] for m in (
-    "mean_iou", "dice", "foreground_iou", "score", "epochs", "n_train", "n_test")}
-    for k, r in results.items()}, "counts": data.info["counts"]})
+save_task_summary("07_bms", "bms", results, data, ("mean_iou", "dice", "foreground_iou"))

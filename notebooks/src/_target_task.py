@@ -103,3 +103,24 @@ def plot_classification(y, probabilities, x, name, *, title=""):
         ax.axis("off")
     fig.suptitle(title + f" (right: highest and lowest {first} probabilities)", fontsize=10)
     show(fig, name)
+
+
+def plot_candidates(data, positive, name, *, n=8):
+    """Middle slices of `n` positive and `n` negative training candidates (NCC, ECC)."""
+    fig, axes = plt.subplots(2, n, figsize=(13, 3.7))
+    for row, label in enumerate((1, 0)):
+        for ax, i in zip(axes[row], np.flatnonzero(data.y_train == label)[:n]):
+            ax.imshow(data.x_train[i, :, :, data.x_train.shape[3] // 2, 0].T, cmap="gray",
+                      vmin=0, vmax=1)
+            ax.set_title(positive if label else "false positive", fontsize=8)
+    for ax in axes.flat:
+        ax.axis("off")
+    show(fig, name)
+
+
+def save_task_summary(name, task, results, data, metrics, **extra):
+    """`save_summary` of a target task: the test metrics of each run, the crop counts."""
+    keys = tuple(metrics) + ("score", "epochs", "n_train", "n_test")
+    save_summary(name, {"task": task,
+                        "results": {k: {m: r[m] for m in keys} for k, r in results.items()},
+                        "counts": data.info["counts"], **extra})
