@@ -74,7 +74,8 @@ def _pretrain(args) -> int:
     try:
         config = config_from_args(args)
         result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError,
+            FloatingPointError) as exc:
         print(f"models-genesis pretrain: error: {exc}", file=sys.stderr)
         return 2
     paths = result["paths"]

@@ -3,8 +3,8 @@
 `restoration_callbacks` returns, in order: the data epoch setter, `BackupAndRestore` (resume after a
 crash or kill, losing at most one epoch), `BestWeights` (best val_loss, in Keras 3's
 `.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStopping`, `ReduceLROnPlateau`,
-`CSVLogger` (appending, so a resumed run continues the same log), `TensorBoard` and `SamplePairs`
-(PNGs of input / restoration / original).
+`CSVLogger` (appending, so a resumed run continues the same log), `TerminateOnNaN`, `TensorBoard`
+and `SamplePairs` (PNGs of input / restoration / original).
 """
 
 from __future__ import annotations
@@ -142,6 +142,7 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
                                           min_delta=config.lr_min_delta, min_lr=config.min_lr,
                                           verbose=1),
         keras.callbacks.CSVLogger(paths["csv_log"], append=True),
+        keras.callbacks.TerminateOnNaN(),
     ]
     if config.tensorboard:
         board = _tensorboard(paths["tensorboard"])

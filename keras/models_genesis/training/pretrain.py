@@ -305,6 +305,11 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
                   f"({type(exc).__name__}).")
             batch -= 2
     best = cbs[2]
+    if not np.isfinite(best.best):
+        raise FloatingPointError(
+            f"Pre-training in {paths['out_dir']!r} diverged: no epoch gave a finite val_loss, so "
+            f"no weights were saved. Lower `learning_rate` (now {config.learning_rate}) or use "
+            f"`optimizer='adam'`.")
     if os.path.isfile(paths["best_weights"]):
         unet.load_weights(paths["best_weights"])
     metrics = evaluate_restoration(model, val)
