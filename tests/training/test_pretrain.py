@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -223,23 +224,40 @@ def test_is_out_of_memory_recognises_backend_errors():
 
 
 def test_mixed_precision_keeps_outputs_and_loss_float32(cube_dir, tmp_path):
+    # depth 3: no feature map with 2 rows, where TF's CPU bf16 Conv3D gradient is wrong (below).
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
     try:
-        unet, model = build_restoration_model(_config(cube_dir, tmp_path))
+        unet, model = build_restoration_model(_config(cube_dir, tmp_path, depth=3))
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert unet.get_layer("depth_0_conv").compute_dtype == "bfloat16"
     assert all(w.dtype == "float32" for w in unet.weights)
     out = model(np.full((1, *SHAPE, 1), 0.5, np.float32))
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
-    # Adam, not the release's SGD at lr 1.0: two bf16 steps of that on a 2-filter net can diverge
-    # depending on thread timing, and this test is about dtypes, not about the release schedule.
     result = pretrain(_config(cube_dir, tmp_path / "run", epochs=1, mixed_precision="bf16",
-                              optimizer="adam", learning_rate=1e-3, figures=False), verbose=0)
+                              depth=3, figures=False), verbose=0)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     assert np.isfinite(result["best_val_loss"])
-    plain = unet_model_3d((*SHAPE, 1), n_base_filters=2)
+    plain = unet_model_3d((*SHAPE, 1), n_base_filters=2, depth=3)
     plain.load_weights(result["paths"]["keras2_weights"])
+
+
+def test_bf16_on_tf_cpu_warns_where_a_feature_map_has_two_rows(monkeypatch):
+    """TensorFlow 2.21's CPU bf16 Conv3D filter gradient is wrong for inputs with 2 rows (relative
+    error 1 to 1e36 against float32, measured for (2, 2, 2), (2, 8, 8), (2, 4, 4); 0.2-0.4 % for
+    3, 4 or more rows). The warning names the case; other cube shapes stay quiet."""
+    import tensorflow as tf
+
+    from models_genesis.training.pretrain import _warn_if_cpu_bf16_conv_gradient_is_wrong
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: [])  # a CPU machine
+    with pytest.warns(UserWarning, match="2 rows"):
+        _warn_if_cpu_bf16_conv_gradient_is_wrong(
+            PretrainConfig(cube_shape=(16, 16, 16), mixed_precision="bf16"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _warn_if_cpu_bf16_conv_gradient_is_wrong(
+            PretrainConfig(cube_shape=(64, 64, 32), mixed_precision="bf16"))
 
 
 class _Pairs:

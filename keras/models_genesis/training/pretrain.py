@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import warnings
 from typing import Dict, Optional, Sequence
 
 import keras
@@ -214,6 +215,26 @@ def _compile(model, config):
     model.compile(optimizer=opt, loss=config.loss)
 
 
+def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
+    """Warn where TensorFlow's CPU (oneDNN) bf16 Conv3D filter gradient is known to be wrong.
+
+    Measured with TensorFlow 2.21: the gradient is garbage (often inf/NaN) when a feature map has
+    2 rows, e.g. the coarsest level of 16-row cubes at depth 4. 64x64x32 and 32x32x16 are fine;
+    GPUs are not affected.
+    """
+    if config.mixed_precision != "bf16" or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    rows = [config.cube_shape[0] // 2 ** level for level in range(config.depth)]
+    if 2 in rows and not tf.config.list_logical_devices("GPU"):
+        warnings.warn(
+            f"mixed_precision='bf16' on TensorFlow's CPU with cube_shape={tuple(config.cube_shape)} "
+            f"and depth={config.depth}: a feature map has 2 rows ({rows}), where TensorFlow's "
+            "bf16 Conv3D gradient on CPU is wrong. Train in float32 here, or use larger cubes.",
+            stacklevel=3)
+
+
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> Dict:
     """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2, REFERENCE 5).
@@ -252,6 +273,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     files = find_pretraining_cubes(config)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
+        _warn_if_cpu_bf16_conv_gradient_is_wrong(config)
         keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
     try:
         keras.utils.set_random_seed(config.seed)
