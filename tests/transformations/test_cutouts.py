@@ -66,3 +66,18 @@ def test_public_functions_2d_prob_and_errors(rng):
         inner_cutout(x, rng=rng, max_size=(1,))
     with pytest.raises(ValueError, match="continue_prob"):
         outer_cutout(x, rng=rng, continue_prob=1.5)
+
+
+def test_hidden_fraction_at_release_defaults_against_the_papers_quarter(rng):
+    """The paper keeps cut-outs under 1/4 of the sub-volume; the release's sizes do that for the
+    inner cutout (at most 5 boxes of (dim//3)^3) but the outer cutout hides most of the cube."""
+    def hidden(params, outer):
+        revealed = np.zeros(SHAPE, bool)
+        for start, size in zip(params["starts"], params["sizes"]):
+            revealed[tuple(slice(a, a + s) for a, s in zip(start, size))] = True
+        return 1 - revealed.mean() if outer else revealed.mean()
+
+    inner = [hidden(sample_inner_cutout_params(rng, SHAPE), False) for _ in range(500)]
+    outer = [hidden(sample_outer_cutout_params(rng, SHAPE), True) for _ in range(500)]
+    assert max(inner) < 0.25 and np.mean(inner) > 0.02
+    assert min(outer) > 0.5 and np.median(outer) > 0.6

@@ -5,6 +5,11 @@ The cube is replaced by uniform noise in [0, 1) except inside one box whose side
 same law (each further box while a draw is below `continue_prob`, 0.95), all `margin` (3) voxels
 from the border. The original survives exactly where a box reveals it; the network must
 extrapolate the outside.
+
+The paper says both cutouts hide under 1/4 of the sub-volume. The release's inner cutout does
+(at most 5 boxes of (dim//3)^3, about 6 % hidden on average on 64x64x32), but its outer cutout
+hides 54-91 % (median 67 %, measured over 2,000 draws): these defaults follow the release; smaller
+`min_cut`/`max_cut` fractions reveal more.
 """
 
 from __future__ import annotations
