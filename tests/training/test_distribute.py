@@ -118,11 +118,11 @@ _WORKER_SCRIPT = textwrap.dedent("""
             self.end = self.checksum()
 
     config = PretrainConfig(data_dir=sys.argv[1], out_dir=sys.argv[2], cube_shape=(16, 16, 16),
-                            n_base_filters=2, batch_size=2, epochs=2, steps_per_epoch=4,
+                            n_base_filters=2, batch_size=2, epochs=int(sys.argv[3]), steps_per_epoch=4,
                             validation_steps=1, tensorboard=False, figures=False, sample_every=0,
                             workers=0, strategy="multiworker")
     record = Record()
-    result = pretrain(config, callbacks=[record], verbose=0)
+    result = pretrain(config, callbacks=[record], verbose=0, resume=sys.argv[4] == "resume")
     print("RESULT " + json.dumps({"replicas": result["replicas"], "is_chief": result["is_chief"],
                                   "paths": result["paths"], "val_loss": result["best_val_loss"],
                                   "epochs": result["epochs"], "begin": record.begin,
@@ -139,15 +139,15 @@ def _h5_arrays(path):
     return out
 
 
-@pytest.mark.large
-def test_multi_worker_mirrored_strategy_two_local_workers(cube_dir, tmp_path):
-    run = tmp_path / "run"
+def _run_two_workers(cube_dir, run, epochs, resume=False):
+    """Launch the two workers of one multi-worker run; return (chief, other) results."""
     cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(subprocess.Popen(
-            [sys.executable, "-c", _WORKER_SCRIPT, cube_dir, str(run)],
+            [sys.executable, "-c", _WORKER_SCRIPT, cube_dir, str(run), str(epochs),
+             "resume" if resume else "fresh"],
             env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True))
     outs = []
@@ -160,7 +160,13 @@ def test_multi_worker_mirrored_strategy_two_local_workers(cube_dir, tmp_path):
                 proc.kill()
     for proc, (out, err) in zip(procs, outs):
         assert proc.returncode == 0, err[-3000:]
-    chief, other = (_result(out) for out, _ in outs)
+    return tuple(_result(out) for out, _ in outs)
+
+
+@pytest.mark.large
+def test_multi_worker_mirrored_strategy_two_local_workers(cube_dir, tmp_path):
+    run = tmp_path / "run"
+    chief, other = _run_two_workers(cube_dir, run, epochs=2)
     assert chief["is_chief"] and not other["is_chief"]
     assert chief["replicas"] == other["replicas"] == 2
     assert chief["epochs"] == other["epochs"] == 2
@@ -190,6 +196,14 @@ def test_multi_worker_mirrored_strategy_two_local_workers(cube_dir, tmp_path):
     for (_, x), (_, y) in zip(a, b):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
     assert len(_h5_arrays(paths["keras2_weights"])) >= len(a) // 2
+    # --resume with one more epoch: both workers restore the backup and train epoch 2 only.
+    again, other_again = _run_two_workers(cube_dir, run, epochs=3, resume=True)
+    assert again["epochs"] == other_again["epochs"] == 3
+    assert len(again["logs"]) == len(other_again["logs"]) == 1
+    np.testing.assert_allclose(again["begin"], chief["end"], rtol=1e-6)  # restored, not re-initialised
+    np.testing.assert_allclose(again["end"], other_again["end"], rtol=1e-5)
+    with open(paths["csv_log"]) as f:
+        assert [r.split(",")[0] for r in f.read().splitlines()[1:]] == ["0", "1", "2"]
 
 
 class _Batches(keras.utils.PyDataset):
