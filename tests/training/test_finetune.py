@@ -120,7 +120,7 @@ def test_finetune_classification_is_seeded_and_uses_label_fraction(rng, tmp_path
     assert 0.0 <= first["auc"] <= 1.0
     assert first["n_train"] == 6  # half of each class (6 + 6)
     assert first["auc"] == pytest.approx(second["auc"], abs=1e-6)
-    assert first["best_val_loss"] == pytest.approx(second["best_val_loss"], rel=1e-5)
+    assert first["best_val_loss"] == pytest.approx(second["best_val_loss"], rel=1e-4)
 
 
 def test_auc_reported_is_sklearn_auc_of_predictions(rng, tmp_path):
