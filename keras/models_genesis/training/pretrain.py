@@ -219,8 +219,8 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
     """Warn where TensorFlow's CPU (oneDNN) bf16 Conv3D filter gradient is known to be wrong.
 
     Measured with TensorFlow 2.21: the gradient is garbage (often inf/NaN) when a feature map has
-    2 rows, e.g. the coarsest level of 16-row cubes at depth 4. 64x64x32 and 32x32x16 are fine;
-    GPUs are not affected.
+    2 rows, e.g. the coarsest level of 16-row cubes at depth 4. 64x64x32 and 32x32x16 are fine.
+    The bug is in the CPU kernel, so machines with a GPU are not warned.
     """
     if config.mixed_precision != "bf16" or keras.backend.backend() != "tensorflow":
         return
