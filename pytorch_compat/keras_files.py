@@ -106,16 +106,8 @@ def read_keras_weights(source) -> "OrderedDict[str, List[np.ndarray]]":
             data = archive.read(KERAS_ARCHIVE_WEIGHTS)
         with h5py.File(io.BytesIO(data), "r") as f:
             return _read_keras3_h5(f, path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"Cannot open {path!r} as a Keras HDF5 weight file (truncated or another "
-                         f"format?): {exc}") from exc
-    with f:
-        keras2 = "layer_names" in f.attrs or (
-            "model_weights" in f and "layer_names" in f["model_weights"].attrs)
-        if not keras2:
-            return _read_keras3_h5(f, path)
-    from models_genesis.models.weights import read_keras2_weights
+    from models_genesis.models.weights import keras2_layer_group, open_hdf5, read_keras2_group
 
-    return read_keras2_weights(path)
+    with open_hdf5(path, "a Keras HDF5 weight file") as f:
+        group = keras2_layer_group(f)
+        return _read_keras3_h5(f, path) if group is None else read_keras2_group(group, path)

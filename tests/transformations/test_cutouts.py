@@ -11,6 +11,14 @@ from models_genesis.transformations.outer_cutout import (
 SHAPE = (64, 64, 32)
 
 
+def _box_mask(params):
+    """True inside the union of the boxes of cutout `params` (written out, not `box_slices`)."""
+    mask = np.zeros(SHAPE, bool)
+    for start, size in zip(params["starts"], params["sizes"]):
+        mask[tuple(slice(a, a + s) for a, s in zip(start, size))] = True
+    return mask
+
+
 def test_inner_boxes_sizes_counts_margins_and_noise(rng):
     counts = []
     x = np.full(SHAPE, 2.0, dtype=np.float32)  # outside [0, 1]: noise is easy to spot
@@ -22,9 +30,7 @@ def test_inner_boxes_sizes_counts_margins_and_noise(rng):
             assert np.all(p["sizes"] >= [10, 10, 5]) and np.all(p["sizes"] <= [21, 21, 10])
             assert np.all(p["starts"] >= 3) and np.all(p["starts"] + p["sizes"] <= np.array(SHAPE) - 3)
         out = apply_inner_cutout(x, p)
-        mask = np.zeros(SHAPE, bool)
-        for a, b in zip(p["starts"], p["sizes"]):
-            mask[tuple(slice(i, i + k) for i, k in zip(a, b))] = True
+        mask = _box_mask(p)
         assert np.all(out[~mask] == 2.0)
         assert np.all((out[mask] >= 0) & (out[mask] < 1))
     counts = np.array(counts)
@@ -43,9 +49,7 @@ def test_outer_reveals_the_original_exactly_inside_its_boxes(rng):
         assert np.all(p["sizes"] >= [28, 28, 14]) and np.all(p["sizes"] <= [37, 37, 19])
         assert np.all(p["starts"] >= 3) and np.all(p["starts"] + p["sizes"] <= np.array(SHAPE) - 3)
         out = apply_outer_cutout(x, p)
-        mask = np.zeros(SHAPE, bool)
-        for a, b in zip(p["starts"], p["sizes"]):
-            mask[tuple(slice(i, i + k) for i, k in zip(a, b))] = True
+        mask = _box_mask(p)
         assert np.array_equal(out == 2.0, mask)
         assert np.all((out[~mask] >= 0) & (out[~mask] < 1))
         assert np.array_equal(out[~mask], p["noise"][~mask])
@@ -71,13 +75,7 @@ def test_public_functions_2d_prob_and_errors(rng):
 def test_hidden_fraction_at_release_defaults_against_the_papers_quarter(rng):
     """The paper keeps cut-outs under 1/4 of the sub-volume; the release's sizes do that for the
     inner cutout (at most 5 boxes of (dim//3)^3) but the outer cutout hides most of the cube."""
-    def hidden(params, outer):
-        revealed = np.zeros(SHAPE, bool)
-        for start, size in zip(params["starts"], params["sizes"]):
-            revealed[tuple(slice(a, a + s) for a, s in zip(start, size))] = True
-        return 1 - revealed.mean() if outer else revealed.mean()
-
-    inner = [hidden(sample_inner_cutout_params(rng, SHAPE), False) for _ in range(500)]
-    outer = [hidden(sample_outer_cutout_params(rng, SHAPE), True) for _ in range(500)]
+    inner = [_box_mask(sample_inner_cutout_params(rng, SHAPE)).mean() for _ in range(500)]
+    outer = [1 - _box_mask(sample_outer_cutout_params(rng, SHAPE)).mean() for _ in range(500)]
     assert max(inner) < 0.25 and np.mean(inner) > 0.02
     assert min(outer) > 0.5 and np.median(outer) > 0.6

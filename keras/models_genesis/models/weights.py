@@ -59,29 +59,46 @@ def read_keras2_weights(path) -> "OrderedDict[str, List[np.ndarray]]":
             "(e.g. Genesis_Chest_CT.pt) is converted with `pytorch_compat`, and a `.keras` file "
             "is read with `keras.saving.load_model` or `model.load_weights`."
         )
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise ValueError(f"Cannot open {path!r} as an HDF5 weight file (truncated or another "
-                         f"format?): {exc}") from exc
-    with f:
-        group = f
-        if "layer_names" not in group.attrs and "model_weights" in group:
-            group = group["model_weights"]
-        if "layer_names" not in group.attrs:
+    with open_hdf5(path, "an HDF5 weight file") as f:
+        group = keras2_layer_group(f)
+        if group is None:
             raise ValueError(
                 f"{path!r} is an HDF5 file but not in the Keras weight layout: no `layer_names` "
                 "attribute at its root or in a `model_weights` group. (A Keras 3 "
                 "`.weights.h5` file is loaded with `model.load_weights`.)"
             )
-        out = OrderedDict()
-        try:
-            for name in _decode(group.attrs["layer_names"]):
-                weight_names = _decode(group[name].attrs.get("weight_names", []))
-                if weight_names:
-                    out[name] = [np.asarray(group[name][w]) for w in weight_names]
-        except (KeyError, OSError) as exc:
-            raise ValueError(f"Weight file {path!r} is truncated or damaged: {exc}") from exc
+        return read_keras2_group(group, path)
+
+
+def open_hdf5(path: str, what: str):
+    """`h5py.File(path, "r")`, or a ValueError naming `path` and `what` it was expected to be."""
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        raise ValueError(f"Cannot open {path!r} as {what} (truncated or another format?): "
+                         f"{exc}") from exc
+
+
+def keras2_layer_group(f):
+    """The group of an open HDF5 file holding Keras 2's `layer_names` (the root of a weights-only
+    file, `model_weights` of a full-model file), or None: not the Keras 2 layout."""
+    if "layer_names" in f.attrs:
+        return f
+    if "model_weights" in f and "layer_names" in f["model_weights"].attrs:
+        return f["model_weights"]
+    return None
+
+
+def read_keras2_group(group, path: str) -> "OrderedDict[str, list]":
+    """`layer name -> [arrays]` of a `keras2_layer_group`, in file order; `path` names errors."""
+    out = OrderedDict()
+    try:
+        for name in _decode(group.attrs["layer_names"]):
+            weight_names = _decode(group[name].attrs.get("weight_names", []))
+            if weight_names:
+                out[name] = [np.asarray(group[name][w]) for w in weight_names]
+    except (KeyError, OSError) as exc:
+        raise ValueError(f"Weight file {path!r} is truncated or damaged: {exc}") from exc
     return out
 
 
