@@ -35,7 +35,7 @@
 
 # %%
 from models_genesis.data.target_tasks import load_target_data
-from models_genesis.evaluation.experiment import run_experiment
+from models_genesis.pipeline.experiment import run_experiment
 
 DATA_DIR = None  # e.g. "datasets/lidc_ncs"
 TASK = "ncs"

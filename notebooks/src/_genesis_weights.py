@@ -7,7 +7,7 @@
 
 # %%
 from models_genesis.data.phantoms.chest import make_chest_phantoms
-from models_genesis.training.pretrain_demo import run_demo_pretraining
+from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
 # LUNA16 layout: subset0..9/*.mhd (+ .raw), annotations.csv, candidates.csv, masks/
 CHEST_DIR = WORK / "chest_phantoms"

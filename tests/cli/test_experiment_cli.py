@@ -26,7 +26,7 @@ def test_experiment_command_maps_its_options(tmp_path, monkeypatch, capsys):
                                                        "lower_bound": False},
                 "n_trained": 4, "n_resumed": 0, "results_csv": "r.csv"}
 
-    monkeypatch.setattr("models_genesis.evaluation.experiment.run_experiment",
+    monkeypatch.setattr("models_genesis.pipeline.experiment.run_experiment",
                         fake_run_experiment)
     code = main(["experiment", "--task", "ncs", "--inits", "genesis", "he_uniform", "--runs", "3",
                  "--label-fractions", "1.0", "0.5", "--data", "D", "--out", "O", "--weights",
@@ -83,10 +83,12 @@ def test_finetune_command_trains_on_release_arrays(rng, tmp_path, capsys):
     np.testing.assert_array_equal(mask.array, (prob > 0.5).astype(np.uint8))
 
 
-def test_predict_volume_needs_a_model_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model.keras"):
-        main(["predict-volume", "--model", str(tmp_path), "--input", "x.nii.gz", "--output",
-              str(tmp_path / "m.nii.gz")])
+def test_predict_volume_needs_a_model_file(tmp_path, capsys):
+    assert main(["predict-volume", "--model", str(tmp_path), "--input", "x.nii.gz", "--output",
+                 str(tmp_path / "m.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("models-genesis predict-volume: error:") and "model.keras" in err
+    assert "Traceback" not in err
 
 
 def test_predict_volume_window_defaults_to_the_model_input(rng, tmp_path):

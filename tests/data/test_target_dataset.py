@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models_genesis.data.target_dataset import TargetDataset
-from models_genesis.training.augmentation import AugmentationConfig
+from models_genesis.transformations.augmentation import AugmentationConfig
 
 SHAPE = (8, 8, 8)
 

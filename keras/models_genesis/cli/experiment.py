@@ -2,7 +2,7 @@
 
 * `finetune`: one run (`models_genesis.training.finetune.finetune`);
 * `experiment`: the paper's protocol over methods, runs and label fractions
-  (`models_genesis.evaluation.experiment.run_experiment`), resumable;
+  (`models_genesis.pipeline.experiment.run_experiment`), resumable;
 * `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
   source geometry (`models_genesis.evaluation.sliding_window.predict_volume_to_file`).
 """
@@ -62,7 +62,7 @@ def _finetune(args) -> int:
 
 
 def _experiment(args) -> int:
-    from models_genesis.evaluation.experiment import run_experiment
+    from models_genesis.pipeline.experiment import run_experiment
 
     out = run_experiment(args.task, args.inits, args.runs, args.label_fractions, args.data,
                          args.out, weights=args.weights, seed=args.seed,

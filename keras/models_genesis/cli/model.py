@@ -21,7 +21,7 @@ def _summary(args) -> int:
 
 
 def _demo(args) -> int:
-    from models_genesis.demo import run_demo
+    from models_genesis.pipeline.demo import run_demo
 
     run_demo(args.out, overwrite=args.overwrite)
     return 0

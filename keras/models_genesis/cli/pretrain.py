@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 
 # Options with a name other than the field's.
 _RENAMED = {"data_dir": ("--data", "--data-dir"), "out_dir": ("--out", "--out-dir")}
@@ -71,13 +70,8 @@ def config_from_args(args):
 def _pretrain(args) -> int:
     from models_genesis.training.pretrain import pretrain
 
-    try:
-        config = config_from_args(args)
-        result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError,
-            FloatingPointError) as exc:
-        print(f"models-genesis pretrain: error: {exc}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     paths = result["paths"]
     print(f"best weights: {paths['best_weights']} and {paths['keras2_weights']}")
     print(f"run folder: {paths['out_dir']} (metrics: {paths['metrics']})")

@@ -89,7 +89,7 @@ class TargetDataset(keras.utils.PyDataset):
         idx = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
         x, y = self.x[idx], self.y[idx]
         if self.augment:
-            from models_genesis.training.augmentation import augment_pair
+            from models_genesis.transformations.augmentation import augment_pair
 
             rng = np.random.default_rng((self.seed, self.epoch, int(index)))
             x, y_aug = augment_pair(x, y if y.ndim > 1 else None, rng=rng,

@@ -63,8 +63,8 @@ def _drop_stale_experiment(experiment_dir: str, weights: str) -> None:
 
 def run_demo(out_dir="runs/demo", *, overwrite: bool = False) -> dict:
     """Run the demo; return what each step produced."""
-    from models_genesis.evaluation.experiment import run_demo_experiment
-    from models_genesis.training.pretrain_demo import run_demo_pretraining
+    from models_genesis.pipeline.experiment import run_demo_experiment
+    from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)

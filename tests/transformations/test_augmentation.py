@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models_genesis.training.augmentation import (AugmentationConfig, AugmentationParams,
+from models_genesis.transformations.augmentation import (AugmentationConfig, AugmentationParams,
                                                   apply_augmentation, augment_pair,
                                                   sample_augmentation_params)
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from models_genesis.evaluation.experiment import append_result, read_results, run_experiment
+from models_genesis.pipeline.experiment import append_result, read_results, run_experiment
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 from tests.training.test_finetune import SHAPE, TINY, make_data

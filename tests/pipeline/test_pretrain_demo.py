@@ -3,7 +3,7 @@
 import pytest
 
 from models_genesis.data.phantoms.chest import make_chest_phantoms
-from models_genesis.training.pretrain_demo import run_demo_pretraining
+from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
 TINY = dict(n_base_filters=2, epochs=1, steps_per_epoch=2, validation_steps=1, batch_size=2,
             figures=False, tensorboard=False)

@@ -262,7 +262,7 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
     out_dir = os.path.abspath(os.fspath(out_dir))
     phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "phantoms")
     if weights is None:
-        from models_genesis.training.pretrain_demo import run_demo_pretraining
+        from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
         weights = run_demo_pretraining(out_dir, phantom_dir=phantom_dir, n_phantoms=n_phantoms,
                                        seed=seed)["paths"]["keras2_weights"]

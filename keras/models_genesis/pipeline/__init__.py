@@ -1,0 +1,1 @@
+"""Orchestration above training and evaluation: the paper's experiments and the demo."""
