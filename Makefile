@@ -8,9 +8,10 @@ STAMP := $(VENV)/.installed
 # torch 2.13.0 is the CPU build this environment serves quickly; any other version downloads GBs.
 TORCH ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
+JUPYTER_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: install demo test benchmarks clean
+.PHONY: install demo test notebooks benchmarks clean
 
 install: $(STAMP)
 
@@ -23,6 +24,13 @@ $(STAMP): setup.py requirements.txt
 
 demo: install
 	$(VENV)/bin/models-genesis demo --out $(DEMO_DIR)
+
+# JupyterLab in .venv, with .venv registered as the kernel "Models Genesis (.venv)" (also for
+# VS Code or a Jupyter installed elsewhere), then JupyterLab on notebooks/.
+notebooks: install
+	$(PY) -m pip install -q -e ".[notebooks]"
+	$(PY) -m ipykernel install --sys-prefix --name models-genesis --display-name "Models Genesis (.venv)"
+	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS) notebooks/
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS) tests

@@ -25,6 +25,10 @@ setup(
     extras_require={
         # torch is optional: only pytorch_compat needs it. The Makefile pins 2.13.0 (CPU build).
         "torch": ["torch>=2.1"],
+        # keras-hub is optional: only the ImageNet encoder of the 2D baselines needs it.
+        "2d": ["keras-hub>=0.20"],
+        # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel.
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
         "dev": [
             "pytest>=7",
             "nbclient>=0.9",
