@@ -133,7 +133,10 @@ def test_resample_spacing_shape_and_values():
 def test_normalize_intensity_ranges():
     hu = np.array([-3000, -1000, 0, 500, 1000, 3000], np.int16)
     np.testing.assert_allclose(normalize_intensity(hu), [0, 0, 0.5, 0.75, 1, 1])
-    np.testing.assert_allclose(normalize_intensity([-5, 0, 2000, 4000, 9000], "mri"),
+    # "mri" is the BMS rule, per-patient min-max (the same as "minmax"); the release's MRI
+    # pre-training advice, clip [0, 4000], is an explicit window.
+    np.testing.assert_allclose(normalize_intensity([100, 300, 500], "mri"), [0, 0.5, 1])
+    np.testing.assert_allclose(normalize_intensity([-5, 0, 2000, 4000, 9000], (0, 4000)),
                                [0, 0, 0.5, 1, 1])
     np.testing.assert_allclose(normalize_intensity([0, 5, 10], (0, 20)), [0, 0.25, 0.5])
     np.testing.assert_allclose(normalize_intensity([2.0, 4.0, 6.0], "minmax"), [0, 0.5, 1])

@@ -37,6 +37,22 @@ def test_mean_iou_hand_computed():
     assert M.mean_iou(y, p, thresholds=[0.65]) == 1.0
 
 
+def test_mean_iou_compares_in_float32_like_the_release():
+    """The release compared float32 outputs with np.arange(0.5, 1.0, 0.05) in TensorFlow, i.e. in
+    float32: float32(0.6) is not above the threshold 0.6 there, while in float64 it is."""
+    y = np.array([0, 0, 1, 1])
+    p = np.array([0.1, 0.6, 0.7, 0.96], dtype=np.float32)
+    assert p.astype(np.float64)[1] > 0.6 and not p[1] > np.float32(0.6)  # the two answers differ
+    release = (8 * 7 / 12 + 2) / 10  # as test_mean_iou_hand_computed: t = 0.6 gives 0011
+    float64 = (9 * 7 / 12 + 1) / 10  # t = 0.6 would give 0111
+    assert M.mean_iou(y, p) == pytest.approx(release) != pytest.approx(float64)
+    release_thresholds = np.arange(0.5, 1.0, 0.05)  # 0.6000000000000001, ... as in the release
+    assert M.mean_iou(y, p, thresholds=release_thresholds) == pytest.approx(release)
+    metric = M.MeanIoUOverThresholds()
+    metric.update_state(y.astype(np.float32), p)
+    assert float(metric.result()) == pytest.approx(release)
+
+
 def test_confusion_counts_match_direct_thresholding(rng):
     y = rng.random((3, 7, 5)) > 0.6
     p = rng.random((3, 7, 5))

@@ -80,3 +80,59 @@ def test_release_head_recipe_matches_builder():
     x = keras.layers.Dense(1024, activation="relu")(x)
     recipe = keras.Model(base.input, keras.layers.Dense(1, activation="sigmoid")(x))
     assert recipe.count_params() == classification_model((16, 16, 8, 1), n_base_filters=4).count_params()
+
+
+def test_linear_head_is_a_linear_classifier_on_the_pooled_encoder():
+    model = target_model("classification", (16, 16, 8, 1), n_base_filters=4, head="linear")
+    assert _source(model.get_layer("classifier")) == "gap"
+    assert _source(model.get_layer("gap")) == "depth_7_relu"
+    assert not any(layer.name == "fc1" for layer in model.layers)
+    assert model.get_layer("classifier").activation.__name__ == "sigmoid"
+    encoder = sum(int(np.prod(w.shape)) for layer in model.layers if layer.name.startswith("depth_")
+                  for w in layer.weights)
+    assert model.count_params() == encoder + 64 + 1
+    # Before the sigmoid the output is affine in the pooled features.
+    features = keras.Model(model.input, model.get_layer("gap").output)
+    x = np.random.default_rng(0).random((3, 16, 16, 8, 1), dtype=np.float32)
+    f = features.predict(x, verbose=0)
+    kernel, bias = (keras.ops.convert_to_numpy(w) for w in model.get_layer("classifier").weights)
+    p = model.predict(x, verbose=0)
+    np.testing.assert_allclose(np.log(p / (1 - p)), f @ kernel + bias, rtol=1e-4, atol=1e-4)
+
+
+def test_freeze_blocks_fixes_weights_and_batchnorm_statistics(rng):
+    from models_genesis.models.heads import encoder_blocks, freeze_blocks
+
+    keras.utils.set_random_seed(0)
+    model = target_model("classification", (16, 16, 8, 1), n_base_filters=2, head="linear")
+    frozen = freeze_blocks(model, encoder_blocks(4))
+    assert frozen == [f"depth_{i}_{k}" for i in range(8) for k in ("conv", "bn")]
+    assert [w.name for w in model.trainable_weights] == ["kernel", "bias"]  # the classifier
+    before = {layer.name: [keras.ops.convert_to_numpy(w) for w in layer.weights]
+              for layer in model.layers if layer.name.startswith("depth_")}
+    head_before = keras.ops.convert_to_numpy(model.get_layer("classifier").kernel)
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy")
+    x = (rng.random((4, 16, 16, 8, 1)) * 3).astype(np.float32)  # far from the BN's init stats
+    model.fit(x, np.array([0, 1, 0, 1], np.float32), epochs=2, batch_size=4, verbose=0)
+    for name, values in before.items():
+        for old, new in zip(values, model.get_layer(name).weights):
+            np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new), err_msg=name)
+    assert not np.allclose(head_before, keras.ops.convert_to_numpy(model.get_layer("classifier").kernel))
+    # A trainable BatchNorm does update its moving statistics on the same data.
+    keras.utils.set_random_seed(0)
+    free = target_model("classification", (16, 16, 8, 1), n_base_filters=2, head="linear")
+    mean = keras.ops.convert_to_numpy(free.get_layer("depth_0_bn").moving_mean)
+    free.compile(optimizer="adam", loss="binary_crossentropy")
+    free.fit(x, np.array([0, 1, 0, 1], np.float32), epochs=1, batch_size=4, verbose=0)
+    assert not np.allclose(mean, keras.ops.convert_to_numpy(free.get_layer("depth_0_bn").moving_mean))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(head="mlp"), "head"),
+    (dict(kind="classification", frozen_blocks=(9,)), "no block depth_9"),
+    (dict(frozen_blocks=(-1,)), "ints >= 0"),
+])
+def test_bad_head_or_blocks_are_refused(kwargs, message):
+    args = dict(kind="segmentation", input_shape=(16, 16, 8, 1), n_base_filters=2)
+    with pytest.raises(ValueError, match=message):
+        target_model(**{**args, **kwargs})

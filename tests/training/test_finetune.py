@@ -162,3 +162,29 @@ def test_crop_not_divisible_by_8_and_missing_weights(rng, tmp_path):
         one_class = make_data(rng, segmentation=False)
         finetune(FinetuneConfig(task="ncc", init="uniform", **TINY),
                  dataclasses.replace(one_class, y_test=0 * one_class.y_test))
+
+
+def test_linear_probe_keeps_the_genesis_encoder(rng, tmp_path, genesis_file):
+    """Transfer scenario 1: frozen Genesis encoder + linear classifier; only the head learns."""
+    data = make_data(rng, segmentation=False, n=(8, 4, 4))
+    config = FinetuneConfig(task="ncc", init="genesis", weights=genesis_file, head="linear",
+                            freeze_encoder=True, out_dir=str(tmp_path / "probe"),
+                            **dict(TINY, learning_rate=0.1))
+    result = finetune(config, data, run_eagerly=True, verbose=0)
+    assert result["head"] == "linear" and result["frozen_blocks"] == list(range(8))
+    model = keras.saving.load_model(tmp_path / "probe" / "model.keras", compile=False)
+    stored = read_keras2_weights(genesis_file)
+    for i in range(8):
+        for name in (f"depth_{i}_conv", f"depth_{i}_bn"):
+            for saved, now in zip(stored[name], model.get_layer(name).weights):
+                np.testing.assert_array_equal(saved, keras.ops.convert_to_numpy(now))
+    assert [layer.name for layer in model.layers if layer.name in ("fc1", "classifier")] == [
+        "classifier"]
+    assert FinetuneConfig.from_json(tmp_path / "probe" / "finetune_config.json").freeze_encoder
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(head="mlp"), "head"), (dict(freeze_blocks=(14,)), "freeze_blocks")])
+def test_probe_options_are_validated(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        FinetuneConfig(task="ncc", init="he_uniform", **kwargs)

@@ -1,6 +1,7 @@
 """Pre-training end to end on tiny cubes: outputs, resume, refusals, OOM fallback, mixed precision."""
 
 import csv
+import dataclasses
 import json
 import os
 import warnings
@@ -14,6 +15,7 @@ from models_genesis.data.cube_files import cube_file_name, save_cubes
 from models_genesis.data.restoration_dataset import RestorationDataset
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
+from models_genesis.transformations.unified import TransformConfig
 from models_genesis.training.pretrain import (
     _clear_outputs, _prepare_run_dir, build_restoration_model, evaluate_restoration,
     is_out_of_memory, pretrain, run_paths,
@@ -78,7 +80,9 @@ def test_pretrain_writes_both_weight_formats_logs_metrics_and_figures(cube_dir, 
     for key in ("config", "best_weights", "keras2_weights", "csv_log", "metrics", "result"):
         assert os.path.isfile(paths[key]), key
     assert os.path.basename(paths["keras2_weights"]) == "Genesis_Chest_CT.h5"
-    assert PretrainConfig.from_json(paths["config"]) == config
+    stored = PretrainConfig.from_json(paths["config"])  # records every transformation parameter
+    assert stored == dataclasses.replace(config, method_options=stored.method_options)
+    assert TransformConfig(**stored.method_options) == TransformConfig.for_scheme(config.scheme)
     assert _csv_epochs(paths["csv_log"]) == [0, 1] and result["epochs"] == 2
     val_losses = _csv_column(paths["csv_log"], "val_loss")
     assert result["best_val_loss"] == pytest.approx(min(val_losses), rel=1e-6)

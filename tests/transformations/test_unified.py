@@ -25,7 +25,10 @@ def test_frequencies_match_release_probabilities(rng):
         assert abs(freq[k] - p) < _bound(p, n), (k, freq[k])
     assert not any(log["inner_cutout"] and log["outer_cutout"] for log in logs)
     no_flip = np.mean([len(log["flip_axes"]) == 0 for log in logs])
-    assert abs(no_flip - 0.6) < _bound(0.6, n)
+    # No draw (0.6), or only draws of the release's channel axis, a third of the draws.
+    p_none = sum(0.4 ** k * (0.6 if k < 3 else 1.0) / 3 ** k for k in range(4))
+    assert abs(no_flip - p_none) < _bound(p_none, n)
+    assert not any(2 in log["flip_axes"] for log in logs)  # depth is never flipped
 
 
 def test_identity_scheme_and_flip_alignment(rng):
@@ -35,7 +38,8 @@ def test_identity_scheme_and_flip_alignment(rng):
         assert np.array_equal(a, b) and a is not b
     a, b = genesis_transform(x, rng=rng, config=TransformConfig.for_scheme("identity", flip_prob=0.0))
     assert np.array_equal(a, x) and np.array_equal(b, x)
-    cfg = dataclasses.replace(SMALL, flip_prob=1.0, local_prob=0.0, nonlinear_prob=1.0, paint_prob=0.0)
+    cfg = dataclasses.replace(SMALL, flip_prob=1.0, flip_choices=(0, 1, 2), local_prob=0.0,
+                              nonlinear_prob=1.0, paint_prob=0.0)
     for _ in range(10):  # the non-linear map is voxel-wise: a flipped input matches a flipped target
         a, b, log = genesis_transform(x, rng=rng, config=cfg, return_applied=True)
         assert len(log["flip_axes"]) == 3

@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
+import tempfile
 
 # One module per pipeline stage; each defines `register(subparsers)`.
 COMMAND_MODULES = (
@@ -22,7 +24,15 @@ COMMAND_MODULES = (
     "models_genesis.cli.data",
     "models_genesis.cli.pretrain",
     "models_genesis.cli.experiment",
+    "models_genesis.cli.prepare",
 )
+
+# Commands that never import Keras (the others import it quietly before their handler runs).
+NO_BACKEND_COMMANDS = ("make-phantoms", "extract-cubes", "prepare")
+
+# absl/TF C++ log lines: the preamble, and `I0000 00:00:1796026807.313467  7279 port.cc:153]`.
+_NATIVE_LOG_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"
+_NATIVE_LOG_LINE = re.compile(r"^([IWE])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\] ")
 
 # Errors that describe the user's input, output or settings; anything else is a bug.
 # (KeyError comes from CSV columns and dictionaries of names; OSError includes
@@ -35,11 +45,18 @@ class UserError(Exception):
 
 
 def _error_text(exc: BaseException) -> str:
+    """The error as one line: a library's multi-line message (e.g. Keras listing the weights
+    that do not fit) is cut after its first line; `--debug` shows all of it."""
     if isinstance(exc, KeyError) and exc.args:
-        return str(exc.args[0])  # str(KeyError) adds quotes around the message
-    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-        return f"{exc.strerror}: {exc.filename!r}"
-    return str(exc) or type(exc).__name__
+        text = str(exc.args[0])  # str(KeyError) adds quotes around the message
+    elif isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename!r}"
+    else:
+        text = str(exc) or type(exc).__name__
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if len(lines) > 1:
+        return f"{lines[0].rstrip(':')} [... {len(lines) - 1} more lines: --debug shows them]"
+    return lines[0] if lines else type(exc).__name__
 
 
 def quiet_native_logs() -> None:
@@ -49,6 +66,52 @@ def quiet_native_logs() -> None:
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS_LOG", "0")
+
+
+def _is_native_noise(line: str, min_level: int) -> bool:
+    if line.startswith(_NATIVE_LOG_PREAMBLE):
+        return min_level > 0
+    match = _NATIVE_LOG_LINE.match(line)
+    return bool(match) and "IWE".index(match.group(1)) < min_level
+
+
+def import_keras_quietly() -> None:
+    """Import Keras (hence TensorFlow) with TF's import-time C++ log lines filtered out.
+
+    TensorFlow 2.21 logs `I0000 ... oneDNN custom operations are on` and `Could not find cuda
+    drivers` through absl before TF_CPP_MIN_LOG_LEVEL is read, so the level alone does not hide
+    them. The import runs with the process' stderr (file descriptor 2) sent to a temporary file;
+    afterwards every line below TF_CPP_MIN_LOG_LEVEL (I=0, W=1, E=2) is dropped and the rest
+    (Python warnings, fatal errors) is written to stderr.
+    """
+    if "keras" in sys.modules:
+        return
+    try:
+        min_level = int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (ValueError, OSError):
+        import keras  # noqa: F401  (no file descriptor 2 to filter: import plainly)
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept, dropped = [], False
+            for line in text.splitlines(keepends=True):
+                # A dropped record's continuation (cpu_feature_guard's second line) goes too.
+                dropped = _is_native_noise(line, min_level) or (
+                    dropped and line.startswith("To enable the following instructions"))
+                if not dropped:
+                    kept.append(line)
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +134,8 @@ def main(argv=None) -> int:
     if not args.debug:
         quiet_native_logs()
     try:
+        if args.command not in NO_BACKEND_COMMANDS:
+            import_keras_quietly()
         result = args.func(args)
     except (UserError, *USER_ERRORS) as exc:
         if args.debug:

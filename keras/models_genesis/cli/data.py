@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from models_genesis.cli import UserError
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -13,14 +15,19 @@ def register(subparsers) -> None:
         "subsetK/*.mhd + .raw (int16 HU), annotations.csv, candidates.csv and masks/*.mhd "
         "(pre-training, NCC, NCS); abdomen: LiTS volume-N.nii + segmentation-N.nii (LCS); "
         "brain: BraTS 2018 folders with *_flair.nii.gz + *_seg.nii.gz (BMS); pe: CTPA-like "
-        "volumes + candidates.csv (ECC).")
-    p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe"), default="chest",
+        "volumes + candidates.csv (ECC); xray: ChestX-ray14 layout, images/*.png (16-bit DRRs of "
+        "chest phantoms) + Data_Entry_2017.csv (Genesis X-ray).")
+    p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe", "xray"), default="chest",
                    help="which data set to write (default chest)")
     p.add_argument("--out", default="datasets/phantom", help="output folder")
     p.add_argument("--n", type=int, default=None,
                    help="number of scans (chest: default 20, >= --subsets; others: default 6)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subsets", type=int, default=10, help="chest only: number of subset folders")
+    p.add_argument("--subsets", type=int, default=None,
+                   help="chest only: number of subset folders (default 10, or --n if fewer)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace files of an earlier phantom set with the same names (only the "
+                   "files this command writes); without it, existing files are never replaced")
     p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="voxels per scan (default: the generator's, e.g. 192 192 96 for chest)")
     p.set_defaults(func=_make_phantoms)
@@ -35,26 +42,58 @@ def register(subparsers) -> None:
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
     p.add_argument("--cube-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--slices", type=int, nargs=2, metavar=("R", "C"), default=None,
+                   help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
+                   "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
     p.add_argument("--scale", type=int, default=None, help="cubes per scan")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
     p.add_argument("--workers", type=int, default=None, help="processes (0/1: none)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cube files (and manifests) of the same names in --out")
     p.set_defaults(func=_extract_cubes)
+
+    p = subparsers.add_parser(
+        "extract-xray-crops", help="cut proxy-task crops from ChestX-ray14 radiographs "
+        "(Genesis X-ray; bat_*_RxCx1_{subset}.npy for pretrain --dims 2)",
+        description="Read ROOT/images/*.png and ROOT/Data_Entry_2017.csv, normalise each "
+        "radiograph to [0, 1] by its min and max (no clipping, Sec. 2.1), resize, cut random "
+        "crops and write one file per patient-level subset (data.xray).")
+    p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
+    p.add_argument("--out", required=True, help="output folder for the crop files")
+    p.add_argument("--subsets", type=int, default=10, help="patient-level subsets (default 10)")
+    p.add_argument("--scale", type=int, default=8, help="crops per radiograph (default 8)")
+    p.add_argument("--crop-shape", type=int, nargs=2, metavar=("R", "C"), default=(64, 64))
+    p.add_argument("--image-size", type=int, nargs=2, metavar=("R", "C"), default=(256, 256),
+                   help="radiographs are resized to this first (default 256 256)")
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_extract_xray_crops)
 
 
 def _make_phantoms(args) -> int:
     from models_genesis.data.phantoms.targets import get_phantom_maker
 
-    options = {"seed": args.seed}
+    options = {"seed": args.seed, "overwrite": args.overwrite}
     if args.n is not None:
         options["n"] = args.n
     if args.shape is not None:
         options["shape"] = tuple(args.shape)
     if args.kind == "chest":
         options["n_subsets"] = args.subsets
+    elif args.subsets is not None:
+        raise UserError(f"--subsets is for --kind chest only. Received: --kind {args.kind}.")
     summary = get_phantom_maker(args.kind)(args.out, **options)
     print(json.dumps(summary, indent=2, default=str))
+    if args.kind == "chest" and summary["n_subsets"] < 10:
+        split = summary["split"]
+        note = ("too few for a train/validation/test split" if split is None else
+                "use them as " + ", ".join(f"{k} {' '.join(v)}" for k, v in split.items()) +
+                f" (e.g. pretrain --train-subsets {' '.join(split['train'])} --val-subsets "
+                f"{' '.join(split['val'])})")
+        print(f"note: {summary['n_scans']} scans in {summary['n_subsets']} subset folders "
+              f"instead of LUNA16's 10: {note}")
     return 0
 
 
@@ -64,12 +103,35 @@ def _extract_cubes(args) -> int:
     from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
 
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
+    if args.slices:
+        from models_genesis.data.slices import slice_config
+
+        if args.cube_shape:
+            raise UserError("--slices and --cube-shape exclude each other. Received both.")
+        config = slice_config(args.slices, demo=args.preset == "demo")
     overrides = {"cube_shape": tuple(args.cube_shape) if args.cube_shape else None,
                  "scale": args.scale, "dtype": args.dtype}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
-                            workers=args.workers, pattern=args.pattern)
+                            workers=args.workers, pattern=args.pattern,
+                            overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}, indent=2))
     for skip in summary["skipped"]:
         print(f"skipped {skip['path']}: {skip['reason']} ({skip['detail']})")
+    empty = [s for s, n in summary["n_cubes"].items() if n == 0]
+    if empty:
+        raise UserError(f"subset(s) {empty} of {args.data!r} gave no cube (see the skipped scans "
+                        f"above and the .json manifests in {args.out!r}); no cube file was "
+                        "written for them.")
+    return 0
+
+
+def _extract_xray_crops(args) -> int:
+    from models_genesis.data.xray import prepare_xray_crops
+
+    summary = prepare_xray_crops(args.data, args.out, n_subsets=args.subsets, scale=args.scale,
+                                 crop_shape=tuple(args.crop_shape),
+                                 image_size=tuple(args.image_size), seed=args.seed,
+                                 dtype=args.dtype)
+    print(json.dumps(summary, indent=2))
     return 0

@@ -12,7 +12,13 @@ from __future__ import annotations
 import json
 import os
 
-_INITS = ("genesis", "uniform", "glorot_uniform", "he_uniform")
+from models_genesis.cli import UserError
+from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
+from models_genesis.outputs import check_output_dir
+
+# Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
+# paper's scratch initialisers.
+_INITS = METHOD_NAMES + SCRATCH_INITS
 _TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
@@ -20,11 +26,18 @@ _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_bas
 
 
 def _overrides(args) -> dict:
+    from models_genesis.data.target_tasks.options import options_from_args
+    from models_genesis.data.target_tasks.prepared import with_negative_sampling
+
     values = {k: getattr(args, k) for k in _TRAINING_OPTIONS if getattr(args, k) is not None}
     if "input_shape" in values:
         values["input_shape"] = tuple(values["input_shape"])
     if args.no_augment:
         values["augment"] = False
+    options = with_negative_sampling(args.task, args.data,
+                                     options_from_args(args.task, args, args.data))
+    if options:
+        values["data_options"] = options
     return values
 
 
@@ -46,6 +59,10 @@ def _add_training_options(p) -> None:
     p.add_argument("--fold", type=int, help="cross-validation fold (BMS)")
     p.add_argument("--workers", type=int, help="data-loading workers (default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
+    from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
+
+    add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
+                         [o.name for o in LOADER_OPTIONS if o.name != "fold"])
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
 
 
@@ -56,13 +73,15 @@ def _finetune(args) -> int:
     config = FinetuneConfig(task=args.task, init=args.init, weights=args.weights,
                             data_dir=args.data, out_dir=args.out, seed=args.seed,
                             label_fraction=args.label_fraction, **_overrides(args))
-    result = finetune(config, verbose=args.verbose)
+    result = finetune(config, verbose=args.verbose, overwrite=args.overwrite)
     print(json.dumps(result, indent=2, sort_keys=True))
     return 0
 
 
 def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
+
+    check_output_dir(args.out, name="--out")
 
     out = run_experiment(args.task, args.inits, args.runs, args.label_fractions, args.data,
                          args.out, weights=args.weights, seed=args.seed,
@@ -76,24 +95,74 @@ def _experiment(args) -> int:
     return 0
 
 
-def _predict_volume(args) -> int:
-    import keras
-
-    from models_genesis.evaluation.sliding_window import predict_volume_to_file
-
+def _check_predict_args(args) -> str:
+    """Refuse bad numbers and paths before the model is loaded; return the model file."""
     model_path = args.model
     if os.path.isdir(model_path):
         model_path = os.path.join(model_path, "model.keras")
     if not os.path.isfile(model_path):
         raise FileNotFoundError(f"No model file at {model_path!r}: give the `model.keras` that "
                                 "`models-genesis finetune` writes, or its run folder.")
-    model = keras.saving.load_model(model_path, compile=False)
-    window = tuple(args.window) if args.window else tuple(model.input_shape[1:4])
-    normalization = None if args.normalization == "none" else args.normalization
-    path = predict_volume_to_file(model, args.input, args.output, window=window,
-                                  overlap=args.overlap, threshold=args.threshold,
-                                  normalization=normalization, batch_size=args.batch_size,
-                                  crop_scale=args.crop_scale)
+    checks = [("--threshold", args.threshold, 0.0 < args.threshold < 1.0, "in (0, 1)"),
+              ("--overlap", args.overlap, 0.0 <= args.overlap < 1.0, "in [0, 1)"),
+              ("--batch-size", args.batch_size, args.batch_size >= 1, "an integer >= 1"),
+              ("--crop-scale", args.crop_scale, args.crop_scale is None or args.crop_scale > 0,
+               "> 0")]
+    if args.window:
+        checks.append(("--window", args.window, min(args.window) >= 1, "3 positive sizes"))
+    for option, value, ok, expected in checks:
+        if not ok:
+            raise UserError(f"{option} must be {expected}. Received: {option} {value}.")
+    if not os.path.isfile(args.input) and not os.path.isdir(args.input):
+        raise FileNotFoundError(f"--input: no scan at {args.input!r}.")
+    if os.path.abspath(args.output) == os.path.abspath(args.input):
+        raise UserError(f"--output must differ from --input: the scan would be overwritten. "
+                        f"Received: --output {args.output}.")
+    check_output_dir(os.path.dirname(os.path.abspath(args.output)), name="--output's folder")
+    if os.path.isdir(args.output):
+        raise UserError(f"--output must be a file name (e.g. mask.nii.gz); {args.output!r} is a "
+                        "folder.")
+    if os.path.exists(args.output) and not args.overwrite:
+        raise FileExistsError(f"--output {args.output!r} exists; pass --overwrite to replace it "
+                              "or give another file name.")
+    return model_path
+
+
+def _predict_volume(args) -> int:
+    model_path = _check_predict_args(args)
+    import keras
+
+    from models_genesis.evaluation.sliding_window import predict_volume_to_file
+    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
+                                                        segment_volume_to_file)
+
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except (ValueError, OSError, TypeError) as exc:  # Keras says "File not found" for any bad file
+        raise UserError(f"Cannot load --model {model_path!r} as a Keras model (the `model.keras` "
+                        f"that `models-genesis finetune` writes?): {exc}") from exc
+    task, notes = load_run_task(model_path, normalization=args.normalization,
+                                crop_scale=args.crop_scale, window=args.window)
+    for note in notes:
+        print(note)
+    if task is not None and task.kind == "classification":
+        if not args.candidates:
+            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
+                            "of coordX, coordY, coordZ in world mm) to score them.")
+        path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
+                                        batch_size=args.batch_size)
+    elif task is not None:
+        path = segment_volume_to_file(model, args.input, args.output, task,
+                                      threshold=args.threshold, overlap=args.overlap,
+                                      batch_size=args.batch_size)
+    else:  # a run without task.json: the flags and their defaults, as before
+        window = tuple(args.window) if args.window else tuple(model.input_shape[1:4])
+        normalization = args.normalization or "ct"
+        path = predict_volume_to_file(model, args.input, args.output, window=window,
+                                      overlap=args.overlap, threshold=args.threshold,
+                                      normalization=None if normalization == "none"
+                                      else normalization, batch_size=args.batch_size,
+                                      crop_scale=args.crop_scale or 1.0)
     print(f"wrote {path}")
     return 0
 
@@ -103,9 +172,14 @@ def register(subparsers) -> None:
                               "the test split (AUC, or the paper's IoU + Dice)")
     _add_training_options(f)
     f.add_argument("--init", required=True, choices=_INITS,
-                   help="genesis (needs --weights) or a scratch initialiser")
+                   help="a pre-training method (needs --weights: the Keras 2 .h5 file "
+                   "`pretrain --method M` wrote; genesis also takes a preset name) or a scratch "
+                   "initialiser")
     f.add_argument("--label-fraction", type=float, default=1.0,
                    help="fraction of the training labels used, in (0, 1] (default 1)")
+    f.add_argument("--overwrite", action="store_true",
+                   help="delete an earlier run's files in --out (only those a run writes) and "
+                   "train again; without it, an --out holding a run is refused")
     f.set_defaults(func=_finetune)
 
     e = subparsers.add_parser("experiment", help="the paper's protocol: runs per method and label "
@@ -123,15 +197,20 @@ def register(subparsers) -> None:
     p.add_argument("--input", required=True, help="scan (.nii/.nii.gz/.mhd)")
     p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz)")
     p.add_argument("--window", type=int, nargs=3, metavar=("R", "C", "D"),
-                   help="window size; default: the model's input size")
+                   help="window size; default: the run's crop (task.json), else the model's "
+                   "input size")
     p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (0.5)")
     p.add_argument("--threshold", type=float, default=0.5, help="foreground threshold (0.5)")
-    p.add_argument("--normalization", choices=("ct", "minmax", "mri", "none"), default="ct",
-                   help="intensity normalisation as in training: ct (clip [-1000, 1000] HU, "
-                   "scale; NCS, LCS), minmax (per-scan min-max; BMS), mri (clip [0, 4000]), "
-                   "none (already in [0, 1])")
+    p.add_argument("--normalization", choices=("ct", "minmax", "mri", "none"),
+                   help="default: the run's (task.json, written by finetune); only to override "
+                   "it: ct (clip [-1000, 1000] HU, scale), mri or minmax (per-scan min-max, as "
+                   "the MRI loaders), none (already in [0, 1]). A run without task.json: ct")
     p.add_argument("--batch-size", type=int, default=4, help="windows per model call (4)")
-    p.add_argument("--crop-scale", type=float, default=1.0,
-                   help="scan voxels per model voxel, for models trained on resized crops "
-                   "(BMS: 1.5625, 100x100x50 crops resized to 64x64x32); default 1")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    p.add_argument("--crop-scale", type=float,
+                   help="scan voxels per model voxel (BMS: 1.5625, 100x100x50 crops resized to "
+                   "64x64x32); default: the run's (task.json), else 1")
+    p.add_argument("--candidates", help="NCC/ECC models: CSV of candidates (coordX, coordY, "
+                   "coordZ in world mm; rows of other seriesuids are left out) to score; "
+                   "--output is then a CSV with a probability column")
     p.set_defaults(func=_predict_volume)

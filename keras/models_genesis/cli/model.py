@@ -21,8 +21,10 @@ def _summary(args) -> int:
 
 
 def _demo(args) -> int:
+    from models_genesis.outputs import check_output_dir
     from models_genesis.pipeline.demo import run_demo
 
+    check_output_dir(args.out, name="--out")
     run_demo(args.out, overwrite=args.overwrite)
     return 0
 

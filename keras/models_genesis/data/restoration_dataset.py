@@ -107,7 +107,135 @@ class _CubeSource:
         return out
 
 
-class RestorationDataset(keras.utils.PyDataset):
+class CubeBatchDataset(keras.utils.PyDataset):
+    """Batches made on the fly from cubes: the indexing and epoch machinery of every proxy task.
+
+    Batch `i` of epoch `e` is `make_batch(cubes, rng)` with the cubes that `epoch_order(e)` puts
+    in batch `i` and `rng = np.random.default_rng((seed, e, i))`. Subclasses implement
+    `make_batch` (`RestorationDataset` here; the pre-training methods in
+    `models_genesis.methods`).
+
+    Args:
+        cubes: array `(N, rows, cols, deps)` in [0, 1] (or with a trailing channel of 1), a `.npy`
+            path (memory-mapped), or a list of `.npy` paths (read lazily, never concatenated).
+        batch_size: cubes per batch. The last batch of an epoch may be smaller.
+        seed: non-negative int; batch `i` of epoch `e` depends only on `(seed, e, i)`.
+        shuffle: visit the cubes in a new random order each epoch.
+        validation: keep the epoch at 0 forever, so validation batches repeat exactly.
+        data_format: `"channels_last"` or `"channels_first"` (see `add_channel`).
+        samples_per_epoch: cubes per epoch (default: all cubes once).
+        dims: 3 (cubes) or 2: 2D slices or radiographs (Genesis 2D), stored one voxel deep
+            (`(N, rows, cols, 1)` files of `data.slices`; arrays `(N, rows, cols)` too) and handed
+            to `make_batch` as `(B, rows, cols)`.
+        **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
+    """
+
+    sample_dir = None  # subclasses that draw their batches set a folder (`save_samples`)
+
+    def __init__(self, cubes, batch_size: int = 6, *, seed: int = 0, shuffle: bool = True,
+                 validation: bool = False, data_format: str = "channels_last",
+                 samples_per_epoch: Optional[int] = None, dims: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if dims not in (2, 3):
+            raise ValueError(f"`dims` must be 2 or 3. Received: dims={dims!r}.")
+        if dims == 2 and isinstance(cubes, np.ndarray) and cubes.ndim == 3:
+            cubes = cubes[..., None]  # (N, rows, cols) -> one voxel deep
+        for name, value in (("batch_size", batch_size), ("seed", seed)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "batch_size"):
+                raise ValueError(f"`{name}` must be a {'positive' if name == 'batch_size' else 'non-negative'} "
+                                 f"integer. Received: {name}={value!r}.")
+        if data_format not in ("channels_last", "channels_first"):
+            raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
+                             f"Received: data_format={data_format!r}.")
+        self.source, self.dims = _CubeSource(cubes), dims
+        if dims == 2 and self.source.cube_shape[-1] != 1:
+            raise ValueError(f"dims=2 needs 2D slices stored one voxel deep (N, rows, cols, 1); "
+                             f"{self.source.names} hold cubes {self.source.cube_shape}.")
+        if samples_per_epoch is None:
+            samples_per_epoch = len(self.source)
+        if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, (int, np.integer)) \
+                or samples_per_epoch < 1:
+            raise ValueError(f"`samples_per_epoch` must be a positive integer. "
+                             f"Received: samples_per_epoch={samples_per_epoch!r}.")
+        self.batch_size, self.seed = int(batch_size), int(seed)
+        self.shuffle, self.validation, self.data_format = bool(shuffle), bool(validation), data_format
+        self.samples_per_epoch = int(samples_per_epoch)
+        self.epoch = 0
+        self._in_epoch = False
+        self._order_cache = (None, None)
+
+    @classmethod
+    def from_cube_folder(cls, folder, subsets: Sequence, cube_shape=None, **kwargs):
+        """Read the cube files of `subsets` in `folder` (`bat_*_{subset}.npy`, see `cube_files`)."""
+        return cls(find_cube_files(folder, subsets, cube_shape=cube_shape), **kwargs)
+
+    def __len__(self):
+        return math.ceil(self.samples_per_epoch / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch whose batches `__getitem__` returns (ignored in validation mode)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
+            raise ValueError(f"`epoch` must be a non-negative integer. Received: epoch={epoch!r}.")
+        self.epoch = int(epoch)
+
+    def _current_epoch(self) -> int:
+        return 0 if self.validation else self.epoch
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Cube indices visited in `epoch` (`samples_per_epoch` of them), from `(seed, epoch)`."""
+        if self._order_cache[0] == epoch:
+            return self._order_cache[1]
+        n, reps = len(self.source), math.ceil(self.samples_per_epoch / len(self.source))
+        if self.shuffle:  # spawn_key keeps this stream apart from the batches' (seed, epoch, i)
+            rng = np.random.default_rng(np.random.SeedSequence((self.seed, epoch), spawn_key=(1,)))
+            order = np.concatenate([rng.permutation(n) for _ in range(reps)])
+        else:
+            order = np.tile(np.arange(n), reps)
+        order = order[: self.samples_per_epoch]
+        self._order_cache = (epoch, order)
+        return order
+
+    def add_channel(self, a: np.ndarray) -> np.ndarray:
+        """`(B, r, c, d)` -> `(B, r, c, d, 1)` (channels_last) or `(B, 1, r, c, d)`."""
+        return np.expand_dims(a, -1 if self.data_format == "channels_last" else 1)
+
+    def make_batch(self, cubes: np.ndarray, rng: np.random.Generator):
+        """One batch `(x, y)` from float32 cubes `(B, rows, cols, deps)`; subclasses implement it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement `make_batch`.")
+
+    def pairs(self, index: int, epoch: int):
+        """Batch `index` of `epoch` (see `make_batch`)."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
+        idx = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        cubes = self.source.take(idx)
+        if self.dims == 2:
+            cubes = cubes[..., 0]
+        return self.make_batch(cubes, np.random.default_rng((self.seed, epoch, index)))
+
+    def __getitem__(self, index):
+        return self.pairs(int(index), self._current_epoch())
+
+    def on_epoch_begin(self):
+        self._in_epoch = True
+
+    def on_epoch_end(self):
+        """Advance the epoch, once per `on_epoch_begin`.
+
+        `fit` also calls `on_epoch_end` once before its first epoch (its iterator `reset()`);
+        that call is ignored, so the first epoch of `fit` is epoch 0. In a manual loop, call
+        `set_epoch(e)` (or `on_epoch_begin()` and `on_epoch_end()` in pairs).
+        """
+        if not self._in_epoch:
+            return
+        self._in_epoch = False
+        if self.sample_dir is not None:
+            self.save_samples()
+        if not self.validation:
+            self.epoch += 1
+
+
+class RestorationDataset(CubeBatchDataset):
     """Batches `(transformed, original)` for pre-training by restoration (paper Sec. 2).
 
     Args:
@@ -133,99 +261,19 @@ class RestorationDataset(keras.utils.PyDataset):
     """
 
     def __init__(self, cubes, batch_size: int = 6, *, scheme: str = "genesis",
-                 config: Optional[TransformConfig] = None, seed: int = 0, shuffle: bool = True,
-                 validation: bool = False, data_format: str = "channels_last",
-                 samples_per_epoch: Optional[int] = None, sample_dir=None, **kwargs):
-        super().__init__(**kwargs)
-        for name, value in (("batch_size", batch_size), ("seed", seed)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "batch_size"):
-                raise ValueError(f"`{name}` must be a {'positive' if name == 'batch_size' else 'non-negative'} "
-                                 f"integer. Received: {name}={value!r}.")
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
-                             f"Received: data_format={data_format!r}.")
+                 config: Optional[TransformConfig] = None, sample_dir=None, **kwargs):
         self.config = config if config is not None else TransformConfig.for_scheme(scheme)
         if not isinstance(self.config, TransformConfig):
             raise TypeError(f"`config` must be a TransformConfig. Received: config={config!r}.")
-        self.source = _CubeSource(cubes)
-        if samples_per_epoch is None:
-            samples_per_epoch = len(self.source)
-        if isinstance(samples_per_epoch, bool) or not isinstance(samples_per_epoch, (int, np.integer)) \
-                or samples_per_epoch < 1:
-            raise ValueError(f"`samples_per_epoch` must be a positive integer. "
-                             f"Received: samples_per_epoch={samples_per_epoch!r}.")
-        self.batch_size, self.seed = int(batch_size), int(seed)
-        self.shuffle, self.validation, self.data_format = bool(shuffle), bool(validation), data_format
-        self.samples_per_epoch = int(samples_per_epoch)
+        super().__init__(cubes, batch_size, **kwargs)
         self.sample_dir = None if sample_dir is None else os.fspath(sample_dir)
-        self.epoch = 0
-        self._in_epoch = False
-        self._order_cache = (None, None)
 
-    @classmethod
-    def from_cube_folder(cls, folder, subsets: Sequence, cube_shape=None, **kwargs):
-        """Read the cube files of `subsets` in `folder` (`bat_*_{subset}.npy`, see `cube_files`)."""
-        return cls(find_cube_files(folder, subsets, cube_shape=cube_shape), **kwargs)
-
-    def __len__(self):
-        return math.ceil(self.samples_per_epoch / self.batch_size)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch whose pairs `__getitem__` returns (ignored in validation mode)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"`epoch` must be a non-negative integer. Received: epoch={epoch!r}.")
-        self.epoch = int(epoch)
-
-    def _current_epoch(self) -> int:
-        return 0 if self.validation else self.epoch
-
-    def epoch_order(self, epoch: int) -> np.ndarray:
-        """Cube indices visited in `epoch` (`samples_per_epoch` of them), from `(seed, epoch)`."""
-        if self._order_cache[0] == epoch:
-            return self._order_cache[1]
-        n, reps = len(self.source), math.ceil(self.samples_per_epoch / len(self.source))
-        if self.shuffle:  # spawn_key keeps this stream apart from the batches' (seed, epoch, i)
-            rng = np.random.default_rng(np.random.SeedSequence((self.seed, epoch), spawn_key=(1,)))
-            order = np.concatenate([rng.permutation(n) for _ in range(reps)])
-        else:
-            order = np.tile(np.arange(n), reps)
-        order = order[: self.samples_per_epoch]
-        self._order_cache = (epoch, order)
-        return order
-
-    def pairs(self, index: int, epoch: int):
-        """Batch `index` of `epoch` as `(x, y)` float32 arrays (see `__getitem__`)."""
-        if not 0 <= index < len(self):
-            raise IndexError(f"Batch index {index} out of range for {len(self)} batches.")
-        idx = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        cubes = self.source.take(idx)
-        rng = np.random.default_rng((self.seed, epoch, index))
+    def make_batch(self, cubes: np.ndarray, rng: np.random.Generator):
+        """`(transformed, original)`: `genesis_transform` of each cube, in order, from `rng`."""
         x, y = np.empty_like(cubes), np.empty_like(cubes)
         for k in range(len(cubes)):
             x[k], y[k] = genesis_transform(cubes[k], rng=rng, config=self.config, check=False)
-        axis = -1 if self.data_format == "channels_last" else 1
-        return np.expand_dims(x, axis), np.expand_dims(y, axis)
-
-    def __getitem__(self, index):
-        return self.pairs(int(index), self._current_epoch())
-
-    def on_epoch_begin(self):
-        self._in_epoch = True
-
-    def on_epoch_end(self):
-        """Advance the epoch, once per `on_epoch_begin`.
-
-        `fit` also calls `on_epoch_end` once before its first epoch (its iterator `reset()`);
-        that call is ignored, so the first epoch of `fit` is epoch 0. In a manual loop, call
-        `set_epoch(e)` (or `on_epoch_begin()` and `on_epoch_end()` in pairs).
-        """
-        if not self._in_epoch:
-            return
-        self._in_epoch = False
-        if self.sample_dir is not None:
-            self.save_samples()
-        if not self.validation:
-            self.epoch += 1
+        return self.add_channel(x), self.add_channel(y)
 
     def save_samples(self, n: int = 4) -> str:
         """Write a PNG of `n` pairs (middle slice; rows: samples, columns: input | original)."""

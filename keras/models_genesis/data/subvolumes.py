@@ -10,6 +10,12 @@ The weights depend only on the volume, not on the crop, so they are computed wit
 operations: per crop for the first few candidates, and, when many candidates are needed, once
 for the region all candidates cover, after which each crop's weight sum is a box sum of a 3D
 summed-area table (O(1) per crop). Both give the release's decisions exactly.
+
+Two checks the release does not make, so that nothing silently wrong reaches pre-training: a
+crop of one constant value after clipping (e.g. all air, an empty scan) has nothing to restore
+and is rejected like a crop with too much tissue; and `extract_cubes` skips, with the reason in
+its report, a scan whose voxel spacing is implausible for CT (outside `PLAUSIBLE_SPACING_MM`, or
+slices more than `MAX_ANISOTROPY` times thicker than the pixels).
 """
 
 from __future__ import annotations
@@ -28,9 +34,15 @@ import numpy as np
 from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name, save_cubes
 from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
+from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 
 log = logging.getLogger(__name__)
 
+
+# Voxel spacings (mm) accepted by `extract_cubes`: clinical CT is about 0.3-1 mm in-plane and
+# 0.5-5 mm between slices.
+PLAUSIBLE_SPACING_MM = (0.2, 10.0)
+MAX_ANISOTROPY = 20.0
 
 # Measured cost of the summed-area table per region voxel, relative to the per-crop path per
 # crop voxel (about 15x on one core); used to pick the cheaper path.
@@ -246,13 +258,22 @@ def tissue_fractions(array_hu, starts, *, config: ExtractionConfig, method: str 
     return sums / (config.lookahead - 1) / np.prod(config.cube_shape)
 
 
+def _has_contrast(array, start, config) -> bool:
+    """False for a crop of one value after clipping to the intensity window (e.g. all air)."""
+    (x, y, z), (r, c, d) = start, config.cube_shape
+    block = array[x:x + r, y:y + c, z:z + d]
+    lo, hi = config.intensity_range
+    return min(max(float(block.max()), lo), hi) > min(max(float(block.min()), lo), hi)
+
+
 def _accepted_starts(array, starts, config):
-    """The first `scale` accepted corners and how many candidates were examined to find them.
+    """The first `scale` accepted corners, how many candidates were examined to find them, and
+    how many passed the tissue filter but were rejected as constant (`_has_contrast`).
 
     Candidates are examined in order, in chunks sized from the acceptance rate so far; a chunk
     uses per-crop arrays, or the summed-area table when that is cheaper (then for all the rest).
     """
-    kept, done = [], 0
+    kept, done, n_flat = [], 0, 0
     crop_cost = np.prod(config.cube_shape[:2]) * config.crop_depth
     while done < len(starts) and len(kept) < config.scale:
         rest = starts[done:]
@@ -263,10 +284,17 @@ def _accepted_starts(array, starts, config):
         method = "table" if want * crop_cost >= _TABLE_COST * np.prod(extent) else "crops"
         part = rest if method == "table" else rest[:want]
         fractions = tissue_fractions(array, part, config=config, method=method)
-        good = np.flatnonzero(fractions <= config.tissue_fraction)[:missing]
+        good = []
+        for i in np.flatnonzero(fractions <= config.tissue_fraction):
+            if len(good) == missing:
+                break
+            if _has_contrast(array, part[i], config):
+                good.append(i)
+            else:
+                n_flat += 1
         kept.extend(part[good])
         done += good[-1] + 1 if len(good) == missing else len(part)
-    return np.array(kept, dtype=np.int64).reshape(-1, 3), done
+    return np.array(kept, dtype=np.int64).reshape(-1, 3), done, n_flat
 
 
 def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
@@ -278,7 +306,8 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
         volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.
         rng: the random generator (seed it per scan).
         config: `ExtractionConfig`; defaults to the release's.
-        return_info: also return `{"n_tries": candidates examined, "starts": (n, 3) corners}`.
+        return_info: also return `{"n_tries": candidates examined, "starts": (n, 3) corners,
+            "n_flat": candidates rejected as one constant value}`.
 
     Returns:
         float32 `(n, rows, cols, deps)` in [0, 1], `n <= scale` (0 when no crop passes).
@@ -295,12 +324,27 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("The scan holds NaN or infinite values.")
     starts = sample_cube_starts(array.shape, rng=rng, config=config)
-    kept, n_tries = _accepted_starts(array, starts, config)
+    kept, n_tries, n_flat = _accepted_starts(array, starts, config)
     r, c, d = config.cube_shape
     cubes = np.zeros((len(kept), r, c, d), np.float32)
     for i, (x, y, z) in enumerate(kept):
         cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], config.intensity_range)
-    return (cubes, {"n_tries": int(n_tries), "starts": kept}) if return_info else cubes
+    info = {"n_tries": int(n_tries), "starts": kept, "n_flat": int(n_flat)}
+    return (cubes, info) if return_info else cubes
+
+
+def implausible_spacing(spacing) -> Optional[str]:
+    """Why a voxel spacing (mm, x y z) is implausible for CT, or None when it is plausible."""
+    spacing = np.asarray(spacing, dtype=float)
+    lo, hi = PLAUSIBLE_SPACING_MM
+    if not np.all((spacing >= lo) & (spacing <= hi)):
+        return (f"spacing {tuple(spacing.round(4).tolist())} mm is outside [{lo}, {hi}] mm: a wrong "
+                "header (e.g. cm or microns)?")
+    if spacing.max() / spacing.min() > MAX_ANISOTROPY:
+        return (f"spacing {tuple(spacing.round(4).tolist())} mm has slices "
+                f"{spacing.max() / spacing.min():.0f}x thicker than pixels (at most "
+                f"{MAX_ANISOTROPY:g}x accepted)")
+    return None
 
 
 def _subset_key(subset) -> int:
@@ -315,14 +359,20 @@ def _extract_scan(task):
     rng = np.random.default_rng([int(seed), _subset_key(subset), int(index)])
     try:
         volume = read_volume(path)
+        problem = implausible_spacing(volume.spacing)
+        if problem:
+            return {**record, "status": "skipped", "reason": "implausible spacing",
+                    "detail": problem}, None
         cubes, info = extract_cubes_from_volume(volume, rng=rng, config=config, return_info=True)
     except ScanTooSmallError as exc:
         return {**record, "status": "skipped", "reason": "too small", "detail": str(exc)}, None
     except (ValueError, FileNotFoundError) as exc:
         return {**record, "status": "skipped", "reason": "unreadable", "detail": str(exc)}, None
     if len(cubes) == 0:
+        flat = (f"; {info['n_flat']} had one constant value (e.g. all air)"
+                if info["n_flat"] else "")
         return {**record, "status": "skipped", "reason": "no cube passed the tissue filter",
-                "detail": f"0 of {info['n_tries']} candidates passed"}, None
+                "detail": f"0 of {info['n_tries']} candidates passed{flat}"}, None
     record.update(status="ok", n_cubes=len(cubes), n_tries=info["n_tries"],
                   shape=list(volume.shape), spacing=list(volume.spacing))
     return record, cubes.astype(config.dtype)
@@ -330,7 +380,8 @@ def _extract_scan(task):
 
 def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[ExtractionConfig] = None,
                   seed: int = 0, workers: Optional[int] = None, pattern: str = "*.mhd",
-                  subset_dir: str = "subset{}", progress: bool = True) -> dict:
+                  subset_dir: str = "subset{}", progress: bool = True,
+                  overwrite: bool = False) -> dict:
     """Extract the cubes of every scan in `data_dir/subset{K}/` and write one file per subset.
 
     Writes `out_dir/bat_{scale}_s_{r}x{c}x{d}_{subset}.npy` (`cube_files.save_cubes`, in
@@ -348,6 +399,7 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
         pattern: file pattern of the scans in a subset folder.
         subset_dir: subset folder name, `{}` replaced by the subset.
         progress: show a tqdm bar.
+        overwrite: replace cube files and manifests of the same names in `out_dir`.
 
     Returns:
         Summary dict: `files`, `n_cubes` and `n_scans` per subset, `n_skipped`,
@@ -355,6 +407,9 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
 
     Raises:
         FileNotFoundError: a subset folder is missing or holds no scan matching `pattern`.
+        FileExistsError: a cube file or manifest to write exists and `overwrite` is False.
+        NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
+        All before any scan is read.
     """
     from tqdm.auto import tqdm
 
@@ -363,6 +418,11 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     subsets = [str(s) for s in subsets]
     if not subsets:
         raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
+    check_output_dir(out_dir, name="out_dir")
+    if not overwrite:
+        names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
+        refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
+                           for ext in (".npy", ".json")], where=out_dir, what="cube files")
     tasks = []
     for subset in subsets:
         folder = os.path.join(data_dir, subset_dir.format(subset))
@@ -413,6 +473,7 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
             summary["files"][subset] = path
         else:
             log.warning("Subset %s: no scan gave a cube; no file written.", subset)
+            remove_outputs([os.path.join(out_dir, name)])  # an earlier run's, with `overwrite`
         write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
         summary["n_cubes"][subset] = manifest["n_cubes"]
         summary["n_scans"][subset] = len(records)

@@ -18,7 +18,9 @@ Two IoUs exist and reports must say which they show:
   thresholds. The release's NCS notebook reports 77.14% with it against 59.22% foreground IoU.
 
 Binarisation is strict everywhere: a voxel is foreground when its value is `> threshold`; targets
-are binarised with `> 0.5`. All statistics pool every voxel of the arrays given (the whole batch
+are binarised with `> 0.5`. Predictions and thresholds are compared in float32, as TensorFlow
+compared the release's float32 outputs with `np.arange(0.5, 1.0, 0.05)` (a probability of exactly
+float32(0.6) is not above the threshold 0.6 there, while it is above float64 0.6). All statistics pool every voxel of the arrays given (the whole batch
 or the whole test set), as the release does.
 """
 
@@ -58,7 +60,8 @@ def confusion_counts(y_true, y_pred, thresholds):
     Args:
         y_true: target of any shape; values `> 0.5` are foreground.
         y_pred: probabilities, same shape.
-        thresholds: T thresholds; a voxel is predicted foreground when `y_pred > t`.
+        thresholds: T thresholds; a voxel is predicted foreground when `y_pred > t`, compared
+            in float32 (both cast), as TensorFlow did in the release.
 
     Returns:
         (tp, fp, fn, tn): four int64 arrays of shape (T,).
@@ -68,7 +71,8 @@ def confusion_counts(y_true, y_pred, thresholds):
     order = np.argsort(t)
     fg = y_true > 0.5
     # bin b = number of (sorted) thresholds strictly below the value; predicted fg at t_k iff b > k.
-    bins = np.searchsorted(t[order], y_pred.astype(np.float64), side="left")
+    t32 = t.astype(np.float32)
+    bins = np.searchsorted(t32[order], y_pred.astype(np.float32), side="left")
     fg_hist = np.bincount(bins[fg], minlength=t.size + 1)
     bg_hist = np.bincount(bins[~fg], minlength=t.size + 1)
     # above[k] = count with bin > k (sorted order); then undo the sort.

@@ -101,8 +101,24 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
     return out
 
 
+BEST_MARK, SAME_MARK = "*", "="
+TABLE3_LEGEND = (f"{BEST_MARK}: the best in its column (bold in the paper's Table 3); "
+                 f"{SAME_MARK}: not significantly different from the best (independent two-sample "
+                 "t-test, p >= alpha; a blue box in the paper); unmarked: significantly worse")
+
+
+def _marks(summary: pd.DataFrame) -> list:
+    """Table 3's markers per row of a `compare_to_best` table ("" without its columns)."""
+    if not {"is_best", "significant"} <= set(summary.columns):
+        return [""] * len(summary)
+    return [f" {BEST_MARK}" if best else (f" {SAME_MARK}" if np.isfinite(p) and not sig else "")
+            for best, p, sig in zip(summary["is_best"], summary["p_value"],
+                                    summary["significant"])]
+
+
 def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Optional[str] = None,
-                 percent: bool = True, decimals: int = 2) -> str:
+                 percent: bool = True, decimals: int = 2, row_order: Optional[Sequence] = None,
+                 column_order: Optional[Sequence] = None, markdown: bool = False) -> str:
     """Text table of "mean ± s.d." cells (percent by default), like the paper's Table 3.
 
     Args:
@@ -110,7 +126,10 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
         rows: column giving the table rows.
         columns: column giving the table columns (e.g. `"task"`); None for one "score" column.
             With `compare_to_best` output and no `columns`, a p-value column is added and the best
-            method is marked `*`.
+            method is marked `*`; with `columns`, each cell carries Table 3's marker
+            (`TABLE3_LEGEND`: `*` best of its column, `=` not significantly different from it).
+        row_order, column_order: order of the rows / columns (default: sorted).
+        markdown: a Markdown table (the best cell in bold) instead of aligned text.
 
     Returns:
         The table as a string (print it).
@@ -122,7 +141,24 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
             for m, s in zip(summary["mean"], sd)]
     df = summary.assign(cell=cell)
     if columns:
-        table = df.pivot(index=rows, columns=columns, values="cell").fillna("-")
+        marks = _marks(summary)
+        if markdown:
+            df["cell"] = [f"**{c}**" if m == f" {BEST_MARK}" else c + m
+                          for c, m in zip(df["cell"], marks)]
+        else:
+            df["cell"] = [c + m for c, m in zip(df["cell"], marks)]
+        table = df.pivot(index=rows, columns=columns, values="cell")
+        if row_order is not None:
+            table = table.reindex([r for r in row_order if r in table.index])
+        if column_order is not None:
+            table = table[[c for c in column_order if c in table.columns]]
+        table = table.fillna("-")
+        if markdown:
+            head = [str(rows)] + [str(c) for c in table.columns]
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join([str(i)] + list(r)) + " |"
+                      for i, r in zip(table.index, table.to_numpy())]
+            return "\n".join(lines)
     else:
         header = "score (%)" if percent else "score"
         table = df.set_index(rows)[["cell"]].rename(columns={"cell": header})
@@ -162,9 +198,18 @@ def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = 
     """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
     from models_genesis.plotting import new_figure, save_figure
 
+    fig, ax = new_figure(figsize=(5.0, 4.0))
+    draw_annotation_efficiency(ax, results, metric=metric, method_col=method_col,
+                               fraction_col=fraction_col, percent=percent, title=title)
+    return save_figure(fig, path, dpi=150, bbox_inches="tight")
+
+
+def draw_annotation_efficiency(ax, results, *, metric: str, method_col: str = "method",
+                               fraction_col: str = "label_fraction", percent: bool = True,
+                               title: Optional[str] = None) -> None:
+    """Draw the Fig. 6 curves of `plot_annotation_efficiency` on a matplotlib axes `ax`."""
     summary = summarize_runs(results, metric, by=(method_col, fraction_col))
     scale = 100.0 if percent else 1.0
-    fig, ax = new_figure(figsize=(5.0, 4.0))
     for method, part in summary.groupby(method_col, sort=True):
         part = part.sort_values(fraction_col)
         ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
@@ -174,7 +219,20 @@ def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = 
     ax.legend()
     if title:
         ax.set_title(title)
-    return save_figure(fig, path, dpi=150, bbox_inches="tight")
+
+
+def ttest_pair(results, metric: str, first: str, second: str, *,
+               method_col: str = "method", equal_var: bool = True) -> float:
+    """p-value of the independent two-sample t-test between two methods' runs (NaN if either
+    has fewer than 2 runs); Fig. 3 compares the top two and the bottom two schemes this way."""
+    from scipy import stats
+
+    df = _frame(results, [method_col, metric])
+    a, b = (pd.to_numeric(df.loc[df[method_col] == m, metric]).to_numpy(float)
+            for m in (first, second))
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(stats.ttest_ind(a, b, equal_var=equal_var).pvalue)
 
 
 def annotation_saved(results, metric: str, *, method: str, baseline: str,

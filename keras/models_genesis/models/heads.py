@@ -7,6 +7,12 @@ The release README's transfer recipes (REFERENCE 1), with the layer names fixed:
 * segmentation (NCS, LCS, BMS): `depth_13_relu` (the decoder's output) -> Conv3D(n_classes, 1x1x1)
   -> sigmoid or softmax over the channel axis.
 
+Transfer scenario 1 of Sec. 3.2 (the cheap probe of what pre-training learned): `head="linear"`
+replaces the classification head by a linear classifier on the encoder's pooled features
+(GlobalAveragePooling3D -> Dense(n_classes) -> sigmoid/softmax: logistic regression), and
+`freeze_blocks` fixes chosen `depth_{i}` blocks (their conv weights and BatchNorm statistics;
+`encoder_blocks(depth)` for the whole encoder, depth_0..7 at depth 4).
+
 Both build the U-Net body with `unet_core`, so scratch baselines only differ in
 `kernel_initializer`, and `weights=` initialises the body from a Genesis weight file by layer name
 (`init_from_genesis`: encoder layers for classification, the whole U-Net for segmentation).
@@ -14,6 +20,7 @@ Both build the U-Net body with `unet_core`, so scratch baselines only differ in
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional
 
 import keras
@@ -29,12 +36,54 @@ from models_genesis.models.unet3d import (
 )
 
 HEAD_KINDS = ("classification", "segmentation")
+HEADS = ("release", "linear")
+
+
+def encoder_blocks(depth: int = 4) -> tuple:
+    """Indices `i` of the encoder's `depth_{i}` blocks: 0..2*depth-1 (0..7 for the release)."""
+    return tuple(range(2 * int(depth)))
+
+
+def freeze_blocks(model: keras.Model, blocks) -> list:
+    """Make the `depth_{i}` blocks of `model` not trainable (transfer scenario 1, Sec. 3.2).
+
+    A frozen block keeps its conv kernel and bias, and its BatchNormalization runs in inference
+    mode (Keras 3: a non-trainable BatchNormalization normalises with its moving mean and
+    variance and does not update them), so the block computes the same function during training.
+    Call it before `compile`.
+
+    Args:
+        model: a model with the U-Net's `depth_{i}_conv` (and `depth_{i}_bn`) layers.
+        blocks: iterable of block indices, e.g. `encoder_blocks(4)` for depth_0..7.
+
+    Returns:
+        The names of the layers frozen.
+
+    Raises:
+        ValueError: an index that is not an int >= 0 or a block the model does not have.
+    """
+    frozen = []
+    for i in blocks:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or i < 0:
+            raise ValueError(f"Block indices must be ints >= 0. Received: blocks={blocks!r}.")
+        names = [n for n in (f"depth_{i}_conv", f"depth_{i}_bn")
+                 if any(layer.name == n for layer in model.layers)]
+        if not names:
+            present = sorted({int(layer.name.split("_")[1]) for layer in model.layers
+                              if layer.name.startswith("depth_") and layer.name.endswith("_conv")})
+            raise ValueError(f"Model {model.name!r} has no block depth_{i} to freeze; its blocks "
+                             f"are {present}. Received: blocks={list(blocks)!r}.")
+        for name in names:
+            model.get_layer(name).trainable = False
+        frozen.extend(names)
+    return frozen
 
 
 def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
                  activation: Optional[str] = None, *, weights=None, depth: int = 4,
                  n_base_filters: int = 32, kernel_initializer="glorot_uniform",
                  data_format: str = "channels_last", dense_units: int = 1024,
+                 head: str = "release", frozen_blocks=(),
                  name: Optional[str] = None) -> keras.Model:
     """Build a U-Net with a target head.
 
@@ -51,6 +100,11 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
             baselines) or any Keras initializer; also used by the head's layers.
         data_format: layout of input and (segmentation) output; computation is channels_last.
         dense_units: width of the classification head's hidden Dense layer. Defaults to 1024.
+        head: "release" (the heads above) or "linear": for classification, GlobalAveragePooling3D
+            -> Dense(n_classes) (no hidden layer: a linear classifier, transfer scenario 1); for
+            segmentation the release's 1x1x1 conv head is already linear, so both are the same.
+        frozen_blocks: `depth_{i}` blocks made not trainable after any `weights` are loaded (see
+            `freeze_blocks`); `encoder_blocks(depth)` freezes the encoder.
         name: model name. Defaults to "genesis_{kind}".
 
     Returns:
@@ -62,6 +116,8 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
     """
     if kind not in HEAD_KINDS:
         raise ValueError(f"`kind` must be one of {HEAD_KINDS}. Received: kind={kind!r}.")
+    if head not in HEADS:
+        raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}.")
     if not isinstance(n_classes, int) or n_classes < 1:
         raise ValueError(f"`n_classes` must be a positive int. Received: n_classes={n_classes!r}.")
     activation = activation or ("sigmoid" if n_classes == 1 else "softmax")
@@ -74,7 +130,9 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
     init = resolve_initializer(kernel_initializer)
     if kind == "classification":
         x = layers.GlobalAveragePooling3D(name="gap")(body["encoder"])
-        x = layers.Dense(dense_units, activation="relu", kernel_initializer=init, name="fc1")(x)
+        if head == "release":
+            x = layers.Dense(dense_units, activation="relu", kernel_initializer=init,
+                             name="fc1")(x)
         outputs = layers.Dense(n_classes, activation=activation, kernel_initializer=init,
                                name="classifier")(x)
     else:
@@ -86,6 +144,7 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
         from models_genesis.models.weights import init_from_genesis
 
         init_from_genesis(model, weights)
+    freeze_blocks(model, frozen_blocks)
     return model
 
 

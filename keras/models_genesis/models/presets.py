@@ -20,6 +20,23 @@ PRETRAINED_WEIGHTS = {
         "Keras 2.2.4 HDF5, channels_first (1, 64, 64, 32) input; fills unet_model_3d.",
         "sha256": None,
     },
+    # Genesis 2D (paper Table 1): the release publishes no 2D file in its README, so these names
+    # are this package's (after the paper's model names), written by `pretrain --dims 2`.
+    "genesis_chest_ct_2d": {
+        "file": "Genesis_Chest_CT_2D.h5",
+        "framework": "keras",
+        "description": "Genesis Chest CT 2D from `pretrain --preset release_2d` (axial LUNA16 "
+        "slices); fills unet_model_2d of the same depth and width. Not a release file.",
+        "sha256": None,
+    },
+    "genesis_chest_xray": {
+        "file": "Genesis_Chest_Xray.h5",
+        "framework": "keras",
+        "description": "Genesis Chest X-ray from `pretrain --preset release_2d "
+        "--keras2-weights-name Genesis_Chest_Xray.h5` on ChestX-ray14 crops (data.xray); fills "
+        "unet_model_2d. Not a release file.",
+        "sha256": None,
+    },
     "genesis_chest_ct_pytorch": {
         "file": "Genesis_Chest_CT.pt",
         "framework": "torch",

@@ -28,6 +28,9 @@ FINAL_CONV_NAME = "conv3d_1"
 BN_MOMENTUM = 0.99  # Keras 2 BatchNormalization defaults (the release)
 BN_EPSILON = 1e-3
 DATA_FORMATS = ("channels_last", "channels_first")
+# Layers of a U-Net by spatial dims (`unet_model_2d` builds the same topology in 2D).
+LAYERS = {2: (layers.Conv2D, layers.MaxPooling2D, layers.UpSampling2D),
+          3: (layers.Conv3D, layers.MaxPooling3D, layers.UpSampling3D)}
 
 
 def resolve_initializer(kernel_initializer):
@@ -48,15 +51,18 @@ def resolve_initializer(kernel_initializer):
         ) from exc
 
 
-def spatial_input_shape(input_shape: Sequence[int], data_format: str) -> Tuple[int, int, int, int]:
-    """Validate `input_shape` for `data_format` and return it as channels_last (r, c, d, ch)."""
+def spatial_input_shape(input_shape: Sequence[int], data_format: str,
+                        dims: int = 3) -> Tuple[int, ...]:
+    """Validate `input_shape` for `data_format` and return it as channels_last (r, c[, d], ch)."""
     if data_format not in DATA_FORMATS:
         raise ValueError(f"`data_format` must be one of {DATA_FORMATS}. Received: data_format={data_format!r}.")
     shape = tuple(input_shape)
-    if len(shape) != 4:
+    if len(shape) != dims + 1:
+        spatial = "rows, cols, deps" if dims == 3 else "rows, cols"
         raise ValueError(
-            "`input_shape` must have 4 entries: (rows, cols, deps, channels) for channels_last or "
-            f"(channels, rows, cols, deps) for channels_first. Received: input_shape={shape}."
+            f"`input_shape` must have {dims + 1} entries for a {dims}D U-Net: ({spatial}, channels) "
+            f"for channels_last or (channels, {spatial}) for channels_first. "
+            f"Received: input_shape={shape}."
         )
     if data_format == "channels_first":
         shape = shape[1:] + shape[:1]
@@ -75,9 +81,10 @@ def check_divisible(spatial: Sequence[Optional[int]], depth: int) -> None:
 
 
 def conv_block(x, n_filters: int, index: int, *, batch_normalization: bool = True,
-               kernel_initializer="glorot_uniform", bn_momentum: float = BN_MOMENTUM):
-    """Conv3D(3x3x3) -> BatchNormalization -> ReLU, named `depth_{index}_conv/_bn/_relu`."""
-    x = layers.Conv3D(n_filters, 3, padding="same", kernel_initializer=kernel_initializer,
+               kernel_initializer="glorot_uniform", bn_momentum: float = BN_MOMENTUM, dims: int = 3):
+    """Conv3D(3x3x3) (Conv2D(3x3) for `dims=2`) -> BatchNormalization -> ReLU, named
+    `depth_{index}_conv/_bn/_relu`."""
+    x = LAYERS[dims][0](n_filters, 3, padding="same", kernel_initializer=kernel_initializer,
                       name=f"depth_{index}_conv")(x)
     if batch_normalization:
         x = layers.BatchNormalization(axis=-1, momentum=bn_momentum, epsilon=BN_EPSILON,
@@ -87,8 +94,10 @@ def conv_block(x, n_filters: int, index: int, *, batch_normalization: bool = Tru
 
 def unet_core(inputs, *, depth: int = 4, n_base_filters: int = 32, batch_normalization: bool = True,
               kernel_initializer="glorot_uniform",
-              bn_momentum: float = BN_MOMENTUM) -> Dict[str, object]:
+              bn_momentum: float = BN_MOMENTUM, dims: int = 3) -> Dict[str, object]:
     """Build the U-Net body on a channels_last tensor (`bn_momentum`: see `unet_model_3d`).
+
+    `dims=2` builds the same blocks, names and widths with 2D layers (`unet_model_2d`).
 
     Returns:
         dict with `"encoder"` (the last encoder block, `depth_{2*depth-1}_relu`) and `"decoder"`
@@ -96,7 +105,8 @@ def unet_core(inputs, *, depth: int = 4, n_base_filters: int = 32, batch_normali
     """
     init = resolve_initializer(kernel_initializer)
     block = dict(batch_normalization=batch_normalization, kernel_initializer=init,
-                 bn_momentum=bn_momentum)
+                 bn_momentum=bn_momentum, dims=dims)
+    _, pool, upsample = LAYERS[dims]
     x, skips, index = inputs, [], 0
     for level in range(depth):
         width = n_base_filters * 2 ** level
@@ -105,11 +115,11 @@ def unet_core(inputs, *, depth: int = 4, n_base_filters: int = 32, batch_normali
         index += 2
         if level < depth - 1:
             skips.append(x)
-            x = layers.MaxPooling3D(2, name=f"pool_{level}")(x)
+            x = pool(2, name=f"pool_{level}")(x)
     encoder = x
     for level in range(depth - 2, -1, -1):
         skip = skips[level]
-        x = layers.UpSampling3D(2, name=f"up_{level}")(x)
+        x = upsample(2, name=f"up_{level}")(x)
         x = layers.Concatenate(axis=-1, name=f"concat_{level}")([x, skip])
         for _ in range(2):
             x = conv_block(x, skip.shape[-1], index, **block)
@@ -118,17 +128,19 @@ def unet_core(inputs, *, depth: int = 4, n_base_filters: int = 32, batch_normali
 
 
 def channel_edges(input_shape, data_format: str, name: str = "input"):
-    """Return (model_input, channels_last_tensor) for an input in `data_format`."""
+    """Return (model_input, channels_last_tensor) for an input in `data_format` (2D or 3D)."""
     inputs = keras.Input(shape=tuple(input_shape), name=name)
     if data_format == "channels_first":
-        return inputs, layers.Permute((2, 3, 4, 1), name="to_channels_last")(inputs)
+        rank = len(tuple(input_shape))
+        return inputs, layers.Permute((*range(2, rank + 1), 1), name="to_channels_last")(inputs)
     return inputs, inputs
 
 
 def channels_last_to(x, data_format: str):
-    """Transpose a channels_last 5D tensor to `data_format` (identity for channels_last)."""
+    """Transpose a channels_last 4D/5D tensor to `data_format` (identity for channels_last)."""
     if data_format == "channels_first":
-        return layers.Permute((4, 1, 2, 3), name="to_channels_first")(x)
+        rank = len(x.shape) - 1
+        return layers.Permute((rank, *range(1, rank)), name="to_channels_first")(x)
     return x
 
 

@@ -23,6 +23,7 @@ import h5py
 import keras
 import numpy as np
 
+from models_genesis.models.unet2d import FINAL_CONV_NAME_2D
 from models_genesis.models.unet3d import FINAL_CONV_NAME
 
 KERAS2_VERSION = "2.2.4"
@@ -107,8 +108,8 @@ def _match_by_name(model_layers, file_layers: Dict[str, list], path: str) -> Lis
     pairs = []
     for layer in model_layers:
         name = layer.name
-        if name not in file_layers and name == FINAL_CONV_NAME:
-            convs = [n for n in file_layers if n.startswith("conv3d")]
+        if name not in file_layers and name in (FINAL_CONV_NAME, FINAL_CONV_NAME_2D):
+            convs = [n for n in file_layers if n.startswith(name[:6])]  # conv3d* / conv2d*
             name = convs[-1] if convs else name
         if name not in file_layers:
             raise ValueError(
@@ -129,6 +130,13 @@ def _check_and_assign(pairs, file_layers: Dict[str, list], path: str) -> List[st
                 f"{len(arrays)} for layer {name!r}."
             )
         for var, arr in zip(layer.weights, arrays):
+            if len(var.shape) != arr.ndim and {len(var.shape), arr.ndim} == {4, 5}:
+                want, got = len(var.shape) - 2, arr.ndim - 2
+                raise ValueError(
+                    f"{path!r} holds {got}D conv kernels (layer {name!r}: {tuple(arr.shape)}), a "
+                    f"Genesis {got}D file; the model is {want}D (its {layer.name!r} expects "
+                    f"{tuple(var.shape)}). Build it with unet_model_{got}d to use this file."
+                )
             if tuple(var.shape) != tuple(arr.shape):
                 raise ValueError(
                     f"Shape mismatch at layer {layer.name!r} (file layer {name!r}) for "

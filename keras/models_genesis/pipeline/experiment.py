@@ -1,47 +1,94 @@
-"""The paper's protocol: repeated fine-tuning runs per initialisation and label fraction.
+"""The paper's tables in one runner: named initialisations x target tasks x runs x label fractions.
 
-Every method (initialisation: `genesis` or a scratch baseline) is fine-tuned `runs` times (10 in
-the paper, Sec. 3.2) at every label fraction (Fig. 6). Each finished run is appended to
-`results.csv` at once and atomically, so an interrupted experiment resumes where it stopped:
-rows already there for an (init, label fraction, run) are not redone. Run `r` uses seed
-`seed + r` for every method, hence the same labelled subset and data order for all of them.
-The summary is a table of mean ± s.d. per method (in %), an independent two-sample t-test of each
-method against the best (paper Table 3), a bar plot and, with several label fractions, the
-annotation-efficiency curve (Fig. 6) with the annotation saved.
+Every named initialisation (a scratch baseline such as `he_uniform`, or a pre-training method
+with its weights: `genesis=FILE`, `rubik=FILE`, and for Fig. 3 the genesis schemes under their
+own names, `genesis_nonlinear=FILE ...`) is fine-tuned `runs` times (10 in the paper, Sec. 3.2)
+on every target task at every label fraction (Fig. 6). Run `r` uses seed `seed + r` for every
+method, hence the same labelled subset and data order for all of them. Each finished run is
+appended to `results.csv` at once and atomically, so an interrupted experiment resumes where it
+stopped; `experiment.json` is its key (`pipeline.experiment_key`: data folders, data counts and
+the SHA-256 of every weight file), so a resume never mixes runs of other data or weights.
 
-Files in `out_dir`: `experiment.json` (the fixed settings; a resumed experiment must match them),
-`results.csv`, `summary.csv`, `table.txt`, `bars.png`, `annotation_efficiency.png`, and one
-folder per run under `runs/`.
+Files in `out_dir`: `experiment.json`, `results.csv`, `summary.csv`, `table.txt` and
+`table3.md` (Table 3's layout, `pipeline.tables`), `fig3_bars.png`, `fig5_learning_curves.png`
+with `learning_curves.csv`, `fig6_label_efficiency.png` with `annotation_saved.csv` (several
+label fractions; `pipeline.figures`), and one folder per run under
+`runs/{task}/{method}/fraction_{f}/run_{r}`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from models_genesis.atomic import write_json
-from models_genesis.config import FinetuneConfig, get_target_task
+from models_genesis.config import METHOD_NAMES, SCRATCH_INITS, FinetuneConfig, get_target_task
+from models_genesis.pipeline.experiment_key import check_experiment_key, method_entry, task_entry
 
 _RUN_FIELDS = ("task", "init", "weights", "seed", "label_fraction", "out_dir", "data_dir")
-_COLUMNS = ("task", "method", "label_fraction", "run", "seed", "metric", "score", "auc",
-            "mean_iou", "dice", "foreground_iou", "n_train", "epochs", "best_epoch", "seconds",
-            "weights")
-_SCRATCH = ("uniform", "glorot_uniform", "he_uniform")
+_COLUMNS = ("task", "method", "init", "label_fraction", "run", "seed", "metric", "score", "auc",
+            "mean_iou", "dice", "foreground_iou", "n_train", "n_valid", "n_test", "epochs",
+            "best_epoch", "seconds", "weights", "weights_sha256", "run_dir")
 
 
 def _fraction_key(value) -> float:
     return round(float(value), 6)
 
 
-def _check_args(task, inits, runs, label_fractions, weights, overrides) -> tuple:
-    task = get_target_task(task).code
-    inits = [str(i) for i in ([inits] if isinstance(inits, str) else list(inits))]
-    if not inits or len(set(inits)) != len(inits):
-        raise ValueError(f"`inits` must name distinct initialisations. Received: inits={inits}.")
+def parse_methods(inits, weights: Optional[str] = None) -> dict:
+    """Named initialisations -> `{name: (init, weights or None)}`, in the given order.
+
+    Args:
+        inits: items `"he_uniform"` (a scratch baseline), `"NAME=FILE"` (pre-trained weights;
+            the method is NAME, or the method NAME starts with followed by `_`, e.g.
+            `genesis_nonlinear=FILE` is a genesis model), or a bare pre-training method such as
+            `"genesis"` that takes `weights`; or a mapping `{name: file or None}`.
+        weights: the weight file (or preset name) of the one bare pre-training method.
+
+    Raises:
+        ValueError: duplicate or unknown names, a scratch baseline with a file, a pre-training
+            method without one, or `weights` claimed by several bare methods.
+    """
+    items = list(inits.items()) if isinstance(inits, Mapping) else [
+        tuple(i.split("=", 1)) if "=" in str(i) else (str(i), None)
+        for i in ([inits] if isinstance(inits, str) else list(inits))]
+    names = [n for n, _ in items]
+    if not items or len(set(names)) != len(names):
+        raise ValueError(f"`inits` must name distinct initialisations. Received: inits={names}.")
+    bare = [n for n, f in items if f is None and n not in SCRATCH_INITS]
+    if len(bare) > 1:
+        raise ValueError(f"{bare} all need weights; give each its file as NAME=FILE. "
+                         f"Received: inits={names}, weights={weights!r}.")
+    out = {}
+    for name, path in items:
+        matches = [m for m in METHOD_NAMES + SCRATCH_INITS if name == m or (
+            path is not None and name.startswith(m + "_"))]
+        if not name or not matches:
+            raise ValueError(f"Unknown initialisation {name!r}: give a scratch init "
+                             f"{list(SCRATCH_INITS)}, a method {list(METHOD_NAMES)}, or NAME=FILE "
+                             f"with NAME a method or method_LABEL. Received: init={name!r}.")
+        init = max(matches, key=len)
+        if init in SCRATCH_INITS and path is not None:
+            raise ValueError(f"{init!r} is a scratch baseline and takes no weights file. "
+                             f"Received: {name}={path}.")
+        if init not in SCRATCH_INITS and path is None:
+            path = weights
+            if not path:
+                raise ValueError(f"`inits` includes {name!r}, which needs `weights` (a weight "
+                                 f"file or preset name, or {name}=FILE). Received: weights=None.")
+        out[name] = (init, None if path is None else os.fspath(path))
+    return out
+
+
+def _check_args(tasks, inits, runs, label_fractions, weights, overrides) -> tuple:
+    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
+    tasks = [get_target_task(t).code for t in tasks]
+    if not tasks or len(set(tasks)) != len(tasks):
+        raise ValueError(f"`tasks` must name distinct target tasks. Received: tasks={tasks}.")
+    methods = parse_methods(inits, weights)
     if isinstance(runs, bool) or int(runs) != runs or runs < 1:
         raise ValueError(f"`runs` must be a positive integer. Received: runs={runs!r}.")
     fractions = [_fraction_key(f) for f in np.atleast_1d(label_fractions)]
@@ -52,27 +99,39 @@ def _check_args(task, inits, runs, label_fractions, weights, overrides) -> tuple
     fixed = sorted(set(overrides) & set(_RUN_FIELDS))
     if fixed:
         raise ValueError(f"`overrides` may not set {fixed}: the experiment sets them per run.")
-    for init in inits:  # FinetuneConfig validates init, fractions and every override
-        for f in fractions:
-            FinetuneConfig(task=task, init=init, label_fraction=f, **overrides)
-    if "genesis" in inits and not weights:
-        raise ValueError("`inits` includes 'genesis', which needs `weights` (a Genesis weight "
-                         "file or preset name). Received: weights=None.")
-    return task, inits, int(runs), fractions, overrides
+    for task in tasks:  # FinetuneConfig validates init, fractions and every override
+        for init, _ in methods.values():
+            for f in fractions:
+                FinetuneConfig(task=task, init=init, label_fraction=f, **overrides)
+    return tasks, methods, int(runs), fractions, overrides
 
 
-def _check_settings(out_dir: str, settings: dict) -> None:
-    """Write `experiment.json`, or check that a resumed experiment has the same settings."""
-    path = os.path.join(out_dir, "experiment.json")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        if saved != settings:
-            raise ValueError(
-                f"{out_dir!r} holds an experiment with other settings; its results cannot be "
-                f"resumed. Use another `out_dir`. Saved: {saved}. Received: {settings}.")
-        return
-    write_json(path, settings)
+def _per_task(tasks, value, name: str, folder: bool) -> dict:
+    """`data_dir` / `data` as `{task: value}`: a mapping by task code, or one value."""
+    if value is None:
+        return {t: None for t in tasks}
+    if isinstance(value, Mapping):
+        given = {get_target_task(k).code: v for k, v in value.items()}
+        extra = sorted(set(given) - set(tasks))
+        if extra:
+            raise ValueError(f"`{name}` names tasks {extra} that are not run (tasks: {tasks}).")
+        return {t: given.get(t) for t in tasks}
+    if not folder:
+        if len(tasks) > 1:
+            raise ValueError(f"Give `{name}` as {{task: TargetData}} for several tasks. "
+                             f"Received: one {type(value).__name__} for tasks {tasks}.")
+        return {tasks[0]: value}
+    # One folder: its subfolder named after the task when there is one, else the folder itself
+    # (LUNA16 serves NCC and NCS from one folder).
+    root = os.fspath(value)
+    return {t: (os.path.join(root, t) if len(tasks) > 1 and os.path.isdir(os.path.join(root, t))
+                else root) for t in tasks}
+
+
+def _check_settings(out_dir: str, settings: dict) -> dict:
+    """Write `experiment.json`, or check a resumed experiment against it (see
+    `experiment_key.check_experiment_key`: one-line error naming what changed)."""
+    return check_experiment_key(out_dir, settings)
 
 
 def read_results(path) -> pd.DataFrame:
@@ -93,126 +152,143 @@ def append_result(path, row: dict) -> None:
     os.replace(tmp, path)
 
 
-def summarize_experiment(results: pd.DataFrame, out_dir, *, task: str) -> dict:
-    """Table, t-tests, bar plot and annotation-efficiency curve of an experiment's runs.
+def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks=None, methods=None,
+                         curve: str = "metric") -> dict:
+    """Table 3 (`tables.summarize_experiment`) and Figs. 3, 5 and 6 (`figures`) of the runs."""
+    from models_genesis.pipeline import figures, tables
+
+    tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
+    methods = list(methods) if methods is not None else list(pd.unique(results["method"]))
+    out = tables.summarize_experiment(results, out_dir, tasks=tasks, methods=methods)
+    paths = {"bars": figures.plot_method_bars(results, os.path.join(out_dir, "fig3_bars.png"),
+                                              tasks=tasks, methods=methods)}
+    curves = figures.learning_curves(results, out_dir, curve=curve)
+    curves.to_csv(os.path.join(out_dir, "learning_curves.csv.tmp"), index=False)
+    os.replace(os.path.join(out_dir, "learning_curves.csv.tmp"),
+               os.path.join(out_dir, "learning_curves.csv"))
+    if not curves.empty:
+        paths["learning_curves"] = figures.plot_learning_curves(
+            curves, os.path.join(out_dir, "fig5_learning_curves.png"), tasks=tasks,
+            methods=methods)
+    if results.groupby("task")["label_fraction"].nunique().max() > 1:
+        paths["annotation_efficiency"] = figures.plot_label_efficiency(
+            results, os.path.join(out_dir, "fig6_label_efficiency.png"), tasks=tasks)
+    return {**out, "figures": paths, "learning_curves": curves}
+
+
+def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float] = (1.0,),
+                   data_dir=None, out_dir="runs/experiment", *, weights: Optional[str] = None,
+                   seed: int = 0, data=None, overrides: Optional[dict] = None, verbose=0,
+                   run_eagerly: bool = False, progress: bool = True,
+                   curve: str = "metric") -> dict:
+    """Run (or resume) the paper's protocol on one or several target tasks.
 
     Args:
-        results: one row per run (`method`, `label_fraction`, `score`, ...).
-        out_dir: folder for `summary.csv`, `table.txt` and the figures.
-        task: target-task code (names the metric in the table's title).
-
-    Returns:
-        dict with `summary` (DataFrame: mean, sd, n, p_value per label fraction and method),
-        `table` (text), `figures` (paths) and `annotation_saved` (dict or None).
-    """
-    from models_genesis.evaluation import statistics as st
-
-    kind = get_target_task(task).kind
-    metric_name = ("AUC" if kind == "classification" else
-                   "the paper's IoU (two-class mean IoU over thresholds 0.50:0.05:0.95)")
-    summary = st.compare_to_best(results, "score", within=("label_fraction",))
-    blocks = [f"{task.upper()}: {metric_name}, mean ± s.d. over runs (%); p: independent "
-              "two-sample t-test against the best"]
-    for fraction, part in summary.groupby("label_fraction", sort=False):
-        blocks.append(f"\nlabel fraction {100 * fraction:g}%\n" + st.format_table(part))
-    if kind == "segmentation":
-        for extra, label in (("dice", "Dice"), ("foreground_iou", "foreground IoU (at 0.5)")):
-            part = st.summarize_runs(results, extra, by=("label_fraction", "method"))
-            blocks.append(f"\n{label}, mean ± s.d. (%), columns: label fraction\n"
-                          + st.format_table(part, rows="method", columns="label_fraction"))
-    table = "\n".join(blocks)
-    tmp = os.path.join(out_dir, "table.txt.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    os.replace(tmp, os.path.join(out_dir, "table.txt"))
-    summary.to_csv(os.path.join(out_dir, "summary.csv.tmp"), index=False)
-    os.replace(os.path.join(out_dir, "summary.csv.tmp"), os.path.join(out_dir, "summary.csv"))
-    label = "AUC" if kind == "classification" else "IoU"
-    figures = {"bars": st.plot_bars(summary, os.path.join(out_dir, "bars.png"), label=label,
-                                    title=task.upper())}
-    saved = None
-    methods = set(results["method"])
-    if results["label_fraction"].nunique() > 1:
-        figures["annotation_efficiency"] = st.plot_annotation_efficiency(
-            results, os.path.join(out_dir, "annotation_efficiency.png"), metric="score",
-            title=f"{task.upper()}: {label} against labelled data")
-        scratch = [m for m in _SCRATCH if m in methods]
-        if "genesis" in methods and scratch:
-            full = results[results["label_fraction"] == results["label_fraction"].max()]
-            means = full[full["method"].isin(scratch)].groupby("method")["score"].mean()
-            baseline = str(means.idxmax())
-            saved = {"baseline": baseline, **st.annotation_saved(
-                results, "score", method="genesis", baseline=baseline)}
-    return {"summary": summary, "table": table, "figures": figures, "annotation_saved": saved}
-
-
-def run_experiment(task: str, inits: Sequence[str], runs: int = 10,
-                   label_fractions: Sequence[float] = (1.0,), data_dir=None,
-                   out_dir="runs/experiment", *, weights: Optional[str] = None, seed: int = 0,
-                   data=None, overrides: Optional[dict] = None, verbose=0,
-                   run_eagerly: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) the paper's protocol on one target task.
-
-    Args:
-        task: target-task code (`ncc`, `ncs`, `ecc`, `lcs`, `bms`).
-        inits: methods, e.g. `["genesis", "uniform", "glorot_uniform", "he_uniform"]`.
-        runs: runs per method and label fraction (10 in the paper).
+        tasks: target-task code(s) (`ncc`, `ncs`, `ecc`, `lcs`, `bms`): Table 3's columns.
+        inits: named initialisations (`parse_methods`): Table 3's rows, e.g.
+            `["genesis=G.h5", "rubik=R.h5", "uniform", "glorot_uniform", "he_uniform"]`.
+        runs: runs per method, task and label fraction (10 in the paper).
         label_fractions: fractions of the training labels, each in (0, 1] (Fig. 6).
-        data_dir: target-task data, read once by `load_target_data` (unless `data` is given).
+        data_dir: the tasks' data: `{task: folder}`, or one folder (for several tasks, its
+            subfolder named after each task when it exists, else the folder itself).
         out_dir: experiment folder (created); resumable.
-        weights: Genesis weight file or preset name (needed with `"genesis"`).
-        seed: run r uses seed `seed + r`.
-        data: a `TargetData` to use instead of `data_dir`.
+        weights: weight file or preset name of a bare pre-training method (`"genesis"`).
+        seed: run r uses seed `seed + r`; the data splits use `seed`.
+        data: `TargetData` to use instead of loading (one, or `{task: TargetData}`).
         overrides: other `FinetuneConfig` fields for every run (e.g. `epochs`, `n_base_filters`,
-            `input_shape`, `batch_size`); not the per-run fields.
+            `input_shape`, `head`, `freeze_encoder`); not the per-run fields.
         verbose: Keras `fit` verbosity of each run.
         run_eagerly: train without graph tracing (see `finetune`).
         progress: show a bar over runs.
+        curve: Fig. 5 plots the validation `"metric"` (Dice / AUC) or `"loss"`.
 
     Returns:
         dict with `results_csv`, `results` (DataFrame of the requested runs), `n_trained` and
-        `n_resumed` (runs done now / found in the CSV), plus `summarize_experiment`'s keys.
+        `n_resumed` (runs done now / found in the CSV), `key` (the stored experiment key), plus
+        `summarize_experiment`'s keys (`summary`, `table`, `markdown`, `figures`,
+        `learning_curves`, `annotation_saved`).
 
     Raises:
-        ValueError: bad arguments, or an `out_dir` holding an experiment with other settings.
+        ValueError: bad arguments, or an `out_dir` holding an experiment whose settings, weights
+            (SHA-256), data folders or data counts differ (one line naming what changed).
+        FileNotFoundError: a missing weight file or data folder.
     """
     from tqdm.auto import tqdm
 
     from models_genesis.training.finetune import finetune
 
-    task, inits, runs, fractions, overrides = _check_args(task, inits, runs, label_fractions,
-                                                          weights, overrides)
+    if curve not in ("metric", "loss"):
+        raise ValueError(f"`curve` must be 'metric' or 'loss'. Received: curve={curve!r}.")
+    tasks, methods, runs, fractions, overrides = _check_args(tasks, inits, runs, label_fractions,
+                                                             weights, overrides)
+    dirs, datas = _per_task(tasks, data_dir, "data_dir", True), _per_task(tasks, data, "data", False)
+    resolved = {}
+    for name, (init, path) in methods.items():
+        if path is not None:
+            from models_genesis.models.presets import resolve_weights
+
+            if not os.path.isfile(path) and os.path.splitext(path)[1]:
+                raise FileNotFoundError(f"Weight file of {name!r} not found: {path!r}.")
+            path = os.path.abspath(resolve_weights(path))
+        resolved[name] = (init, path)
+    for task in tasks:
+        if dirs[task] is not None and datas[task] is None and not os.path.isdir(dirs[task]):
+            raise FileNotFoundError(f"Data folder of {task!r} not found: {dirs[task]!r}.")
+    key = {"seed": int(seed), "overrides": json.loads(json.dumps(overrides)),
+           "methods": {n: method_entry(i, p) for n, (i, p) in resolved.items()},
+           "tasks": {t: task_entry(dirs[t] if datas[t] is None else None) for t in tasks}}
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
-    _check_settings(out_dir, {"task": task, "seed": int(seed),
-                              "weights": None if weights is None else os.fspath(weights),
-                              "overrides": json.loads(json.dumps(overrides))})
+    _check_settings(out_dir, key)
     csv_path = os.path.join(out_dir, "results.csv")
-    done = {(str(m), _fraction_key(f), int(r)) for m, f, r in
-            read_results(csv_path)[["method", "label_fraction", "run"]].itertuples(index=False)}
-    wanted = [(init, f, r) for r in range(runs) for f in fractions for init in inits]
-    todo = [key for key in wanted if key not in done]
-    if todo and data is None:
-        from models_genesis.data.target_tasks import load_target_data
+    done = read_results(csv_path)
+    done = set(zip(done["task"].astype(str), done["method"].astype(str),
+                   done["label_fraction"].map(_fraction_key), done["run"].astype(int)))
+    wanted = [(t, m, f, r) for t in tasks for r in range(runs) for f in fractions
+              for m in methods]
+    todo = [k for k in wanted if k not in done]
+    bar = tqdm(total=len(todo), desc="experiment runs", unit="run", disable=not progress)
+    for task in tasks:
+        task_todo = [k for k in todo if k[0] == task]
+        if not task_todo:
+            continue
+        data = datas[task]
+        if data is None:
+            from models_genesis.data.target_tasks import load_target_data
 
-        if data_dir is None:
-            raise ValueError("Give `data_dir` or `data`. Received: data_dir=None, data=None.")
-        options = {k: overrides[k] for k in ("input_shape", "fold") if overrides.get(k) is not None}
-        data = load_target_data(task, data_dir, seed=int(seed), **options)
-    for init, fraction, run in tqdm(todo, desc=f"{task} runs", unit="run", disable=not progress):
-        config = FinetuneConfig(
-            task=task, init=init, weights=weights if init == "genesis" else None,
-            seed=int(seed) + run, label_fraction=fraction,
-            out_dir=os.path.join(out_dir, "runs", init, f"fraction_{fraction:g}", f"run_{run:02d}"),
-            **overrides)
-        result = finetune(config, data, verbose=verbose, run_eagerly=run_eagerly)
-        append_result(csv_path, {**result, "method": init, "label_fraction": fraction, "run": run})
+            if dirs[task] is None:
+                raise ValueError(f"Give the data of {task!r} (`data_dir` or `data`). "
+                                 "Received: none.")
+            options = {k: overrides[k] for k in ("input_shape", "fold")
+                       if overrides.get(k) is not None}
+            options.update(overrides.get("data_options") or {})  # --errors, --split-dir, ...
+            data = load_target_data(task, dirs[task], seed=int(seed), **options)
+        counts = (dict(data.info["counts"]) if hasattr(data, "rows")  # prepared NCC/ECC: lazy
+                  else {s: len(getattr(data, f"x_{s}")) for s in ("train", "valid", "test")})
+        key["tasks"][task] = task_entry(dirs[task] if datas[task] is None else None, counts)
+        _check_settings(out_dir, key)
+        for _, name, fraction, run in task_todo:
+            init, path = resolved[name]
+            run_dir = os.path.join("runs", task, name, f"fraction_{fraction:g}", f"run_{run:02d}")
+            config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
+                                    label_fraction=fraction,
+                                    out_dir=os.path.join(out_dir, run_dir), **overrides)
+            # overwrite: a run missing from results.csv is redone from scratch in its own folder.
+            result = finetune(config, data, verbose=verbose, run_eagerly=run_eagerly,
+                              overwrite=True)
+            append_result(csv_path, {**result, "task": task, "method": name, "init": init,
+                                     "label_fraction": fraction, "run": run, "run_dir": run_dir,
+                                     "weights_sha256": key["methods"][name]["sha256"]})
+            bar.update(1)
+    bar.close()
     df = read_results(csv_path)
-    keys = list(zip(df["method"].astype(str), df["label_fraction"].map(_fraction_key),
-                    df["run"].astype(int)))
-    df = df[[k in set(wanted) for k in keys]].reset_index(drop=True)
+    keys = list(zip(df["task"].astype(str), df["method"].astype(str),
+                    df["label_fraction"].map(_fraction_key), df["run"].astype(int)))
+    wanted_set = set(wanted)
+    df = df[[k in wanted_set for k in keys]].reset_index(drop=True)
     return {"results_csv": csv_path, "results": df, "n_trained": len(todo),
-            "n_resumed": len(wanted) - len(todo), **summarize_experiment(df, out_dir, task=task)}
+            "n_resumed": len(wanted) - len(todo), "key": key,
+            **summarize_experiment(df, out_dir, tasks=tasks, methods=list(methods), curve=curve)}
 
 
 def _weights_width(path) -> int:

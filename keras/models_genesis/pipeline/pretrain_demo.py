@@ -37,7 +37,7 @@ def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int]) -
         print(f"cubes: reusing {cube_dir}")
     except (FileNotFoundError, ValueError):
         summary = extract_cubes(phantom_dir, DEMO_SUBSETS, cube_dir, config=extraction, seed=seed,
-                                workers=workers)
+                                workers=workers, overwrite=True)  # the demo's own folder
         print(f"cubes: {summary['n_cubes']} per subset, {summary['n_skipped']} scans skipped")
     return cube_dir
 

@@ -1,10 +1,11 @@
 """Callbacks of a pre-training run (REFERENCE 5): the release's schedule plus resumability.
 
-`restoration_callbacks` returns, in order: the data epoch setter, `BackupAndRestore` (resume after a
-crash or kill, losing at most one epoch), `BestWeights` (best val_loss, in Keras 3's
-`.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStopping`, `ReduceLROnPlateau`,
-`CSVLogger` (appending, so a resumed run continues the same log), `TerminateOnNaN`, `TensorBoard`
-and `SamplePairs` (PNGs of input / restoration / original).
+`restoration_callbacks` returns, in order: the data epoch setter, `BestWeights` (best val_loss, in
+Keras 3's `.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStopping`,
+`ReduceLROnPlateau`, `EpochLog` (the CSV log, continued by a resumed run), `TerminateOnNaN`,
+`TensorBoard`, `SamplePairs` (PNGs of input / restoration / original) and, last, `RunBackup`
+(`models_genesis.training.resume`: a crash-safe backup of the weights, the optimizer and the
+counters of the callbacks above, so a rerun resumes exactly where the last finished epoch left).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.models.weights import save_keras2_weights
+from models_genesis.training.resume import EpochLog, RunBackup
 
 
 class BestWeights(keras.callbacks.Callback):
@@ -31,20 +33,22 @@ class BestWeights(keras.callbacks.Callback):
         target: the model whose weights are written (the plain U-Net, also when training runs
             through a wrapper model with a float32 output).
         weights_path: Keras 3 file, ending in `.weights.h5`.
-        keras2_path: the same weights in the Keras 2 HDF5 layout (`Genesis_Chest_CT.h5`).
-        state_path: JSON holding `{"monitor", "best", "epoch"}`.
+        keras2_path: the same weights in the Keras 2 HDF5 layout (`Genesis_Chest_CT.h5`); None:
+            not written.
+        state_path: JSON holding `{"monitor", "best", "epoch"}`; None: not written (the best
+            value starts afresh).
         monitor: the log entry to minimise. Defaults to `"val_loss"`.
     """
 
-    def __init__(self, target, weights_path: str, keras2_path: str, state_path: str,
-                 monitor: str = "val_loss"):
+    def __init__(self, target, weights_path: str, keras2_path: Optional[str] = None,
+                 state_path: Optional[str] = None, monitor: str = "val_loss"):
         super().__init__()
         if not str(weights_path).endswith(".weights.h5"):
             raise ValueError(f"`weights_path` must end in .weights.h5. Received: {weights_path!r}.")
         self.target, self.monitor = target, monitor
         self.weights_path, self.keras2_path, self.state_path = weights_path, keras2_path, state_path
         self.best, self.best_epoch = math.inf, None
-        if os.path.isfile(state_path) and os.path.isfile(weights_path):
+        if state_path is not None and os.path.isfile(state_path) and os.path.isfile(weights_path):
             with open(state_path, encoding="utf-8") as f:
                 state = json.load(f)
             self.best, self.best_epoch = float(state["best"]), state.get("epoch")
@@ -57,9 +61,11 @@ class BestWeights(keras.callbacks.Callback):
         tmp = self.weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
         self.target.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
-        save_keras2_weights(self.target, self.keras2_path)
-        write_json(self.state_path, {"monitor": self.monitor, "best": self.best,
-                                      "epoch": self.best_epoch})
+        if self.keras2_path is not None:
+            save_keras2_weights(self.target, self.keras2_path)
+        if self.state_path is not None:
+            write_json(self.state_path, {"monitor": self.monitor, "best": self.best,
+                                          "epoch": self.best_epoch})
 
 
 class EpochSetter(keras.callbacks.Callback):
@@ -119,7 +125,8 @@ def _tensorboard(log_dir: str) -> Optional[keras.callbacks.Callback]:
 
 
 def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
-                          samples=None) -> List[keras.callbacks.Callback]:
+                          samples=None, continue_stopped: bool = False
+                          ) -> List[keras.callbacks.Callback]:
     """Return the pre-training callbacks of `config` (a `PretrainConfig`), writing to `paths`.
 
     Args:
@@ -128,22 +135,17 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
         target: the U-Net whose best weights are saved.
         datasets: pair generators given `set_epoch(e)` at each epoch start.
         samples: `(transformed, original)` arrays for `SamplePairs`; None switches it off.
+        continue_stopped: a resumed run that had stopped early trains further (`RunBackup`).
     """
-    callbacks = [
-        EpochSetter(*datasets),
-        # double_checkpoint: a kill while writing the backup falls back to the previous epoch.
-        keras.callbacks.BackupAndRestore(paths["backup"], double_checkpoint=True,
-                                         delete_checkpoint=False),
-        BestWeights(target, paths["best_weights"], paths["keras2_weights"], paths["best_state"]),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, mode="min",
-                                      verbose=1),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
-                                          patience=config.lr_patience, mode="min",
-                                          min_delta=config.lr_min_delta, min_lr=config.min_lr,
-                                          verbose=1),
-        keras.callbacks.CSVLogger(paths["csv_log"], append=True),
-        keras.callbacks.TerminateOnNaN(),
-    ]
+    best = BestWeights(target, paths["best_weights"], paths["keras2_weights"], paths["best_state"])
+    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, mode="min",
+                                          verbose=1)
+    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
+                                                patience=config.lr_patience, mode="min",
+                                                min_delta=config.lr_min_delta,
+                                                min_lr=config.min_lr, verbose=1)
+    callbacks = [EpochSetter(*datasets), best, early, plateau, EpochLog(paths["csv_log"]),
+                 keras.callbacks.TerminateOnNaN()]
     if config.tensorboard:
         board = _tensorboard(paths["tensorboard"])
         if board is not None:
@@ -151,4 +153,8 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
     if samples is not None and config.sample_every:
         callbacks.append(SamplePairs(samples[0], samples[1], paths["samples"],
                                      every=config.sample_every))
+    # Last: the backup commits an epoch once every callback above has finished it.
+    callbacks.append(RunBackup(paths["backup"], stateful=(best, early, plateau),
+                               learning_rate=config.learning_rate,
+                               continue_stopped=continue_stopped))
     return callbacks

@@ -8,10 +8,20 @@ one of the paper's baselines (`uniform`, `glorot_uniform`, `he_uniform`); trains
 the validation loss and a best checkpoint; then scores the test split with the paper's metric:
 AUC for NCC/ECC; for NCS/LCS/BMS the paper's IoU (two-class mean IoU over thresholds
 0.50:0.05:0.95, key `mean_iou`) together with Dice and the foreground IoU (`foreground_iou`).
+When the data name whole test volumes (LCS, BMS: `test_volumes`), they are segmented by sliding
+windows with the run's preprocessing and scored on each whole volume as in the paper
+(`volume_mean_iou`, `volume_dice`, `volume_foreground_iou`; `score` is then `volume_mean_iou`);
+the crop scores stay in `mean_iou`, `dice`, `foreground_iou`. A prepared NCC/ECC folder is read
+lazily: every positive and `negative_ratio` fresh negatives per positive each epoch, and the test
+AUC over every candidate.
 
-Files written to `config.out_dir` (when given): `finetune_config.json`, `best.weights.h5` (the
+Files written to `config.out_dir` (when given): `finetune_config.json`, `task.json` (the run's
+`TargetTask`: crop, intensity normalisation, spacing, crop scale, read back by
+`predict-volume --model RUN`), `best.weights.h5` (the
 best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`) and
-`results.json`.
+`results.json`. A run into a folder holding any of them is refused unless `overwrite`, which
+deletes them (and nothing else) first, so an earlier run's checkpoint is never taken as this
+run's result.
 """
 
 from __future__ import annotations
@@ -26,11 +36,15 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import FinetuneConfig
+from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 
 IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground) mean IoU "
                   "averaged over thresholds 0.50:0.05:0.95; foreground_iou: IoU of the "
                   "foreground binarised at 0.5")
 _SPLITS = ("train", "valid", "test")
+# What a run writes in its `out_dir` (see the module docstring).
+RUN_FILES = ("finetune_config.json", "task.json", "best.weights.h5", "history.csv",
+             "model.keras", "results.json")
 
 
 def _check_split(data, split: str, kind: str, spatial) -> tuple:
@@ -104,29 +118,100 @@ def _check_labels(kind: str, y, name: str) -> None:
 
 
 def _genesis_weights(config: FinetuneConfig) -> Optional[str]:
-    """The weight file of `init="genesis"` (a path or preset name resolved), None for scratch."""
-    if config.init != "genesis":
+    """The weight file of a method init (a path; for genesis also a preset name), checked
+    against what `pretrain --method config.init` writes (`check_method_weights`); None for
+    the scratch initialisers."""
+    from models_genesis.config import SCRATCH_INITS
+
+    if config.init in SCRATCH_INITS:
         return None
     if not config.weights:
-        raise ValueError("`init='genesis'` needs a pre-trained weight file or preset name in "
-                         "`weights`. Received: weights=None.")
+        raise ValueError(f"`init={config.init!r}` needs a pre-trained weight file in `weights` "
+                         f"(the one `pretrain --method {config.init}` wrote; for genesis also a "
+                         "preset name). Received: weights=None.")
     from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
 
     name = os.fspath(config.weights)
-    if str(name).lower() not in PRETRAINED_WEIGHTS and not os.path.isfile(name):
-        raise FileNotFoundError(f"Genesis weight file not found: {name!r} (`weights`). Give an "
-                                f"existing file or a preset name {sorted(PRETRAINED_WEIGHTS)}.")
-    return os.fspath(resolve_weights(name))
+    preset = config.init == "genesis" and str(name).lower() in PRETRAINED_WEIGHTS
+    if not preset and not os.path.isfile(name):
+        raise FileNotFoundError(
+            f"Weight file not found: {name!r} (`weights`). Give an existing file"
+            + (f" or a preset name {sorted(PRETRAINED_WEIGHTS)}." if config.init == "genesis"
+               else "."))
+    path = os.fspath(resolve_weights(name)) if preset else name
+    check_method_weights(path, config.init)
+    return path
+
+
+def check_method_weights(path: str, method: str) -> None:
+    """Refuse, before training, a weight file that `pretrain --method method` cannot have written.
+
+    Restoration methods (genesis, denoising, inpainting, patch_shuffling) write the whole U-Net
+    in the Keras 2 layout: the file must hold the encoder and the decoder layers. Encoder
+    methods (jigsaw, rubik, deepcluster) write the encoder `depth_0..7` only: the file must hold
+    it and no decoder (a whole U-Net is a restoration method's). Only these layers are read.
+
+    Raises:
+        ValueError: a Keras 3 `.weights.h5` file, a file of the other kind, or a file missing
+            expected layers (the message names the first one and the file's layers).
+    """
+    from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
+    from models_genesis.models.weights import read_keras2_weights
+
+    if str(path).endswith(".weights.h5"):
+        raise ValueError(f"`finetune` reads the Keras 2 layout file that `pretrain` writes next to "
+                         f"{os.path.basename(path)!r} (Genesis_Chest_CT.h5 or {method}.h5). "
+                         f"Received: weights={path!r}.")
+    layers = set(read_keras2_weights(path))
+    decoder = [f"depth_{i}_conv" for i in range(8, 14)]
+    missing = [name for name in encoder_layer_names() + (decoder if method in RESTORATION_METHODS
+                                                          else []) if name not in layers]
+    listed = f"{sorted(layers)[:8]}... ({len(layers)} layers with weights)"
+    if method in RESTORATION_METHODS and missing and not set(encoder_layer_names()) - layers:
+        raise ValueError(f"{path!r} holds an encoder only (depth_0..7; written by an encoder "
+                         f"method, one of {list(ENCODER_METHODS)}), but `init={method!r}` loads "
+                         f"the whole U-Net that `pretrain --method {method}` writes.")
+    if missing:
+        raise ValueError(f"{path!r} is not a `pretrain --method {method}` weight file: layer "
+                         f"{missing[0]!r} is missing (and {len(missing) - 1} more). The file "
+                         f"holds {listed}.")
+    if method in ENCODER_METHODS and set(decoder) & layers:
+        raise ValueError(f"{path!r} holds a whole U-Net (written by a restoration method, one of "
+                         f"{list(RESTORATION_METHODS)}), but `init={method!r}` loads the encoder "
+                         f"that `pretrain --method {method}` writes. Use that method as --init.")
 
 
 def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Optional[str]):
-    """The task's head model: Genesis body from `weights`, or scratch with `config.init`."""
-    from models_genesis.models.heads import target_model
+    """The task's head model, its body from `weights` or from scratch with `config.init`.
 
-    # Genesis: the heads' own layers keep Keras' default initialiser (glorot_uniform).
+    What is loaded: for a restoration init (genesis, denoising, inpainting, patch_shuffling)
+    every `depth_*` layer of the model (the encoder for classification, the whole U-Net for
+    segmentation); for an encoder init (jigsaw, rubik, deepcluster) the encoder `depth_0..7`,
+    the decoder of a segmentation model keeping its initialiser like the head.
+    """
+    from models_genesis.methods import ENCODER_METHODS, encoder_layer_names
+    from models_genesis.models.heads import target_model
+    from models_genesis.models.weights import load_keras2_weights
+
+    # Pre-trained: the layers not loaded (head, decoder) keep Keras' default (glorot_uniform).
     initializer = "glorot_uniform" if weights is not None else config.init
-    return target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
-                        kernel_initializer=initializer, weights=weights)
+    encoder_only = weights is not None and config.init in ENCODER_METHODS
+    model = target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
+                         kernel_initializer=initializer,
+                         weights=None if encoder_only else weights, head=config.head,
+                         frozen_blocks=frozen_blocks(config))
+    if encoder_only:
+        load_keras2_weights(model, weights, layers=encoder_layer_names())
+    return model
+
+
+def frozen_blocks(config: FinetuneConfig) -> tuple:
+    """The `depth_{i}` blocks a run keeps fixed: `freeze_blocks`, plus depth_0..7 with
+    `freeze_encoder` (transfer scenario 1, Sec. 3.2)."""
+    from models_genesis.models.heads import encoder_blocks
+
+    blocks = set(config.freeze_blocks) | (set(encoder_blocks()) if config.freeze_encoder else set())
+    return tuple(sorted(blocks))
 
 
 def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
@@ -155,8 +240,13 @@ def score_test(kind: str, y_true, y_prob) -> dict:
             "foreground_iou": iou_score(y_true, y_prob)}
 
 
+def run_files(out_dir) -> list:
+    """The files a fine-tuning run writes in `out_dir` (all it deletes with `overwrite`)."""
+    return [os.path.join(os.fspath(out_dir), name) for name in RUN_FILES]
+
+
 def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
-             run_eagerly: bool = False) -> dict:
+             run_eagerly: bool = False, overwrite: bool = False) -> dict:
     """Fine-tune one model on a target task and score it on the test split.
 
     Args:
@@ -169,9 +259,13 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         verbose: Keras `fit` verbosity (`"auto"`, 0, 1, 2).
         run_eagerly: skip graph tracing (Keras `run_eagerly`): quicker for a handful of tiny
             steps (tests, smoke runs), slower for real training.
+        overwrite: delete the files of an earlier run in `config.out_dir` (`RUN_FILES`, nothing
+            else) before training; without it, an `out_dir` holding any of them is refused.
 
     Returns:
-        dict with `task, init, seed, label_fraction, metric` (`"auc"` or `"mean_iou"`),
+        dict with `task, init, seed, label_fraction, metric` (`"auc"`, `"mean_iou"`, or
+        `"volume_mean_iou"` when whole test volumes were scored; then also `volume_dice`,
+        `volume_foreground_iou`, `volume_scores` per volume, `volume_score_definition`),
         `score` (that metric), the test metrics (`auc`; or `mean_iou`, `dice`,
         `foreground_iou`, with `iou_definition`), `n_train, n_valid, n_test`, `epochs`,
         `best_epoch`, `best_val_loss`, `seconds`, `weights` (loaded file or None), `out_dir`.
@@ -180,6 +274,8 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         ValueError: bad data (see `validate_target_data`), a crop not divisible by 8, a missing
             `data_dir`, `init="genesis"` without weights or with a file that does not fit.
         FileNotFoundError: a missing weight file.
+        FileExistsError: `out_dir` holds an earlier run's files and `overwrite` is False.
+        NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
 
     Example:
         >>> cfg = FinetuneConfig(task="ncs", init="genesis", weights="Genesis_Chest_CT.h5",
@@ -189,29 +285,42 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
     import keras
 
     from models_genesis.data.target_dataset import TargetDataset
-    from models_genesis.data.target_tasks import load_target_data, subsample_fraction
+    from models_genesis.data.target_tasks import subsample_fraction
+    from models_genesis.training.finetune_data import (check_candidate_data, is_lazy,
+                                                       load_run_data, run_task)
 
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"`config` must be a FinetuneConfig. Received: {type(config).__name__}.")
     explicit_shape = config.input_shape
     config = config.resolve()
     task = config.target_task
+    if config.out_dir is not None:  # before any work: never train into a run's files
+        check_output_dir(config.out_dir, name="out_dir")
+        if not overwrite:
+            refuse_to_replace(run_files(config.out_dir), where=config.out_dir,
+                              what="files of a fine-tuning run")
     weights = _genesis_weights(config)
     if data is None:
-        if not config.data_dir:
-            raise ValueError("Give `data` or `config.data_dir`. "
-                             "Received: data=None, data_dir=None.")
-        options = {} if config.fold is None else {"fold": config.fold}
-        data = load_target_data(task.code, config.data_dir, seed=config.seed,
-                                input_shape=config.input_shape, **options)
-    splits = validate_target_data(data, task.kind, explicit_shape)
-    if config.label_fraction < 1.0:
-        data = subsample_fraction(data, config.label_fraction,
-                                  rng=np.random.default_rng([config.seed, 0x1ABE1]))
-        splits["train"] = _check_split(data, "train", task.kind, splits["valid"][0].shape[1:4])
-        _check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
-    spatial = splits["train"][0].shape[1:4]
+        data = load_run_data(config, task)
+    lazy = is_lazy(data)  # a prepared NCC/ECC folder: crops read from disk batch by batch
+    if lazy:
+        data = check_candidate_data(data, config, explicit_shape)
+        spatial = tuple(data.input_shape)
+    else:
+        splits = validate_target_data(data, task.kind, explicit_shape)
+        if config.label_fraction < 1.0:
+            data = subsample_fraction(data, config.label_fraction,
+                                      rng=np.random.default_rng([config.seed, 0x1ABE1]))
+            splits["train"] = _check_split(data, "train", task.kind,
+                                           splits["valid"][0].shape[1:4])
+            _check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
+        spatial = splits["train"][0].shape[1:4]
+    task_run = run_task(task, data, config, spatial)  # written as task.json beside the model
     config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
+    keras.utils.set_random_seed(int(config.seed))
+    # Built before anything is written: weights that do not fit leave `out_dir` untouched.
+    model = build_finetune_model(config, task.kind, spatial, weights)
+    _compile(model, config, task.kind, run_eagerly)
 
     out_dir = config.out_dir
     scratch = None
@@ -220,23 +329,32 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         work_dir = scratch.name
     else:
         work_dir = os.fspath(out_dir)
+        remove_outputs(run_files(work_dir))  # an earlier run's (`overwrite`): never loaded
         os.makedirs(work_dir, exist_ok=True)
         config.to_json(os.path.join(work_dir, "finetune_config.json"))
+        task_run.to_json(os.path.join(work_dir, "task.json"))
     try:
-        keras.utils.set_random_seed(int(config.seed))
-        model = build_finetune_model(config, task.kind, spatial, weights)
-        _compile(model, config, task.kind, run_eagerly)
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in _SPLITS)
         loader = dict(workers=config.workers, use_multiprocessing=False)
-        train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
-                              augment=config.augment, seed=config.seed, **loader)
-        valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
-                              augment=False, seed=config.seed, **loader)
+        if lazy:
+            train, valid = (data.dataset(name, batch_size=config.batch_size, seed=config.seed,
+                                         augment=config.augment, **loader)
+                            for name in ("train", "valid"))
+            counts = {name: len(data.rows[name]) for name in _SPLITS}
+        else:
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in _SPLITS)
+            train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
+                                  augment=config.augment, seed=config.seed, **loader)
+            valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
+                                  augment=False, seed=config.seed, **loader)
+            counts = {name: len(splits[name][0]) for name in _SPLITS}
         for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
                                      ("validation_steps", config.validation_steps, valid)):
             if steps is not None and steps > len(dataset):
                 raise ValueError(f"`{name}` must be at most the {len(dataset)} batches of one pass "
                                  f"(Keras stops when the data run out). Received: {name}={steps}.")
+        from models_genesis.training.callbacks import BestWeights
+        from models_genesis.training.resume import EpochLog
+
         checkpoint = os.path.join(work_dir, "best.weights.h5")
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
                                                 restore_best_weights=True)
@@ -244,9 +362,10 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             stopper,
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
                                               patience=config.lr_patience, min_lr=config.min_lr),
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_loss", save_best_only=True,
-                                            save_weights_only=True),
-            keras.callbacks.CSVLogger(os.path.join(work_dir, "history.csv")),
+            # Both written to a temporary name, then renamed: a kill never leaves half a file.
+            # An interrupted fine-tuning does not resume: it is rerun with `overwrite`.
+            BestWeights(model, checkpoint),
+            EpochLog(os.path.join(work_dir, "history.csv")),
         ]
         start = time.perf_counter()
         history = model.fit(train, validation_data=valid, epochs=config.epochs,
@@ -255,23 +374,40 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
                             verbose=verbose)
         if os.path.isfile(checkpoint):
             model.load_weights(checkpoint)
-        y_prob = model.predict(x_te, batch_size=config.batch_size, verbose=0)
+        if lazy:  # every test candidate, one batch at a time
+            from models_genesis.data.candidate_crops import predict_candidates
+
+            paths, indices, y_te = data.split("test")
+            y_prob = predict_candidates(model, paths, indices, batch_size=config.batch_size)
+        else:
+            y_prob = model.predict(x_te, batch_size=config.batch_size, verbose=0)
         seconds = time.perf_counter() - start
         metrics = score_test(task.kind, y_te, y_prob)
+        if task.kind == "segmentation" and getattr(data, "test_volumes", ()):
+            from models_genesis.evaluation.whole_volume import (VOLUME_SCORE_DEFINITION,
+                                                                score_test_volumes)
+
+            metrics.update(score_test_volumes(model, data.test_volumes, task_run,
+                                              batch_size=config.batch_size,
+                                              progress=verbose not in (0, 2)),
+                           volume_score_definition=VOLUME_SCORE_DEFINITION)
         val_loss = np.asarray(history.history.get("val_loss", []), dtype=float)
         finite = np.isfinite(val_loss)
         result = {
             "task": task.code, "init": config.init, "seed": int(config.seed),
             "label_fraction": float(config.label_fraction),
-            "metric": "auc" if task.kind == "classification" else "mean_iou",
+            "metric": ("auc" if task.kind == "classification" else
+                       "volume_mean_iou" if "volume_mean_iou" in metrics else "mean_iou"),
             **metrics,
-            "n_train": int(len(x_tr)), "n_valid": int(len(x_va)), "n_test": int(len(x_te)),
+            "n_train": int(counts["train"]), "n_valid": int(counts["valid"]),
+            "n_test": int(counts["test"]),
             "epochs": int(len(history.history.get("loss", []))),
             # 0 / NaN when no epoch gave a finite validation loss (diverged training).
             "best_epoch": (int(np.argmin(np.where(finite, val_loss, np.inf))) + 1
                            if finite.any() else 0),
             "best_val_loss": float(val_loss[finite].min()) if finite.any() else float("nan"),
             "seconds": float(seconds), "weights": weights, "out_dir": out_dir,
+            "head": config.head, "frozen_blocks": list(frozen_blocks(config)),
         }
         result["score"] = result[result["metric"]]
         if task.kind == "segmentation":

@@ -1,17 +1,21 @@
 """Pre-training Models Genesis: restore original cubes from transformed ones (paper Sec. 2).
 
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
-release's schedule (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
+release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
+(the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
+that train an encoder save the encoder layers `depth_0..7` only). The schedule is the release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
 best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training
 cubes). Everything is written to `config.out_dir`:
 
     config.json            the config used
     best.weights.h5        best weights, Keras 3
-    Genesis_Chest_CT.h5    the same weights in the release's Keras 2 layout (name configurable)
+    Genesis_Chest_CT.h5    the same weights in the release's Keras 2 layout (name configurable;
+                           `{method}.h5` for the other methods)
     training_log.csv       one row per epoch, continued by a resumed run
     backup/                BackupAndRestore state: rerunning the same command resumes
     samples/, tensorboard/, figures/
-    metrics.json           validation MSE of the model and of doing nothing (the identity)
+    metrics.json           validation MSE of the model and of doing nothing (the identity); for
+                           the encoder methods, the validation loss and the chance level
     result.json            written last: the run is finished
 """
 
@@ -19,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import warnings
 from typing import Dict, Optional, Sequence
 
@@ -29,10 +32,15 @@ import numpy as np
 from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
-from models_genesis.models.unet3d import FINAL_CONV_NAME, unet_model_3d
+from models_genesis.methods import get_method, make_options
+from models_genesis.outputs import check_output_dir, remove_outputs
 
 # Fields that must match to resume a run: they fix the weights' and the optimizer's layout.
-_RESUME_KEYS = ("cube_shape", "n_base_filters", "depth", "optimizer", "mixed_precision")
+_RESUME_KEYS = ("cube_shape", "n_base_filters", "depth", "optimizer", "mixed_precision",
+                "method", "dims")
+# Fields a rerun may change: how long and how the run is executed and logged, not what it learns.
+_RERUN_FREE_KEYS = ("out_dir", "epochs", "patience", "workers", "use_multiprocessing",
+                    "max_queue_size", "tensorboard", "sample_every", "figures")
 _OUTPUTS = ("config", "best_weights", "keras2_weights", "best_state", "csv_log", "metrics",
             "result", "backup", "samples", "tensorboard", "figures")
 
@@ -40,48 +48,88 @@ _OUTPUTS = ("config", "best_weights", "keras2_weights", "best_state", "csv_log",
 def run_paths(out_dir, config: PretrainConfig) -> Dict[str, str]:
     """Return the paths a run writes in `out_dir` (see the module docstring)."""
     out = os.path.abspath(os.fspath(out_dir))
+    keras2 = config.keras2_weights_name
+    if config.method != "genesis" and keras2 == PretrainConfig.keras2_weights_name:
+        keras2 = f"{config.method}.h5"  # not the release's name for another method's weights
     names = {"config": "config.json", "best_weights": "best.weights.h5",
-             "keras2_weights": config.keras2_weights_name, "best_state": "best.json",
+             "keras2_weights": keras2, "best_state": "best.json",
              "csv_log": "training_log.csv", "metrics": "metrics.json", "result": "result.json",
              "backup": "backup", "samples": "samples", "tensorboard": "tensorboard",
              "figures": "figures"}
     return {"out_dir": out, **{k: os.path.join(out, v) for k, v in names.items()}}
 
 
+def _stored_config(path) -> PretrainConfig:
+    try:
+        return PretrainConfig.from_json(path)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        raise ValueError(f"{path!r} is not a readable pre-training config ({exc}). Delete it or "
+                         "pass overwrite=True (--overwrite) to start over.") from exc
+
+
+def _config_changes(old: PretrainConfig, new: PretrainConfig) -> Dict[str, tuple]:
+    """Fields (stored, requested) that differ, except those a rerun may change."""
+    changes = {}
+    for f in dataclasses.fields(PretrainConfig):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if f.name == "data_dir" and None not in (a, b):
+            a, b = os.path.abspath(a), os.path.abspath(b)
+        if f.name not in _RERUN_FREE_KEYS and a != b:
+            changes[f.name] = (a, b)
+    return changes
+
+
 def _prepare_run_dir(paths, config, *, resume: bool, overwrite: bool) -> str:
-    """Refuse a finished run (unless resume/overwrite) or a different architecture; return mode."""
+    """Check `out_dir` before any work; return "fresh" or "resume".
+
+    A run deletes or replaces only its own files (`_OUTPUTS`), and only with `overwrite`.
+    Refused: an `out_dir` that is a file or not writable; a finished run (unless `resume` or
+    `overwrite`); a started run whose stored `config.json` differs from `config` in a field
+    other than `_RERUN_FREE_KEYS` (resuming would train with the stored settings while claiming
+    the new ones); a fresh run into a non-empty folder that holds no run (no `config.json`).
+    """
     if resume and overwrite:
         raise ValueError("`resume` and `overwrite` exclude each other. Received both.")
+    out = check_output_dir(paths["out_dir"], name="out_dir")
     finished = os.path.isfile(paths["result"])
     started = os.path.isfile(paths["config"])
     if overwrite:
         return "fresh"
     if finished and not resume:
         raise FileExistsError(
-            f"{paths['out_dir']!r} holds a finished pre-training run ({paths['result']}). Pass "
+            f"{out!r} holds a finished pre-training run ({paths['result']}). Pass "
             "resume=True (--resume) to train it further or overwrite=True (--overwrite) to start "
             "over, or choose another output folder."
         )
     if started:
-        old = PretrainConfig.from_json(paths["config"])
-        diff = {k: (getattr(old, k), getattr(config, k)) for k in _RESUME_KEYS
-                if getattr(old, k) != getattr(config, k)}
+        diff = _config_changes(_stored_config(paths["config"]), config)
         if diff:
+            what = (" (another architecture or optimizer)" if set(diff) & set(_RESUME_KEYS)
+                    else "")
+            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ValueError(
-                f"{paths['out_dir']!r} holds a run with another architecture or optimizer "
-                f"(field: (stored, requested)): {diff}. Use --overwrite or another output folder."
+                f"{out!r} holds a run with other settings{what} than requested (stored -> "
+                f"requested) {listed}. A rerun resumes with the stored settings: repeat them, "
+                "pass overwrite=True (--overwrite) to delete that run and start over, or choose "
+                "another output folder."
             )
         return "resume"
+    present = sorted(set(os.listdir(out)) - {"workers"}) if os.path.isdir(out) else []
+    if present:
+        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5
+                                          else "")
+        raise FileExistsError(
+            f"{out!r} is not empty ({shown}) and holds no pre-training run (no config.json). "
+            "Choose a new or empty output folder, or pass overwrite=True (--overwrite) to delete "
+            "the files a run writes there (config.json, weights, logs, backup/, samples/, "
+            "tensorboard/, figures/, metrics.json, result.json) and keep the others."
+        )
     return "fresh"
 
 
 def _clear_outputs(paths) -> None:
-    for key in _OUTPUTS:
-        path = paths[key]
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        elif os.path.isfile(path):
-            os.remove(path)
+    """Delete the files and folders of the run layout (`_OUTPUTS`) in `out_dir`, nothing else."""
+    remove_outputs(paths[key] for key in _OUTPUTS)
 
 
 def find_pretraining_cubes(config: PretrainConfig) -> Dict[str, list]:
@@ -115,23 +163,50 @@ def find_pretraining_cubes(config: PretrainConfig) -> Dict[str, list]:
     return out
 
 
+def method_options(config: PretrainConfig):
+    """The `Options` of `config.method` from `config.method_options` (and, for genesis,
+    `config.scheme`); raises ValueError naming a bad option and the valid ones."""
+    return make_options(config.method, config.method_options, scheme=config.scheme)
+
+
+def resolve_method(config: PretrainConfig, files) -> PretrainConfig:
+    """Check the method's options against the cubes and the loss before training; return
+    `config` with every option's value in `method_options` (what config.json records).
+
+    Raises:
+        ValueError: bad options, cubes the method cannot use (e.g. too small), or
+            `loss="mae"` for a method whose loss is not the whole-cube MSE.
+    """
+    method, options = get_method(config.method), method_options(config)
+    n_train = sum(len(open_cubes(p, config.cube_shape)) for p in files["train"])
+    method.check(options, config.sample_shape, n_train)
+    if config.loss != "mse" and method.loss(options) != "mse":
+        raise ValueError(f"`loss={config.loss!r}` replaces the whole-cube MSE of the restoration "
+                         f"methods; method {config.method!r} has its own loss. Received: "
+                         f"method={config.method!r}, loss={config.loss!r}.")
+    return dataclasses.replace(config, method_options=dataclasses.asdict(options))
+
+
 def build_restoration_model(config: PretrainConfig):
-    """Build the U-Net of `config` under the current dtype policy.
+    """Build the model of `config.method` under the current dtype policy.
 
     Returns:
-        `(unet, model)`: `unet` is `unet_model_3d` (its weights are what is saved); `model`
-        is what trains, the same layers with a float32 sigmoid under mixed precision (so the
-        outputs and the loss are float32), or `unet` itself otherwise.
+        `(saved, model)`: `saved` holds the weights that are written (`unet_model_3d` for the
+        restoration methods, its encoder for the others); `model` is what trains (for
+        restoration under mixed precision, the same layers with a float32 sigmoid, so the
+        outputs and the loss are float32; `saved` itself in float32). With `dims=2`,
+        `unet_model_2d` (Genesis 2D).
     """
-    unet = unet_model_3d((*config.cube_shape, 1), depth=config.depth,
-                         n_base_filters=config.n_base_filters,
-                         kernel_initializer=config.kernel_initializer,
-                         bn_momentum=float(config.bn_momentum))
-    if keras.mixed_precision.global_policy().compute_dtype == "float32":
-        return unet, unet
-    logits = unet.get_layer(FINAL_CONV_NAME).output
-    out = keras.layers.Activation("sigmoid", dtype="float32", name="output_float32")(logits)
-    return unet, keras.Model(unet.input, out, name="restoration_mixed_precision")
+    if config.dims == 2:
+        from models_genesis.models.unet2d import restoration_model_2d
+
+        return restoration_model_2d(config.sample_shape, n_base_filters=config.n_base_filters,
+                                    depth=config.depth, kernel_initializer=config.kernel_initializer,
+                                    bn_momentum=float(config.bn_momentum))
+    return get_method(config.method).build_model(
+        tuple(config.cube_shape), method_options(config), n_base_filters=config.n_base_filters,
+        depth=config.depth, kernel_initializer=config.kernel_initializer,
+        bn_momentum=float(config.bn_momentum))
 
 
 def load_initial_weights(unet, weights) -> str:
@@ -166,8 +241,11 @@ def evaluate_restoration(model, dataset, steps: Optional[int] = None) -> Dict[st
     best constant (the originals' mean voxel value: a model that learned nothing about images).
 
     Args:
-        model: maps transformed cubes `(B, r, c, d, 1)` to restorations.
-        dataset: yields `(transformed, original)` batches (e.g. a validation `RestorationDataset`).
+        model: maps transformed cubes `(B, r, c, d, 1)` to restorations; None gives the
+            identity and the constant only (`model_mse` NaN).
+        dataset: yields `(transformed, original)` batches (e.g. a validation `RestorationDataset`);
+            an original `(B, r, c, d, 2)` carries a mask in its second channel (in-painting),
+            and every MSE is then taken over the masked voxels only.
         steps: batches to use; None -> all.
 
     Returns:
@@ -178,10 +256,17 @@ def evaluate_restoration(model, dataset, steps: Optional[int] = None) -> Dict[st
     sums, n = np.zeros(4), 0
     for i in range(n_batches):
         x, y = (np.asarray(a, np.float64) for a in dataset[i])
-        pred = keras.ops.convert_to_numpy(model(x.astype(np.float32), training=False))
-        sums += [np.mean((pred - y) ** 2, axis=(1, 2, 3, 4)).sum(),
-                 np.mean((x - y) ** 2, axis=(1, 2, 3, 4)).sum(),
-                 np.mean(y, axis=(1, 2, 3, 4)).sum(), np.mean(y ** 2, axis=(1, 2, 3, 4)).sum()]
+        y, weight = (y[..., :1], y[..., 1:]) if y.shape[-1] == 2 else (y, np.ones_like(y))
+        axes = tuple(range(1, y.ndim))  # (1, 2, 3, 4); (1, 2, 3) for 2D
+        count = np.maximum(weight.sum(axis=axes), 1.0)
+
+        def cube_means(a):  # per-cube mean over the weighted (e.g. cutout) voxels
+            return (weight * a).sum(axis=axes) / count
+
+        pred = (np.full_like(y, np.nan) if model is None else
+                keras.ops.convert_to_numpy(model(x.astype(np.float32), training=False)))
+        sums += [cube_means((pred - y) ** 2).sum(), cube_means((x - y) ** 2).sum(),
+                 cube_means(y).sum(), cube_means(y ** 2).sum()]
         n += len(x)
     model_mse, identity_mse, mean, mean_sq = (sums / max(n, 1)).tolist()
     return {"model_mse": model_mse, "identity_mse": identity_mse,
@@ -193,18 +278,51 @@ def _datasets(config, files, batch_size):
     """Training and validation pair generators. `steps_per_epoch` / `validation_steps` become the
     generators' `samples_per_epoch`, so each epoch is one whole pass of its generator: batch i of
     epoch e is made from (seed, e, i), and validation sees the same pairs every epoch."""
-    from models_genesis.data.restoration_dataset import RestorationDataset
-
-    kw = dict(scheme=config.scheme, seed=config.seed, workers=config.workers,
+    make_dataset = get_method(config.method).make_dataset
+    kw = dict(options=method_options(config), cube_shape=config.sample_shape,
+              seed=config.seed, workers=config.workers,
               use_multiprocessing=config.use_multiprocessing,
               max_queue_size=config.max_queue_size)
+    if config.dims == 2:
+        kw["dims"] = 2  # slices one voxel deep, handed to the scheme as (B, rows, cols)
     steps = {"train": config.steps_per_epoch, "val": config.validation_steps}
     samples = {k: None if v is None else v * batch_size for k, v in steps.items()}
-    train = RestorationDataset(files["train"], batch_size, shuffle=True,
-                               samples_per_epoch=samples["train"], **kw)
-    val = RestorationDataset(files["val"], batch_size, shuffle=False, validation=True,
-                             samples_per_epoch=samples["val"], **kw)
+    train = make_dataset(files["train"], batch_size, shuffle=True, validation=False,
+                         samples_per_epoch=samples["train"], **kw)
+    val = make_dataset(files["val"], batch_size, shuffle=False, validation=True,
+                       samples_per_epoch=samples["val"], **kw)
     return train, val
+
+
+def method_loss(config):
+    """The loss of `config.method` (`config.loss` replaces the whole-cube MSE)."""
+    loss = get_method(config.method).loss(method_options(config))
+    return config.loss if isinstance(loss, str) and loss == "mse" else loss
+
+
+def print_chance_level(config, val) -> dict:
+    """Print (and return) what a model that learned nothing would score on the validation set:
+    the identity's MSE for restoration methods, the method's `chance_level` otherwise."""
+    method = get_method(config.method)
+    if method.WRITES == "unet":
+        level = evaluate_restoration(None, val)
+        print(f"doing-nothing level ({config.method}): validation MSE of the identity "
+              f"{level['identity_mse']:.6f}, of the best constant {level['constant_mse']:.6f}")
+        return {k: level[k] for k in ("identity_mse", "constant_mse")}
+    level = method.chance_level(method_options(config))
+    print(f"chance level ({config.method}): {level}")
+    return level
+
+
+def final_metrics(config, model, val) -> Dict[str, float]:
+    """`evaluate_restoration` for restoration methods; otherwise the validation loss (and
+    metrics) of `model` next to the method's `chance_level`."""
+    method = get_method(config.method)
+    if method.WRITES == "unet":
+        return evaluate_restoration(model, val)
+    values = model.evaluate(val, verbose=0, return_dict=True)
+    return {**{k: float(v) for k, v in values.items()},
+            "chance_level": method.chance_level(method_options(config))}
 
 
 def _compile(model, config):
@@ -212,7 +330,8 @@ def _compile(model, config):
         opt = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
     else:
         opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
-    model.compile(optimizer=opt, loss=config.loss)
+    metrics = get_method(config.method).metrics(method_options(config))
+    model.compile(optimizer=opt, loss=method_loss(config), metrics=metrics or None)
 
 
 def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
@@ -268,9 +387,10 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     strategy = distribute.get_strategy(config.strategy)  # first: before any other TF op
     is_chief, task = distribute.worker_role()
     out_dir = config.out_dir if is_chief else os.path.join(config.out_dir, "workers", f"worker_{task}")
+    files = find_pretraining_cubes(config)
+    config = resolve_method(config, files)  # every option's value, as config.json records it
     paths = run_paths(out_dir, config)
     mode = _prepare_run_dir(paths, config, resume=resume, overwrite=overwrite)
-    files = find_pretraining_cubes(config)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         _warn_if_cpu_bf16_conv_gradient_is_wrong(config)
@@ -284,6 +404,10 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             _compile(model, config)
         data = _datasets(config, files, config.batch_size)
         samples = data[1][0]  # one batch of pairs: shape or transformation errors show here
+        restores = get_method(config.method).WRITES == "unet"
+        samples = (samples[0], samples[1][..., :1]) if restores else None  # drop a mask
+        if is_chief:
+            print_chance_level(config, data[1])
         if mode == "fresh":
             _clear_outputs(paths)
         elif os.path.isfile(paths["result"]):
@@ -291,34 +415,41 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         os.makedirs(paths["out_dir"], exist_ok=True)
         config.to_json(paths["config"])
         result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
-                                    unet, model, callbacks, verbose, strategy)
+                                    unet, model, callbacks, verbose, strategy,
+                                    continue_stopped=resume)
         return {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose,
-                       strategy=None) -> Dict:
+                       strategy=None, continue_stopped: bool = False) -> Dict:
     """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release).
 
     Under `multiworker`, `distribute.fit_distributed` trains instead of `fit` (which cannot run
-    under MultiWorkerMirroredStrategy); there `batch_size` is the batch of each replica."""
-    from models_genesis.training.callbacks import restoration_callbacks
+    under MultiWorkerMirroredStrategy); there `batch_size` is the batch of each replica.
+    `fit` gets `shuffle=False`: the pair generator already visits the cubes in an order drawn
+    from (seed, epoch), while Keras' shuffle would draw from Python's global `random`, reseeded
+    when a run restarts, so a resumed run would differ from an uninterrupted one."""
+    from models_genesis.training.callbacks import BestWeights, restoration_callbacks
+    from models_genesis.training.resume import RunBackup, epochs_done
 
     batch = config.batch_size
     while True:
         train, val = data if batch == config.batch_size else _datasets(config, files, batch)
         cbs = restoration_callbacks(config, paths, target=unet, datasets=(train, val),
-                                    samples=samples) + list(extra)
+                                    samples=samples, continue_stopped=continue_stopped)
+        cbs += list(extra)
         try:
             if config.strategy == "multiworker":
                 from models_genesis.training.distribute import fit_distributed
 
                 history = fit_distributed(strategy, model, train, val, epochs=config.epochs,
-                                          loss=config.loss, callbacks=cbs, verbose=verbose)
+                                          loss=method_loss(config), callbacks=cbs,
+                                          verbose=verbose)
             else:
                 history = model.fit(train, validation_data=val, epochs=config.epochs,
-                                    callbacks=cbs, verbose=verbose)
+                                    callbacks=cbs, verbose=verbose, shuffle=False)
             break
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
             if not is_out_of_memory(exc) or batch - 2 < 1:
@@ -326,7 +457,8 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
             print(f"Out of memory with batch size {batch}: retrying with batch size {batch - 2} "
                   f"({type(exc).__name__}).")
             batch -= 2
-    best = cbs[2]
+    best = next(cb for cb in cbs if isinstance(cb, BestWeights))
+    backup = next(cb for cb in cbs if isinstance(cb, RunBackup))
     if not np.isfinite(best.best):
         raise FloatingPointError(
             f"Pre-training in {paths['out_dir']!r} diverged: no epoch gave a finite val_loss, so "
@@ -334,16 +466,19 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
             f"`optimizer='adam'`.")
     if os.path.isfile(paths["best_weights"]):
         unet.load_weights(paths["best_weights"])
-    metrics = evaluate_restoration(model, val)
-    epochs_done = history.epoch[-1] + 1 if history.epoch else model._initial_epoch
-    result = {"paths": paths, "metrics": metrics, "batch_size": batch, "epochs": int(epochs_done),
+    metrics = final_metrics(config, model, val)
+    result = {"paths": paths, "metrics": metrics, "batch_size": batch,
+              "epochs": epochs_done(history, backup),
               "best_val_loss": best.best, "best_epoch": best.best_epoch,
               "config": dataclasses.asdict(config)}
     write_json(paths["metrics"], metrics)
-    print(f"validation MSE: model {metrics['model_mse']:.6f}, identity (transformed input) "
-          f"{metrics['identity_mse']:.6f} (ratio {metrics['ratio']:.3f}), best constant "
-          f"{metrics['constant_mse']:.6f}")
-    if samples is not None and config.figures:
+    if "model_mse" in metrics:
+        print(f"validation MSE: model {metrics['model_mse']:.6f}, identity (transformed input) "
+              f"{metrics['identity_mse']:.6f} (ratio {metrics['ratio']:.3f}), best constant "
+              f"{metrics['constant_mse']:.6f}")
+    else:
+        print(f"validation: {metrics}")
+    if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
         from models_genesis.training.restoration_figures import draw_run_figures
 
         result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],

@@ -6,6 +6,8 @@ from typing import Callable, Sequence, Tuple
 
 import numpy as np
 
+MARGIN = 3  # voxels every cutout box keeps from the border (release)
+
 
 def as_cube(x, name: str = "x", check_values: bool = True) -> Tuple[np.ndarray, bool]:
     """Return `x` as a float32 spatial array `(rows, cols)` or `(rows, cols, deps)`.

@@ -14,13 +14,19 @@ import numpy as np
 
 from models_genesis.transformations._checks import (
     apply_with_prob, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
-    fraction_of,
+    MARGIN, fraction_of,
 )
+
+# The release's values (REFERENCE 4); `TransformConfig` and in-painting read them from here.
+MAX_BOXES = 5
+CONTINUE_PROB = 0.95
+MIN_SIZE = (1, 6)
+MAX_SIZE = (1, 3)
 
 
 def sample_inner_cutout_params(rng: np.random.Generator, shape: Sequence[int], *,
-                               max_boxes: int = 5, continue_prob: float = 0.95,
-                               min_size=(1, 6), max_size=(1, 3), margin: int = 3) -> Dict[str, object]:
+                               max_boxes: int = MAX_BOXES, continue_prob: float = CONTINUE_PROB,
+                               min_size=MIN_SIZE, max_size=MAX_SIZE, margin: int = MARGIN) -> Dict[str, object]:
     """Draw the boxes and their noise.
 
     Args:

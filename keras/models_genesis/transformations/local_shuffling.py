@@ -21,6 +21,11 @@ from models_genesis.transformations._checks import (
     apply_with_prob, check_count, check_fraction, fraction_of,
 )
 
+# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+N_WINDOWS = 10000
+MAX_WINDOW = (1, 10)
+MIN_WINDOW = 1
+
 
 def _window_limits(shape, max_window, min_window):
     shape3 = tuple(shape) + (1,) * (3 - len(shape))
@@ -36,8 +41,8 @@ def _window_limits(shape, max_window, min_window):
 
 
 def sample_local_shuffling_params(rng: np.random.Generator, shape: Sequence[int], *,
-                                  n_windows: int = 10000, max_window=(1, 10),
-                                  min_window: int = 1) -> Dict[str, np.ndarray]:
+                                  n_windows: int = N_WINDOWS, max_window=MAX_WINDOW,
+                                  min_window: int = MIN_WINDOW) -> Dict[str, np.ndarray]:
     """Draw the windows and their permutation seeds.
 
     Args:
@@ -129,8 +134,8 @@ def apply_local_shuffling(x: np.ndarray, params: Dict[str, np.ndarray]) -> np.nd
 
 
 def local_pixel_shuffling(x, *, rng: np.random.Generator, prob: float = 1.0,
-                          n_windows: int = 10000, max_window=(1, 10),
-                          min_window: int = 1) -> np.ndarray:
+                          n_windows: int = N_WINDOWS, max_window=MAX_WINDOW,
+                          min_window: int = MIN_WINDOW) -> np.ndarray:
     """Local pixel shuffling of one cube or slice (paper Sec. 2.1).
 
     Args:

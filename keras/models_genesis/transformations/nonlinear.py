@@ -20,9 +20,13 @@ import numpy as np
 
 from models_genesis.transformations._checks import apply_with_prob, check_count, check_prob
 
+# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+INVERT_PROB = 0.5
+TABLE_SIZE = 4097
+
 
 def sample_nonlinear_params(rng: np.random.Generator, shape: Sequence[int] = (), *,
-                            invert_prob: float = 0.5) -> Dict[str, object]:
+                            invert_prob: float = INVERT_PROB) -> Dict[str, object]:
     """Draw the two inner control points and whether the curve inverts.
 
     Args:
@@ -75,7 +79,7 @@ def _invert_x(v: np.ndarray, x1: float, x2: float, grid_size: int = 1025) -> np.
     return t
 
 
-def nonlinear_table(params: Dict[str, object], table_size: int = 4097) -> np.ndarray:
+def nonlinear_table(params: Dict[str, object], table_size: int = TABLE_SIZE) -> np.ndarray:
     """The map sampled at `table_size` evenly spaced values of `v` in [0, 1] (float32)."""
     table_size = check_count(table_size, "table_size", minimum=2)
     (x1, y1), (x2, y2) = np.asarray(params["points"], dtype=np.float64)
@@ -85,7 +89,7 @@ def nonlinear_table(params: Dict[str, object], table_size: int = 4097) -> np.nda
     return np.clip(table, 0.0, 1.0).astype(np.float32)
 
 
-def apply_nonlinear(x: np.ndarray, params: Dict[str, object], table_size: int = 4097) -> np.ndarray:
+def apply_nonlinear(x: np.ndarray, params: Dict[str, object], table_size: int = TABLE_SIZE) -> np.ndarray:
     """Map every voxel through the curve of `params`; returns a new float32 array, shape of `x`.
 
     Linear interpolation on the uniform table, written as `intercept[k] + pos * slope[k]` with
@@ -103,7 +107,8 @@ def apply_nonlinear(x: np.ndarray, params: Dict[str, object], table_size: int = 
 
 
 def nonlinear_transformation(x, *, rng: np.random.Generator, prob: float = 1.0,
-                             invert_prob: float = 0.5, table_size: int = 4097) -> np.ndarray:
+                             invert_prob: float = INVERT_PROB,
+                             table_size: int = TABLE_SIZE) -> np.ndarray:
     """Non-linear (Bezier) intensity transformation of one cube or slice (paper Sec. 2.1).
 
     Args:

@@ -20,13 +20,20 @@ import numpy as np
 
 from models_genesis.transformations._checks import (
     apply_with_prob, box_count, box_slices, check_count, check_fraction, check_prob, draw_boxes,
-    fraction_of,
+    MARGIN, fraction_of,
 )
+
+# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+MAX_EXTRA_BOXES = 4
+CONTINUE_PROB = 0.95
+MIN_CUT = (3, 7)
+MAX_CUT = (4, 7)
 
 
 def sample_outer_cutout_params(rng: np.random.Generator, shape: Sequence[int], *,
-                               max_extra_boxes: int = 4, continue_prob: float = 0.95,
-                               min_cut=(3, 7), max_cut=(4, 7), margin: int = 3) -> Dict[str, object]:
+                               max_extra_boxes: int = MAX_EXTRA_BOXES,
+                               continue_prob: float = CONTINUE_PROB, min_cut=MIN_CUT,
+                               max_cut=MAX_CUT, margin: int = MARGIN) -> Dict[str, object]:
     """Draw the revealed boxes and the noise cube.
 
     Args:

@@ -20,14 +20,26 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from models_genesis.transformations._checks import as_cube, check_count, check_prob, restore_channel
-from models_genesis.transformations.flip import apply_flip, sample_flip_params
-from models_genesis.transformations.inner_cutout import apply_inner_cutout, sample_inner_cutout_params
-from models_genesis.transformations.local_shuffling import (
-    apply_local_shuffling, sample_local_shuffling_params,
+from models_genesis.transformations._checks import (
+    MARGIN, as_cube, check_count, check_prob, restore_channel,
 )
-from models_genesis.transformations.nonlinear import apply_nonlinear, sample_nonlinear_params
-from models_genesis.transformations.outer_cutout import apply_outer_cutout, sample_outer_cutout_params
+from models_genesis.transformations.flip import (
+    FLIP_CHOICES, FLIP_PROB, MAX_FLIPS, apply_flip, sample_flip_params,
+)
+from models_genesis.transformations.inner_cutout import (
+    CONTINUE_PROB as INNER_CONTINUE_PROB, MAX_BOXES, MAX_SIZE, MIN_SIZE, apply_inner_cutout,
+    sample_inner_cutout_params,
+)
+from models_genesis.transformations.local_shuffling import (
+    MAX_WINDOW, MIN_WINDOW, N_WINDOWS, apply_local_shuffling, sample_local_shuffling_params,
+)
+from models_genesis.transformations.nonlinear import (
+    INVERT_PROB, TABLE_SIZE, apply_nonlinear, sample_nonlinear_params,
+)
+from models_genesis.transformations.outer_cutout import (
+    CONTINUE_PROB as OUTER_CONTINUE_PROB, MAX_CUT, MAX_EXTRA_BOXES, MIN_CUT, apply_outer_cutout,
+    sample_outer_cutout_params,
+)
 
 SCHEMES = ("genesis", "identity", "nonlinear", "local_shuffling", "outer_cutout", "inner_cutout")
 TRANSFORMATIONS = ("local_shuffling", "nonlinear", "inner_cutout", "outer_cutout")
@@ -51,6 +63,8 @@ class TransformConfig:
 
     Attributes:
         flip_prob: probability of each further flip (0.4); `flip_max`: most flips (3).
+        flip_choices: axes a flip draws from (the release's `(None, 0, 1)`: None is its no-op
+            channel-axis draw, depth is never flipped; `(0, 1, 2)` flips depth too).
         local_prob: probability of local pixel shuffling (0.5).
         local_windows: number of shuffling windows (10,000; the paper text says 1,000).
         local_max_window, local_min_window: window side bounds ((1, 10) i.e. dim//10, and 1).
@@ -64,26 +78,29 @@ class TransformConfig:
         margin: voxels kept from the border by every cutout box (3).
     """
 
-    flip_prob: float = 0.4
-    flip_max: int = 3
+    # Sizes and counts are each transformation module's defaults (one place); the probabilities
+    # of the unified scheme live here only.
+    flip_prob: float = FLIP_PROB
+    flip_max: int = MAX_FLIPS
+    flip_choices: Tuple[Optional[int], ...] = FLIP_CHOICES
     local_prob: float = 0.5
-    local_windows: int = 10000
-    local_max_window: Tuple[int, int] = (1, 10)
-    local_min_window: int = 1
+    local_windows: int = N_WINDOWS
+    local_max_window: Tuple[int, int] = MAX_WINDOW
+    local_min_window: int = MIN_WINDOW
     nonlinear_prob: float = 0.9
-    nonlinear_invert_prob: float = 0.5
-    nonlinear_table_size: int = 4097
+    nonlinear_invert_prob: float = INVERT_PROB
+    nonlinear_table_size: int = TABLE_SIZE
     paint_prob: float = 0.9
     inpaint_rate: float = 0.2
-    inner_max_boxes: int = 5
-    inner_continue_prob: float = 0.95
-    inner_min_size: Tuple[int, int] = (1, 6)
-    inner_max_size: Tuple[int, int] = (1, 3)
-    outer_max_extra_boxes: int = 4
-    outer_continue_prob: float = 0.95
-    outer_min_cut: Tuple[int, int] = (3, 7)
-    outer_max_cut: Tuple[int, int] = (4, 7)
-    margin: int = 3
+    inner_max_boxes: int = MAX_BOXES
+    inner_continue_prob: float = INNER_CONTINUE_PROB
+    inner_min_size: Tuple[int, int] = MIN_SIZE
+    inner_max_size: Tuple[int, int] = MAX_SIZE
+    outer_max_extra_boxes: int = MAX_EXTRA_BOXES
+    outer_continue_prob: float = OUTER_CONTINUE_PROB
+    outer_min_cut: Tuple[int, int] = MIN_CUT
+    outer_max_cut: Tuple[int, int] = MAX_CUT
+    margin: int = MARGIN
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -99,21 +116,33 @@ class TransformConfig:
     def for_scheme(cls, name: str, **overrides) -> "TransformConfig":
         """The configuration of a named scheme (paper Fig. 3), with optional field overrides.
 
+        `name` is one of `SCHEMES` or transformations joined with "+" (a composed scheme, e.g.
+        `nonlinear+local_shuffling`): each named transformation applies to every pair. Naming
+        both cutouts paints every pair, inner with probability `inpaint_rate` (release 0.2),
+        otherwise outer, as the combined scheme does.
+
         Raises:
             ValueError: unknown scheme name (the message lists `SCHEMES`).
         """
-        if name not in SCHEMES:
-            raise ValueError(f"Unknown scheme {name!r}. Valid schemes: {SCHEMES}. Received: scheme={name!r}.")
-        off = dict(local_prob=0.0, nonlinear_prob=0.0, paint_prob=0.0)
-        per_scheme = {
-            "genesis": {},
-            "identity": off,
-            "nonlinear": {**off, "nonlinear_prob": 1.0},
-            "local_shuffling": {**off, "local_prob": 1.0},
-            "outer_cutout": {**off, "paint_prob": 1.0, "inpaint_rate": 0.0},
-            "inner_cutout": {**off, "paint_prob": 1.0, "inpaint_rate": 1.0},
-        }
-        return cls(**{**per_scheme[name], **overrides})
+        parts = str(name).split("+")
+        if name not in SCHEMES and (len(set(parts)) != len(parts)
+                                    or not set(parts) <= set(TRANSFORMATIONS)):
+            raise ValueError(f"Unknown scheme {name!r}. Valid schemes: {SCHEMES}, or "
+                             f"transformations of {TRANSFORMATIONS} joined with '+' (e.g. "
+                             f"'nonlinear+local_shuffling'). Received: scheme={name!r}.")
+        if name == "genesis":
+            return cls(**overrides)
+        values = dict(local_prob=0.0, nonlinear_prob=0.0, paint_prob=0.0)
+        if name != "identity":
+            for part, field in (("local_shuffling", "local_prob"), ("nonlinear", "nonlinear_prob")):
+                if part in parts:
+                    values[field] = 1.0
+            cutouts = [p for p in parts if p.endswith("_cutout")]
+            if cutouts:
+                values["paint_prob"] = 1.0
+                if len(cutouts) == 1:
+                    values["inpaint_rate"] = float(cutouts[0] == "inner_cutout")
+        return cls(**{**values, **overrides})
 
 
 def _resolve(config: Optional[TransformConfig], scheme: str) -> TransformConfig:
@@ -150,7 +179,8 @@ def sample_genesis_choices(rng: np.random.Generator, shape: Sequence[int],
                            config: TransformConfig) -> Dict[str, object]:
     """Draw which transformations apply (and the flip axes), in the release's order of draws."""
     c = config
-    axes = sample_flip_params(rng, shape, prob=c.flip_prob, max_flips=c.flip_max)
+    axes = sample_flip_params(rng, shape, prob=c.flip_prob, max_flips=c.flip_max,
+                              choices=c.flip_choices)
     local = bool(rng.random() < c.local_prob)
     nonlinear = bool(rng.random() < c.nonlinear_prob)
     paint = bool(rng.random() < c.paint_prob)

@@ -17,6 +17,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from models_genesis.data.phantoms.shapes import ellipsoid_mask, finalize_intensities
+from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 _INF = np.inf
 
@@ -69,7 +70,8 @@ def draw_abdomen(shape: Sequence[int], spacing: Sequence[float], *,
 
 def make_abdomen_phantoms(out_dir, n: int = 6, seed: int = 0, *,
                           shape: Sequence[int] = (128, 128, 64),
-                          spacing: Sequence[float] = (1.5, 1.5, 2.5), start: int = 0) -> dict:
+                          spacing: Sequence[float] = (1.5, 1.5, 2.5), start: int = 0,
+                          overwrite: bool = False) -> dict:
     """Write `n` LiTS-like cases `volume-{k}.nii` / `segmentation-{k}.nii` into `out_dir`.
 
     Args:
@@ -79,6 +81,7 @@ def make_abdomen_phantoms(out_dir, n: int = 6, seed: int = 0, *,
         shape: voxels (x, y, z); the default gives about 2 MB per volume.
         spacing: mm (LiTS: 0.6-1 mm in-plane, 0.7-5 mm slices).
         start: number of the first case (LiTS numbers its 131 cases from 0).
+        overwrite: replace files of the same names (only the files this call writes).
 
     Returns:
         Summary dict: `out_dir`, `n_cases`, `cases` (`(volume, segmentation)` paths), `seed`,
@@ -88,11 +91,17 @@ def make_abdomen_phantoms(out_dir, n: int = 6, seed: int = 0, *,
 
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    check_output_dir(out_dir, name="out_dir")
+    cases = range(int(start), int(start) + int(n))
+    if not overwrite:
+        refuse_to_replace([os.path.join(out_dir, f"{kind}-{k}.nii") for k in cases
+                           for kind in ("volume", "segmentation")], where=out_dir,
+                          what="phantom files")
     os.makedirs(out_dir, exist_ok=True)
     written = []
     origin = (-0.5 * shape[0] * spacing[0], -0.5 * shape[1] * spacing[1],
               -float(shape[2] * spacing[2]))
-    for k in range(int(start), int(start) + int(n)):
+    for k in cases:
         hu, labels = draw_abdomen(shape, spacing, rng=np.random.default_rng((seed, k)))
         paths = (os.path.join(out_dir, f"volume-{k}.nii"),
                  os.path.join(out_dir, f"segmentation-{k}.nii"))

@@ -18,6 +18,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from models_genesis.data.phantoms.shapes import ellipsoid_mask, random_rotation, smooth_noise
+from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 INSTITUTIONS = ("TCIA01", "TCIA02", "CBICA", "2013")
 BRATS_DIRECTION = (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0)
@@ -70,7 +71,8 @@ def draw_brain(shape: Sequence[int], spacing: Sequence[float], *, rng: np.random
 
 def make_brain_phantoms(out_dir, n: int = 6, seed: int = 0, *,
                         shape: Sequence[int] = (128, 128, 80),
-                        spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> dict:
+                        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                        overwrite: bool = False) -> dict:
     """Write `n` BraTS-like patients under `out_dir/HGG/` and `out_dir/LGG/` (every 4th is LGG).
 
     Args:
@@ -79,6 +81,7 @@ def make_brain_phantoms(out_dir, n: int = 6, seed: int = 0, *,
         seed: patient k draws from `np.random.default_rng((seed, k))`.
         shape: voxels (x, y, z) (BraTS: 240x240x155 at 1 mm; the default keeps files small).
         spacing: mm.
+        overwrite: replace files of the same names (only the files this call writes).
 
     Returns:
         Summary dict: `out_dir`, `n_cases`, `cases` (patient folders), `seed`, `shape`,
@@ -88,12 +91,18 @@ def make_brain_phantoms(out_dir, n: int = 6, seed: int = 0, *,
 
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    check_output_dir(out_dir, name="out_dir")
+    cases = []
+    for k in range(int(n)):
+        pid = f"Brats18_{INSTITUTIONS[k % len(INSTITUTIONS)]}_{100 + k}_1"
+        cases.append((pid, os.path.join(os.fspath(out_dir), "LGG" if k % 4 == 3 else "HGG", pid)))
+    if not overwrite:
+        refuse_to_replace([os.path.join(folder, f"{pid}_{suffix}.nii.gz") for pid, folder in cases
+                           for suffix in ("flair", "seg")], where=out_dir, what="phantom files")
     folders = []
     origin = (0.0, -float((shape[1] - 1) * spacing[1]), 0.0)
-    for k in range(int(n)):
+    for k, (pid, folder) in enumerate(cases):
         grade = "LGG" if k % 4 == 3 else "HGG"
-        pid = f"Brats18_{INSTITUTIONS[k % len(INSTITUTIONS)]}_{100 + k}_1"
-        folder = os.path.join(os.fspath(out_dir), grade, pid)
         os.makedirs(folder, exist_ok=True)
         flair, labels = draw_brain(shape, spacing, rng=np.random.default_rng((seed, k)),
                                    grade=grade)

@@ -24,6 +24,7 @@ import numpy as np
 from models_genesis.atomic import write_json
 from models_genesis.data.phantoms import shapes
 from models_genesis.data.volumes import write_volume
+from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CHEST_HU = {"air": -1000.0, "fat": -100.0, "soft_tissue": 40.0, "lung": -850.0, "blood": 40.0,
             "cortical_bone": 700.0, "marrow": 250.0, "disc": 80.0, "liver": 60.0}
@@ -187,6 +188,13 @@ def _place_nodules(rng, image, lungs, spacing, n, diameter_range):
     return labels, records
 
 
+def _check_shape(shape) -> Tuple[int, int, int]:
+    shape = tuple(int(v) for v in shape)
+    if len(shape) != 3 or min(shape[:2]) < 64 or shape[2] < 32:
+        raise ValueError(f"`shape` must be 3 sizes of at least (64, 64, 32). Received: {shape}.")
+    return shape
+
+
 def make_chest_phantom(rng: np.random.Generator, *, shape: Sequence[int] = DEFAULT_SHAPE,
                        spacing: Optional[Sequence[float]] = None, n_nodules: Optional[int] = None,
                        n_false_positives: Optional[int] = None,
@@ -208,9 +216,7 @@ def make_chest_phantom(rng: np.random.Generator, *, shape: Sequence[int] = DEFAU
         `lung_mask`, `body_mask` bool; `spacing`, `origin` (x, y, z) mm; `nodules` (list of dicts with world
         `center`, `diameter_mm`, `kind`, `label`); `false_positives` (world mm, `(m, 3)`).
     """
-    shape = tuple(int(v) for v in shape)
-    if len(shape) != 3 or min(shape[:2]) < 64 or shape[2] < 32:
-        raise ValueError(f"`shape` must be 3 sizes of at least (64, 64, 32). Received: {shape}.")
+    shape = _check_shape(shape)
     if spacing is None:
         spacing = (rng.uniform(0.7, 0.9),) * 2 + (float(rng.choice([1.25, 1.5, 2.0, 2.5])),)
     spacing = np.asarray(spacing, dtype=float)
@@ -244,30 +250,74 @@ def phantom_series_uid(seed: int, index: int) -> str:
     return "2.25." + str(int.from_bytes(digest[:15], "big"))
 
 
-def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: int = 10, *,
+def subset_split(n_subsets: int) -> dict:
+    """Train/validation/test subsets in the release's proportions (5:2:3 of LUNA16's 10).
+
+    `subset_split(10)` is the release's split (0-4, 5-6, 7-9); fewer subsets keep every part
+    non-empty from 3 subsets on (`subset_split(6)`: 0-2, 3, 4-5).
+    """
+    k = int(n_subsets)
+    if k < 3:
+        raise ValueError(f"A train/validation/test split needs at least 3 subsets. "
+                         f"Received: n_subsets={n_subsets!r}.")
+    n_val = max(1, round(0.2 * k))
+    n_test = max(1, round(0.3 * k))
+    n_train = k - n_val - n_test
+    ids = [str(i) for i in range(k)]
+    return {"train": ids[:n_train], "val": ids[n_train:n_train + n_val],
+            "test": ids[n_train + n_val:]}
+
+
+def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional[int] = None, *,
                         shape: Sequence[int] = DEFAULT_SHAPE, progress: bool = True,
-                        **phantom_kwargs) -> dict:
+                        overwrite: bool = False, **phantom_kwargs) -> dict:
     """Write a LUNA16-shaped phantom data set; scan `i` goes to `subset{i % n_subsets}`.
+
+    Files that exist are never replaced unless `overwrite` (then only the files this call writes
+    are replaced; nothing else in `out_dir` is touched).
 
     Args:
         out_dir: output folder (created); files are written atomically.
         n: number of scans (>= n_subsets so that every subset holds one).
         seed: scan `i` is drawn with `numpy.random.default_rng([seed, i])`.
-        n_subsets: number of subset folders (10 for the release's split).
+        n_subsets: number of subset folders; default 10 (the release's split), or `n` when
+            there are fewer scans (`summary["split"]` then gives a split in the same proportions).
         shape: (x, y, z) voxels per scan.
         progress: show a tqdm bar.
+        overwrite: replace files of the same names (an earlier phantom set).
         **phantom_kwargs: passed to `make_chest_phantom` (e.g. `noise_std`).
 
     Returns:
-        Summary dict: `out_dir`, `n_scans`, `scans_per_subset`, `n_nodules`, `n_candidates`,
-        `annotations`, `candidates`, `seed`, `shape`.
+        Summary dict: `out_dir`, `n_scans`, `n_subsets`, `split` (train/val/test subsets, None
+        below 3 subsets), `scans_per_subset`, `n_nodules`, `n_candidates`, `annotations`,
+        `candidates`, `seed`, `shape`.
+
+    Raises:
+        ValueError: `n < n_subsets` or `n < 1`.
+        FileExistsError: a file this call would write exists and `overwrite` is False.
+        NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
     """
     from tqdm.auto import tqdm
 
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    if n_subsets is None:
+        n_subsets = min(10, int(n))
     if int(n_subsets) < 1 or int(n) < int(n_subsets):
         raise ValueError(f"`n` must be at least `n_subsets` >= 1 so every subset gets a scan. "
                          f"Received: n={n}, n_subsets={n_subsets}.")
+    shape = _check_shape(shape)
     out_dir = os.fspath(out_dir)
+    check_output_dir(out_dir, name="out_dir")
+    planned = [os.path.join(out_dir, name) for name in
+               ("annotations.csv", "candidates.csv", "phantoms.json")]
+    for i in range(int(n)):
+        uid = phantom_series_uid(seed, i)
+        planned += [os.path.join(out_dir, f"subset{i % int(n_subsets)}", f"{uid}.{ext}")
+                    for ext in ("mhd", "raw")]
+        planned += [os.path.join(out_dir, "masks", f"{uid}.{ext}") for ext in ("mhd", "zraw")]
+    if not overwrite:
+        refuse_to_replace(planned, where=out_dir, what="phantom files")
     annotations, candidates, per_subset = [], [], {}
     for i in tqdm(range(int(n)), desc="make-phantoms", unit="scan", disable=not progress):
         scan = make_chest_phantom(np.random.default_rng([int(seed), i]), shape=shape,
@@ -286,7 +336,9 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: int = 10
                      ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], annotations)
     shapes.write_csv(os.path.join(out_dir, "candidates.csv"),
                      ["seriesuid", "coordX", "coordY", "coordZ", "class"], candidates)
-    summary = {"out_dir": out_dir, "n_scans": int(n), "scans_per_subset": per_subset,
+    summary = {"out_dir": out_dir, "n_scans": int(n), "n_subsets": int(n_subsets),
+               "split": subset_split(n_subsets) if int(n_subsets) >= 3 else None,
+               "scans_per_subset": per_subset,
                "n_nodules": len(annotations), "n_candidates": len(candidates),
                "annotations": os.path.join(out_dir, "annotations.csv"),
                "candidates": os.path.join(out_dir, "candidates.csv"), "seed": int(seed),

@@ -23,6 +23,7 @@ import numpy as np
 from models_genesis.data.phantoms.shapes import (branching_tree, ellipsoid_mask,
                                                  finalize_intensities, segment_points, stamp_balls,
                                                  write_csv)
+from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CANDIDATE_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "class")
 
@@ -90,7 +91,8 @@ def draw_ctpa(shape: Sequence[int], spacing: Sequence[float], *, rng: np.random.
 
 def make_pe_phantoms(out_dir, n: int = 6, seed: int = 0, *, shape: Sequence[int] = (128, 128, 80),
                      spacing: Sequence[float] = (2.0, 2.0, 2.0), n_emboli: int = 3,
-                     fp_per_tp: int = 8, ids: Optional[Sequence[str]] = None) -> dict:
+                     fp_per_tp: int = 8, ids: Optional[Sequence[str]] = None,
+                     overwrite: bool = False) -> dict:
     """Write `n` CTPA-like scans `{id}.nii.gz` and `candidates.csv` into `out_dir`.
 
     Args:
@@ -101,6 +103,7 @@ def make_pe_phantoms(out_dir, n: int = 6, seed: int = 0, *, shape: Sequence[int]
         n_emboli: emboli (true candidates) per scan.
         fp_per_tp: false-positive candidates per true one.
         ids: patient ids (file names); default `Patient{10000 + k}`.
+        overwrite: replace files of the same names (only the files this call writes).
 
     Returns:
         Summary dict: `out_dir`, `n_cases`, `cases` (ids), `n_candidates`, `n_positives`,
@@ -111,6 +114,11 @@ def make_pe_phantoms(out_dir, n: int = 6, seed: int = 0, *, shape: Sequence[int]
     ids = [f"Patient{10000 + k}" for k in range(int(n))] if ids is None else list(ids)
     if not ids:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    check_output_dir(out_dir, name="out_dir")
+    if not overwrite:
+        refuse_to_replace([os.path.join(os.fspath(out_dir), f"{pid}.nii.gz") for pid in ids]
+                          + [os.path.join(os.fspath(out_dir), "candidates.csv")],
+                          where=out_dir, what="phantom files")
     origin = np.array([-0.5 * shape[0] * spacing[0], -0.5 * shape[1] * spacing[1], -200.0])
     rows = []
     for k, pid in enumerate(ids):

@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 from models_genesis.data.target_tasks.bms import load_bms
 from models_genesis.data.target_tasks.common import TargetData, subsample_fraction
 from models_genesis.data.target_tasks.ecc import load_ecc
@@ -36,16 +38,31 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
         **options: the task loader's keyword options (e.g. `fold=2, fold_dir=...` for BMS,
             `negative_ratio=10` for NCC/ECC, `errors="skip"` for all).
 
+    A folder written by `models-genesis prepare` (it has a `manifest.json`) is read with the
+    options the manifest records; NCC/ECC crops then stay on disk (see `prepared`).
+
     Returns:
-        `TargetData`.
+        `TargetData`, or for a prepared NCC/ECC folder a `CandidateData` (read lazily).
 
     Raises:
         ValueError: an unknown task, an unknown option, or bad data (see each loader).
     """
     from models_genesis.config import get_target_task
 
+    from models_genesis.data.prepare import read_manifest
+
     code = get_target_task(task_code).code
     loader = TARGET_LOADERS[code]
+    manifest = read_manifest(data_dir) if os.path.isdir(os.fspath(data_dir)) else None
+    if manifest is not None:  # a folder written by `models-genesis prepare`
+        from models_genesis.data.target_tasks.prepared import load_prepared
+
+        try:
+            return load_prepared(code, data_dir, manifest, loader, seed=seed,
+                                 input_shape=input_shape, **options)
+        except TypeError as exc:
+            raise ValueError(f"Bad options for the prepared {code!r} folder {data_dir} ({exc}). "
+                             f"Received: options={sorted(options)}.") from None
     try:
         import inspect
 

@@ -1,15 +1,21 @@
 """BMS: brain tumour segmentation on BraTS 2018 FLAIR (paper Sec. 3.2.5, REFERENCE 6).
 
-Data layout (the challenge's): one folder per patient, e.g. `HGG/Brats18_TCIA10_330_1/`, holding
-`Brats18_TCIA10_330_1_flair.nii.gz` and `..._seg.nii.gz` (labels 0, 1, 2, 4); the folder name is
-the patient id. Tumour = label > 0. Intensities are min-max scaled per patient.
+Data layout (the challenge's download, `MICCAI_BraTS_2018_Data_Training/`): one folder per
+patient under `HGG/` (210) and `LGG/` (75), e.g. `HGG/Brats18_TCIA10_330_1/`, holding
+`Brats18_TCIA10_330_1_{flair,t1,t1ce,t2,seg}.nii.gz`; the folder name is the patient id. A folder
+holding any `*_{flair,t1,t1ce,t2,seg}.nii[.gz]` file is a case; BMS reads the FLAIR and the
+segmentation (`required`, default `("flair", "seg")`), and a case missing one is a bad case
+(raised, or skipped with `errors="skip"`) named with the missing file. Labels 0, 1, 2, 4;
+tumour (whole tumour) = label > 0. Intensities: `normalize_intensity(x, "mri")`, min-max scaled
+per patient over the whole scan (`models_genesis.data.volumes.intensity_window`).
 
 Folds: three lists of patient ids (one per line, no header; the release publishes them as
-`fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `fold_dir`; or, when none is
-given, a seeded split of the patients into three folds. Test = fold `fold`; the other two folds
-train, less a seeded `valid_fraction` carved out for validation (the paper names no validation
-set; early stopping needs one). Patients found on disk but in no fold are listed in
-`info["unassigned"]`; a fold naming a patient without data is an error.
+`fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `split_dir` (`fold_dir` is the
+same option under its older name); or, when none is given, a seeded split of the patients into
+three folds. Test = fold `fold`; the other two folds train, less a seeded `valid_fraction`
+carved out for validation (the paper names no validation set; early stopping needs one).
+Patients found on disk but in no fold are listed in `info["unassigned"]`; a fold naming a
+patient without data is an error.
 
 Crops: REFERENCE 6 gives "crops 100x100x50 -> 64x64x32": we cut `input_shape * crop_scale`
 (crop_scale 100/64 = 1.5625: 100x100x50 for 64x64x32) and resize it to `input_shape` (linear; the
@@ -21,7 +27,7 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -31,6 +37,7 @@ from models_genesis.data.target_tasks.common import (SkipLog, TargetData, build_
                                                      read_id_list)
 
 BRATS_LABELS = (0, 1, 2, 4)
+BRATS_FILES = ("flair", "t1", "t1ce", "t2", "seg")
 BRATS_CROP_SCALE = 100 / 64
 
 
@@ -39,20 +46,48 @@ def _brain(array: np.ndarray) -> np.ndarray:
     return array > array.min()
 
 
-def find_brats_cases(data_dir, skips: SkipLog) -> Dict[str, tuple]:
-    """Map patient ids (folder names) to `(flair path, seg path)`."""
+def find_brats_cases(data_dir, skips: SkipLog,
+                     required: Sequence[str] = ("flair", "seg")) -> Dict[str, tuple]:
+    """Map patient ids (folder names) to the files of `required`, in that order.
+
+    Args:
+        data_dir: the download (any depth above the patient folders).
+        skips: where a case missing a file goes (raise or record).
+        required: modalities each case must have (`flair`, `t1`, `t1ce`, `t2`, `seg`).
+
+    Returns:
+        patient id -> tuple of paths, one per `required` entry (default `(flair, seg)`).
+    """
+    import re
+
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"BraTS folder not found: {data_dir}")
-    cases = {}
-    for flair in sorted(glob.glob(os.path.join(data_dir, "**", "*_flair.nii*"), recursive=True)):
-        folder = os.path.dirname(flair)
-        segs = sorted(glob.glob(os.path.join(folder, "*_seg.nii*")))
-        if len(segs) != 1:
-            skips.bad(folder, f"expected one `*_seg.nii[.gz]` beside {os.path.basename(flair)}, "
-                              f"found {len(segs)}")
-            continue
-        cases[os.path.basename(folder)] = (flair, segs[0])
+    unknown = sorted(set(required) - set(BRATS_FILES))
+    if unknown or not required:
+        raise ValueError(f"`required` must name some of {list(BRATS_FILES)}. "
+                         f"Received: required={tuple(required)!r}.")
+    pattern = re.compile(r"_(" + "|".join(BRATS_FILES) + r")\.nii(\.gz)?$")
+    folders: Dict[str, Dict[str, List[str]]] = {}
+    for path in sorted(glob.glob(os.path.join(data_dir, "**", "*.nii*"), recursive=True)):
+        m = pattern.search(os.path.basename(path))
+        if m:
+            folders.setdefault(os.path.dirname(path), {}).setdefault(m.group(1), []).append(path)
+    cases: Dict[str, tuple] = {}
+    for folder, files in sorted(folders.items()):
+        case = os.path.basename(folder)
+        missing = [m for m in required if m not in files]
+        several = [m for m in required if len(files.get(m, ())) > 1]
+        if missing:
+            skips.bad(folder, "missing " + ", ".join(f"{case}_{m}.nii.gz" for m in missing) +
+                      f" (a BraTS case needs {', '.join(required)})")
+        elif several:
+            skips.bad(folder, f"several {several[0]} files: {files[several[0]]}")
+        elif case in cases:
+            first = os.path.dirname(cases[case][0])
+            skips.bad(folder, f"patient {case} appears twice (also {first})")
+        else:
+            cases[case] = tuple(files[m][0] for m in required)
     if not cases and not skips.items:
         raise FileNotFoundError(f"No BraTS `*_flair.nii[.gz]` files under {data_dir}.")
     return cases
@@ -70,9 +105,10 @@ def read_folds(fold_files: Optional[Sequence] = None, fold_dir=None) -> Optional
 
 
 def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
-             fold_files: Optional[Sequence] = None, fold_dir=None, valid_fraction: float = 0.1,
-             crops_per_volume: int = 16, positive_fraction: float = 0.5,
-             crop_scale: float = BRATS_CROP_SCALE, errors: str = "raise") -> TargetData:
+             fold_files: Optional[Sequence] = None, split_dir=None, fold_dir=None,
+             valid_fraction: float = 0.1, crops_per_volume: int = 16,
+             positive_fraction: float = 0.5, crop_scale: float = BRATS_CROP_SCALE,
+             errors: str = "raise", progress: bool = True) -> TargetData:
     """Load BraTS FLAIR crops with tumour masks for one cross-validation fold.
 
     Args:
@@ -80,11 +116,13 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
         seed: seeds the folds (when drawn), the validation carve-out and the crop positions.
         input_shape: crop (rows, cols, deps); defaults to 64x64x32.
         fold: test fold, 1, 2 or 3.
-        fold_files, fold_dir: the three fold lists (see the module docstring).
+        fold_files, split_dir: the three fold lists (see the module docstring); `fold_dir` is
+            `split_dir`'s older name.
         valid_fraction: share of the training patients held out for validation.
         crops_per_volume, positive_fraction: crops per scan and the share on the tumour.
         crop_scale: cut `input_shape * crop_scale` voxels and resize them to `input_shape`.
         errors: `"raise"` on a bad case, or `"skip"` to record it in `info["skipped"]`.
+        progress: show a progress bar over the cases.
 
     Returns:
         `TargetData` with masks `(N, rows, cols, deps, 1)`, and the test scans in `test_volumes`.
@@ -97,6 +135,10 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
                          f"valid_fraction={valid_fraction!r}.")
     if not float(crop_scale) >= 1.0:
         raise ValueError(f"`crop_scale` must be >= 1. Received: crop_scale={crop_scale!r}.")
+    if split_dir is not None and fold_dir is not None and split_dir != fold_dir:
+        raise ValueError(f"Pass the fold lists' folder once (`split_dir`; `fold_dir` is its older "
+                         f"name). Received: split_dir={split_dir!r}, fold_dir={fold_dir!r}.")
+    fold_dir = split_dir if split_dir is not None else fold_dir
     skips = SkipLog(errors)
     cases = find_brats_cases(data_dir, skips)
     rng = np.random.default_rng(seed)
@@ -120,7 +162,7 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
     parts, patients, test_volumes = split_case_crops(
         split, cases, shape, seed=seed, skips=skips, allowed_labels=BRATS_LABELS,
         n=crops_per_volume, positive_fraction=positive_fraction, modality="mri",
-        region=_brain, crop_scale=crop_scale)
+        region=_brain, crop_scale=crop_scale, progress=progress)
     return build_target_data("bms", parts, patients, skips, segmentation=True,
                              test_volumes=test_volumes, split_source=source, fold=fold,
                              crop_scale=float(crop_scale), crops_per_volume=crops_per_volume,

@@ -17,22 +17,29 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from models_genesis.data.tables import CANDIDATE_COLUMNS, check_table
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, extract_crops,
-                                                     intensity_window, scale_to_unit)
+                                                     intensity_window, progress_bar,
+                                                     scale_to_unit)
 
-COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+COLUMNS = CANDIDATE_COLUMNS
 
 
-def check_candidate_table(table, source) -> None:
-    """Raise when the candidate table lacks a column or holds a class other than 0 or 1."""
-    missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
-        raise ValueError(f"{source} must have columns {list(COLUMNS)}; missing {missing}. "
-                         f"Received columns: {list(table.columns)}.")
-    bad = sorted(set(np.unique(table["class"]).tolist()) - {0, 1})
-    if bad:
-        raise ValueError(f"{source}: `class` must be 0 or 1. Received values {bad[:10]}.")
+def check_candidate_table(table, source):
+    """Check a candidate table (columns, numeric coordinates, class 0 or 1); return it checked.
+
+    Raises:
+        ValueError: naming `source`, the column and the row (see `models_genesis.data.tables`).
+    """
+    table = check_table(table, source, COLUMNS)
+    bad = ~table["class"].isin([0, 1]).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{source}: `class` must be 0 or 1; row {row + 1} (line {row + 2}) "
+                         f"holds {table['class'].iloc[row]!r}.")
+    table["class"] = table["class"].astype(np.int64)
+    return table
 
 
 def _undersample(labels: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -46,7 +53,7 @@ def _undersample(labels: np.ndarray, ratio: float, rng: np.random.Generator) -> 
 def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape, *,
                         seed: int, skips: SkipLog, negative_ratio: Optional[float] = None,
                         undersample: Sequence[str] = SPLITS, spacing=None,
-                        **extra_info) -> TargetData:
+                        progress: bool = True, **extra_info) -> TargetData:
     """Cut a crop around each candidate of each split's patients.
 
     Args:
@@ -59,6 +66,7 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
         negative_ratio: keep at most this many negatives per positive (None: keep all).
         undersample: the splits `negative_ratio` applies to.
         spacing: resample each volume to this spacing (mm) first; None keeps it.
+        progress: show a progress bar over the scans.
 
     Returns:
         `TargetData` with labels `(N,)` int64.
@@ -72,6 +80,8 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
     by_uid = {uid: rows for uid, rows in table.groupby("seriesuid", sort=True)}
     parts, patients = {}, {}
     window = intensity_window(np.zeros(1), "ct")
+    bar = progress_bar(sum(len(set(split.get(n, ())) & set(by_uid)) for n in SPLITS),
+                       f"{task} scans", progress)
     for name in SPLITS:
         uids = [u for u in sorted(split.get(name, ())) if u in by_uid]
         labels = np.concatenate([by_uid[u]["class"].to_numpy(np.int64) for u in uids]) \
@@ -86,9 +96,17 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
             rows = by_uid[uid]
             chosen = rows[keep_mask[offset:offset + len(rows)]]
             offset += len(rows)
+            bar.update(1)
             if chosen.empty:
                 continue
-            volume = read_volume(rows["path"].iloc[0])
+            try:
+                volume = read_volume(rows["path"].iloc[0])
+            except (ValueError, OSError) as exc:  # an unreadable scan: its candidates only
+                if skips.errors == "raise":
+                    raise
+                skips.bad(rows["path"].iloc[0], f"unreadable scan, its {len(chosen)} "
+                                                f"candidate(s) left out: {exc}")
+                continue
             if spacing is not None:
                 volume = resample_volume(volume, spacing, order=1)
             ijk = np.rint(volume.world_to_voxel(chosen[["coordX", "coordY", "coordZ"]]
@@ -105,5 +123,6 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
         parts[name] = (np.concatenate(xs) if xs else empty,
                        np.concatenate(ys) if ys else np.zeros(0, np.int64))
         patients[name] = uids
+    bar.close()
     return build_target_data(task, parts, patients, skips, segmentation=False,
                              negative_ratio=negative_ratio, split=patients, **extra_info)

@@ -14,8 +14,8 @@ import numpy as np
 
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, check_labels,
                                                      check_same_grid, extract_crops,
-                                                     intensity_window, sample_crop_centers,
-                                                     scale_to_unit)
+                                                     intensity_window, progress_bar,
+                                                     sample_crop_centers, scale_to_unit)
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
@@ -33,8 +33,14 @@ def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: Sk
     """
     from models_genesis.data.volumes import read_volume, resample_volume
 
-    image = read_volume(image_path)
-    mask = read_volume(mask_path)
+    try:
+        image = read_volume(image_path)
+        mask = read_volume(mask_path)
+    except (ValueError, OSError) as exc:  # an unreadable file: this case only
+        if skips.errors == "raise":
+            raise
+        skips.bad(image_path, f"unreadable case: {exc}")
+        return None
     reason = check_same_grid(image, mask)
     if reason:
         skips.bad(mask_path, f"{reason} (image {image_path})")
@@ -102,7 +108,7 @@ def split_case_crops(split: Mapping[str, Sequence[str]], cases: Mapping[str, tup
                      allowed_labels: Sequence[int], spacing: Optional[Sequence[float]] = None,
                      n: int, positive_fraction: float, modality: str,
                      region: Optional[Callable[[np.ndarray], np.ndarray]] = None,
-                     crop_scale: float = 1.0):
+                     crop_scale: float = 1.0, progress: bool = True):
     """Read every case of every split and cut its crops (LCS, BMS).
 
     Each case is read with `read_case` (bad ones are reported to `skips` and left out) and
@@ -119,6 +125,7 @@ def split_case_crops(split: Mapping[str, Sequence[str]], cases: Mapping[str, tup
         n, positive_fraction, modality, crop_scale: passed to `sample_case_crops`.
         region: maps the image array to the boolean region of the non-foreground centres
             (e.g. the brain, `array > array.min()`); None samples them anywhere.
+        progress: show a progress bar over the cases (tqdm).
 
     Returns:
         `(parts, patients, test_volumes)`: split -> `(x, m)` float32 `(N, rows, cols, deps)` (empty
@@ -128,9 +135,11 @@ def split_case_crops(split: Mapping[str, Sequence[str]], cases: Mapping[str, tup
     parts: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
     patients: Dict[str, list] = {}
     test_volumes = []
+    bar = progress_bar(sum(len(split[n]) for n in SPLITS), "reading cases", progress)
     for name in SPLITS:
         xs, ms, kept = [], [], []
         for case_id in split[name]:
+            bar.update(1)
             case = read_case(*cases[case_id], allowed_labels=allowed_labels, skips=skips,
                              spacing=spacing)
             if case is None:
@@ -150,4 +159,5 @@ def split_case_crops(split: Mapping[str, Sequence[str]], cases: Mapping[str, tup
         empty = np.zeros((0,) + tuple(shape), np.float32)
         parts[name] = (np.concatenate(xs) if xs else empty, np.concatenate(ms) if ms else empty)
         patients[name] = kept
+    bar.close()
     return parts, patients, test_volumes

@@ -3,7 +3,8 @@
 Conventions (paper Sec. 3.2, REFERENCE 6):
 - Arrays are in (x, y, z) order as `read_volume` returns them; crops are channels last,
   `(N, rows, cols, deps, 1)` float32. Images lie in [0, 1]; masks are {0, 1} float32.
-- CT is clipped to [-1000, 1000] HU and scaled to [0, 1]; MRI is min-max scaled per patient.
+- CT is clipped to [-1000, 1000] HU and scaled to [0, 1]; MRI is min-max scaled per patient
+  (`models_genesis.data.volumes.intensity_window`, the one definition of "ct" and "mri").
 - A crop is centred on a voxel: it starts at `center - shape // 2`. Where it leaves the volume it is
   padded with the background (-1000 HU for CT, the patient's minimum for MRI; both map to 0) and
   the mask with 0.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import logging
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -23,8 +25,10 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from models_genesis.data.volumes import CT_WINDOW, intensity_window, scale_to_unit  # noqa: F401
+
 SPLITS = ("train", "valid", "test")
-CT_WINDOW = (-1000.0, 1000.0)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,26 @@ class SkipLog:
             raise ValueError(f"{item}: {reason}")
         self.items.append({"item": str(item), "reason": reason})
 
+    def summary(self) -> str:
+        """One line: how many items were skipped, and the first one with its reason."""
+        if not self.items:
+            return "nothing skipped"
+        first = self.items[0]
+        return (f"skipped {len(self.items)} item(s) (see info['skipped']), e.g. "
+                f"{first['item']}: {first['reason']}")
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True):
+    """A tqdm bar over `total` cases (call `.update(1)` per case, `.close()` at the end).
+
+    The bar is shown when `enabled` and there are at least 2 cases; its postfix is not used, so
+    skipped cases are counted in the loader's `info["skipped"]` (and printed by the CLI).
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(total=int(total), desc=desc, unit="case", disable=not enabled or total < 2,
+                leave=False)
+
 
 def case_rng(seed: int, case_id: str) -> np.random.Generator:
     """A generator for one patient: fixed by `(seed, case_id)`, independent of the other cases."""
@@ -117,22 +141,6 @@ def check_labels(labels: np.ndarray, allowed: Sequence[int]) -> Optional[str]:
     if not np.any(values != 0):
         return "the mask is empty (no foreground voxel)"
     return None
-
-
-def intensity_window(array: np.ndarray, modality: str) -> Tuple[float, float]:
-    """Return `(lo, hi)` mapped to [0, 1]: the CT window, or the patient's min and max (MRI)."""
-    if modality == "ct":
-        return CT_WINDOW
-    if modality == "mri":
-        return float(array.min()), float(array.max())
-    raise ValueError(f"`modality` must be 'ct' or 'mri'. Received: modality={modality!r}.")
-
-
-def scale_to_unit(x: np.ndarray, window: Tuple[float, float]) -> np.ndarray:
-    """Clip `x` to `window` and scale it linearly to [0, 1] (float32)."""
-    lo, hi = window
-    out = (np.asarray(x, dtype=np.float32) - np.float32(lo)) / np.float32(max(hi - lo, 1e-6))
-    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def extract_crops(array: np.ndarray, centers, shape: Sequence[int], *,
@@ -262,6 +270,8 @@ def build_target_data(task: str, parts: Dict[str, Tuple[np.ndarray, np.ndarray]]
         counts[name] = int(len(x))
         y = arrays[f"y_{name}"]
         positives[name] = int(np.sum(y.reshape(len(y), -1).max(axis=1) > 0)) if len(y) else 0
+    if skips.items:
+        log.warning("%s: %s", task.upper(), skips.summary())
     info = {"task": task, "counts": counts, "positives": positives,
             "patients": {k: len(v) for k, v in patients.items()},
             "skipped": list(skips.items), "n_skipped": len(skips.items), **extra}

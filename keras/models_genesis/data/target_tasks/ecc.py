@@ -61,10 +61,11 @@ def read_release_split(split_dir, fold: int) -> Dict[str, list]:
 
 
 def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str = "candidates.csv",
-             split_dir=None, fold: int = 1, split: Optional[Dict[str, Sequence[str]]] = None,
+             split_dir=None, fold: Optional[int] = None,
+             split: Optional[Dict[str, Sequence[str]]] = None,
              split_fractions: Sequence[float] = (0.6, 0.1, 0.3),
              negative_ratio: Optional[float] = None, undersample: Sequence[str] = SPLITS,
-             spacing=None, errors: str = "raise") -> TargetData:
+             spacing=None, errors: str = "raise", progress: bool = True) -> TargetData:
     """Load the generic candidate format as labelled crops (1: true embolus, 0: false positive).
 
     Args:
@@ -72,12 +73,16 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
         seed: seeds the split (when drawn) and the undersampling.
         input_shape: crop (rows, cols, deps); defaults to 64x64x64.
         candidates_csv: CSV name (in `data_dir`) or path.
-        split_dir, fold: the release's split files and which cross-validation fold (1-3).
+        split_dir, fold: the release's split files and which cross-validation fold (1-3;
+            default 1). `fold` without `split_dir` (or `split`) is an error: without the
+            release's lists there are no folds.
         split: split -> patient ids, overriding both `split_dir` and the drawn split.
         split_fractions: train/valid/test shares of a drawn split.
         negative_ratio, undersample: cap false positives per positive (see `candidates`).
         spacing: resample to this spacing (mm) first; None keeps the grid.
-        errors: `"raise"` on a bad candidate, or `"skip"` to record it in `info["skipped"]`.
+        errors: `"raise"` on a bad candidate or unreadable scan, or `"skip"` to record it in
+            `info["skipped"]`.
+        progress: show a progress bar over the scans.
 
     Returns:
         `TargetData`: crops `(N, rows, cols, deps, 1)` in [0, 1], labels `(N,)` in {0, 1}.
@@ -85,6 +90,10 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
     import pandas as pd
 
     shape = check_input_shape(input_shape, "ecc")
+    if fold is not None and split_dir is None and split is None:
+        raise ValueError(f"`fold` needs the release's split files train_cv-k/val_cv-k/test_cv-k"
+                         f".csv: pass split_dir= (--split-dir). Received: fold={fold!r}, "
+                         f"split_dir=None.")
     skips = SkipLog(errors)
     volumes = find_volumes(data_dir)
     csv_path = candidates_csv if os.path.isabs(candidates_csv) else \
@@ -94,7 +103,7 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
     table = pd.read_csv(csv_path, dtype={"seriesuid": str, "FileName": str})
     if "seriesuid" not in table.columns and "FileName" in table.columns:
         table = table.rename(columns={"FileName": "seriesuid"})
-    check_candidate_table(table, csv_path)
+    table = check_candidate_table(table, csv_path)
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
         skips.bad(f"{csv_path}: seriesuid {uid}", f"has no volume file under {data_dir}")
     table = table[table["seriesuid"].isin(list(volumes))].copy()
@@ -102,6 +111,7 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
     if split is not None:
         split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
     elif split_dir is not None:
+        fold = 1 if fold is None else fold
         split, source = read_release_split(split_dir, fold), f"{split_dir} fold {fold}"
     else:
         patients = sorted(set(table["seriesuid"]))
@@ -110,4 +120,5 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
     check_split_ids(split, volumes, f"ECC split ({source})")
     return load_candidate_task("ecc", table, split, shape, seed=seed, skips=skips,
                                negative_ratio=negative_ratio, undersample=undersample,
-                               spacing=spacing, split_source=source, candidates_csv=csv_path)
+                               spacing=spacing, progress=progress, split_source=source,
+                               candidates_csv=csv_path)

@@ -56,7 +56,8 @@ def find_lits_cases(data_dir) -> Dict[str, tuple]:
 
 def load_lcs(data_dir, *, seed: int = 0, input_shape=None, split: Optional[dict] = None,
              split_fractions: Sequence[float] = LITS_SPLIT, crops_per_volume: int = 16,
-             positive_fraction: float = 0.5, spacing=None, errors: str = "raise") -> TargetData:
+             positive_fraction: float = 0.5, spacing=None, errors: str = "raise",
+             progress: bool = True) -> TargetData:
     """Load LiTS as liver-vs-rest crops.
 
     Args:
@@ -69,6 +70,7 @@ def load_lcs(data_dir, *, seed: int = 0, input_shape=None, split: Optional[dict]
         positive_fraction: share of crops centred on the liver.
         spacing: resample to this spacing (mm) first; None keeps the scans' grid.
         errors: `"raise"` on a bad case, or `"skip"` to record it in `info["skipped"]`.
+        progress: show a progress bar over the cases.
 
     Returns:
         `TargetData` with masks `(N, rows, cols, deps, 1)` and the test scans in `test_volumes`.
@@ -86,7 +88,8 @@ def load_lcs(data_dir, *, seed: int = 0, input_shape=None, split: Optional[dict]
     check_split_ids(split, cases, "LCS split")
     parts, patients, test_volumes = split_case_crops(
         split, cases, shape, seed=seed, skips=skips, allowed_labels=(0, 1, 2), spacing=spacing,
-        n=crops_per_volume, positive_fraction=positive_fraction, modality="ct")
+        n=crops_per_volume, positive_fraction=positive_fraction, modality="ct",
+        progress=progress)
     return build_target_data("lcs", parts, patients, skips, segmentation=True,
                              test_volumes=test_volumes, split_source=source,
                              crops_per_volume=crops_per_volume,

@@ -58,7 +58,7 @@ def load_ncc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: Optio
              subsets: Optional[Dict[str, Sequence[int]]] = None,
              split: Optional[Dict[str, Sequence[str]]] = None,
              negative_ratio: Optional[float] = None, undersample: Sequence[str] = SPLITS,
-             spacing=None, errors: str = "raise") -> TargetData:
+             spacing=None, errors: str = "raise", progress: bool = True) -> TargetData:
     """Load LUNA16 candidates as labelled crops (label 1: nodule, 0: false positive).
 
     Args:
@@ -70,7 +70,9 @@ def load_ncc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: Optio
         split: split -> seriesuids, overriding `subsets`.
         negative_ratio, undersample: cap false positives per positive (see `candidates`).
         spacing: resample scans to this spacing (mm) first; None keeps them.
-        errors: `"raise"` on a bad candidate, or `"skip"` to record it in `info["skipped"]`.
+        errors: `"raise"` on a bad candidate or unreadable scan, or `"skip"` to record it in
+            `info["skipped"]`.
+        progress: show a progress bar over the scans.
 
     Returns:
         `TargetData`: crops `(N, rows, cols, deps, 1)` in [0, 1], labels `(N,)` in {0, 1}.
@@ -84,7 +86,7 @@ def load_ncc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: Optio
     volumes = index_volumes(data_dir, "subset*/*.mhd")
     csv_path = find_candidates_csv(data_dir, candidates_csv)
     table = pd.read_csv(csv_path, dtype={"seriesuid": str})
-    check_candidate_table(table, csv_path)
+    table = check_candidate_table(table, csv_path)
     no_volume = sorted(set(table["seriesuid"]) - set(volumes))
     for uid in no_volume:
         skips.bad(f"{csv_path}: seriesuid {uid}",
@@ -101,4 +103,5 @@ def load_ncc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: Optio
     check_split_ids(split, volumes, "NCC split")
     return load_candidate_task("ncc", table, split, shape, seed=seed, skips=skips,
                                negative_ratio=negative_ratio, undersample=undersample,
-                               spacing=spacing, split_source=source, candidates_csv=csv_path)
+                               spacing=spacing, progress=progress, split_source=source,
+                               candidates_csv=csv_path)

@@ -6,11 +6,17 @@ Two sources:
    channel axis (first or last). A smaller `input_shape` takes the centre of each crop.
 2. Volumes with nodule masks: `subset*/{seriesuid}.mhd`, `masks/{seriesuid}.mhd` (same grid;
    labels 0, or one uint8 label per nodule, > 0 is nodule) and `annotations.csv` (`seriesuid,
-   coordX, coordY, coordZ, diameter_mm`, world mm), as the chest phantoms are written. Scans and
-   masks are resampled to `spacing` (1 mm isotropic, as in the paper), and one crop of
-   `input_shape` (64x64x32) is cut around each nodule centre; a crop holding no mask voxel is a
-   bad item (raised or skipped). Split: patient-level, seeded, in the paper's proportions
-   510/100/408, or `split=`.
+   coordX, coordY, coordZ[, diameter_mm]`, world mm), as the chest phantoms (and `prepare`) write
+   them. Split: by series, seeded, in the paper's proportions 510/100/408, or `split=`.
+3. LIDC-IDRI as TCIA ships it (no `annotations.csv` in `data_dir`): every CT DICOM series under
+   `data_dir` with its XML reading; the nodule masks are the readers' consensus
+   (`models_genesis.data.lidc`: at least `consensus_level` of the readers who marked a nodule,
+   nodules grouped across readers by overlap). Split: by patient (`LIDC-IDRI-NNNN`), seeded,
+   510/100/408, or `split=` (patient ids).
+
+Sources 2 and 3 are resampled to `spacing` (1 mm isotropic, as in the paper), and one crop of
+`input_shape` (64x64x32) is cut around each nodule centre; a crop holding no mask voxel is a bad
+item (raised or skipped), and so is an unreadable scan.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 from models_genesis.data.target_tasks.cases import crops_from_case, read_case
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, check_input_shape,
-                                                     check_split_ids, seeded_split)
+                                                     check_split_ids, progress_bar, seeded_split)
 
 LIDC_SPLIT = (510, 100, 408)
 NODULE_LABELS = tuple(range(256))  # {0, 1}, or one uint8 label per nodule (> 0: nodule)
@@ -78,29 +84,93 @@ def load_release_arrays(data_dir, shape, skips: SkipLog) -> Optional[TargetData]
                              split_source=f"release arrays in {data_dir}")
 
 
+def _nodule_crops(image, labels: np.ndarray, centres_mm, shape, what: str, source: str,
+                  skips: SkipLog):
+    """Crops around nodule centres (world mm) and their masks; a crop with no mask voxel is bad."""
+    centres_mm = np.asarray(centres_mm, dtype=float).reshape(-1, 3)
+    x, m = crops_from_case(np.asarray(image.array), labels > 0, image.world_to_voxel(centres_mm),
+                           shape, modality="ct")
+    empty = ~m.reshape(len(m), -1).any(axis=1)
+    for c in centres_mm[empty]:
+        skips.bad(f"{what} nodule at ({c[0]:.1f}, {c[1]:.1f}, {c[2]:.1f}) mm",
+                  f"its crop holds no mask voxel ({source})")
+    return x[~empty], m[~empty]
+
+
+def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, split_fractions,
+              consensus_level: float, min_readers: int, progress: bool) -> TargetData:
+    """NCS crops from LIDC-IDRI as downloaded (DICOM series + XML readings), split by patient."""
+    from models_genesis.data.lidc import find_lidc_scans, read_lidc_scan
+
+    scans = find_lidc_scans(data_dir)
+    by_patient: Dict[str, list] = {}
+    for uid, scan in scans.items():
+        by_patient.setdefault(scan["patient_id"], []).append(uid)
+    if split is None:
+        split = seeded_split(list(by_patient), split_fractions, rng=np.random.default_rng(seed))
+        source = f"seeded {'/'.join(str(f) for f in split_fractions)} patient split (seed {seed})"
+    else:
+        split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
+    check_split_ids(split, by_patient, "NCS split (LIDC-IDRI patients)")
+    parts, patients = {}, {}
+    bar = progress_bar(sum(len(by_patient[p]) for n in SPLITS for p in split[n]),
+                       "LIDC-IDRI scans", progress)
+    for name in SPLITS:
+        xs, ms, kept = [], [], []
+        for uid in (u for p in split[name] for u in by_patient[p]):
+            bar.update(1)
+            folder = scans[uid]["folder"]
+            try:
+                scan = read_lidc_scan(folder, spacing=spacing, consensus_level=consensus_level,
+                                      min_readers=min_readers, errors=skips.errors)
+            except (ValueError, OSError) as exc:  # this scan only
+                if skips.errors == "raise":
+                    raise
+                skips.bad(folder, str(exc))
+                continue
+            skips.items.extend(scan.skipped)
+            kept.append(uid)
+            if scan.nodules:
+                x, m = _nodule_crops(scan.image, np.asarray(scan.labels.array),
+                                     [n["center_mm"] for n in scan.nodules], shape,
+                                     scans[uid]["patient_id"], folder, skips)
+                xs.append(x)
+                ms.append(m)
+        none = np.zeros((0,) + shape, np.float32)
+        parts[name] = (np.concatenate(xs) if xs else none, np.concatenate(ms) if ms else none)
+        patients[name] = kept
+    bar.close()
+    return build_target_data("ncs", parts, patients, skips, segmentation=True,
+                             split_source=source, spacing=spacing, split=patients,
+                             consensus_level=float(consensus_level), min_readers=int(min_readers))
+
+
 def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.0),
              split: Optional[Dict[str, Sequence[str]]] = None,
              split_fractions: Sequence[float] = LIDC_SPLIT,
              annotations_csv: str = "annotations.csv",
              mask_dir: str = "masks", volume_pattern: str = "subset*/*.mhd",
-             errors: str = "raise") -> TargetData:
+             consensus_level: float = 0.5, min_readers: int = 1, errors: str = "raise",
+             progress: bool = True) -> TargetData:
     """Load nodule crops with their masks (see the module docstring for both sources).
 
     Args:
-        data_dir: folder with the release's arrays, or volumes + `masks/` + `annotations.csv`.
+        data_dir: folder with the release's arrays, or volumes + `masks/` + `annotations.csv`,
+            or LIDC-IDRI as downloaded.
         seed: seeds the patient split.
         input_shape: crop (rows, cols, deps); defaults to 64x64x32.
         spacing: resampling spacing in mm (None keeps each scan's grid).
-        split: split -> seriesuids, overriding the drawn split.
+        split: split -> seriesuids (LIDC-IDRI: patient ids), overriding the drawn split.
         split_fractions: train/valid/test proportions of the drawn split.
         annotations_csv, mask_dir, volume_pattern: names inside `data_dir`.
+        consensus_level, min_readers: LIDC-IDRI consensus rule (see `models_genesis.data.lidc`).
         errors: `"raise"` on a bad case, or `"skip"` to record it in `info["skipped"]`.
+        progress: show a progress bar over the scans.
 
     Returns:
         `TargetData` with masks `(N, rows, cols, deps, 1)`.
     """
-    import pandas as pd
-
+    from models_genesis.data.tables import read_table
     from models_genesis.data.volumes import index_volumes, volume_key
 
     shape = check_input_shape(input_shape, "ncs")
@@ -111,14 +181,20 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
     released = load_release_arrays(data_dir, shape, skips)
     if released is not None:
         return released
+    csv_path = os.path.join(data_dir, annotations_csv)
+    if not os.path.isfile(csv_path):
+        try:
+            return load_lidc(data_dir, shape, skips, seed=seed, spacing=spacing, split=split,
+                             split_fractions=split_fractions, consensus_level=consensus_level,
+                             min_readers=min_readers, progress=progress)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"No NCS data in {data_dir}: no release arrays "
+                                    f"(x_train_RxCxD.npy), no {annotations_csv}, and "
+                                    f"{exc}") from None
     volumes = index_volumes(data_dir, volume_pattern)
     masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
              + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
-    csv_path = os.path.join(data_dir, annotations_csv)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"No release arrays (x_train_RxCxD.npy) and no annotation CSV "
-                                f"{csv_path}.")
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str})
+    table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"))
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
         skips.bad(f"{csv_path}: seriesuid {uid}", f"has no volume under {data_dir}")
     for uid in sorted(set(table["seriesuid"]) & set(volumes) - set(masks)):
@@ -132,28 +208,25 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
         split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
     check_split_ids(split, uids, "NCS split")
     parts, patients = {}, {}
+    bar = progress_bar(sum(len(split[n]) for n in SPLITS), "NCS scans", progress)
     for name in SPLITS:
         xs, ms, kept = [], [], []
         for uid in split[name]:
+            bar.update(1)
             case = read_case(volumes[uid], masks[uid], allowed_labels=NODULE_LABELS, skips=skips,
                              spacing=spacing)
             if case is None:
                 continue
             image, labels = case
             rows = table[table["seriesuid"] == uid]
-            ijk = image.world_to_voxel(rows[["coordX", "coordY", "coordZ"]].to_numpy(float))
-            x, m = crops_from_case(np.asarray(image.array), labels > 0, ijk, shape, modality="ct")
-            empty = ~m.reshape(len(m), -1).any(axis=1)
-            for (_, row), is_empty in zip(rows.iterrows(), empty):
-                if is_empty:
-                    skips.bad(f"{uid} nodule at ({row.coordX:.1f}, {row.coordY:.1f}, "
-                              f"{row.coordZ:.1f}) mm", f"its crop holds no mask voxel "
-                                                       f"({masks[uid]})")
-            xs.append(x[~empty])
-            ms.append(m[~empty])
+            centres = rows[["coordX", "coordY", "coordZ"]].to_numpy(float)
+            x, m = _nodule_crops(image, labels, centres, shape, uid, masks[uid], skips)
+            xs.append(x)
+            ms.append(m)
             kept.append(uid)
         none = np.zeros((0,) + shape, np.float32)
         parts[name] = (np.concatenate(xs) if xs else none, np.concatenate(ms) if ms else none)
         patients[name] = kept
+    bar.close()
     return build_target_data("ncs", parts, patients, skips, segmentation=True,
                              split_source=source, spacing=spacing, split=patients)

@@ -1,0 +1,58 @@
+"""Benchmark: 2D restoration pairs per second per core (Genesis 2D, issue 13).
+
+Makes `(transformed, original)` batches with `RestorationDataset(dims=2)` from a memory-mapped
+slice file (`bat_*_RxCx1_*.npy`, as `pretrain --dims 2` reads them) in this process only (one
+core; `OMP_NUM_THREADS=1` and friends are set before numpy loads), and prints slices per second
+for each slice size; the 3D cube size of the release is printed beside them for scale.
+
+Run: `python benchmarks/pairs_2d.py [--seconds 5] [--sizes 64 256]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+
+def pairs_per_second(files, seconds: float, dims: int, batch_size: int = 6) -> float:
+    from models_genesis.data.restoration_dataset import RestorationDataset
+
+    ds = RestorationDataset(files, batch_size, dims=dims, seed=0)
+    ds.pairs(0, 0)  # warm-up (opens the memory map, builds the Bezier tables)
+    n, start, i = 0, time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        x, _ = ds.pairs(i % len(ds), i // len(ds))
+        n += len(x)
+        i += 1
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args()
+    from models_genesis.data.cube_files import cube_file_name, save_cubes
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            path = save_cubes(os.path.join(tmp, cube_file_name(32, (size, size, 1), "0")),
+                              rng.random((120, size, size, 1), dtype=np.float32))
+            rate = pairs_per_second([path], args.seconds, dims=2)
+            print(f"2D {size}x{size} slices: {rate:8.1f} pairs/s on one core")
+        path = save_cubes(os.path.join(tmp, cube_file_name(32, (64, 64, 32), "0")),
+                          rng.random((24, 64, 64, 32), dtype=np.float32))
+        print(f"3D 64x64x32 cubes (for scale): {pairs_per_second([path], args.seconds, 3):8.1f} "
+              "pairs/s on one core")
+
+
+if __name__ == "__main__":
+    main()

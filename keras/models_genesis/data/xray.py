@@ -1,0 +1,191 @@
+"""Genesis Chest X-ray's data: ChestX-ray14 radiographs (paper Sec. 2.1, 3.1, Table 1).
+
+Layout read (as distributed by the NIH): `ROOT/images/*.png` (1024 x 1024 grey PNGs; the
+download's `images_001.tar.gz` ... unpack into `images/`) and `ROOT/Data_Entry_2017.csv` (columns
+`Image Index`, `Finding Labels`, `Follow-up #`, `Patient ID`, ...). Labels are not used: the
+proxy task is self-supervised.
+
+Intensities: "in Genesis X-ray, we directly normalize each X-ray to [0, 1] without intensity
+clipping" (Sec. 2.1): each radiograph is scaled by its own minimum and maximum. PNGs are read
+with Pillow (installed with scikit-image); 8-bit (`L`), 16-bit (`I;16`) and 32-bit integer (`I`)
+grey images are accepted. A colour image is accepted only when its channels are equal (grey
+stored as RGB/RGBA, which happens in ChestX-ray14) and refused otherwise; a 16/32-bit image with
+values outside [0, 65535] (e.g. signed data) or a constant image is refused; each error is one
+line naming the file.
+
+`prepare_xray_crops` turns the radiographs into the proxy-task files of `pretrain --dims 2`: each
+image is resized to `image_size` (anti-aliased), `scale` random `crop_shape` crops are cut from
+it, and the crops of each patient-level subset are written, memory-mapped as they are made, to
+`bat_{scale}_s_{rows}x{cols}x1_{subset}.npy` (`(N, rows, cols, 1)` in [0, 1], the slice files
+of `data.slices`). The paper does not state the input size of Genesis X-ray; 64 x 64 crops of
+256 x 256 images are this package's choice.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from models_genesis.atomic import write_json
+from models_genesis.data.cube_files import cube_file_name
+
+CSV_NAME = "Data_Entry_2017.csv"
+MAX_16BIT = 65535
+
+
+def read_radiograph(path) -> np.ndarray:
+    """Read one radiograph as float32 `(rows, cols)` scaled to [0, 1] by its own min and max.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, colour with unequal channels, values outside [0, 65535], or
+            constant; the message names the file and what was expected.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Radiograph not found: {path!r}.")
+    try:
+        with Image.open(path) as img:
+            mode = img.mode
+            arr = np.asarray(img)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"Cannot read {path!r} as an image: {exc}") from exc
+    if arr.ndim == 3:
+        if mode not in ("RGB", "RGBA", "LA") or not np.all(arr[..., 1:3 if mode != "LA" else 1]
+                                                           == arr[..., :1]):
+            raise ValueError(f"{path!r} is a colour image (mode {mode!r}, shape {arr.shape}); a "
+                             "radiograph must be one grey channel (8- or 16-bit PNG).")
+        arr = arr[..., 0]  # grey stored as RGB(A): the channels are equal
+    elif arr.ndim != 2:
+        raise ValueError(f"{path!r} must be a 2D grey image. Received: mode {mode!r}, shape {arr.shape}.")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi > MAX_16BIT:
+        raise ValueError(f"{path!r} holds values in [{lo}, {hi}] (mode {mode!r}); expected an 8- or "
+                         f"16-bit grey radiograph with values in [0, {MAX_16BIT}].")
+    if lo == hi:
+        raise ValueError(f"{path!r} is constant (every pixel {lo}): nothing to normalise.")
+    return ((arr.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
+
+
+def read_data_entry(root) -> List[Dict[str, str]]:
+    """Rows of `ROOT/Data_Entry_2017.csv` whose image is in `ROOT/images/`, in CSV order.
+
+    Raises:
+        FileNotFoundError: the CSV or the images folder is missing, or no listed image exists.
+        ValueError: the CSV lacks the `Image Index` or `Patient ID` column.
+    """
+    root = os.fspath(root)
+    csv_path, images = os.path.join(root, CSV_NAME), os.path.join(root, "images")
+    for p in (csv_path, images):
+        if not os.path.exists(p):
+            raise FileNotFoundError(f"ChestX-ray14 layout expects {p!r} (ROOT/images/*.png and "
+                                    f"ROOT/{CSV_NAME}); it is missing.")
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or not {"Image Index", "Patient ID"} <= set(rows[0]):
+        raise ValueError(f"{csv_path!r} must have the columns 'Image Index' and 'Patient ID'. "
+                         f"Received: {list(rows[0]) if rows else 'no rows'}.")
+    present = set(os.listdir(images))
+    rows = [r for r in rows if r["Image Index"] in present]
+    if not rows:
+        raise FileNotFoundError(f"None of the images listed in {csv_path!r} is in {images!r}.")
+    return rows
+
+
+def patient_subsets(rows: Sequence[Dict[str, str]], n_subsets: int = 10, *,
+                    seed: int = 0) -> Dict[str, List[str]]:
+    """Split images into `n_subsets` by patient (a patient's images stay in one subset).
+
+    Returns:
+        `{"0": [image names], ...}`; patients are shuffled by `seed`, then dealt round-robin.
+    """
+    patients = sorted({r["Patient ID"] for r in rows})
+    if n_subsets < 1 or n_subsets > len(patients):
+        raise ValueError(f"`n_subsets` must be in [1, {len(patients)}] (the number of patients). "
+                         f"Received: n_subsets={n_subsets}.")
+    order = np.random.default_rng(seed).permutation(len(patients))
+    subset_of = {patients[i]: str(k % n_subsets) for k, i in enumerate(order)}
+    out: Dict[str, List[str]] = {str(k): [] for k in range(n_subsets)}
+    for r in rows:
+        out[subset_of[r["Patient ID"]]].append(r["Image Index"])
+    return out
+
+
+def radiograph_crops(image01: np.ndarray, *, rng: np.random.Generator, scale: int,
+                     crop_shape=(64, 64), image_size=(256, 256)) -> np.ndarray:
+    """Resize a [0, 1] radiograph to `image_size` and cut `scale` random crops `(scale, r, c)`."""
+    from skimage.transform import resize
+
+    small = resize(image01, tuple(image_size), order=1, anti_aliasing=True,
+                   preserve_range=True).astype(np.float32)
+    r, c = crop_shape
+    if r > small.shape[0] or c > small.shape[1]:
+        raise ValueError(f"`crop_shape` {tuple(crop_shape)} exceeds `image_size` {tuple(image_size)}.")
+    starts = rng.integers(0, [small.shape[0] - r + 1, small.shape[1] - c + 1], size=(scale, 2))
+    rows = starts[:, :1, None] + np.arange(r)[None, :, None]
+    cols = starts[:, 1:, None] + np.arange(c)[None, None, :]
+    return np.clip(small[rows, cols], 0.0, 1.0)  # resize can overshoot by rounding only
+
+
+def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_subsets: int = 10,
+                       scale: int = 8, crop_shape=(64, 64), image_size=(256, 256), seed: int = 0,
+                       dtype: str = "float32", progress: bool = True) -> dict:
+    """Write the proxy-task crop files of ChestX-ray14 (`pretrain --dims 2 --data OUT_DIR`).
+
+    Args:
+        root: folder with `images/` and `Data_Entry_2017.csv`.
+        out_dir: output folder (created); a file that exists is never replaced.
+        subsets: which patient subsets to write (default all `n_subsets`).
+        n_subsets, seed: the patient-level split (`patient_subsets`); image `i` of subset `k` is
+            cropped with `default_rng((seed, k, i))`.
+        scale: crops per radiograph. crop_shape, image_size: see the module docstring.
+        dtype: storage dtype ("float16" halves the files).
+
+    Returns:
+        `{"files": {subset: path}, "n_crops": {subset: n}, "n_images": {subset: n}}`; a JSON
+        manifest (image names per subset, parameters) is written beside each file.
+
+    Raises:
+        FileNotFoundError, ValueError: layout problems or a bad radiograph (named).
+        FileExistsError: an output file exists.
+    """
+    from tqdm.auto import tqdm
+
+    rows = read_data_entry(root)
+    split = patient_subsets(rows, n_subsets, seed=seed)
+    wanted = [str(s) for s in (subsets if subsets is not None else split)]
+    out_dir = os.fspath(out_dir)
+    os.makedirs(out_dir, exist_ok=True)
+    names = {s: cube_file_name(scale, (*crop_shape, 1), s) for s in wanted}
+    for s in wanted:
+        if s not in split:
+            raise ValueError(f"Unknown subset {s!r}; subsets are 0..{n_subsets - 1}.")
+        if os.path.exists(os.path.join(out_dir, names[s])):
+            raise FileExistsError(f"{os.path.join(out_dir, names[s])!r} exists; choose another --out.")
+    summary = {"files": {}, "n_crops": {}, "n_images": {}}
+    for s in wanted:
+        images = split[s]
+        path = os.path.join(out_dir, names[s])
+        tmp = path + ".tmp.npy"
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
+                                        shape=(len(images) * scale, *crop_shape, 1))
+        for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
+            rng = np.random.default_rng((int(seed), int(s), i))
+            image = read_radiograph(os.path.join(os.fspath(root), "images", name))
+            out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
+                image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+        write_json(path[:-4] + ".json", {"file": names[s], "subset": s, "images": images,
+                                         "scale": scale, "crop_shape": list(crop_shape),
+                                         "image_size": list(image_size), "seed": seed,
+                                         "n_subsets": n_subsets})
+        summary["files"][s], summary["n_crops"][s] = path, len(images) * scale
+        summary["n_images"][s] = len(images)
+    return summary

@@ -1,0 +1,190 @@
+"""Whole-volume segmentation and scoring with a task's own preprocessing (LCS, BMS; paper Sec. 3.2).
+
+The paper scores LCS and BMS on the test volumes, not on crops. A scan is preprocessed exactly as
+its training crops were, from the run's `TargetTask` (`task.json`): resampled to `task.spacing`,
+scaled to [0, 1] by `task.intensity_window` (CT) or by the patient's own min and max (`"mri"`, the
+same `intensity_window` function the loaders use), and shrunk by `task.crop_scale` (BMS); the
+probabilities of the overlapping windows (`sliding_window_inference`) are mapped back to the
+scan's own grid, where they are compared with the mask (label > 0).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence, Tuple
+
+import numpy as np
+
+VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
+                           "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
+                           "over the test volumes")
+
+
+def normalize_for_task(array: np.ndarray, task) -> np.ndarray:
+    """Scale a scan to [0, 1] as the task's training crops were (float32)."""
+    from models_genesis.data.target_tasks.common import intensity_window, scale_to_unit
+
+    window = task.intensity_window if task.modality == "ct" else \
+        intensity_window(np.asarray(array), task.modality)
+    return scale_to_unit(array, window)
+
+
+def predict_probabilities(model, volume, task, *, overlap: float = 0.5, batch_size: int = 4,
+                          progress: bool = False) -> np.ndarray:
+    """Foreground probability of every voxel of `volume` (a `Volume`), shape `volume.shape`.
+
+    Args:
+        model: the run's Keras model (segmentation head, channels_last).
+        volume: the scan as read (`read_volume`), in its own units (HU, MRI values).
+        task: the run's `TargetTask` (`TargetTask.from_json(run / "task.json")`).
+        overlap, batch_size, progress: see `sliding_window_inference`.
+    """
+    from scipy import ndimage
+
+    from models_genesis.data.volumes import resample_volume
+    from models_genesis.evaluation.sliding_window import sliding_window_inference
+
+    scan = resample_volume(volume, task.spacing, order=1) if task.spacing is not None else volume
+    x = normalize_for_task(np.asarray(scan.array), task)
+    if task.crop_scale != 1.0:
+        x = ndimage.zoom(x, 1.0 / task.crop_scale, order=1, grid_mode=True, mode="nearest")
+    prob = sliding_window_inference(model, x, window=task.input_shape, overlap=overlap,
+                                    batch_size=batch_size, progress=progress)
+    if prob.ndim == 4:
+        prob = prob[..., -1] if prob.shape[-1] > 1 else prob[..., 0]
+    if tuple(prob.shape) != tuple(volume.shape):
+        factors = [t / s for t, s in zip(volume.shape, prob.shape)]
+        prob = ndimage.zoom(prob, factors, order=1, grid_mode=True, mode="nearest")
+    return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def score_volume(mask: np.ndarray, prob: np.ndarray) -> dict:
+    """The paper's segmentation scores of one volume: `mean_iou`, `dice`, `foreground_iou`."""
+    from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
+
+    y = (np.asarray(mask) > 0).astype(np.float32)
+    return {"mean_iou": mean_iou(y, prob), "dice": dice_coefficient(y, prob),
+            "foreground_iou": iou_score(y, prob)}
+
+
+def score_test_volumes(model, volumes: Sequence[Tuple[str, str]], task, *,
+                       overlap: float = 0.5, batch_size: int = 4, progress: bool = True) -> dict:
+    """Score every `(image path, mask path)` on its whole volume; return means and per case.
+
+    Returns:
+        dict: `volume_mean_iou`, `volume_dice`, `volume_foreground_iou` (means over volumes),
+        `n_test_volumes` and `volume_scores` (one dict per volume with its image path).
+    """
+    from tqdm.auto import tqdm
+
+    from models_genesis.data.volumes import read_volume
+
+    per_case = []
+    for image_path, mask_path in tqdm(list(volumes), desc="scoring test volumes", unit="volume",
+                                      disable=not progress):
+        volume, mask = read_volume(image_path), read_volume(mask_path)
+        prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size)
+        per_case.append({"image": os.fspath(image_path), **score_volume(mask.array, prob)})
+    out = {f"volume_{k}": float(np.mean([c[k] for c in per_case])) if per_case else float("nan")
+           for k in ("mean_iou", "dice", "foreground_iou")}
+    return {**out, "n_test_volumes": len(per_case), "volume_scores": per_case}
+
+
+def segment_volume_to_file(model, in_path, out_path, task, *, threshold: float = 0.5,
+                           overlap: float = 0.5, batch_size: int = 4,
+                           progress: bool = True) -> str:
+    """Segment one scan with the run's preprocessing; write the mask with the scan's geometry."""
+    from models_genesis.data.volumes import read_volume, write_volume
+
+    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
+    if os.path.abspath(in_path) == os.path.abspath(out_path):
+        raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
+                         f"Received: out_path={out_path!r}.")
+    volume = read_volume(in_path)
+    prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size,
+                                 progress=progress)
+    return write_volume((prob > threshold).astype(np.uint8), out_path, like=volume)
+
+
+def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,
+                             batch_size: int = 24) -> str:
+    """Classify the candidates of one scan (NCC, ECC) with the run's preprocessing.
+
+    Reads the rows of `candidates_csv` (`coordX, coordY, coordZ` in world mm; a `seriesuid`
+    column, when present, is matched to the scan's file name) and writes them to `out_path` (CSV)
+    with a `probability` column.
+    """
+    import pandas as pd
+
+    from models_genesis.data.target_tasks.common import (extract_crops, intensity_window,
+                                                         scale_to_unit)
+    from models_genesis.data.volumes import read_volume, resample_volume, volume_key
+
+    table = pd.read_csv(candidates_csv, dtype={"seriesuid": str})
+    missing = [c for c in ("coordX", "coordY", "coordZ") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{candidates_csv} must have columns coordX, coordY, coordZ (world mm); "
+                         f"missing {missing}.")
+    if "seriesuid" in table.columns:
+        table = table[table["seriesuid"] == volume_key(in_path)].reset_index(drop=True)
+        if table.empty:
+            raise ValueError(f"{candidates_csv} has no row for seriesuid {volume_key(in_path)!r}.")
+    volume = read_volume(in_path)
+    if task.spacing is not None:
+        volume = resample_volume(volume, task.spacing, order=1)
+    array = np.asarray(volume.array)
+    ijk = np.rint(volume.world_to_voxel(table[["coordX", "coordY", "coordZ"]].to_numpy(float)))
+    window = task.intensity_window if task.modality == "ct" else \
+        intensity_window(array, task.modality)
+    probs = []
+    for start in range(0, len(ijk), int(batch_size)):
+        crops = extract_crops(array, ijk[start:start + int(batch_size)], task.input_shape,
+                              pad_value=window[0])
+        x = scale_to_unit(crops, window)
+        probs.append(np.asarray(model.predict_on_batch(x[..., None])).reshape(len(x), -1)[:, 0])
+    table["probability"] = np.concatenate(probs) if probs else np.zeros(0)
+    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    table.to_csv(os.fspath(out_path) + ".tmp", index=False)
+    os.replace(os.fspath(out_path) + ".tmp", out_path)
+    return os.fspath(out_path)
+
+
+def load_run_task(model_path, *, normalization=None, crop_scale=None, window=None):
+    """The `TargetTask` a fine-tuning run recorded (`task.json` beside `model.keras`), with the
+    explicitly given settings applied on top, and notes for the user.
+
+    Args:
+        model_path: the run folder or its `model.keras`.
+        normalization: None (the run's), `"ct"` (clip [-1000, 1000] HU), `"mri"` / `"minmax"`
+            (per-patient min-max, the loaders' MRI normalisation) or `"none"` (already [0, 1]).
+        crop_scale, window: None (the run's) or the value to use instead.
+
+    Returns:
+        `(task or None, notes)`: None when the run has no `task.json` (a run from an older
+        version): the caller then uses its own flags and defaults, and the notes say so.
+    """
+    import dataclasses
+
+    from models_genesis.config import TargetTask
+
+    folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.fspath(model_path))
+    path = os.path.join(folder, "task.json")
+    if not os.path.isfile(path):
+        return None, [f"note: {folder} has no task.json (a run from before it was written): "
+                      "using the command's flags and defaults (--normalization ct, "
+                      "--crop-scale 1, the model's input size)"]
+    task = TargetTask.from_json(path)
+    notes, changes = [], {}
+    if normalization is not None:
+        modality, lo_hi = {"ct": ("ct", (-1000.0, 1000.0)), "mri": ("mri", None),
+                           "minmax": ("mri", None), "none": ("ct", (0.0, 1.0))}[normalization]
+        changes.update(modality=modality, intensity_window=lo_hi)
+    if crop_scale is not None:
+        changes["crop_scale"] = float(crop_scale)
+    if window is not None:
+        changes["input_shape"] = tuple(int(w) for w in window)
+    for name, value in changes.items():
+        if getattr(task, name) != value:
+            notes.append(f"note: {name}={value} given explicitly; the run was trained with "
+                         f"{name}={getattr(task, name)} ({path})")
+    return dataclasses.replace(task, **changes), notes

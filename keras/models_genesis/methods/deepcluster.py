@@ -1,0 +1,243 @@
+"""3D DeepCluster (paper App. A.5; Caron et al. 2018): classify cubes into the k-means clusters of
+the network's own features, re-clustered every epoch.
+
+At the start of every epoch (`Recluster`, the method's callback): the features of all training
+cubes (the U-Net encoder's output `depth_{2*depth-1}_relu`, global-average-pooled) are computed in
+inference mode, PCA-whitened to `pca_dims` (256) dimensions and L2-normalised as the original
+does, and clustered by k-means into `n_clusters` (k = 260, the paper's tuned value) clusters
+(`_clustering`: 20 Lloyd iterations, the original's empty-cluster guard). The assignments become
+the training cubes' labels (validation cubes take their nearest centroid), and the classifier's
+last layer is re-initialised (with its optimizer slots), since cluster numbers mean nothing from
+one clustering to the next. Like the original, training samples clusters uniformly
+(`balanced_sampling`: cube i is drawn with probability proportional to 1 / |its cluster|), so the
+network cannot win by predicting the big clusters.
+
+Network: encoder -> GlobalAveragePooling3D ("gap") -> Dense(`fc_units`, relu, "fc") ->
+Dense(k, softmax, "cluster_classifier"), k-way cross-entropy. The model is initialised randomly
+(App. A.5: no 3D feature extractor to start from). The saved model is the encoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+
+from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.methods import _clustering, _encoder
+from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
+from models_genesis.models.unet3d import resolve_initializer
+
+NAME = "deepcluster"
+CLASSIFIER = "cluster_classifier"
+FEATURES = "gap"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """DeepCluster's parameters (App. A.5).
+
+    Attributes:
+        n_clusters: k of k-means and of the classifier. Defaults to 260 (the paper's choice).
+        pca_dims: PCA dimensions before k-means (fewer if the features have fewer). 256.
+        kmeans_iterations: Lloyd iterations per clustering. 20.
+        fc_units: width of the Dense layer between the pooled encoder and the classifier. 1024.
+        balanced_sampling: draw training cubes uniformly over clusters. True.
+    """
+
+    n_clusters: int = 260
+    pca_dims: int = 256
+    kmeans_iterations: int = 20
+    fc_units: int = 1024
+    balanced_sampling: bool = True
+
+    def __post_init__(self):
+        _encoder.check_positive_int("n_clusters", self.n_clusters, 2)
+        _encoder.check_positive_int("pca_dims", self.pca_dims)
+        _encoder.check_positive_int("kmeans_iterations", self.kmeans_iterations)
+        _encoder.check_positive_int("fc_units", self.fc_units)
+        if not isinstance(self.balanced_sampling, bool):
+            raise ValueError(f"`balanced_sampling` must be True or False. "
+                             f"Received: balanced_sampling={self.balanced_sampling!r}.")
+
+
+def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> None:
+    """Refuse k > the number of training cubes, and cubes smaller than a depth-`depth` encoder's
+    poolings (`depth` None: not checked here; `build_model` checks with its depth)."""
+    shape = _encoder.check_cube_shape(cube_shape)
+    if options.n_clusters > n_train_cubes:
+        raise ValueError(
+            f"Method 'deepcluster' needs at least as many training cubes as clusters: k-means "
+            f"cannot make {options.n_clusters} non-empty clusters of {n_train_cubes} cubes. Lower "
+            f"`n_clusters` or add cubes. Received: n_clusters={options.n_clusters}, "
+            f"n_train_cubes={n_train_cubes}.")
+    if depth is not None and min(shape) < _encoder.min_side(depth):
+        raise ValueError(f"Method 'deepcluster' needs cubes of at least {_encoder.min_side(depth)} "
+                         f"voxels a side for a depth-{depth} encoder. Received: cube_shape={shape}.")
+
+
+class DeepClusterDataset(CubeBatchDataset):
+    """Batches `(cubes (B, r, c, d, 1), cluster labels (B,) int32)`; the labels are set by
+    `set_labels` (the `Recluster` callback) before each epoch. See `CubeBatchDataset`."""
+
+    def __init__(self, cubes, batch_size: int = 6, *, options: Options, **kwargs):
+        super().__init__(cubes, batch_size, **kwargs)
+        self.options = options
+        self.labels = np.zeros(len(self.source), dtype=np.int32)
+        self.labels_version = 0  # 0: never clustered
+        self._balanced_cache = (None, None)
+
+    def set_labels(self, labels: np.ndarray) -> None:
+        """Set the cluster of every cube `(N,)` (cube order of the files)."""
+        labels = np.asarray(labels)
+        if labels.shape != (len(self.source),):
+            raise ValueError(f"`labels` must hold one cluster per cube ({len(self.source)}). "
+                             f"Received: labels.shape={labels.shape}.")
+        self.labels = labels.astype(np.int32)
+        self.labels_version += 1
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """Cubes of `epoch`; once clustered, with `balanced_sampling`, drawn uniformly over clusters."""
+        if not (self.shuffle and self.options.balanced_sampling and self.labels_version):
+            return super().epoch_order(epoch)
+        key = (epoch, self.labels_version)
+        if self._balanced_cache[0] != key:
+            counts = np.bincount(self.labels)
+            p = 1.0 / counts[self.labels]
+            rng = np.random.default_rng(np.random.SeedSequence((self.seed, epoch), spawn_key=(1,)))
+            order = rng.choice(len(self.labels), size=self.samples_per_epoch, p=p / p.sum())
+            self._balanced_cache = (key, order)
+        return self._balanced_cache[1]
+
+    def make_batch(self, cubes: np.ndarray, rng: np.random.Generator):
+        return self.add_channel(cubes), None
+
+    def pairs(self, index: int, epoch: int):
+        x, _ = super().pairs(index, epoch)
+        idx = self.epoch_order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        return x, self.labels[idx]
+
+    def on_epoch_begin(self):
+        if not self.labels_version:
+            raise RuntimeError("DeepCluster's cubes have no cluster labels yet: train with the "
+                               "method's callbacks (`deepcluster.callbacks(...)`, `Recluster`).")
+        super().on_epoch_begin()
+
+
+def make_dataset(files, batch_size, *, options: Options, cube_shape=None, seed=0, shuffle=True,
+                 validation=False, samples_per_epoch=None, **kwargs) -> DeepClusterDataset:
+    """A `DeepClusterDataset` over cube `files` (batch order from `(seed, epoch)`)."""
+    return DeepClusterDataset(files, batch_size, options=options, seed=seed, shuffle=shuffle,
+                              validation=validation, samples_per_epoch=samples_per_epoch, **kwargs)
+
+
+def build_model(cube_shape, options: Options, *, n_base_filters=32, depth=4,
+                kernel_initializer="glorot_uniform", bn_momentum=0.99):
+    """`(encoder, classifier)`: the U-Net encoder (saved) and the k-way cluster classifier."""
+    check(options, cube_shape, options.n_clusters, depth=depth)
+    encoder = _encoder.unet_encoder(n_base_filters=n_base_filters, depth=depth,
+                                    kernel_initializer=kernel_initializer, bn_momentum=bn_momentum)
+    init = resolve_initializer(kernel_initializer)
+    inputs = keras.Input((*tuple(cube_shape), 1), name="cube")
+    x = keras.layers.GlobalAveragePooling3D(name=FEATURES)(encoder(inputs))
+    x = keras.layers.Dense(options.fc_units, activation="relu", kernel_initializer=init, name="fc")(x)
+    out = _encoder.float32_dense(options.n_clusters, "softmax", CLASSIFIER, init)(x)
+    return encoder, keras.Model(inputs, out, name="deepcluster")
+
+
+def encoder_features(feature_model, dataset: CubeBatchDataset, progress: bool = True) -> np.ndarray:
+    """Features `(N, C)` of every cube of `dataset` (file order), in inference mode."""
+    from tqdm.auto import tqdm
+
+    n, step = len(dataset.source), dataset.batch_size
+    out = []
+    for start in tqdm(range(0, n, step), desc="DeepCluster features", unit="batch",
+                      disable=not progress, leave=False):
+        cubes = dataset.source.take(np.arange(start, min(start + step, n)))
+        out.append(keras.ops.convert_to_numpy(feature_model(cubes[..., None], training=False)))
+    return np.concatenate(out).astype(np.float64)
+
+
+class Recluster(keras.callbacks.Callback):
+    """Before each epoch: cluster the training cubes' features, set both datasets' labels,
+    re-initialise the classifier's last layer (see the module docstring).
+
+    `history` holds per clustering: epoch, the cluster sizes' min and max, the number of clusters
+    the guard had to refill, and the NMI with the previous assignment (how much they changed).
+    """
+
+    def __init__(self, options: Options, trainable: keras.Model, datasets, *, verbose: bool = True):
+        super().__init__()
+        self.options, self.verbose = options, bool(verbose)
+        self.train, self.val = (list(datasets) + [None])[:2]
+        self.feature_model = keras.Model(trainable.input, trainable.get_layer(FEATURES).output)
+        self.classifier = trainable.get_layer(CLASSIFIER)
+        self.history, self.previous = [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from sklearn.metrics import normalized_mutual_info_score
+
+        o = self.options
+        rng = np.random.default_rng(np.random.SeedSequence((self.train.seed, epoch), spawn_key=(3,)))
+        features = encoder_features(self.feature_model, self.train, self.verbose)
+        mean, projection = _clustering.pca_whiten(features, o.pca_dims)
+        centroids, labels = _clustering.kmeans(_clustering.embed(features, mean, projection),
+                                               o.n_clusters, rng=rng, n_iter=o.kmeans_iterations)
+        self.train.set_labels(labels)
+        if self.val is not None:
+            val = _clustering.embed(encoder_features(self.feature_model, self.val, self.verbose),
+                                    mean, projection)
+            self.val.set_labels(_clustering.assign(val, centroids))
+        self._reinitialise_classifier(int(rng.integers(2 ** 31)))
+        sizes = np.bincount(labels, minlength=o.n_clusters)
+        nmi = (None if self.previous is None
+               else float(normalized_mutual_info_score(self.previous, labels)))
+        self.previous = labels
+        self.history.append({"epoch": int(epoch), "min_size": int(sizes.min()),
+                             "max_size": int(sizes.max()), "nmi_previous": nmi})
+        if self.verbose:
+            print(f"DeepCluster epoch {epoch}: {o.n_clusters} clusters of {len(labels)} cubes "
+                  f"(sizes {sizes.min()}-{sizes.max()}), NMI with the previous assignment: "
+                  f"{'-' if nmi is None else f'{nmi:.3f}'}")
+
+    def _reinitialise_classifier(self, seed: int) -> None:
+        layer = self.classifier
+        init = type(layer.kernel_initializer).from_config(
+            {**layer.kernel_initializer.get_config(), "seed": seed})
+        layer.kernel.assign(init(layer.kernel.shape, dtype=layer.kernel.dtype))
+        layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
+        optimizer = getattr(self.model, "optimizer", None) if self._model_set() else None
+        if optimizer is None:
+            return
+        prefixes = tuple(v.path.replace("/", "_") + "_" for v in (layer.kernel, layer.bias))
+        inner = getattr(optimizer, "inner_optimizer", None)
+        for var in list(optimizer.variables) + (list(inner.variables) if inner is not None else []):
+            if var.name.startswith(prefixes):  # momentum / velocity slots of the classifier
+                var.assign(keras.ops.zeros(var.shape, dtype=var.dtype))
+
+    def _model_set(self) -> bool:
+        try:
+            return self.model is not None
+        except AttributeError:
+            return False
+
+
+def loss(options: Options = None):
+    """k-way cross-entropy on the cluster assignments."""
+    return keras.losses.SparseCategoricalCrossentropy()
+
+
+def metrics(options: Options = None) -> list:
+    return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+
+def callbacks(options: Options, saved, trainable, datasets) -> list:
+    """`[Recluster]` over `datasets` = (train, val); it must run before each epoch's batches."""
+    return [Recluster(options, trainable, datasets)]
+
+
+def chance_level(options: Options) -> dict:
+    """log(k): the cross-entropy of guessing the cluster uniformly."""
+    return {"loss": math.log(options.n_clusters)}

@@ -1,0 +1,134 @@
+"""3D against 2D and 2.5D on one target task: paper Sec. 4.5, Table 4 and Fig. 7 in one call.
+
+Rows (Table 4): "2D slice-based input", "2.5D orthogonal input" (classification only: NCC, ECC)
+and "3D volume-based input"; columns: Random, ImageNet, Genesis. The 2D rows fine-tune
+`target_model_2d` through `training.finetune2d` (Random: the 2D U-Net from `random_init`;
+ImageNet: a keras-hub backbone, only when `imagenet` is given; Genesis: a Genesis 2D file,
+`weights_2d`); the 3D row fine-tunes the 3D U-Net through `training.finetune` (Random:
+`random_init`; Genesis: `weights_3d`, Genesis Chest CT); ImageNet is "n/a" in 3D, as in the paper.
+Each cell is run `runs` times with seeds `seed + r`; the score is the test AUC (classification)
+or the crops' mean IoU over thresholds 0.5-0.95 (segmentation, slice maps stacked and scored in
+3D). `results.csv` (one row per run) and `table4.md` (mean ± s.d. in %) go to `out_dir`.
+
+This runner is separate from `pipeline.experiment` (whose `experiment` command does not run the 2D
+rows yet).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from models_genesis.training.finetune2d import finetune_2d
+
+ROWS = {"2d": "2D slice-based input", "2.5d": "2.5D orthogonal input", "3d": "3D volume-based input"}
+COLUMNS = ("random", "imagenet", "genesis")
+
+
+def _score(kind: str, test: dict) -> float:
+    return float(test["auc"] if kind == "classification" else test["mean_iou"])
+
+
+def _run_3d(task, data, init, weights, seed, settings, run_dir):
+    from models_genesis.config import FinetuneConfig
+    from models_genesis.training.finetune import finetune
+
+    config = FinetuneConfig(task=task, init=init, weights=weights, seed=seed, out_dir=run_dir,
+                            epochs=settings["epochs"], batch_size=settings["batch_size"],
+                            patience=settings["patience"],
+                            n_base_filters=settings["n_base_filters_3d"])
+    return finetune(config, data, verbose=0, overwrite=True)
+
+
+def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = None,
+                      weights_2d: Optional[str] = None, imagenet=None, runs: int = 3,
+                      seed: int = 0, random_init: str = "he_uniform", epochs: int = 20,
+                      batch_size: int = 8, patience: int = 5, depth_2d: int = 4,
+                      n_base_filters_2d: int = 32, n_base_filters_3d: int = 32) -> dict:
+    """Fine-tune every cell of Table 4 `runs` times on `data` (a `TargetData` of `task`).
+
+    Args:
+        task: target-task code (`ncc`, `ecc`, `ncs`, `lcs`, `bms`).
+        data: its `TargetData` (e.g. `load_target_data(task, folder)`).
+        out_dir: folder for `results.csv`, `table4.md` and the 3D runs.
+        weights_3d: Genesis Chest CT file (the 3D Genesis cell; None skips it).
+        weights_2d: Genesis 2D file, `unet_model_2d` of `depth_2d` x `n_base_filters_2d`
+            (the 2D Genesis cells; None skips them).
+        imagenet: keras-hub preset name or built backbone (the ImageNet cells; None skips them).
+        runs, seed: runs per cell and the first seed.
+        random_init: the scratch initialiser of the Random column (2D and 3D).
+        epochs, batch_size, patience: training of every cell (Adam 1e-3, early stopping).
+
+    Returns:
+        `{"results": [rows], "table": markdown, "paths": {...}}`.
+    """
+    from models_genesis.atomic import write_json
+    from models_genesis.config import get_target_task
+
+    kind = get_target_task(task).kind
+    rows = ["2d", "2.5d", "3d"] if kind == "classification" else ["2d", "3d"]
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(out_dir, exist_ok=True)
+    settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
+                    n_base_filters_3d=n_base_filters_3d)
+    results = []
+    for row in rows:
+        for column in COLUMNS:
+            if row == "3d" and column == "imagenet":
+                continue
+            available = {"random": True, "imagenet": imagenet is not None,
+                         "genesis": (weights_3d if row == "3d" else weights_2d) is not None}
+            if not available[column]:
+                continue
+            for r in range(runs):
+                if row == "3d":
+                    init = random_init if column == "random" else "genesis"
+                    out = _run_3d(task, data, init, weights_3d if column == "genesis" else None,
+                                  seed + r, settings,
+                                  os.path.join(out_dir, "runs", f"3d_{column}_{r}"))
+                    score = float(out["auc"] if kind == "classification" else out["mean_iou"])
+                else:
+                    out = finetune_2d(data, kind, inputs=row,
+                                      init={"random": "scratch"}.get(column, column),
+                                      weights=weights_2d if column == "genesis" else None,
+                                      backbone=imagenet if column == "imagenet" else None,
+                                      epochs=epochs, batch_size=batch_size, patience=patience,
+                                      depth=depth_2d, n_base_filters=n_base_filters_2d,
+                                      kernel_initializer=random_init, seed=seed + r, verbose=0)
+                    score = _score(kind, out["test"])
+                results.append({"task": task, "input": row, "init": column, "run": r,
+                                "seed": seed + r, "score": score})
+    table = table4(results, task, kind)
+    paths = {"results": os.path.join(out_dir, "results.json"),
+             "table": os.path.join(out_dir, "table4.md")}
+    write_json(paths["results"], results)
+    tmp = paths["table"] + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(table + "\n")
+    os.replace(tmp, paths["table"])
+    return {"results": results, "table": table, "paths": paths}
+
+
+def table4(results, task: str, kind: str) -> str:
+    """Table 4's layout in markdown: one row per input, Random | ImageNet | Genesis, mean ± s.d.
+    (%) over runs; "n/a" for ImageNet in 3D, "-" for a cell that was not run."""
+    metric = "AUC" if kind == "classification" else "mean IoU"
+    lines = [f"| Task: {task.upper()} ({metric}, %) | Random | ImageNet | Genesis |",
+             "|---|---|---|---|"]
+    for row in ROWS:
+        if not any(r["input"] == row for r in results):
+            continue
+        cells = []
+        for column in COLUMNS:
+            scores = [r["score"] for r in results if r["input"] == row and r["init"] == column]
+            if row == "3d" and column == "imagenet":
+                cells.append("n/a")
+            elif not scores:
+                cells.append("-")
+            else:
+                sd = np.std(scores, ddof=1) if len(scores) > 1 else 0.0
+                cells.append(f"{100 * np.mean(scores):.2f}±{100 * sd:.2f}")
+        lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,188 @@
+"""`models-genesis prepare`: read a downloaded target-task data set once, write the prepared one.
+
+Cases (listed by `models_genesis.data.prepare_sources.list_cases`) are prepared in parallel
+worker processes (`workers`), with a progress bar. The manifest is rewritten atomically after
+each finished case, so a killed run resumes where it stopped: a case whose files exist and that
+the manifest lists as done is not redone. A bad case stops the run (`on_error="stop"`, with a
+one-line error naming the case and the reason; the cases finished before it are kept) or is
+recorded in the manifest's `skipped` list (`on_error="skip"`) and summarised at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from typing import Optional
+
+from models_genesis.atomic import write_json
+from models_genesis.data.prepare import (FORMAT, MANIFEST, case_is_done, prepare_case,
+                                         read_manifest, write_annotation_table,
+                                         write_candidate_table)
+
+_ON_ERROR = ("stop", "skip")
+
+
+def library_versions() -> dict:
+    """Versions of the package and of the libraries that read and write the data."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("models-genesis", "numpy", "scipy", "SimpleITK", "pandas", "pydicom"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _start_manifest(out_dir: str, task: str, data_dir: str, parameters: dict,
+                    loader_options: dict) -> dict:
+    """A new manifest, or the existing one when it was made with the same task and parameters."""
+    import json
+
+    settings = json.loads(json.dumps({"task": task, "parameters": parameters}))
+    existing = read_manifest(out_dir)
+    if existing is None:
+        if os.path.isfile(os.path.join(out_dir, MANIFEST)):
+            raise ValueError(f"{out_dir} holds a {MANIFEST} that is not a prepared data set's; "
+                             "use another --out.")
+        return {"format": FORMAT, **settings, "source": os.path.abspath(data_dir),
+                "loader_options": loader_options, "versions": library_versions(),
+                "cases": {}, "skipped": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    saved = {"task": existing.get("task"), "parameters": existing.get("parameters")}
+    if saved != settings:
+        raise ValueError(f"{out_dir} holds a data set prepared with other settings; it cannot be "
+                         f"resumed. Use another --out. Saved: {saved}. Received: {settings}.")
+    return existing
+
+
+def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error: str = "stop",
+                    retry_skipped: bool = False, progress: bool = True, input_shape=None,
+                    spacing="task", candidates_csv: Optional[str] = None,
+                    **reader_options) -> dict:
+    """Prepare (or resume preparing) a target-task data set.
+
+    Args:
+        task: target-task code (`ncc`, `ncs`, `ecc`, `lcs`, `bms`).
+        data_dir: the data set as downloaded.
+        out_dir: the prepared folder (created; resumable).
+        workers: worker processes (1: in this process).
+        on_error: `"stop"` at the first bad case, or `"skip"` it and record why.
+        retry_skipped: try the cases a previous run skipped again.
+        progress: show a tqdm bar over cases.
+        input_shape, spacing, candidates_csv, **reader_options: see `list_cases` (e.g.
+            `consensus_level=0.5, min_readers=1` for LIDC-IDRI).
+
+    Returns:
+        The manifest (dict), with `n_done`, `n_skipped` and `n_resumed` counts of this call.
+
+    Raises:
+        ValueError: bad arguments, a folder prepared with other settings, or (with
+            `on_error="stop"`) the first bad case.
+    """
+    from tqdm.auto import tqdm
+
+    from models_genesis.data.prepare_sources import list_cases
+
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}.")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}.")
+    out_dir = os.fspath(out_dir)
+    if os.path.abspath(out_dir) == os.path.abspath(os.fspath(data_dir)):
+        raise ValueError(f"`out` must differ from `data`; the download is never written to. "
+                         f"Received: out={out_dir!r}.")
+    jobs, parameters, loader_options, refused = list_cases(
+        task, data_dir, out_dir, on_error=on_error, input_shape=input_shape, spacing=spacing,
+        candidates_csv=candidates_csv, **reader_options)
+    if refused and on_error == "stop":
+        raise ValueError(f"{refused[0]['item']}: {refused[0]['reason']} (and {len(refused) - 1} "
+                         "more); pass --on-error skip to leave them out.")
+    os.makedirs(out_dir, exist_ok=True)
+    manifest = _start_manifest(out_dir, jobs[0]["task"], data_dir, parameters, loader_options)
+    skipped_before = {s["case"] for s in manifest["skipped"] if "case" in s}
+    if retry_skipped:
+        manifest["skipped"] = [s for s in manifest["skipped"] if "case" not in s]
+        skipped_before = set()
+    manifest["skipped"] = [s for s in manifest["skipped"] if "case" in s] + \
+        [{"item": r["item"], "reason": r["reason"]} for r in refused]
+    todo = [j for j in jobs if j["case"] not in skipped_before
+            and not case_is_done(out_dir, j["task"], j["case"], manifest["cases"].get(j["case"]))]
+    n_resumed = len(jobs) - len(todo)
+    path = os.path.join(out_dir, MANIFEST)
+    write_json(path, manifest)
+    n_done = n_skipped = 0
+
+    def record(job, result=None, error=None):
+        nonlocal n_done, n_skipped
+        if error is None:
+            skipped = result.pop("skipped_items", [])  # items inside a case (a candidate)
+            manifest["cases"][job["case"]] = {"status": "done", **result}
+            manifest["skipped"] += [{"item": s["item"], "reason": s["reason"]} for s in skipped]
+            n_done += 1
+        else:
+            reason = " ".join(str(error).split()) or type(error).__name__
+            manifest["cases"].pop(job["case"], None)
+            if on_error == "skip":  # with "stop" a rerun tries the case again
+                manifest["skipped"].append({"case": job["case"], "reason": reason,
+                                            "item": job.get("image", job.get("folder", ""))})
+                n_skipped += 1
+        write_json(path, manifest)
+        if error is not None and on_error == "stop":
+            raise ValueError(f"case {job['case']} ({job.get('image', job.get('folder', ''))}): "
+                             f"{reason} "
+                             f"({n_done} case(s) finished this run are kept; pass --on-error "
+                             "skip to leave bad cases out)") from error
+
+    bar = tqdm(total=len(todo), desc=f"prepare {jobs[0]['task']}", unit="case",
+               disable=not progress)
+    try:
+        if int(workers) == 1:
+            for job in todo:
+                try:
+                    result = prepare_case(job)
+                except (ValueError, OSError, KeyError) as exc:
+                    record(job, error=exc)
+                else:
+                    record(job, result)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+                futures = {pool.submit(prepare_case, job): job for job in todo}
+                try:
+                    for future in as_completed(futures):
+                        job = futures[future]
+                        try:
+                            result = future.result()
+                        except (ValueError, OSError, KeyError) as exc:
+                            record(job, error=exc)
+                        else:
+                            record(job, result)
+                        bar.update()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    finally:
+        bar.close()
+        if manifest["task"] in ("ncc", "ecc"):
+            write_candidate_table(out_dir, manifest)
+        elif manifest["task"] == "ncs":
+            write_annotation_table(out_dir, manifest)
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json(path, manifest)
+    return {**manifest, "n_done": n_done, "n_skipped": n_skipped, "n_resumed": n_resumed}
+
+
+def skipped_summary(manifest: dict, limit: int = 10) -> str:
+    """A few lines naming the skipped items and why (all of them are in the manifest)."""
+    skipped = manifest.get("skipped", [])
+    if not skipped:
+        return "no case skipped"
+    lines = [f"{len(skipped)} item(s) skipped (see {MANIFEST}):"]
+    lines += [f"  {s.get('case') or s['item']}: {s['reason']}" for s in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"  ... and {len(skipped) - limit} more")
+    return "\n".join(lines)

@@ -1,0 +1,132 @@
+"""Table 3's layout from an experiment's runs: methods x tasks, mean ± s.d., t-test markers.
+
+For every target task and label fraction, each method's runs are summarised as mean ± s.d. (in
+%) of the task's metric (AUC for NCC/ECC, the paper's IoU for NCS/LCS/BMS), and each method is
+compared with the best of its column by an independent two-sample t-test
+(`evaluation.statistics.compare_to_best`). The cells carry the paper's marks in text form
+(`statistics.TABLE3_LEGEND`): `*` the best (bold in the paper), `=` not significantly different
+from the best at p = 0.05 (a blue box in the paper). With several label fractions the annotation
+saved (Fig. 6) of every pre-trained method against the best scratch baseline is added.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import pandas as pd
+
+from models_genesis.config import SCRATCH_INITS as SCRATCH, get_target_task
+from models_genesis.evaluation import statistics as st
+
+
+
+def metric_label(task: str) -> str:
+    """The metric of a task's score column, in words."""
+    if get_target_task(task).kind == "classification":
+        return "AUC"
+    return "IoU (two-class mean IoU over thresholds 0.50:0.05:0.95)"
+
+
+def _write_text(path: str, text: str) -> str:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def _p_table(part: pd.DataFrame, methods, tasks) -> str:
+    cells = part.assign(p=[("best" if b else (f"{p:.3g}" if pd.notna(p) else "-"))
+                           for b, p in zip(part["is_best"], part["p_value"])])
+    table = cells.pivot(index="method", columns="task", values="p")
+    table = table.reindex([m for m in methods if m in table.index])
+    return table[[t for t in tasks if t in table.columns]].fillna("-").to_string()
+
+
+def annotation_savings(results: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """Annotation saved (Fig. 6) of each pre-trained method against the best scratch method.
+
+    Per task with several label fractions: the baseline is the scratch initialiser with the
+    highest mean at the largest fraction (`statistics.annotation_saved`). None when no task has
+    several fractions, or no scratch or no pre-trained method was run.
+    """
+    rows = []
+    init = results["init"] if "init" in results else results["method"]
+    for task, part in results.assign(_init=init.astype(str)).groupby("task", sort=False):
+        if part["label_fraction"].nunique() < 2:
+            continue
+        scratch = part[part["_init"].isin(SCRATCH)]
+        if scratch.empty:
+            continue
+        full = scratch[scratch["label_fraction"] == scratch["label_fraction"].max()]
+        baseline = str(full.groupby("method")["score"].mean().idxmax())
+        for method in part.loc[~part["_init"].isin(SCRATCH), "method"].unique():
+            rows.append({"task": task, "method": method, "baseline": baseline,
+                         **st.annotation_saved(part, "score", method=method, baseline=baseline)})
+    return pd.DataFrame(rows) if rows else None
+
+
+def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequence[str]] = None,
+                         methods: Optional[Sequence[str]] = None, alpha: float = 0.05) -> dict:
+    """Write Table 3's layout of an experiment and return it.
+
+    Args:
+        results: one row per run (`task`, `method`, `label_fraction`, `run`, `score`, and for
+            segmentation `dice`; `init` names each method's initialisation when present).
+        out_dir: folder for `table.txt`, `table3.md`, `summary.csv` and
+            `annotation_saved.csv`.
+        tasks, methods: column and row order (default: order of first appearance).
+        alpha: significance level of the t-tests.
+
+    Returns:
+        dict with `summary` (DataFrame: task, label_fraction, method, mean, sd, n, is_best,
+        p_value, significant), `table` (text, one block per label fraction, largest first),
+        `markdown` and `annotation_saved` (DataFrame or None).
+    """
+    out_dir = os.fspath(out_dir)
+    tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
+    methods = list(methods) if methods is not None else list(pd.unique(results["method"]))
+    summary = st.compare_to_best(results, "score", within=("task", "label_fraction"),
+                                 alpha=alpha)
+    metrics = "; ".join(f"{t.upper()}: {metric_label(t)}" for t in tasks)
+    head = (f"Table 3 layout: mean ± s.d. over runs (%), rows: methods, columns: tasks ({metrics})"
+            f".\n{st.TABLE3_LEGEND} (alpha = {alpha:g}).")
+    blocks, md = [head], [f"Mean ± s.d. over runs (%); {metrics}. Bold: the best of its column; "
+                          f"`{st.SAME_MARK}`: not significantly different from it (t-test, "
+                          f"p >= {alpha:g})."]
+    fractions = sorted(summary["label_fraction"].unique(), reverse=True)
+    segmentation = [t for t in tasks if get_target_task(t).kind == "segmentation"]
+    for fraction in fractions:
+        part = summary[summary["label_fraction"] == fraction]
+        runs = results[results["label_fraction"] == fraction]
+        title = f"label fraction {100 * fraction:g}%"
+        table = st.format_table(part, rows="method", columns="task", row_order=methods,
+                                column_order=tasks)
+        blocks += [f"\n{title}\n{table}", f"\np-value of the t-test against the best ({title})\n"
+                   + _p_table(part, methods, tasks)]
+        if segmentation and "dice" in runs and runs["dice"].notna().any():
+            dice = st.summarize_runs(runs[runs["task"].isin(segmentation)], "dice",
+                                     by=("task", "method"))
+            blocks.append(f"\nDice, mean ± s.d. (%) ({title})\n" + st.format_table(
+                dice, rows="method", columns="task", row_order=methods, column_order=tasks))
+        md += [f"\n**{title}**\n", st.format_table(part, rows="method", columns="task",
+                                                    row_order=methods, column_order=tasks,
+                                                    markdown=True)]
+    saved = annotation_savings(results)
+    if saved is not None:
+        lines = [f"{r.task.upper()}: {r.method} needs {100 * r.fraction_needed:.0f}% of the labels "
+                 f"to match {r.baseline} with all of them: {100 * r.saved:.0f}% saved"
+                 + (" (lower bound)" if r.lower_bound else "") if r.reached else
+                 f"{r.task.upper()}: {r.method} does not reach {r.baseline} with all labels"
+                 for r in saved.itertuples()]
+        blocks.append("\nannotation saved (Fig. 6)\n" + "\n".join(lines))
+        saved.to_csv(os.path.join(out_dir, "annotation_saved.csv.tmp"), index=False)
+        os.replace(os.path.join(out_dir, "annotation_saved.csv.tmp"),
+                   os.path.join(out_dir, "annotation_saved.csv"))
+    table = "\n".join(blocks)
+    _write_text(os.path.join(out_dir, "table.txt"), table)
+    _write_text(os.path.join(out_dir, "table3.md"), "\n".join(md))
+    summary.to_csv(os.path.join(out_dir, "summary.csv.tmp"), index=False)
+    os.replace(os.path.join(out_dir, "summary.csv.tmp"), os.path.join(out_dir, "summary.csv"))
+    return {"summary": summary, "table": table, "markdown": "\n".join(md),
+            "annotation_saved": saved}

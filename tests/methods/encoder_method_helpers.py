@@ -1,0 +1,39 @@
+"""Shared by the tests of the encoder methods (jigsaw, rubik, deepcluster): structured tiny cubes
+and a short training run measured against the method's chance level."""
+
+import math
+
+import keras
+import numpy as np
+
+
+def ramp_cubes(n, shape, rng, noise=0.05):
+    """Cubes `(n, r, c, d)` in [0, 1]: a linear ramp along a random positive direction plus noise,
+    so a patch's content tells where in the cube it came from and which way it is turned."""
+    grids = np.meshgrid(*[np.linspace(0.0, 1.0, s) for s in shape], indexing="ij")
+    w = rng.uniform(0.2, 1.0, size=(n, 3))
+    w /= w.sum(axis=1, keepdims=True)
+    ramp = sum(w[:, i, None, None, None] * grids[i][None] for i in range(3))
+    return np.clip(ramp + noise * rng.standard_normal((n, *shape)), 0, 1).astype(np.float32)
+
+
+def train_and_evaluate(method, options, cubes, val_cubes, *, epochs, batch_size=4,
+                       learning_rate=3e-3, depth=2, n_base_filters=4, seed=0):
+    """Train `method` on `cubes` for `epochs` (Adam), return (validation loss dict, chance dict)."""
+    keras.utils.set_random_seed(seed)
+    cube_shape = cubes.shape[1:]
+    encoder, model = method.build_model(cube_shape, options, n_base_filters=n_base_filters,
+                                        depth=depth)
+    train = method.make_dataset(cubes, batch_size, options=options, cube_shape=cube_shape,
+                                seed=seed, shuffle=True, validation=False)
+    val = method.make_dataset(val_cubes, batch_size, options=options, cube_shape=cube_shape,
+                              seed=seed + 1, shuffle=False, validation=True)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=method.loss(options),
+                  jit_compile=False)
+    model.fit(train, validation_data=val, epochs=epochs, verbose=0,
+              callbacks=method.callbacks(options, encoder, model, (train, val)))
+    result = model.evaluate(val, verbose=0, return_dict=True)
+    chance = method.chance_level(options)
+    print(f"{method.NAME}: validation {result} vs chance {chance}")
+    assert all(math.isfinite(v) for v in result.values())
+    return result, chance
