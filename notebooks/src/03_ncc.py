@@ -21,15 +21,23 @@
 # ## Switching to real data: LUNA16 and the paper's settings
 #
 # > **Real data.** Set `DATA_DIR` to your LUNA16 folder: `subset0/` ... `subset9/` holding
-# > `<seriesuid>.mhd` + `.raw`, and `candidates.csv` (or `candidates_V2.csv`) with columns
+# > `<seriesuid>.mhd` + `.raw`, and `candidates_V2.csv` as downloaded (754,975 candidates, 1,557
+# > nodules; `candidates.csv` is used instead when present) with columns
 # > `seriesuid, coordX, coordY, coordZ, class` in world millimetres. The split is by subsets
 # > (0-4 train, 5-6 validation, 7-9 test; or pass `split=` with lists of seriesuids), and the
 # > paper's settings below replace the demo's: 64x64x32 crops, the full U-Net (32 base filters),
 # > the released `Genesis_Chest_CT.h5` (put it in `pretrained_weights/`), batch 24, lr 1e-3,
-# > patience 10 (the task's defaults), up to 10,000 epochs with early stopping.
+# > patience 10 (the task's defaults), up to 10,000 epochs with early stopping. All crops would
+# > take about 370 GiB, so this notebook keeps every nodule and `NEGATIVE_RATIO` false positives
+# > per nodule in memory (10: about 9 GB), test split included. For the paper's test over every
+# > candidate, prepare the crops once and train from disk on the command line
+# > (`datasets/README.md`, LUNA16):
+# > `models-genesis prepare --task ncc --data datasets/luna16 --out datasets/luna16_ncc`, then
+# > `models-genesis finetune --task ncc --data datasets/luna16_ncc ...`.
 
 # %%
 DATA_DIR = None  # e.g. "datasets/luna16"
+NEGATIVE_RATIO = 10  # false positives kept per nodule with real data (None: all of them)
 PAPER_SETTINGS = dict(input_shape=(64, 64, 32), n_base_filters=32, epochs=10000)
 PAPER_WEIGHTS = "genesis_chest_ct"  # preset: pretrained_weights/Genesis_Chest_CT.h5
 TASK = get_target_task("ncc")
@@ -53,8 +61,11 @@ else:
     pretraining = demo_pretraining()
     data_dir, weights = CHEST_DIR, pretraining["paths"]["keras2_weights"]
     settings = demo_settings(pretraining)
-print(pd.read_csv(Path(data_dir) / "candidates.csv").head(4).to_string(index=False))
-data = load_target_data("ncc", data_dir, seed=0, input_shape=settings["input_shape"])
+from models_genesis.data.target_tasks.ncc import find_candidates_csv
+
+print(pd.read_csv(find_candidates_csv(data_dir)).head(4).to_string(index=False))
+real = {"negative_ratio": NEGATIVE_RATIO} if DATA_DIR is not None else {}
+data = load_target_data("ncc", data_dir, seed=0, input_shape=settings["input_shape"], **real)
 print("crops per split:", data.info["counts"], "| nodules:", data.info["positives"],
       "| skipped:", data.info["n_skipped"])
 print("split:", data.info.get("split_source"))

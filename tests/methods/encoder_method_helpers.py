@@ -17,15 +17,27 @@ def ramp_cubes(n, shape, rng, noise=0.05):
     return np.clip(ramp + noise * rng.standard_normal((n, *shape)), 0, 1).astype(np.float32)
 
 
+def family_cubes(n, shape, rng, n_families=4, noise=0.1):
+    """Cubes `(n, r, c, d)` of `n_families` kinds (mean levels 0.2 .. 0.8) plus noise, and their
+    kinds `(n,)`: data with the cluster structure DeepCluster looks for."""
+    kinds = np.arange(n) % n_families
+    levels = np.linspace(0.2, 0.8, n_families)[kinds]
+    cubes = levels[:, None, None, None] + noise * rng.standard_normal((n, *shape))
+    return np.clip(cubes, 0, 1).astype(np.float32), kinds
+
+
 def train_and_evaluate(method, options, cubes, val_cubes, *, epochs, batch_size=4,
-                       learning_rate=3e-3, depth=2, n_base_filters=4, seed=0):
-    """Train `method` on `cubes` for `epochs` (Adam), return (validation loss dict, chance dict)."""
+                       learning_rate=3e-3, depth=2, n_base_filters=4, seed=0,
+                       samples_per_epoch=None):
+    """Train `method` on `cubes` for `epochs` (Adam; BatchNormalization momentum 0.9, the demo's,
+    so inference-mode statistics follow a short run), return (validation losses, chance levels)."""
     keras.utils.set_random_seed(seed)
     cube_shape = cubes.shape[1:]
     encoder, model = method.build_model(cube_shape, options, n_base_filters=n_base_filters,
-                                        depth=depth)
+                                        depth=depth, bn_momentum=0.9)
     train = method.make_dataset(cubes, batch_size, options=options, cube_shape=cube_shape,
-                                seed=seed, shuffle=True, validation=False)
+                                seed=seed, shuffle=True, validation=False,
+                                samples_per_epoch=samples_per_epoch)
     val = method.make_dataset(val_cubes, batch_size, options=options, cube_shape=cube_shape,
                               seed=seed + 1, shuffle=False, validation=True)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=method.loss(options),

@@ -1,5 +1,7 @@
 """Table 4 / Fig. 7 in one call: 2D, 2.5D and 3D rows on one target task (paper Sec. 4.5)."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -32,10 +34,14 @@ def test_run_2d_comparison_on_a_tiny_ncc(tmp_path, rng):
     w2 = save_keras2_weights(unet_model_2d((16, 16, 1), depth=3, n_base_filters=2), tmp_path / "g2.h5")
     w3 = save_keras2_weights(unet_model_3d((16, 16, 8, 1), n_base_filters=2), tmp_path / "g3.h5")
     out = run_2d_comparison("ncc", data, tmp_path / "cmp", weights_3d=w3, weights_2d=w2, runs=1,
-                            epochs=1, batch_size=4, depth_2d=3, n_base_filters_2d=2,
-                            n_base_filters_3d=2)
+                            extra_2d={"genesis_xray": w2}, epochs=1, batch_size=4, depth_2d=3,
+                            n_base_filters_2d=2, n_base_filters_3d=2)
     cells = {(r["input"], r["init"]) for r in out["results"]}
-    assert cells == {("2d", "random"), ("2d", "genesis"), ("2.5d", "random"),
-                     ("2.5d", "genesis"), ("3d", "random"), ("3d", "genesis")}
+    assert cells == {("2d", "random"), ("2d", "genesis"), ("2d", "genesis_xray"),
+                     ("2.5d", "random"), ("2.5d", "genesis"), ("2.5d", "genesis_xray"),
+                     ("3d", "random"), ("3d", "genesis")}
     assert all(0.0 <= r["score"] <= 1.0 for r in out["results"])
-    assert open(out["paths"]["table"]).read().count("|\n") == 5  # header, rule, 3 rows
+    lines = open(out["paths"]["table"]).read().splitlines()
+    assert len(lines) == 5 and lines[0].endswith("| Genesis | genesis_xray |")  # header, rule, 3 rows
+    assert lines[4].startswith("| 3D volume-based input |") and lines[4].endswith("| n/a |")
+    assert os.path.getsize(out["paths"]["figure"]) > 0

@@ -28,9 +28,9 @@ def _download(task, raw):
     if task in ("ncc",):
         from models_genesis.data.phantoms.chest import make_chest_phantoms
 
-        make_chest_phantoms(raw, n=10, seed=0, shape=(64, 64, 32), progress=False)
+        make_chest_phantoms(raw, n=4, n_subsets=4, seed=0, shape=(64, 64, 32), progress=False)
         os.replace(raw / "candidates.csv", raw / "candidates_V2.csv")  # LUNA16's file name
-        scan = sorted(glob.glob(str(raw / "subset9" / "*.mhd")))[0]
+        scan = sorted(glob.glob(str(raw / "subset2" / "*.mhd")))[0]
         return scan, ["--candidates", str(raw / "candidates_V2.csv")]
     if task == "ecc":
         from models_genesis.data.phantoms.pe import make_pe_phantoms
@@ -62,7 +62,8 @@ def test_download_prepare_finetune_predict(tmp_path, task, shape, capsys):
     crop = {"input_shape": shape} if task in ("ncc", "ecc") else {}
     manifest = prepare_dataset(task, raw, prepared, progress=False, **crop)
     assert manifest["n_done"] >= 3 and manifest["task"] == task
-    options = {"split_fractions": (1, 1, 1)} if task == "ncs" else None
+    options = {"ncs": {"split_fractions": (1, 1, 1)},  # few scans: the subsets that hold nodules
+               "ncc": {"subsets": {"train": [1], "valid": [0], "test": [2, 3]}}}.get(task)
     result = finetune(FinetuneConfig(task=task, init="he_uniform", data_dir=str(prepared),
                                      out_dir=str(run), input_shape=shape, data_options=options,
                                      **TINY), verbose=0, run_eagerly=True)

@@ -24,11 +24,12 @@ COMMAND_MODULES = (
     "models_genesis.cli.data",
     "models_genesis.cli.pretrain",
     "models_genesis.cli.experiment",
+    "models_genesis.cli.compare2d",
     "models_genesis.cli.prepare",
 )
 
 # Commands that never import Keras (the others import it quietly before their handler runs).
-NO_BACKEND_COMMANDS = ("make-phantoms", "extract-cubes", "prepare")
+NO_BACKEND_COMMANDS = ("make-phantoms", "extract-cubes", "prepare", "extract-xray-crops")
 
 # absl/TF C++ log lines: the preamble, and `I0000 00:00:1796026807.313467  7279 port.cc:153]`.
 _NATIVE_LOG_PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called"

@@ -1,14 +1,15 @@
 """`models-genesis finetune`, `experiment` and `predict-volume`: thin wrappers.
 
 * `finetune`: one run (`models_genesis.training.finetune.finetune`);
-* `experiment`: the paper's protocol over methods, runs and label fractions
-  (`models_genesis.pipeline.experiment.run_experiment`), resumable;
+* `experiment`: the paper's tables: named initialisations x tasks x runs x label fractions, Table
+  3's layout and Figs. 3, 5, 6 (`models_genesis.pipeline.experiment.run_experiment`), resumable;
 * `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
   source geometry (`models_genesis.evaluation.sliding_window.predict_volume_to_file`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 
@@ -22,29 +23,67 @@ _INITS = METHOD_NAMES + SCRATCH_INITS
 _TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
-                     "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers")
+                     "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
+                     "head", "freeze_blocks")
 
 
-def _overrides(args) -> dict:
-    from models_genesis.data.target_tasks.options import options_from_args
+def _data_options(task: str, args, data_dir) -> dict:
+    """The task loader's options from the flags (for several tasks: those the task takes)."""
+    from models_genesis.data.target_tasks.options import options_from_args, task_options
     from models_genesis.data.target_tasks.prepared import with_negative_sampling
 
+    if getattr(args, "tasks", None) and len(args.tasks) > 1:
+        valid = task_options(task)
+        args = argparse.Namespace(**{k: (v if k in valid else None) for k, v in vars(args).items()})
+    return with_negative_sampling(task, data_dir, options_from_args(task, args, data_dir))
+
+
+def _overrides(args, with_data_options: bool = True) -> dict:
     values = {k: getattr(args, k) for k in _TRAINING_OPTIONS if getattr(args, k) is not None}
-    if "input_shape" in values:
-        values["input_shape"] = tuple(values["input_shape"])
+    for name in ("input_shape", "freeze_blocks"):
+        if name in values:
+            values[name] = tuple(values[name])
     if args.no_augment:
         values["augment"] = False
-    options = with_negative_sampling(args.task, args.data,
-                                     options_from_args(args.task, args, args.data))
-    if options:
-        values["data_options"] = options
+    if args.freeze_encoder:
+        values["freeze_encoder"] = True
+    if with_data_options:
+        options = _data_options(args.task, args, args.data)
+        if options:
+            values["data_options"] = options
     return values
 
 
-def _add_training_options(p) -> None:
-    p.add_argument("--task", required=True, choices=_TASKS, help="target task")
-    p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
-    p.add_argument("--data", required=True, help="folder of the target-task data")
+def _data_dirs(values):
+    """`--data DIR` or `--data TASK=DIR ...` -> a folder or `{task: folder}`."""
+    pairs = [v for v in values if "=" in v]
+    if not pairs:
+        if len(values) != 1:
+            raise UserError("--data takes one folder, or TASK=DIR for each task. "
+                            f"Received: --data {' '.join(values)}.")
+        return values[0]
+    if len(pairs) != len(values):
+        raise UserError("--data mixes TASK=DIR and bare folders; give TASK=DIR for each task. "
+                        f"Received: --data {' '.join(values)}.")
+    out = dict(v.split("=", 1) for v in values)
+    if len(out) != len(values):
+        raise UserError(f"--data names a task twice. Received: --data {' '.join(values)}.")
+    return out
+
+
+def _add_training_options(p, experiment: bool = False) -> None:
+    if experiment:
+        p.add_argument("--tasks", "--task", required=True, nargs="+", choices=_TASKS,
+                       metavar="TASK", help=f"target tasks, Table 3's columns ({', '.join(_TASKS)})")
+        p.add_argument("--weights", help="weight file or preset name of a bare pre-training "
+                       "method in --inits (e.g. genesis)")
+        p.add_argument("--data", required=True, nargs="+", metavar="DIR|TASK=DIR",
+                       help="the tasks' data: TASK=DIR for each task, or one folder (for several "
+                       "tasks, its subfolder named after each task if present, else the folder)")
+    else:
+        p.add_argument("--task", required=True, choices=_TASKS, help="target task")
+        p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
+        p.add_argument("--data", required=True, help="folder of the target-task data")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
     p.add_argument("--epochs", type=int, help="maximum epochs (default 10000; early stopping)")
@@ -59,6 +98,13 @@ def _add_training_options(p) -> None:
     p.add_argument("--fold", type=int, help="cross-validation fold (BMS)")
     p.add_argument("--workers", type=int, help="data-loading workers (default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
+    p.add_argument("--head", choices=("release", "linear"), help="classification head: release "
+                   "(Dense 1024 -> Dense 1, default) or linear (pooled encoder -> Dense 1: the "
+                   "linear probe of transfer scenario 1, Sec. 3.2)")
+    p.add_argument("--freeze-encoder", action="store_true", help="keep the encoder (depth_0..7) "
+                   "fixed, BatchNorm in inference mode (with --head linear: a linear probe)")
+    p.add_argument("--freeze-blocks", type=int, nargs="+", metavar="I", help="keep the U-Net "
+                   "blocks depth_I fixed (0..13; e.g. 0 1 2 3: the first two encoder stages)")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
@@ -82,16 +128,17 @@ def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
 
     check_output_dir(args.out, name="--out")
-
-    out = run_experiment(args.task, args.inits, args.runs, args.label_fractions, args.data,
-                         args.out, weights=args.weights, seed=args.seed,
-                         overrides=_overrides(args), verbose=args.verbose)
+    data = _data_dirs(args.data)
+    dirs = data if isinstance(data, dict) else {t: data for t in args.tasks}
+    options = {t: _data_options(t, args, dirs.get(t)) for t in args.tasks}
+    out = run_experiment(args.tasks, args.inits, args.runs, args.label_fractions, data, args.out,
+                         weights=args.weights, seed=args.seed,
+                         overrides=_overrides(args, with_data_options=False),
+                         data_options={t: o for t, o in options.items() if o},
+                         verbose=args.verbose, curve=args.curve)
     print(out["table"])
-    if out["annotation_saved"] is not None:
-        saved = out["annotation_saved"]
-        print(f"\nannotation saved by genesis against {saved['baseline']}: "
-              f"{100 * saved['saved']:.0f}%" + (" (lower bound)" if saved["lower_bound"] else ""))
     print(f"\n{out['n_trained']} run(s) trained, {out['n_resumed']} found in {out['results_csv']}")
+    print("figures: " + ", ".join(out["figures"].values()))
     return 0
 
 
@@ -182,13 +229,19 @@ def register(subparsers) -> None:
                    "train again; without it, an --out holding a run is refused")
     f.set_defaults(func=_finetune)
 
-    e = subparsers.add_parser("experiment", help="the paper's protocol: runs per method and label "
-                              "fraction, mean +- s.d., t-tests, figures (resumable)")
-    _add_training_options(e)
-    e.add_argument("--inits", nargs="+", required=True, choices=_INITS, help="methods compared")
+    e = subparsers.add_parser("experiment", help="the paper's tables: initialisations x tasks x "
+                              "runs x label fractions; Table 3 (mean +- s.d., t-tests), Figs. 3, "
+                              "5, 6 (resumable)")
+    _add_training_options(e, experiment=True)
+    e.add_argument("--inits", nargs="+", required=True, metavar="NAME[=FILE]",
+                   help="named initialisations, Table 3's rows: scratch (uniform glorot_uniform "
+                   "he_uniform), METHOD=FILE (genesis=G.h5 rubik=R.h5 ...), METHOD_LABEL=FILE "
+                   "(genesis_nonlinear=N.h5: Fig. 3's schemes), or a bare method with --weights")
     e.add_argument("--runs", type=int, default=10, help="runs per method (default 10)")
     e.add_argument("--label-fractions", type=float, nargs="+", default=[1.0],
-                   help="fractions of the training labels (default 1.0)")
+                   help="fractions of the training labels (default 1.0; several: Fig. 6)")
+    e.add_argument("--curve", choices=("metric", "loss"), default="metric",
+                   help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
     e.set_defaults(func=_experiment)
 
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "

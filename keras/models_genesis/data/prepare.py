@@ -30,7 +30,7 @@ import numpy as np
 
 MANIFEST = "manifest.json"
 FORMAT = "models-genesis-prepared/1"
-CHUNK = 256  # crops cut and written at a time
+CHUNK = 32  # crops cut and written at a time: memory bounded whatever a scan's candidate count
 
 
 def read_manifest(folder) -> Optional[dict]:

@@ -30,7 +30,7 @@ def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
     table = pd.read_csv(path, dtype={"seriesuid": str, "FileName": str})
     if "seriesuid" not in table.columns and "FileName" in table.columns:
         table = table.rename(columns={"FileName": "seriesuid"})
-    check_candidate_table(table, path)
+    table = check_candidate_table(table, path)
     return table, path
 
 

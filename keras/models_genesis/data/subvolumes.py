@@ -338,8 +338,8 @@ def implausible_spacing(spacing) -> Optional[str]:
     spacing = np.asarray(spacing, dtype=float)
     lo, hi = PLAUSIBLE_SPACING_MM
     if not np.all((spacing >= lo) & (spacing <= hi)):
-        return (f"spacing {tuple(spacing.round(4).tolist())} mm is outside [{lo}, {hi}] mm: a wrong "
-                "header (e.g. cm or microns)?")
+        return (f"spacing {tuple(spacing.round(4).tolist())} mm is outside [{lo}, {hi}] mm: a "
+                "wrong header (e.g. cm or microns)?")
     if spacing.max() / spacing.min() > MAX_ANISOTROPY:
         return (f"spacing {tuple(spacing.round(4).tolist())} mm has slices "
                 f"{spacing.max() / spacing.min():.0f}x thicker than pixels (at most "

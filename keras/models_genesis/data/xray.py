@@ -174,12 +174,17 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
         tmp = path + ".tmp.npy"
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
                                         shape=(len(images) * scale, *crop_shape, 1))
-        for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
-            rng = np.random.default_rng((int(seed), int(s), i))
-            image = read_radiograph(os.path.join(os.fspath(root), "images", name))
-            out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
-                image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
-        out.flush()
+        try:
+            for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
+                rng = np.random.default_rng((int(seed), int(s), i))
+                image = read_radiograph(os.path.join(os.fspath(root), "images", name))
+                out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
+                    image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
+            out.flush()
+        except BaseException:
+            del out
+            os.remove(tmp)  # no half-written file; finished subsets stay
+            raise
         del out
         os.replace(tmp, path)
         write_json(path[:-4] + ".json", {"file": names[s], "subset": s, "images": images,

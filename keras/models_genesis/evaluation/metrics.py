@@ -20,8 +20,9 @@ Two IoUs exist and reports must say which they show:
 Binarisation is strict everywhere: a voxel is foreground when its value is `> threshold`; targets
 are binarised with `> 0.5`. Predictions and thresholds are compared in float32, as TensorFlow
 compared the release's float32 outputs with `np.arange(0.5, 1.0, 0.05)` (a probability of exactly
-float32(0.6) is not above the threshold 0.6 there, while it is above float64 0.6). All statistics pool every voxel of the arrays given (the whole batch
-or the whole test set), as the release does.
+float32(0.6) is not above the threshold 0.6 there, while it is above float64 0.6). All
+statistics pool every voxel of the arrays given (the whole batch or the whole test set), as the
+release does.
 """
 
 from __future__ import annotations

@@ -6,9 +6,12 @@ and "3D volume-based input"; columns: Random, ImageNet, Genesis. The 2D rows fin
 ImageNet: a keras-hub backbone, only when `imagenet` is given; Genesis: a Genesis 2D file,
 `weights_2d`); the 3D row fine-tunes the 3D U-Net through `training.finetune` (Random:
 `random_init`; Genesis: `weights_3d`, Genesis Chest CT); ImageNet is "n/a" in 3D, as in the paper.
-Each cell is run `runs` times with seeds `seed + r`; the score is the test AUC (classification)
-or the crops' mean IoU over thresholds 0.5-0.95 (segmentation, slice maps stacked and scored in
-3D). `results.csv` (one row per run) and `table4.md` (mean ± s.d. in %) go to `out_dir`.
+Fig. 7 also fine-tunes Genesis Chest X-ray beside Genesis Chest CT 2D: `extra_2d={"genesis_xray":
+FILE}` adds such columns (2D rows only). Each cell is run `runs` times with seeds `seed + r`; the
+score is the test AUC (classification) or the crops' mean IoU over thresholds 0.5-0.95
+(segmentation, slice maps stacked and scored in 3D). `results.json` (one entry per run),
+`table4.md` (mean ± s.d. in %) and `fig7.png` (bars per input and initialisation) go to
+`out_dir`.
 
 This runner is separate from `pipeline.experiment` (whose `experiment` command does not run the 2D
 rows yet).
@@ -17,7 +20,7 @@ rows yet).
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -43,7 +46,8 @@ def _run_3d(task, data, init, weights, seed, settings, run_dir):
 
 
 def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = None,
-                      weights_2d: Optional[str] = None, imagenet=None, runs: int = 3,
+                      weights_2d: Optional[str] = None, imagenet=None,
+                      extra_2d: Optional[Mapping[str, str]] = None, runs: int = 3,
                       seed: int = 0, random_init: str = "he_uniform", epochs: int = 20,
                       batch_size: int = 8, patience: int = 5, depth_2d: int = 4,
                       n_base_filters_2d: int = 32, n_base_filters_3d: int = 32) -> dict:
@@ -57,6 +61,7 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
         weights_2d: Genesis 2D file, `unet_model_2d` of `depth_2d` x `n_base_filters_2d`
             (the 2D Genesis cells; None skips them).
         imagenet: keras-hub preset name or built backbone (the ImageNet cells; None skips them).
+        extra_2d: more Genesis 2D files as columns `{name: file}` (e.g. `genesis_xray`), 2D rows.
         runs, seed: runs per cell and the first seed.
         random_init: the scratch initialiser of the Random column (2D and 3D).
         epochs, batch_size, patience: training of every cell (Adam 1e-3, early stopping).
@@ -73,13 +78,17 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
     os.makedirs(out_dir, exist_ok=True)
     settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
                     n_base_filters_3d=n_base_filters_3d)
+    extra_2d = dict(extra_2d or {})
+    clash = sorted(set(extra_2d) & set(COLUMNS))
+    if clash:
+        raise ValueError(f"`extra_2d` names must differ from {COLUMNS}. Received: {clash}.")
+    files_2d = {"genesis": weights_2d, **extra_2d}
     results = []
     for row in rows:
-        for column in COLUMNS:
-            if row == "3d" and column == "imagenet":
-                continue
-            available = {"random": True, "imagenet": imagenet is not None,
-                         "genesis": (weights_3d if row == "3d" else weights_2d) is not None}
+        for column in (*COLUMNS, *extra_2d):
+            available = {"random": True, "imagenet": imagenet is not None and row != "3d",
+                         "genesis": (weights_3d if row == "3d" else weights_2d) is not None,
+                         **{k: row != "3d" for k in extra_2d}}
             if not available[column]:
                 continue
             for r in range(runs):
@@ -91,8 +100,9 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
                     score = float(out["auc"] if kind == "classification" else out["mean_iou"])
                 else:
                     out = finetune_2d(data, kind, inputs=row,
-                                      init={"random": "scratch"}.get(column, column),
-                                      weights=weights_2d if column == "genesis" else None,
+                                      init={"random": "scratch", "imagenet": "imagenet"}.get(
+                                          column, "genesis"),
+                                      weights=files_2d.get(column),
                                       backbone=imagenet if column == "imagenet" else None,
                                       epochs=epochs, batch_size=batch_size, patience=patience,
                                       depth=depth_2d, n_base_filters=n_base_filters_2d,
@@ -102,7 +112,8 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
                                 "seed": seed + r, "score": score})
     table = table4(results, task, kind)
     paths = {"results": os.path.join(out_dir, "results.json"),
-             "table": os.path.join(out_dir, "table4.md")}
+             "table": os.path.join(out_dir, "table4.md"),
+             "figure": plot_fig7(results, task, kind, os.path.join(out_dir, "fig7.png"))}
     write_json(paths["results"], results)
     tmp = paths["table"] + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -115,15 +126,17 @@ def table4(results, task: str, kind: str) -> str:
     """Table 4's layout in markdown: one row per input, Random | ImageNet | Genesis, mean ± s.d.
     (%) over runs; "n/a" for ImageNet in 3D, "-" for a cell that was not run."""
     metric = "AUC" if kind == "classification" else "mean IoU"
-    lines = [f"| Task: {task.upper()} ({metric}, %) | Random | ImageNet | Genesis |",
-             "|---|---|---|---|"]
+    columns = _columns(results)
+    lines = [f"| Task: {task.upper()} ({metric}, %) | Random | ImageNet | Genesis |"
+             + "".join(f" {c} |" for c in columns[len(COLUMNS):]),
+             "|---|---|---|---|" + "---|" * (len(columns) - len(COLUMNS))]
     for row in ROWS:
         if not any(r["input"] == row for r in results):
             continue
         cells = []
-        for column in COLUMNS:
+        for column in columns:
             scores = [r["score"] for r in results if r["input"] == row and r["init"] == column]
-            if row == "3d" and column == "imagenet":
+            if row == "3d" and column != "random" and column != "genesis":
                 cells.append("n/a")
             elif not scores:
                 cells.append("-")
@@ -132,3 +145,38 @@ def table4(results, task: str, kind: str) -> str:
                 cells.append(f"{100 * np.mean(scores):.2f}±{100 * sd:.2f}")
         lines.append(f"| {ROWS[row]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _columns(results) -> list:
+    """Table 4's columns, then any extra Genesis 2D columns in the order they were run."""
+    extra = [r["init"] for r in results if r["init"] not in COLUMNS]
+    return [*COLUMNS, *dict.fromkeys(extra)]
+
+
+def plot_fig7(results, task: str, kind: str, path) -> str:
+    """Fig. 7's comparison for one task: a bar (mean ± s.d. over runs) per input and
+    initialisation, written to `path` (PNG); returns it."""
+    from models_genesis.plotting import new_figure, save_figure
+
+    columns = _columns(results)
+    rows = [r for r in ROWS if any(x["input"] == r for x in results)]
+    fig, ax = new_figure(figsize=(1.6 + 1.4 * len(rows), 3.2))
+    width = 0.8 / len(columns)
+    for j, column in enumerate(columns):
+        means, sds, xs = [], [], []
+        for i, row in enumerate(rows):
+            scores = [100 * x["score"] for x in results if x["input"] == row and x["init"] == column]
+            if scores:
+                xs.append(i + (j - (len(columns) - 1) / 2) * width)
+                means.append(np.mean(scores))
+                sds.append(np.std(scores, ddof=1) if len(scores) > 1 else 0.0)
+        if xs:
+            ax.bar(xs, means, width, yerr=sds, capsize=2, label=column)
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([ROWS[r].replace(" input", "") for r in rows], fontsize=7)
+    ax.set_ylabel(("AUC" if kind == "classification" else "mean IoU") + " (%)")
+    ax.set_title(f"{task.upper()}: 3D against 2D / 2.5D (Fig. 7)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=80)
+

@@ -20,112 +20,24 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
-from models_genesis.config import METHOD_NAMES, SCRATCH_INITS, FinetuneConfig, get_target_task
+from models_genesis.config import TARGET_TASKS as TASK_CODES
+from models_genesis.config import FinetuneConfig
+from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_methods: public here)
+    check_args,
+    fraction_key,
+    parse_methods,
+    per_task,
+)
 from models_genesis.pipeline.experiment_key import check_experiment_key, method_entry, task_entry
 
-_RUN_FIELDS = ("task", "init", "weights", "seed", "label_fraction", "out_dir", "data_dir")
 _COLUMNS = ("task", "method", "init", "label_fraction", "run", "seed", "metric", "score", "auc",
             "mean_iou", "dice", "foreground_iou", "n_train", "n_valid", "n_test", "epochs",
             "best_epoch", "seconds", "weights", "weights_sha256", "run_dir")
-
-
-def _fraction_key(value) -> float:
-    return round(float(value), 6)
-
-
-def parse_methods(inits, weights: Optional[str] = None) -> dict:
-    """Named initialisations -> `{name: (init, weights or None)}`, in the given order.
-
-    Args:
-        inits: items `"he_uniform"` (a scratch baseline), `"NAME=FILE"` (pre-trained weights;
-            the method is NAME, or the method NAME starts with followed by `_`, e.g.
-            `genesis_nonlinear=FILE` is a genesis model), or a bare pre-training method such as
-            `"genesis"` that takes `weights`; or a mapping `{name: file or None}`.
-        weights: the weight file (or preset name) of the one bare pre-training method.
-
-    Raises:
-        ValueError: duplicate or unknown names, a scratch baseline with a file, a pre-training
-            method without one, or `weights` claimed by several bare methods.
-    """
-    items = list(inits.items()) if isinstance(inits, Mapping) else [
-        tuple(i.split("=", 1)) if "=" in str(i) else (str(i), None)
-        for i in ([inits] if isinstance(inits, str) else list(inits))]
-    names = [n for n, _ in items]
-    if not items or len(set(names)) != len(names):
-        raise ValueError(f"`inits` must name distinct initialisations. Received: inits={names}.")
-    bare = [n for n, f in items if f is None and n not in SCRATCH_INITS]
-    if len(bare) > 1:
-        raise ValueError(f"{bare} all need weights; give each its file as NAME=FILE. "
-                         f"Received: inits={names}, weights={weights!r}.")
-    out = {}
-    for name, path in items:
-        matches = [m for m in METHOD_NAMES + SCRATCH_INITS if name == m or (
-            path is not None and name.startswith(m + "_"))]
-        if not name or not matches:
-            raise ValueError(f"Unknown initialisation {name!r}: give a scratch init "
-                             f"{list(SCRATCH_INITS)}, a method {list(METHOD_NAMES)}, or NAME=FILE "
-                             f"with NAME a method or method_LABEL. Received: init={name!r}.")
-        init = max(matches, key=len)
-        if init in SCRATCH_INITS and path is not None:
-            raise ValueError(f"{init!r} is a scratch baseline and takes no weights file. "
-                             f"Received: {name}={path}.")
-        if init not in SCRATCH_INITS and path is None:
-            path = weights
-            if not path:
-                raise ValueError(f"`inits` includes {name!r}, which needs `weights` (a weight "
-                                 f"file or preset name, or {name}=FILE). Received: weights=None.")
-        out[name] = (init, None if path is None else os.fspath(path))
-    return out
-
-
-def _check_args(tasks, inits, runs, label_fractions, weights, overrides) -> tuple:
-    tasks = [tasks] if isinstance(tasks, str) else list(tasks)
-    tasks = [get_target_task(t).code for t in tasks]
-    if not tasks or len(set(tasks)) != len(tasks):
-        raise ValueError(f"`tasks` must name distinct target tasks. Received: tasks={tasks}.")
-    methods = parse_methods(inits, weights)
-    if isinstance(runs, bool) or int(runs) != runs or runs < 1:
-        raise ValueError(f"`runs` must be a positive integer. Received: runs={runs!r}.")
-    fractions = [_fraction_key(f) for f in np.atleast_1d(label_fractions)]
-    if not fractions or len(set(fractions)) != len(fractions):
-        raise ValueError("`label_fractions` must be distinct values in (0, 1]. "
-                         f"Received: label_fractions={label_fractions!r}.")
-    overrides = dict(overrides or {})
-    fixed = sorted(set(overrides) & set(_RUN_FIELDS))
-    if fixed:
-        raise ValueError(f"`overrides` may not set {fixed}: the experiment sets them per run.")
-    for task in tasks:  # FinetuneConfig validates init, fractions and every override
-        for init, _ in methods.values():
-            for f in fractions:
-                FinetuneConfig(task=task, init=init, label_fraction=f, **overrides)
-    return tasks, methods, int(runs), fractions, overrides
-
-
-def _per_task(tasks, value, name: str, folder: bool) -> dict:
-    """`data_dir` / `data` as `{task: value}`: a mapping by task code, or one value."""
-    if value is None:
-        return {t: None for t in tasks}
-    if isinstance(value, Mapping):
-        given = {get_target_task(k).code: v for k, v in value.items()}
-        extra = sorted(set(given) - set(tasks))
-        if extra:
-            raise ValueError(f"`{name}` names tasks {extra} that are not run (tasks: {tasks}).")
-        return {t: given.get(t) for t in tasks}
-    if not folder:
-        if len(tasks) > 1:
-            raise ValueError(f"Give `{name}` as {{task: TargetData}} for several tasks. "
-                             f"Received: one {type(value).__name__} for tasks {tasks}.")
-        return {tasks[0]: value}
-    # One folder: its subfolder named after the task when there is one, else the folder itself
-    # (LUNA16 serves NCC and NCS from one folder).
-    root = os.fspath(value)
-    return {t: (os.path.join(root, t) if len(tasks) > 1 and os.path.isdir(os.path.join(root, t))
-                else root) for t in tasks}
 
 
 def _check_settings(out_dir: str, settings: dict) -> dict:
@@ -180,7 +92,7 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
                    data_dir=None, out_dir="runs/experiment", *, weights: Optional[str] = None,
                    seed: int = 0, data=None, overrides: Optional[dict] = None, verbose=0,
                    run_eagerly: bool = False, progress: bool = True,
-                   curve: str = "metric") -> dict:
+                   curve: str = "metric", data_options: Optional[dict] = None) -> dict:
     """Run (or resume) the paper's protocol on one or several target tasks.
 
     Args:
@@ -201,6 +113,8 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
         run_eagerly: train without graph tracing (see `finetune`).
         progress: show a bar over runs.
         curve: Fig. 5 plots the validation `"metric"` (Dice / AUC) or `"loss"`.
+        data_options: the task loaders' options (`load_target_data`), `{task: {option: value}}`
+            or one dict for every task (also read from `overrides["data_options"]`).
 
     Returns:
         dict with `results_csv`, `results` (DataFrame of the requested runs), `n_trained` and
@@ -219,9 +133,9 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
 
     if curve not in ("metric", "loss"):
         raise ValueError(f"`curve` must be 'metric' or 'loss'. Received: curve={curve!r}.")
-    tasks, methods, runs, fractions, overrides = _check_args(tasks, inits, runs, label_fractions,
+    tasks, methods, runs, fractions, overrides = check_args(tasks, inits, runs, label_fractions,
                                                              weights, overrides)
-    dirs, datas = _per_task(tasks, data_dir, "data_dir", True), _per_task(tasks, data, "data", False)
+    dirs, datas = per_task(tasks, data_dir, "data_dir", True), per_task(tasks, data, "data", False)
     resolved = {}
     for name, (init, path) in methods.items():
         if path is not None:
@@ -237,13 +151,19 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
     key = {"seed": int(seed), "overrides": json.loads(json.dumps(overrides)),
            "methods": {n: method_entry(i, p) for n, (i, p) in resolved.items()},
            "tasks": {t: task_entry(dirs[t] if datas[t] is None else None) for t in tasks}}
+    if data_options and set(data_options) <= set(TASK_CODES):
+        loader = {t: dict(data_options.get(t) or {}) for t in tasks}
+    else:
+        loader = {t: dict(data_options or overrides.get("data_options") or {}) for t in tasks}
+    for t in tasks:
+        key["tasks"][t]["options"] = json.loads(json.dumps(loader[t], default=str))
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     _check_settings(out_dir, key)
     csv_path = os.path.join(out_dir, "results.csv")
     done = read_results(csv_path)
     done = set(zip(done["task"].astype(str), done["method"].astype(str),
-                   done["label_fraction"].map(_fraction_key), done["run"].astype(int)))
+                   done["label_fraction"].map(fraction_key), done["run"].astype(int)))
     wanted = [(t, m, f, r) for t in tasks for r in range(runs) for f in fractions
               for m in methods]
     todo = [k for k in wanted if k not in done]
@@ -261,11 +181,12 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
                                  "Received: none.")
             options = {k: overrides[k] for k in ("input_shape", "fold")
                        if overrides.get(k) is not None}
-            options.update(overrides.get("data_options") or {})  # --errors, --split-dir, ...
+            options.update(loader[task])  # --errors, --split-dir, ...
             data = load_target_data(task, dirs[task], seed=int(seed), **options)
         counts = (dict(data.info["counts"]) if hasattr(data, "rows")  # prepared NCC/ECC: lazy
                   else {s: len(getattr(data, f"x_{s}")) for s in ("train", "valid", "test")})
-        key["tasks"][task] = task_entry(dirs[task] if datas[task] is None else None, counts)
+        key["tasks"][task] = dict(task_entry(dirs[task] if datas[task] is None else None, counts),
+                                  options=key["tasks"][task]["options"])
         _check_settings(out_dir, key)
         for _, name, fraction, run in task_todo:
             init, path = resolved[name]
@@ -283,7 +204,7 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
     bar.close()
     df = read_results(csv_path)
     keys = list(zip(df["task"].astype(str), df["method"].astype(str),
-                    df["label_fraction"].map(_fraction_key), df["run"].astype(int)))
+                    df["label_fraction"].map(fraction_key), df["run"].astype(int)))
     wanted_set = set(wanted)
     df = df[[k in wanted_set for k in keys]].reset_index(drop=True)
     return {"results_csv": csv_path, "results": df, "n_trained": len(todo),

@@ -40,7 +40,8 @@ def method_entry(init: str, weights: Optional[str]) -> dict:
 
 
 def task_entry(data_dir, counts: Optional[dict] = None) -> dict:
-    """Key entry of one task: absolute data folder (None: data given in memory) and counts."""
+    """Key entry of one task: absolute data folder (None: data given in memory) and counts
+    (run_experiment adds the task loader's `options`)."""
     folder = None if data_dir is None else os.path.abspath(os.fspath(data_dir))
     return {"data_dir": folder,
             "counts": None if counts is None else {k: int(v) for k, v in sorted(counts.items())}}
@@ -67,7 +68,10 @@ def _changes(saved: dict, key: dict) -> list:
         old = saved.get("tasks", {}).get(task)
         if old is None:
             continue
-        if None not in (old["data_dir"], new["data_dir"]) and old["data_dir"] != new["data_dir"]:
+        if old.get("options") != new.get("options"):
+            out.append(f"the loader options of {task!r} changed (saved {old.get('options')}, now "
+                       f"{new.get('options')})")
+        elif None not in (old["data_dir"], new["data_dir"]) and old["data_dir"] != new["data_dir"]:
             out.append(f"the data folder of {task!r} changed (saved {old['data_dir']!r}, now "
                        f"{new['data_dir']!r})")
         elif None not in (old["counts"], new["counts"]) and old["counts"] != new["counts"]:

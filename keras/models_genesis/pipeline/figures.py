@@ -28,6 +28,7 @@ CURVES = ("metric", "loss")
 
 def _panels(n: int):
     fig, axes = new_figure(1, n, figsize=(4.4 * n, 3.8), squeeze=False)
+    fig.set_layout_engine("constrained")  # the suptitle above the panels' titles
     return fig, list(axes[0])
 
 
@@ -133,7 +134,10 @@ def plot_learning_curves(curves: pd.DataFrame, path, *, tasks: Sequence[str],
             ax.fill_between(c["epoch"], mean - sd, mean + sd, alpha=0.2,
                             color=line.get_color())
         ax.set_xlabel("epoch")
-        ax.set_ylabel(part["column"].iloc[0] if len(part) else "")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        column = part["column"].iloc[0] if len(part) else ""
+        ax.set_ylabel({"val_dice": "validation Dice", "val_auc": "validation AUC",
+                       "val_loss": "validation loss"}.get(column, column))
         ax.set_title(task.upper(), fontsize=9)
         ax.legend(fontsize=7)
     fig.suptitle("Fig. 5 layout: validation curves, mean ± s.d. over runs", fontsize=10)

@@ -81,7 +81,7 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
     Returns:
         dict with `summary` (DataFrame: task, label_fraction, method, mean, sd, n, is_best,
         p_value, significant), `table` (text, one block per label fraction, largest first),
-        `markdown` and `annotation_saved` (DataFrame or None).
+        `markdown` and `annotation_saved` (records of `annotation_savings`, or None).
     """
     out_dir = os.fspath(out_dir)
     tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
@@ -129,4 +129,4 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
     summary.to_csv(os.path.join(out_dir, "summary.csv.tmp"), index=False)
     os.replace(os.path.join(out_dir, "summary.csv.tmp"), os.path.join(out_dir, "summary.csv"))
     return {"summary": summary, "table": table, "markdown": "\n".join(md),
-            "annotation_saved": saved}
+            "annotation_saved": None if saved is None else saved.to_dict(orient="records")}

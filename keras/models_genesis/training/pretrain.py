@@ -12,7 +12,9 @@ cubes). Everything is written to `config.out_dir`:
     Genesis_Chest_CT.h5    the same weights in the release's Keras 2 layout (name configurable;
                            `{method}.h5` for the other methods)
     training_log.csv       one row per epoch, continued by a resumed run
-    backup/                BackupAndRestore state: rerunning the same command resumes
+    backup/                the last finished epoch (`training.resume.RunBackup`: weights,
+                           optimizer, callback counters): rerunning the same command resumes
+                           it exactly; every file is written to a temporary name, then renamed
     samples/, tensorboard/, figures/
     metrics.json           validation MSE of the model and of doing nothing (the identity); for
                            the encoder methods, the validation loss and the chance level

@@ -93,10 +93,12 @@ def _split(task, table, manifest, data_dir, *, seed, split, subsets, split_dir, 
     if split_dir is not None:
         from models_genesis.data.target_tasks.ecc import read_release_split
 
+        fold = 1 if fold is None else fold
         return read_release_split(split_dir, fold), f"{split_dir} fold {fold}"
-    if fold is not None and fold != 1:
-        raise ValueError(f"`fold` {fold} needs the release's split files (--split-dir); without "
-                         "them ECC draws one seeded split. Received: split_dir=None.")
+    if fold is not None:
+        raise ValueError(f"`fold` needs the release's split files train_cv-k/val_cv-k/test_cv-k"
+                         f".csv: pass split_dir= (--split-dir). Received: fold={fold!r}, "
+                         "split_dir=None.")
     fractions = (0.6, 0.1, 0.3) if split_fractions is None else split_fractions
     return (seeded_split(uids, fractions, rng=np.random.default_rng(seed)),
             f"seeded {tuple(fractions)} split (seed {seed})")

@@ -1,0 +1,58 @@
+"""`models-genesis compare-2d`: 3D against 2D slice-based and 2.5D orthogonal inputs on one
+target task (paper Sec. 4.5, Table 4, Fig. 7), `models_genesis.pipeline.compare2d`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from models_genesis.cli import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compare-2d", help="Table 4 / Fig. 7: 2D, 2.5D and 3D inputs from Random, ImageNet and "
+        "Genesis on one target task",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, choices=("ncc", "ncs", "ecc", "lcs", "bms"))
+    p.add_argument("--data", required=True, help="the task's data folder (as for finetune)")
+    p.add_argument("--out", required=True, help="output folder (results.json, table4.md, runs/)")
+    p.add_argument("--weights-3d", default=None,
+                   help="Genesis Chest CT (3D) file or preset for the 3D Genesis cell")
+    p.add_argument("--weights-2d", default=None,
+                   help="Genesis 2D file or preset (genesis_chest_ct_2d, genesis_chest_xray)")
+    p.add_argument("--imagenet", default=None,
+                   help="keras-hub preset for the ImageNet cells, e.g. resnet_50_imagenet")
+    p.add_argument("--runs", type=int, default=10, help="runs per cell (paper: 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--input-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patience", type=int, default=10)
+    p.add_argument("--depth-2d", type=int, default=4)
+    p.add_argument("--n-base-filters-2d", type=int, default=32)
+    p.add_argument("--n-base-filters-3d", type=int, default=32)
+    p.set_defaults(func=_compare_2d)
+
+
+def _compare_2d(args) -> int:
+    from models_genesis.data.target_tasks import load_target_data
+    from models_genesis.data.target_tasks.common import TargetData
+    from models_genesis.models.presets import resolve_weights
+    from models_genesis.pipeline.compare2d import run_2d_comparison
+
+    data = load_target_data(args.task, args.data, seed=args.seed,
+                            input_shape=tuple(args.input_shape) if args.input_shape else None)
+    if not isinstance(data, TargetData):
+        raise UserError(f"compare-2d needs the crops in memory; {args.data!r} is a prepared "
+                        "folder read lazily. Pass the raw data folder instead.")
+    weights = {k: None if v is None else str(resolve_weights(v))
+               for k, v in (("weights_3d", args.weights_3d), ("weights_2d", args.weights_2d))}
+    out = run_2d_comparison(args.task, data, args.out, imagenet=args.imagenet, runs=args.runs,
+                            seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
+                            patience=args.patience, depth_2d=args.depth_2d,
+                            n_base_filters_2d=args.n_base_filters_2d,
+                            n_base_filters_3d=args.n_base_filters_3d, **weights)
+    print(out["table"])
+    print(json.dumps(out["paths"], indent=2))
+    return 0
