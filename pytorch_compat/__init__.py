@@ -6,6 +6,8 @@
   `GenesisClassifier` and `GenesisSegmenter` mirror the Keras target-task heads.
 * `keras_to_torch`, `load_keras_weights`, `torch_to_keras`, `save_keras_weights` convert weights
   between them (Keras model objects, Keras 2 HDF5, Keras 3 `.weights.h5` and `.keras`).
+* `save_released_encoder`, `load_released_encoder` put the released `.pt` encoder (`down_tr*`)
+  into the Keras U-Net's `depth_0..7`; its transposed-conv decoder cannot be converted.
 
 torch is an optional dependency: `pip install models-genesis[torch]`.
 """
@@ -30,6 +32,7 @@ from pytorch_compat.convert import (
 from pytorch_compat.heads import GenesisClassifier, GenesisSegmenter
 from pytorch_compat.keras_files import read_keras_weights
 from pytorch_compat.keras_unet3d import KerasUNet3D
+from pytorch_compat.released import load_released_encoder, save_released_encoder
 from pytorch_compat.unet3d import UNet3D
 
 __all__ = [
@@ -45,4 +48,6 @@ __all__ = [
     "torch_to_keras",
     "torch_to_keras_arrays",
     "save_keras_weights",
+    "load_released_encoder",
+    "save_released_encoder",
 ]

@@ -340,7 +340,8 @@ class PretrainConfig(_JsonConfig):
         method: the pre-training method (`METHOD_NAMES`, `models_genesis.methods`): `genesis`
             or a self-supervised baseline of Table 3 (App. A).
         method_options: the method's options (fields of its `Options`; for genesis, of
-            `TransformConfig`) overriding the paper's values; None for the defaults. `pretrain`
+            `TransformConfig`) overriding the paper's values, as a dict or an `Options` /
+            `TransformConfig` instance (stored as its dict); None for the defaults. `pretrain`
             stores every option's value here in the run's config.json.
         batch_size: 6; reduced by 2 on out-of-memory errors.
         epochs: maximum epochs (the release: 10000); early stopping ends runs sooner.
@@ -413,6 +414,8 @@ class PretrainConfig(_JsonConfig):
         if self.method != "genesis" and self.scheme != "genesis":
             raise ValueError(f"`scheme` is an option of method 'genesis' only. Received: "
                              f"method={self.method!r}, scheme={self.scheme!r}.")
+        if dataclasses.is_dataclass(self.method_options):  # e.g. a TransformConfig
+            object.__setattr__(self, "method_options", dataclasses.asdict(self.method_options))
         if self.method_options is not None and not isinstance(self.method_options, dict):
             raise ValueError("`method_options` must be a dict of option names to values, or "
                              f"None. Received: method_options={self.method_options!r}.")

@@ -46,7 +46,7 @@ def finetune_inits(task, data, inits, weights, settings, *, seed=0):
         config = FinetuneConfig(task=task, init=init, seed=seed, out_dir=str(out),
                                 weights=str(weights) if init == "genesis" else None, **settings)
         print(f"--- {task.upper()}: {init} ---")
-        results[init] = finetune(config, data, verbose=2)
+        results[init] = finetune(config, data, verbose=2, overwrite=True)  # the notebook's own run
         models[init] = keras.models.load_model(out / "model.keras", compile=False)
     return results, models
 

@@ -96,3 +96,26 @@ def test_prepared_ncc_crops_equal_the_loaders(tmp_path):
         np.testing.assert_array_equal(labels, eager.split(name)[1])
         np.testing.assert_allclose(x, eager.split(name)[0][..., 0], atol=1e-3)  # float16
     assert lazy.info["counts"] == eager.info["counts"]
+
+
+def test_prepared_ecc_split_files_and_fold(tmp_path):
+    from models_genesis.data.phantoms.pe import make_pe_phantoms
+    from models_genesis.data.target_tasks import load_target_data
+    from models_genesis.pipeline.prepare import prepare_dataset
+
+    make_pe_phantoms(tmp_path / "pe", n=4, seed=0, shape=(32, 32, 32), fp_per_tp=2)
+    prepare_dataset("ecc", tmp_path / "pe", tmp_path / "prep", input_shape=(8, 8, 8),
+                    progress=False)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    for name, ids in (("train", ["Patient10000", "Patient10003"]), ("val", ["Patient10001"]),
+                      ("test", ["Patient10002"])):
+        (splits / f"{name}_cv-2.csv").write_text("FileName\n" + "\n".join(ids) + "\n")
+    data = load_target_data("ecc", tmp_path / "prep", split_dir=splits, fold=2)
+    assert data.info["split"]["train"] == ["Patient10000", "Patient10003"]
+    assert data.info["split"]["test"] == ["Patient10002"]
+    assert data.info["negative_ratio"] == 10  # the default: every positive + 10 negatives each
+    with pytest.raises(ValueError, match="split_dir"):
+        load_target_data("ecc", tmp_path / "prep", fold=2)
+    with pytest.raises(ValueError, match="prepared with input_shape"):
+        load_target_data("ecc", tmp_path / "prep", input_shape=(16, 16, 16))

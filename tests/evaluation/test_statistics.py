@@ -54,6 +54,23 @@ def test_compare_within_groups_and_format_table():
     assert "best *" in text and "71.00 ± 2.58" in text
 
 
+def test_table3_marks_best_and_not_significant_cells():
+    rows, genesis, scratch = _records()
+    rows = [dict(r, task="ncs") for r in rows]
+    summary = S.compare_to_best(rows, "iou", within=("task",))
+    text = S.format_table(summary, columns="task", row_order=["genesis", "close", "he_uniform"])
+    lines = text.splitlines()[2:]
+    assert [line.split()[0] for line in lines] == ["genesis", "close", "he_uniform"]
+    # genesis best "*"; close p = 0.76 -> "="; he_uniform p < 0.05 -> no mark.
+    assert lines[0].endswith("77.50 ± 1.29 *") and lines[1].endswith("77.25 ± 0.96 =")
+    assert lines[2].endswith("71.00 ± 2.58")
+    md = S.format_table(summary, columns="task", markdown=True, row_order=["genesis"])
+    assert md.splitlines() == ["| method | ncs |", "|---|---|", "| genesis | **77.50 ± 1.29** |"]
+    assert S.ttest_pair(rows, "iou", "he_uniform", "genesis") == pytest.approx(
+        stats.ttest_ind(scratch, genesis).pvalue)
+    assert np.isnan(S.ttest_pair(rows[:1] + rows[4:5], "iou", "genesis", "he_uniform"))
+
+
 def test_plots_written_atomically(tmp_path):
     rows, _, _ = _records()
     path = S.plot_bars(S.summarize_runs(rows, "iou"), tmp_path / "figs" / "bars.png", label="IoU")

@@ -88,3 +88,32 @@ def test_transformation_defaults_live_in_their_modules():
     assert config.inner_max_boxes == inner.MAX_BOXES and config.margin == _checks.MARGIN
     assert config.local_windows == local.N_WINDOWS
     assert make_options("inpainting").max_size == inner.MAX_SIZE
+
+
+def test_a_custom_transform_config_is_a_pretrain_option():
+    custom = TransformConfig(outer_min_cut=(1, 7), outer_max_cut=(2, 7), inpaint_rate=0.0)
+    config = PretrainConfig(method_options=custom)
+    assert isinstance(config.method_options, dict)
+    assert make_options("genesis", config.method_options, scheme=config.scheme) == custom
+    assert PretrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_cli_options_reach_the_config(capsys):
+    from models_genesis.cli import build_parser, main
+    from models_genesis.cli.pretrain import config_from_args
+
+    args = build_parser().parse_args([
+        "pretrain", "--data", "d", "--out", "o", "--scheme", "outer_cutout", "--option",
+        "outer_min_cut=1,7", "--option", "outer_max_cut=2,7"])
+    config = config_from_args(args)
+    assert config.method_options == {"outer_min_cut": (1, 7), "outer_max_cut": (2, 7)}
+    assert make_options("genesis", config.method_options, scheme=config.scheme) == \
+        TransformConfig.for_scheme("outer_cutout", outer_min_cut=(1, 7), outer_max_cut=(2, 7))
+    args = build_parser().parse_args(["pretrain", "--data", "d", "--out", "o", "--method",
+                                      "inpainting", "--option", "loss_region=whole"])
+    assert config_from_args(args).method_options == {"loss_region": "whole"}
+    # An option of another method: one line, exit 2, before any file is read.
+    assert main(["pretrain", "--data", "nowhere", "--out", "o", "--method", "denoising",
+                 "--option", "loss_region=whole"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "['loss_region'] of method 'denoising'" in err[0]

@@ -84,6 +84,6 @@ def test_demo_run_learns_below_chance():
                                         ramp_cubes(16, (16, 16, 16), rng), epochs=6)
     assert result["loss"] < 0.8 * chance["loss"]
     assert result["ordering_loss"] < 0.8 * chance["ordering_loss"]
-    # The orientation head stays near its chance level in so short a run (measured: 0.67 vs
-    # 0.64), though the labels are exact (`test_labels_rebuild_the_original_cube_exactly`).
+    # The orientation head stays near its chance level in so short a run (measured: 0.67 to
+    # 0.75 vs 0.64), though the labels are exact (`test_labels_rebuild_the_original_cube_exactly`).
     assert result["orientation_loss"] < 2 * chance["orientation_loss"]

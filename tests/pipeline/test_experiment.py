@@ -129,6 +129,11 @@ def test_two_tasks_table3_figures_and_safe_resume(tmp_path, fit_counter):
     for name in ("fig3_bars.png", "fig5_learning_curves.png", "fig6_label_efficiency.png"):
         assert os.path.getsize(out / name) > 1000
     assert set(result["figures"]) == {"bars", "learning_curves", "annotation_efficiency"}
+    saved = pd.read_csv(out / "annotation_saved.csv")
+    assert sorted(zip(saved["task"], saved["method"], saved["baseline"])) == [
+        ("ncc", "genesis", "he_uniform"), ("ncs", "genesis", "he_uniform")]
+    assert [(r["task"], r["method"]) for r in result["annotation_saved"]] == [
+        ("ncs", "genesis"), ("ncc", "genesis")]
 
     # Same settings: nothing new is trained (the data are not even reloaded).
     again = run_experiment(*args, **kwargs)

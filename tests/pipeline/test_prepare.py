@@ -109,3 +109,34 @@ def test_workers_give_the_same_files(lits, tmp_path):
         a = read_volume(tmp_path / "one" / f"cases/{case}.nii.gz").array
         b = read_volume(tmp_path / "two" / f"cases/{case}.nii.gz").array
         np.testing.assert_array_equal(a, b)
+
+
+def test_prepare_command(lits, tmp_path, capsys):
+    from models_genesis.cli import main
+
+    with open(lits / "segmentation-2.nii", "r+b") as f:
+        f.truncate(300)
+    assert main(["prepare", "--task", "lcs", "--data", str(lits), "--out",
+                 str(tmp_path / "a"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "volume-2" in err and "--on-error skip" in err
+    assert main(["prepare", "--task", "lcs", "--data", str(lits), "--out", str(tmp_path / "b"),
+                 "--quiet", "--on-error", "skip", "--workers", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "2 case(s) prepared" in out and "1 item(s) skipped" in out and "volume-2" in out
+    assert main(["prepare", "--task", "lcs", "--data", str(lits), "--out", str(tmp_path / "c"),
+                 "--quiet", "--consensus-level", "0.5"]) == 2
+    assert "NCS (LIDC-IDRI) only" in capsys.readouterr().err
+
+
+def test_resume_removes_a_killed_runs_temporary_files(lits, tmp_path):
+    out = tmp_path / "prepared"
+    prepare_dataset("lcs", lits, out, progress=False)
+    (out / "cases" / ".tmp-write-abc123").mkdir()  # what SIGKILL leaves inside write_volume
+    (out / "cases" / ".tmp-write-abc123" / "volume-1.nii.gz").write_bytes(b"half")
+    (out / "crops.npy.tmp-4242").write_bytes(b"half")
+    (tmp_path / "user.tmp").write_bytes(b"not ours")
+    prepare_dataset("lcs", lits, out, progress=False)
+    assert sorted(os.listdir(out / "cases")) == sorted(
+        f"{k}-{i}.nii.gz" for k in ("volume", "segmentation") for i in range(3))
+    assert not (out / "crops.npy.tmp-4242").exists() and (tmp_path / "user.tmp").exists()

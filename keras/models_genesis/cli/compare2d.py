@@ -21,6 +21,8 @@ def register(subparsers) -> None:
                    help="Genesis Chest CT (3D) file or preset for the 3D Genesis cell")
     p.add_argument("--weights-2d", default=None,
                    help="Genesis 2D file or preset (genesis_chest_ct_2d, genesis_chest_xray)")
+    p.add_argument("--extra-2d", nargs="+", default=(), metavar="NAME=FILE",
+                   help="more Genesis 2D columns, e.g. genesis_xray=Genesis_Chest_Xray.h5 (Fig. 7)")
     p.add_argument("--imagenet", default=None,
                    help="keras-hub preset for the ImageNet cells, e.g. resnet_50_imagenet")
     p.add_argument("--runs", type=int, default=10, help="runs per cell (paper: 10)")
@@ -48,11 +50,16 @@ def _compare_2d(args) -> int:
                         "folder read lazily. Pass the raw data folder instead.")
     weights = {k: None if v is None else str(resolve_weights(v))
                for k, v in (("weights_3d", args.weights_3d), ("weights_2d", args.weights_2d))}
+    bad = [item for item in args.extra_2d if "=" not in item]
+    if bad:
+        raise UserError(f"--extra-2d takes NAME=FILE items. Received: {bad}.")
+    extra = {name: str(resolve_weights(path))
+             for name, path in (item.split("=", 1) for item in args.extra_2d)}
     out = run_2d_comparison(args.task, data, args.out, imagenet=args.imagenet, runs=args.runs,
                             seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                             patience=args.patience, depth_2d=args.depth_2d,
                             n_base_filters_2d=args.n_base_filters_2d,
-                            n_base_filters_3d=args.n_base_filters_3d, **weights)
+                            n_base_filters_3d=args.n_base_filters_3d, extra_2d=extra, **weights)
     print(out["table"])
     print(json.dumps(out["paths"], indent=2))
     return 0

@@ -61,13 +61,6 @@ def case_outputs(task: str, case_id: str) -> Dict[str, str]:
     return {"crops": f"crops/{case_id}.npy", "table": f"crops/{case_id}.csv"}
 
 
-def _write_image(volume, path: str) -> None:
-    from models_genesis.data.volumes import write_volume
-
-    array = np.asarray(volume.array)
-    write_volume(array, path, like=volume)
-
-
 def _segmentation_case(job: dict) -> dict:
     """Read, check (grid, labels), resample and write one image + mask."""
     from models_genesis.data.target_tasks.cases import read_case
@@ -89,7 +82,7 @@ def _segmentation_case(job: dict) -> dict:
     image = Volume(array, image.spacing, image.origin, image.direction)
     write_volume(labels.astype(np.uint8 if labels.max() < 256 else np.int32), out["mask"],
                  like=image)
-    _write_image(image, out["image"])
+    write_volume(image, out["image"])  # after the mask: a case is done when both exist
     result = {"shape": list(image.shape), "spacing": list(image.spacing),
               "foreground_voxels": int(np.count_nonzero(labels))}
     if job.get("nodules") is not None:  # NCS: the rows of the prepared annotations.csv
@@ -160,7 +153,7 @@ def prepare_case(job: dict) -> dict:
     else:
         result = _segmentation_case(job)
     return {"case": job["case"], "files": case_outputs(job["task"], job["case"]),
-            **{k: v for k, v in job.get("record", {}).items()}, **result}
+            **job.get("record", {}), **result}
 
 
 def case_is_done(out_dir, task: str, case_id: str, entry: Optional[dict]) -> bool:

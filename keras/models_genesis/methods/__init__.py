@@ -76,7 +76,8 @@ def make_options(name, values: Optional[dict] = None, *, scheme: str = "genesis"
     try:
         return module.Options(**values)
     except TypeError as exc:  # e.g. a string where a number was expected
-        raise ValueError(f"Bad option value for method {name!r}: {exc}. Received: {values}.") from exc
+        raise ValueError(f"Bad option value for method {name!r}: {exc}. "
+                         f"Received: {values}.") from exc
 
 
 def parse_option_args(pairs: Iterable[str]) -> dict:

@@ -20,7 +20,7 @@ WRITES = "encoder"
 
 def unet_encoder(*, n_base_filters: int = 32, depth: int = 4, kernel_initializer="glorot_uniform",
                  bn_momentum: float = 0.99, name: str = "unet_encoder") -> keras.Model:
-    """The encoder of `unet_model_3d`: input `(rows, cols, deps, 1)` of any size -> `depth_{2*depth-1}_relu`.
+    """The encoder of `unet_model_3d`: `(rows, cols, deps, 1)` of any size -> its last block.
 
     Built from `unet_model_3d` itself (spatial sizes None), so its layers and names are exactly
     the U-Net's encoder layers (`depth_0_conv`, `depth_0_bn`, ..., `depth_{2*depth-1}_bn`) and the

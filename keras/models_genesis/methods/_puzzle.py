@@ -18,6 +18,8 @@ from typing import Sequence, Tuple
 import keras
 import numpy as np
 
+from models_genesis.methods._encoder import check_cube_shape, min_side
+
 # Enumerate all n! permutations up to this n (9! = 362,880, as Noroozi & Favaro did for 3x3).
 ENUMERATE_UP_TO = 9
 
@@ -105,8 +107,6 @@ def min_cube_side(grid: int, fraction: float, smallest_patch: int) -> int:
 def check_grid(cube_shape, grid: int, fraction: float, depth, method: str) -> None:
     """Raise ValueError unless every patch of the grid passes the encoder's `depth-1` poolings
     (`depth` None: unless every patch has at least one voxel)."""
-    from models_genesis.methods._encoder import check_cube_shape, min_side
-
     shape = check_cube_shape(cube_shape)
     smallest = 1 if depth is None else min_side(depth)
     side = min_cube_side(grid, fraction, smallest)

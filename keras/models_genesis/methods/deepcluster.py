@@ -24,6 +24,8 @@ import math
 
 import keras
 import numpy as np
+from sklearn.metrics import normalized_mutual_info_score
+from tqdm.auto import tqdm
 
 from models_genesis.data.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _clustering, _encoder
@@ -41,7 +43,10 @@ class Options:
 
     Attributes:
         n_clusters: k of k-means and of the classifier. Defaults to 260 (the paper's choice).
-        pca_dims: PCA dimensions before k-means (fewer if the features have fewer). 256.
+        pca_dims: PCA dimensions before k-means (fewer if the features have fewer). 256, the
+            original's, where it reduces 4096 features; the U-Net encoder has
+            `n_base_filters * 2**depth` channels (256 at the release size), so there 256 only
+            whitens them: a smaller value also drops the directions of least variance.
         kmeans_iterations: Lloyd iterations per clustering. 20.
         fc_units: width of the Dense layer between the pooled encoder and the classifier. 1024.
         balanced_sampling: draw training cubes uniformly over clusters. True.
@@ -99,7 +104,8 @@ class DeepClusterDataset(CubeBatchDataset):
         self.labels_version += 1
 
     def epoch_order(self, epoch: int) -> np.ndarray:
-        """Cubes of `epoch`; once clustered, with `balanced_sampling`, drawn uniformly over clusters."""
+        """Cubes of `epoch`; once clustered, with `balanced_sampling`, drawn uniformly over the
+        clusters (with replacement, from `(seed, epoch)`)."""
         if not (self.shuffle and self.options.balanced_sampling and self.labels_version):
             return super().epoch_order(epoch)
         key = (epoch, self.labels_version)
@@ -149,8 +155,6 @@ def build_model(cube_shape, options: Options, *, n_base_filters=32, depth=4,
 
 def encoder_features(feature_model, dataset: CubeBatchDataset, progress: bool = True) -> np.ndarray:
     """Features `(N, C)` of every cube of `dataset` (file order), in inference mode."""
-    from tqdm.auto import tqdm
-
     n, step = len(dataset.source), dataset.batch_size
     out = []
     for start in tqdm(range(0, n, step), desc="DeepCluster features", unit="batch",
@@ -164,30 +168,36 @@ class Recluster(keras.callbacks.Callback):
     """Before each epoch: cluster the training cubes' features, set both datasets' labels,
     re-initialise the classifier's last layer (see the module docstring).
 
-    `history` holds per clustering: epoch, the cluster sizes' min and max, the number of clusters
-    the guard had to refill, and the NMI with the previous assignment (how much they changed).
+    `history` holds per clustering: epoch, the cluster sizes' min and max, and the NMI with the
+    previous assignment (how much they changed). `trainable` None: the model `fit` trains.
     """
 
-    def __init__(self, options: Options, trainable: keras.Model, datasets, *, verbose: bool = True):
+    def __init__(self, options: Options, datasets, *, trainable: keras.Model = None,
+                 verbose: bool = True):
         super().__init__()
         self.options, self.verbose = options, bool(verbose)
         self.train, self.val = (list(datasets) + [None])[:2]
-        self.feature_model = keras.Model(trainable.input, trainable.get_layer(FEATURES).output)
-        self.classifier = trainable.get_layer(CLASSIFIER)
+        self.trainable = trainable  # None: the model `fit` trains (`self.model`)
         self.history, self.previous = [], None
+        self._feature_model = None
+
+    def feature_model(self) -> keras.Model:
+        """The trained model up to its pooled encoder output ("gap")."""
+        model = self.trainable if self.trainable is not None else self.model
+        if self._feature_model is None or self._feature_model.input is not model.input:
+            self._feature_model = keras.Model(model.input, model.get_layer(FEATURES).output)
+        return self._feature_model
 
     def on_epoch_begin(self, epoch, logs=None):
-        from sklearn.metrics import normalized_mutual_info_score
-
         o = self.options
         rng = np.random.default_rng(np.random.SeedSequence((self.train.seed, epoch), spawn_key=(3,)))
-        features = encoder_features(self.feature_model, self.train, self.verbose)
+        features = encoder_features(self.feature_model(), self.train, self.verbose)
         mean, projection = _clustering.pca_whiten(features, o.pca_dims)
         centroids, labels = _clustering.kmeans(_clustering.embed(features, mean, projection),
                                                o.n_clusters, rng=rng, n_iter=o.kmeans_iterations)
         self.train.set_labels(labels)
         if self.val is not None:
-            val = _clustering.embed(encoder_features(self.feature_model, self.val, self.verbose),
+            val = _clustering.embed(encoder_features(self.feature_model(), self.val, self.verbose),
                                     mean, projection)
             self.val.set_labels(_clustering.assign(val, centroids))
         self._reinitialise_classifier(int(rng.integers(2 ** 31)))
@@ -203,12 +213,13 @@ class Recluster(keras.callbacks.Callback):
                   f"{'-' if nmi is None else f'{nmi:.3f}'}")
 
     def _reinitialise_classifier(self, seed: int) -> None:
-        layer = self.classifier
+        model = self.trainable if self.trainable is not None else self.model
+        layer = model.get_layer(CLASSIFIER)
         init = type(layer.kernel_initializer).from_config(
             {**layer.kernel_initializer.get_config(), "seed": seed})
         layer.kernel.assign(init(layer.kernel.shape, dtype=layer.kernel.dtype))
         layer.bias.assign(keras.ops.zeros(layer.bias.shape, dtype=layer.bias.dtype))
-        optimizer = getattr(self.model, "optimizer", None) if self._model_set() else None
+        optimizer = getattr(self.model, "optimizer", None)  # None before `fit` sets the model
         if optimizer is None:
             return
         prefixes = tuple(v.path.replace("/", "_") + "_" for v in (layer.kernel, layer.bias))
@@ -216,12 +227,6 @@ class Recluster(keras.callbacks.Callback):
         for var in list(optimizer.variables) + (list(inner.variables) if inner is not None else []):
             if var.name.startswith(prefixes):  # momentum / velocity slots of the classifier
                 var.assign(keras.ops.zeros(var.shape, dtype=var.dtype))
-
-    def _model_set(self) -> bool:
-        try:
-            return self.model is not None
-        except AttributeError:
-            return False
 
 
 def loss(options: Options = None):
@@ -235,7 +240,7 @@ def metrics(options: Options = None) -> list:
 
 def callbacks(options: Options, saved, trainable, datasets) -> list:
     """`[Recluster]` over `datasets` = (train, val); it must run before each epoch's batches."""
-    return [Recluster(options, trainable, datasets)]
+    return [Recluster(options, datasets, trainable=trainable)]
 
 
 def chance_level(options: Options) -> dict:

@@ -37,7 +37,8 @@ class Options:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
                     or not 0.0 <= float(value) < np.inf:
-                raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}.")
+                raise ValueError(f"`{name}` must be a finite number >= 0. "
+                                 f"Received: {name}={value!r}.")
         if self.sigma_min > self.sigma_max:
             raise ValueError("`sigma_min` must be <= `sigma_max`. Received: "
                              f"sigma_min={self.sigma_min!r}, sigma_max={self.sigma_max!r}.")

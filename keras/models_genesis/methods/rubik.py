@@ -5,9 +5,9 @@ patch_fraction)` voxels a side is cropped at a random offset (the random gap bet
 cubes of Zhuang et al., about 10 voxels there). The 8 sub-cubes are
 
 * re-arranged by one of K permutations of 8 (`n_permutations`, default 100), the
-  maximal-Hamming-distance set over all 8! = 40,320 permutations (`_puzzle.maximal_hamming_permutations`,
-  seed `permutation_seed`; its minimal Hamming distance is 5 for K = 100, a random set of 100
-  has 2). The paper does not state K; 100 is our default, as Jigsaw's P;
+  maximal-Hamming-distance set over all 8! = 40,320 permutations
+  (`_puzzle.maximal_hamming_permutations`, seed `permutation_seed`; its minimal Hamming distance
+  is 5 for K = 100, a random set of 100 has 2). The paper does not state K; 100 is our default, as Jigsaw's P;
 * each rotated by 180 degrees around one axis or not at all, with probability 1/3 each, as the
   original allows only 180-degree "horizontal" and "vertical" rotations. Horizontal: around the
   deps axis (flips rows and cols); vertical: around the cols axis (flips rows and deps). Both keep
@@ -127,7 +127,8 @@ def solve_rubik(scrambled: np.ndarray, ordering: np.ndarray, orientation: np.nda
 
 
 class RubikDataset(CubeBatchDataset):
-    """Batches `(sub-cubes (B, 8, pr, pc, pd, 1), {"ordering": (B,) int32, "orientation": (B, 16)})`."""
+    """Batches `(sub-cubes (B, 8, pr, pc, pd, 1), {"ordering": (B,) int32, "orientation":
+    (B, 16) float32})`; see `CubeBatchDataset`."""
 
     def __init__(self, cubes, batch_size: int = 6, *, options: Options, **kwargs):
         super().__init__(cubes, batch_size, **kwargs)
@@ -160,8 +161,9 @@ def build_model(cube_shape, options: Options, *, n_base_filters=32, depth=4,
     patch = _puzzle.patch_shape(cube_shape, GRID, options.patch_fraction)
     inputs = keras.Input((N_CUBES, *patch, 1), name="cubes")
     x = _puzzle.siamese_features(inputs, encoder, options.patch_units, init)
-    outputs = {"ordering": _encoder.float32_dense(options.n_permutations, "softmax", "ordering", init)(x),
-               "orientation": _encoder.float32_dense(2 * N_CUBES, "sigmoid", "orientation", init)(x)}
+    ordering = _encoder.float32_dense(options.n_permutations, "softmax", "ordering", init)
+    orientation = _encoder.float32_dense(2 * N_CUBES, "sigmoid", "orientation", init)
+    outputs = {"ordering": ordering(x), "orientation": orientation(x)}
     return encoder, keras.Model(inputs, outputs, name="rubik")
 
 

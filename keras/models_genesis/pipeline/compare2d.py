@@ -158,7 +158,7 @@ def plot_fig7(results, task: str, kind: str, path) -> str:
     initialisation, written to `path` (PNG); returns it."""
     from models_genesis.plotting import new_figure, save_figure
 
-    columns = _columns(results)
+    columns = [c for c in _columns(results) if any(x["init"] == c for x in results)]
     rows = [r for r in ROWS if any(x["input"] == r for x in results)]
     fig, ax = new_figure(figsize=(1.6 + 1.4 * len(rows), 3.2))
     width = 0.8 / len(columns)

@@ -145,12 +145,22 @@ def plot_learning_curves(curves: pd.DataFrame, path, *, tasks: Sequence[str],
 
 
 def plot_label_efficiency(results: pd.DataFrame, path, *, tasks: Sequence[str]) -> str:
-    """Fig. 6: score (mean ± s.d., %) against labelled training data, one panel per task."""
+    """Fig. 6: score (mean ± s.d., %) against labelled training data, one panel per task; the
+    dashed lines are the best pre-trained (red) and scratch (grey) means with all labels."""
     fig, axes = _panels(len(tasks))
     for ax, task in zip(axes, tasks):
         label = "AUC" if get_target_task(task).kind == "classification" else "IoU"
-        st.draw_annotation_efficiency(ax, results[results["task"] == task], metric="score",
-                                      title=task.upper())
+        part = results[results["task"] == task]
+        st.draw_annotation_efficiency(ax, part, metric="score", title=task.upper())
         ax.set_ylabel(f"{label} (%)")
+        # As the paper's Fig. 6: the best pre-trained (red) and scratch (grey) scores with all
+        # the labels, as horizontal lines.
+        full = part[part["label_fraction"] == part["label_fraction"].max()]
+        means = full.groupby("method")["score"].mean() * 100
+        inits = _inits(full)
+        for scratch, colour in ((False, "tab:red"), (True, "tab:gray")):
+            group = means[[(inits[m] in SCRATCH) == scratch for m in means.index]]
+            if len(group):
+                ax.axhline(group.max(), color=colour, linestyle="--", linewidth=1)
     fig.suptitle("Fig. 6 layout: performance against labelled data", fontsize=10)
     return save_figure(fig, path, dpi=150, bbox_inches="tight")

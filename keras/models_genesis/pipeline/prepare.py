@@ -58,6 +58,26 @@ def _start_manifest(out_dir: str, task: str, data_dir: str, parameters: dict,
     return existing
 
 
+def remove_leftovers(out_dir: str) -> int:
+    """Delete the temporary files a killed run left in a prepared folder (`.tmp-write-*`
+    folders of `write_volume`, `*.tmp-PID` crop files and tables, `*.tmp`); return how many."""
+    import re
+    import shutil
+
+    pattern = re.compile(r"(^\.tmp-write-|\.tmp-\d+$|\.tmp$)")
+    removed = 0
+    for root, dirs, files in os.walk(out_dir):
+        for name in [d for d in dirs if pattern.search(d)]:
+            shutil.rmtree(os.path.join(root, name), ignore_errors=True)
+            dirs.remove(name)
+            removed += 1
+        for name in files:
+            if pattern.search(name):
+                os.remove(os.path.join(root, name))
+                removed += 1
+    return removed
+
+
 def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error: str = "stop",
                     retry_skipped: bool = False, progress: bool = True, input_shape=None,
                     spacing="task", candidates_csv: Optional[str] = None,
@@ -101,7 +121,10 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         raise ValueError(f"{refused[0]['item']}: {refused[0]['reason']} (and {len(refused) - 1} "
                          "more); pass --on-error skip to leave them out.")
     os.makedirs(out_dir, exist_ok=True)
+    resuming = read_manifest(out_dir) is not None
     manifest = _start_manifest(out_dir, jobs[0]["task"], data_dir, parameters, loader_options)
+    if resuming:  # a killed run's temporary files (only in a folder prepare made)
+        remove_leftovers(out_dir)
     skipped_before = {s["case"] for s in manifest["skipped"] if "case" in s}
     if retry_skipped:
         manifest["skipped"] = [s for s in manifest["skipped"] if "case" not in s]

@@ -13,7 +13,9 @@ windows with the run's preprocessing and scored on each whole volume as in the p
 (`volume_mean_iou`, `volume_dice`, `volume_foreground_iou`; `score` is then `volume_mean_iou`);
 the crop scores stay in `mean_iou`, `dice`, `foreground_iou`. A prepared NCC/ECC folder is read
 lazily: every positive and `negative_ratio` fresh negatives per positive each epoch, and the test
-AUC over every candidate.
+AUC over every candidate. Transfer scenario 1 (Sec. 3.2), the linear probe: `head="linear"`
+(pooled encoder -> Dense(1)) with `freeze_encoder=True` (depth_0..7 fixed, BatchNorm in inference
+mode); `freeze_blocks` fixes chosen blocks.
 
 Files written to `config.out_dir` (when given): `finetune_config.json`, `task.json` (the run's
 `TargetTask`: crop, intensity normalisation, spacing, crop scale, read back by

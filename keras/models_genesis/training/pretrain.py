@@ -3,7 +3,8 @@
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
 release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
 (the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
-that train an encoder save the encoder layers `depth_0..7` only). The schedule is the release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
+that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
+release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
 best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training
 cubes). Everything is written to `config.out_dir`:
 
@@ -389,6 +390,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     strategy = distribute.get_strategy(config.strategy)  # first: before any other TF op
     is_chief, task = distribute.worker_role()
     out_dir = config.out_dir if is_chief else os.path.join(config.out_dir, "workers", f"worker_{task}")
+    method_options(config)  # an unknown method or option fails before the data are read
     files = find_pretraining_cubes(config)
     config = resolve_method(config, files)  # every option's value, as config.json records it
     paths = run_paths(out_dir, config)

@@ -54,8 +54,9 @@ LOADER_OPTIONS: Tuple[LoaderOption, ...] = (
                  "cross-validation fold 1-3 (BMS: the test fold, default 1; ECC: needs "
                  "--split-dir)"),
     LoaderOption("negative_ratio", "--negative-ratio", ("ncc", "ecc"), float,
-                 "false-positive candidates kept per true one (see the task's loader for the "
-                 "default)"),
+                 "false-positive candidates per true one in training and validation (default "
+                 "10, drawn afresh each epoch from a prepared folder; 0 keeps all); the test "
+                 "split keeps every candidate"),
     LoaderOption("candidates_csv", "--candidates-csv", ("ncc", "ecc"), str,
                  "candidate CSV name or path (default candidates.csv; NCC also "
                  "candidates_V2.csv)"),
