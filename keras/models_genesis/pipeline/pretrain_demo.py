@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from models_genesis.config import PretrainConfig
 
@@ -44,7 +44,7 @@ def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int]) -
 
 def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, seed: int = 0,
                          overwrite: bool = False, workers: Optional[int] = None,
-                         **overrides) -> Dict:
+                         callbacks: Sequence = (), **overrides) -> Dict:
     """Make phantoms and cubes if absent, pre-train the demo preset, compare with the identity.
 
     Args:
@@ -54,6 +54,7 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         seed: seed of the phantoms, the cubes and the run.
         overwrite: redo the pre-training even when a finished run exists.
         workers: processes for the cube extraction (None: up to the CPU count).
+        callbacks: extra Keras callbacks for `pretrain` (e.g. timers).
         **overrides: `PretrainConfig` fields replacing the demo preset's (e.g. `epochs=5`).
 
     Returns:
@@ -80,7 +81,7 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         if finished and not overwrite:
             print(f"pre-training: the finished run in {config.out_dir} used other settings; "
                   "training again with the current demo preset")
-        result = pretrain(config, overwrite=overwrite or finished)
+        result = pretrain(config, overwrite=overwrite or finished, callbacks=callbacks)
     metrics = result["metrics"]
     summary = {"paths": {**result["paths"], "phantoms": phantom_dir, "cubes": cube_dir},
                "model_mse": metrics["model_mse"], "identity_mse": metrics["identity_mse"],

@@ -443,6 +443,10 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         train, val = data if batch == config.batch_size else _datasets(config, files, batch)
         cbs = restoration_callbacks(config, paths, target=unet, datasets=(train, val),
                                     samples=samples, continue_stopped=continue_stopped)
+        # The method's own (deepcluster: re-cluster before each epoch), after the backup's
+        # restore at the start of training.
+        cbs += get_method(config.method).callbacks(method_options(config), unet, model,
+                                                   (train, val))
         cbs += list(extra)
         try:
             if config.strategy == "multiworker":

@@ -1,0 +1,131 @@
+"""One setting of the demo pre-training, measured: the row of benchmarks/demo_pretraining.md.
+
+Runs `run_demo_pretraining` (phantoms and cubes written once into --data, reused by every
+setting) with the demo preset plus the options given, then evaluates the best weights on the
+demo's restoration table (`restoration_by_combination`, 32 cubes of validation subset 5, as
+`pipeline.demo.restoration_table`) and prints one Markdown row:
+
+    setting | wall s | steps | steps/s | first step of epochs 2+ (s) | steady step (s) |
+    val model / identity / constant MSE | model/constant | identity-pair MSE |
+    transformed combinations below doing nothing | worst combination ratio
+
+and, below it, the per-combination table (model vs doing nothing).
+
+    python benchmarks/demo_pretraining.py --name baseline
+    python benchmarks/demo_pretraining.py --name lr3e-3 --learning-rate 3e-3
+    python benchmarks/demo_pretraining.py --name cos --lr-schedule cosine --epochs 2 --steps 250
+
+Run one at a time (the machine's cores are shared); wall-clock includes the validation and the
+callbacks of every epoch, not the phantom/cube preparation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+
+class StepTimes(keras.callbacks.Callback):
+    """Wall-clock of every training step, and of each epoch's first step counted from the
+    epoch's start (what the progress bar shows as the slow first step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps, self.first, self.gaps, self._t, self._last_end = [], [], [], None, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        if self._last_end is not None:  # validation and epoch-end callbacks
+            self.gaps.append(self._epoch_start - self._last_end)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._t = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = self._last_end = time.perf_counter()
+        if batch == 0:
+            self.first.append(now - self._epoch_start)
+        else:
+            self.steps.append(now - self._t)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--name", required=True, help="label of the row")
+    p.add_argument("--data", default="/tmp/demo_sweep", help="folder with phantoms/ and cubes/")
+    p.add_argument("--optimizer", choices=("adam", "sgd"))
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--lr-schedule", choices=("plateau", "cosine"))
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int, help="steps per epoch")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--filters", type=int, help="n_base_filters")
+    p.add_argument("--depth", type=int)
+    p.add_argument("--bn-momentum", type=float)
+    p.add_argument("--validation-steps", type=int)
+    p.add_argument("--tensorboard", type=int, choices=(0, 1))
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--figures", type=int, choices=(0, 1), default=0)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    from models_genesis.config import PretrainConfig
+    from models_genesis.data.cube_files import find_cube_files, open_cubes
+    from models_genesis.evaluation.restoration import restoration_by_combination
+    from models_genesis.models.unet3d import unet_model_3d
+    from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
+
+    names = {"optimizer": "optimizer", "learning_rate": "learning_rate", "epochs": "epochs",
+             "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
+             "depth": "depth", "bn_momentum": "bn_momentum",
+             "validation_steps": "validation_steps", "sample_every": "sample_every",
+             "lr_schedule": "lr_schedule"}
+    overrides = {names[k]: v for k, v in vars(args).items() if k in names and v is not None}
+    for flag in ("tensorboard", "figures"):
+        if getattr(args, flag) is not None:
+            overrides[flag] = bool(getattr(args, flag))
+    timer = StepTimes()
+    start = time.perf_counter()
+    demo = run_demo_pretraining(args.data, phantom_dir=os.path.join(args.data, "phantoms"),
+                                seed=args.seed, overwrite=True, workers=1, callbacks=[timer],
+                                **overrides)
+    wall = time.perf_counter() - start
+
+    config = PretrainConfig.from_json(demo["paths"]["config"])
+    model = unet_model_3d(tuple(config.cube_shape) + (1,), n_base_filters=config.n_base_filters,
+                          depth=config.depth)
+    model.load_weights(demo["paths"]["keras2_weights"])
+    (path,) = find_cube_files(config.data_dir, [config.val_subsets[0]], config.cube_shape)
+    cubes = np.asarray(open_cubes(path)[:32], dtype=np.float32)
+    table = restoration_by_combination(model, cubes, seed=config.seed)
+
+    transformed = table.drop(index="identity")
+    below = int((transformed["ratio"] < 1).sum())
+    steps = len(timer.steps) + len(timer.first)
+    later_first = timer.first[1:] or [float("nan")]
+    m = demo["result"]["metrics"]
+    row = (f"| {args.name} | {wall:.0f} | {steps} | {steps / wall:.2f} | "
+           f"{np.median(later_first):.1f} ({min(later_first):.1f}-{max(later_first):.1f}) | "
+           f"{np.median(timer.steps):.2f} | {m['model_mse']:.5f} / {m['identity_mse']:.5f} / "
+           f"{m['constant_mse']:.5f} | {m['model_mse'] / m['constant_mse']:.2f} | "
+           f"{table.loc['identity', 'model_mse']:.2e} | {below}/11 | "
+           f"{transformed['ratio'].max():.2f} ({transformed['ratio'].idxmax()}) |")
+    print("\n" + row)
+    print(table.to_string(float_format=lambda v: f"{v:.5f}"))
+    print("first step of each epoch (s):", " ".join(f"{t:.1f}" for t in timer.first))
+    print("epoch end to next epoch start (s):", " ".join(f"{t:.1f}" for t in timer.gaps))
+    record = {"name": args.name, "overrides": overrides, "row": row, "wall_s": wall,
+              "first_steps": timer.first, "epoch_end_gaps": timer.gaps, "median_step": float(np.median(timer.steps)),
+              "metrics": m, "epochs": demo["epochs"], "best_epoch": demo["result"]["best_epoch"],
+              "table": table.reset_index().to_dict(orient="records")}
+    with open(os.path.join(args.data, "results.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()
