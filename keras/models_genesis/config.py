@@ -322,7 +322,8 @@ _LOSSES = ("mse", "mae")
 
 @dataclass(frozen=True)
 class PretrainConfig(_JsonConfig):
-    """One pre-training run on the restoration proxy task (paper Sec. 2, REFERENCE 3 and 5).
+    """One pre-training run (paper Sec. 2, REFERENCE 3 and 5): Models Genesis' restoration or
+    another proxy task of `models_genesis.methods` (`method`, paper Table 3 and App. A).
 
     Defaults are the release's; `PretrainConfig.preset("demo")` is the small phantom setting.
 

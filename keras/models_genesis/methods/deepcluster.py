@@ -208,8 +208,8 @@ class Recluster(keras.callbacks.Callback):
         self.history.append({"epoch": int(epoch), "min_size": int(sizes.min()),
                              "max_size": int(sizes.max()), "nmi_previous": nmi})
         if self.verbose:
-            print(f"DeepCluster epoch {epoch}: {o.n_clusters} clusters of {len(labels)} cubes "
-                  f"(sizes {sizes.min()}-{sizes.max()}), NMI with the previous assignment: "
+            print(f"DeepCluster, before epoch {epoch + 1}: {o.n_clusters} clusters of "
+                  f"{len(labels)} cubes (sizes {sizes.min()}-{sizes.max()}), NMI with the previous assignment: "
                   f"{'-' if nmi is None else f'{nmi:.3f}'}")
 
     def _reinitialise_classifier(self, seed: int) -> None:
