@@ -22,6 +22,7 @@ callbacks of every epoch, not the phantom/cube preparation.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import time
@@ -34,17 +35,27 @@ class StepTimes(keras.callbacks.Callback):
     """Wall-clock of every training step, and of each epoch's first step counted from the
     epoch's start (what the progress bar shows as the slow first step)."""
 
-    def __init__(self):
+    def __init__(self, stall_log=None):
         super().__init__()
+        self.stall_log = stall_log
         self.steps, self.first, self.gaps, self._t, self._last_end = [], [], [], None, None
+        self.to_first_batch, self.traces = [], []  # epoch start -> batch 0 begins; retraces
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = time.perf_counter()
+        if self.stall_log is not None:  # where a slow epoch start spends its time
+            faulthandler.dump_traceback_later(5, file=self.stall_log)
         if self._last_end is not None:  # validation and epoch-end callbacks
             self.gaps.append(self._epoch_start - self._last_end)
 
     def on_train_batch_begin(self, batch, logs=None):
         self._t = time.perf_counter()
+        if batch == 0:
+            faulthandler.cancel_dump_traceback_later()
+            self.to_first_batch.append(self._t - self._epoch_start)
+            fn = getattr(self.model, "train_function", None)
+            count = getattr(fn, "experimental_get_tracing_count", None)
+            self.traces.append(count() if count else None)
 
     def on_train_batch_end(self, batch, logs=None):
         now = self._last_end = time.perf_counter()
@@ -89,7 +100,9 @@ def main(argv=None):
     for flag in ("tensorboard", "figures"):
         if getattr(args, flag) is not None:
             overrides[flag] = bool(getattr(args, flag))
-    timer = StepTimes()
+    stall_log = open(os.path.join(args.data, "stalls.txt"), "a", encoding="utf-8")
+    print(f"== {args.name}", file=stall_log, flush=True)
+    timer = StepTimes(stall_log)
     start = time.perf_counter()
     demo = run_demo_pretraining(args.data, phantom_dir=os.path.join(args.data, "phantoms"),
                                 seed=args.seed, overwrite=True, workers=1, callbacks=[timer],
@@ -119,8 +132,11 @@ def main(argv=None):
     print(table.to_string(float_format=lambda v: f"{v:.5f}"))
     print("first step of each epoch (s):", " ".join(f"{t:.1f}" for t in timer.first))
     print("epoch end to next epoch start (s):", " ".join(f"{t:.1f}" for t in timer.gaps))
+    print("epoch start to first batch (s):", " ".join(f"{t:.1f}" for t in timer.to_first_batch))
+    print("train_function traces at each epoch's first batch:", timer.traces)
     record = {"name": args.name, "overrides": overrides, "row": row, "wall_s": wall,
-              "first_steps": timer.first, "epoch_end_gaps": timer.gaps, "median_step": float(np.median(timer.steps)),
+              "first_steps": timer.first, "epoch_end_gaps": timer.gaps,
+              "to_first_batch": timer.to_first_batch, "traces": timer.traces, "median_step": float(np.median(timer.steps)),
               "metrics": m, "epochs": demo["epochs"], "best_epoch": demo["result"]["best_epoch"],
               "table": table.reset_index().to_dict(orient="records")}
     with open(os.path.join(args.data, "results.jsonl"), "a", encoding="utf-8") as f:

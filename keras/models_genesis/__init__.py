@@ -6,6 +6,8 @@ the four transformations applied on the fly, pre-training, and fine-tuning on th
 target tasks (NCC, NCS, ECC, LCS, BMS).
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 # Public names, imported on first use (PEP 562) so that `import models_genesis` and the CLI's
@@ -26,7 +28,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name):
     if name in _EXPORTS:
-        import importlib
-
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'models_genesis' has no attribute {name!r}")

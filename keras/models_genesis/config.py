@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
 
 
@@ -33,8 +34,6 @@ class _JsonConfig:
         return dataclasses.asdict(self)
 
     def to_json(self, path) -> str:
-        from models_genesis.atomic import write_json
-
         return write_json(path, self.to_dict())
 
     @classmethod

@@ -22,7 +22,7 @@ from models_genesis.data.phantoms.chest import make_chest_phantoms
 from models_genesis.data.volumes import write_volume
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
-from tests.training.test_finetune import make_data
+from tests.training.test_finetune import make_data, write_release_arrays
 
 TINY_PRETRAIN = ["--cube-shape", "16", "16", "16", "--n-base-filters", "2", "--batch-size", "2",
                  "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1",
@@ -47,11 +47,7 @@ def world(tmp_path_factory):
     (root / "cubes2").mkdir()
     for path in (root / "cubes").iterdir():
         os.symlink(path, root / "cubes2" / path.name)
-    data = make_data(rng, n=(8, 4, 4))
-    (root / "ncs").mkdir()
-    for split in ("train", "valid", "test"):
-        np.save(root / "ncs" / f"x_{split}_16x16x8.npy", getattr(data, f"x_{split}")[..., 0])
-        np.save(root / "ncs" / f"m_{split}_16x16x8.npy", getattr(data, f"y_{split}")[..., 0])
+    write_release_arrays(root / "ncs", make_data(rng, n=(8, 4, 4)))
     for name, edit in (("nocls", lambda t: t.drop(columns="class")),
                        ("textcoord", lambda t: t.assign(coordX="left"))):
         folder = root / name
@@ -99,6 +95,13 @@ def _files(t, names):
 
 
 W, T = "{w}", "{t}"
+
+
+def _predict(*extra, model=W + "/fake.keras", scan=W + "/scan.nii.gz", output=T + "/m.nii.gz"):
+    """A `predict-volume` command line on the shared files, then `extra` arguments."""
+    return ["predict-volume", "--model", model, "--input", scan, "--output", output, *extra]
+
+
 # (id, argv, message parts, setup(t, w) or None, files may be created)
 CASES = [
     # make-phantoms
@@ -257,40 +260,25 @@ CASES = [
                                 W + "/ncs", "--out", W + "/a_file", *TINY_FINETUNE],
      ["a_file", "is a file"], None, False),
     # predict-volume
-    ("predict-threshold-above-one", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                     W + "/scan.nii.gz", "--output", T + "/m.nii.gz",
-                                     "--threshold", "1.5"], ["--threshold", "(0, 1)", "1.5"],
-     None, False),
-    ("predict-threshold-zero", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                W + "/scan.nii.gz", "--output", T + "/m.nii.gz", "--threshold",
-                                "0"], ["--threshold", "(0, 1)"], None, False),
-    ("predict-overlap-one", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                             W + "/scan.nii.gz", "--output", T + "/m.nii.gz", "--overlap", "1"],
-     ["--overlap", "[0, 1)"], None, False),
-    ("predict-overlap-negative", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                  W + "/scan.nii.gz", "--output", T + "/m.nii.gz", "--overlap",
-                                  "-0.1"], ["--overlap", "-0.1"], None, False),
-    ("predict-batch-zero", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                            W + "/scan.nii.gz", "--output", T + "/m.nii.gz", "--batch-size", "0"],
-     ["--batch-size", ">= 1"], None, False),
-    ("predict-crop-scale-zero", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                 W + "/scan.nii.gz", "--output", T + "/m.nii.gz", "--crop-scale",
-                                 "0"], ["--crop-scale", "> 0"], None, False),
-    ("predict-missing-input", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                               T + "/nothing.nii.gz", "--output", T + "/m.nii.gz"],
+    ("predict-threshold-above-one", _predict("--threshold", "1.5"),
+     ["--threshold", "(0, 1)", "1.5"], None, False),
+    ("predict-threshold-zero", _predict("--threshold", "0"), ["--threshold", "(0, 1)"], None,
+     False),
+    ("predict-overlap-one", _predict("--overlap", "1"), ["--overlap", "[0, 1)"], None, False),
+    ("predict-overlap-negative", _predict("--overlap", "-0.1"), ["--overlap", "-0.1"], None,
+     False),
+    ("predict-batch-zero", _predict("--batch-size", "0"), ["--batch-size", ">= 1"], None, False),
+    ("predict-crop-scale-zero", _predict("--crop-scale", "0"), ["--crop-scale", "> 0"], None,
+     False),
+    ("predict-missing-input", _predict(scan=T + "/nothing.nii.gz"),
      ["--input", "nothing.nii.gz"], None, False),
-    ("predict-output-exists", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                               W + "/scan.nii.gz", "--output", T + "/m.nii.gz"],
-     ["--output", "m.nii.gz", "--overwrite"], _files(T, ["m.nii.gz"]), False),
-    ("predict-output-is-input", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                 W + "/scan.nii.gz", "--output", W + "/scan.nii.gz"],
-     ["--output", "--input"], None, False),
-    ("predict-missing-model", ["predict-volume", "--model", T + "/none.keras", "--input",
-                               W + "/scan.nii.gz", "--output", T + "/m.nii.gz"],
-     ["none.keras", "model.keras"], None, False),
-    ("predict-model-not-keras", ["predict-volume", "--model", W + "/fake.keras", "--input",
-                                 W + "/scan.nii.gz", "--output", T + "/m.nii.gz"],
-     ["fake.keras", "Cannot load --model"], None, False),
+    ("predict-output-exists", _predict(), ["--output", "m.nii.gz", "--overwrite"],
+     _files(T, ["m.nii.gz"]), False),
+    ("predict-output-is-input", _predict(output=W + "/scan.nii.gz"), ["--output", "--input"],
+     None, False),
+    ("predict-missing-model", _predict(model=T + "/none.keras"), ["none.keras", "model.keras"],
+     None, False),
+    ("predict-model-not-keras", _predict(), ["fake.keras", "Cannot load --model"], None, False),
     # summary
     ("summary-weights-not-hdf5", ["summary", "--input-shape", "16", "16", "8", "1",
                                   "--n-base-filters", "2", "--depth", "3", "--weights",

@@ -11,7 +11,7 @@ from models_genesis.config import FinetuneConfig
 from models_genesis.data.volumes import read_volume, write_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 from models_genesis.models.heads import segmentation_model
-from tests.training.test_finetune import SHAPE, make_data
+from tests.training.test_finetune import SHAPE, make_data, write_release_arrays
 
 TRAINING = ["--epochs", "1", "--batch-size", "4", "--n-base-filters", "2", "--input-shape",
             "16", "16", "8", "--no-augment", "--patience", "3", "--verbose", "0"]
@@ -102,12 +102,7 @@ def test_bad_choices_exit_with_usage(capsys):
 
 @pytest.mark.large
 def test_finetune_command_trains_on_release_arrays(rng, tmp_path, capsys):
-    data = make_data(rng, n=(8, 4, 4))
-    folder = tmp_path / "ncs"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        np.save(folder / f"x_{split}_16x16x8.npy", getattr(data, f"x_{split}")[..., 0])
-        np.save(folder / f"m_{split}_16x16x8.npy", getattr(data, f"y_{split}")[..., 0])
+    folder = write_release_arrays(tmp_path / "ncs", make_data(rng, n=(8, 4, 4)))
     out = tmp_path / "run"
     assert main(["finetune", "--task", "ncs", "--init", "he_uniform", "--data", str(folder),
                  "--out", str(out), "--label-fraction", "0.5"] + TRAINING) == 0

@@ -105,7 +105,7 @@ def test_pe_deterministic_per_seed():
 
 
 def test_phantom_registry():
-    assert set(TARGET_PHANTOMS) == {"chest", "abdomen", "brain", "pe"}
+    assert set(TARGET_PHANTOMS) == {"chest", "abdomen", "brain", "pe", "xray"}
     assert get_phantom_maker("brain") is make_brain_phantoms
     with pytest.raises(ValueError, match="Valid kinds"):
         get_phantom_maker("knee")

@@ -13,7 +13,7 @@ from models_genesis.models.weights import read_keras2_weights
 from models_genesis.training.finetune import build_finetune_model
 from models_genesis.training.pretrain import pretrain
 from tests.methods.restoration_helpers import write_cube_files
-from tests.training.test_finetune import make_data
+from tests.training.test_finetune import make_data, write_release_arrays
 
 CUBE = (32, 32, 32)  # the smallest cubes a depth-4 Jigsaw takes are 30 a side
 TARGET = (16, 16, 8)
@@ -43,12 +43,7 @@ def test_cli_pretrain_jigsaw_writes_what_finetune_init_jigsaw_loads(tmp_path, ca
                                      "permutation_seed": 0, "n_candidates": 10000,
                                      "patch_units": 8, "fc_units": 16}
 
-    data = make_data(rng, n=(8, 4, 4))
-    folder = tmp_path / "ncs"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        np.save(folder / f"x_{split}_16x16x8.npy", getattr(data, f"x_{split}")[..., 0])
-        np.save(folder / f"m_{split}_16x16x8.npy", getattr(data, f"y_{split}")[..., 0])
+    folder = write_release_arrays(tmp_path / "ncs", make_data(rng, n=(8, 4, 4)))
     assert main(["finetune", "--init", "jigsaw", "--weights", str(out / "jigsaw.h5"), "--out",
                  str(tmp_path / "ft"), "--task", "ncs", "--data", str(folder), "--epochs", "1",
                  "--batch-size", "4", "--n-base-filters", "2", "--input-shape", "16", "16", "8",

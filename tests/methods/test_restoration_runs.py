@@ -15,7 +15,7 @@ from models_genesis.models.weights import read_keras2_weights, save_keras2_weigh
 from models_genesis.training.finetune import build_finetune_model, check_method_weights
 from models_genesis.training.pretrain import pretrain
 from tests.methods.restoration_helpers import write_cube_files
-from tests.training.test_finetune import make_data
+from tests.training.test_finetune import make_data, write_release_arrays
 
 TARGET = (16, 16, 8)  # the tiny fine-tuning crop of tests/training/test_finetune.py
 
@@ -94,12 +94,7 @@ def test_cli_pretrain_denoising_writes_what_finetune_init_denoising_loads(tmp_pa
     assert stored.method == "denoising"
     assert stored.method_options == {"sigma_min": 0.0, "sigma_max": 0.2, "clip": False}
 
-    data = make_data(rng, n=(8, 4, 4))
-    folder = tmp_path / "ncs"
-    folder.mkdir()
-    for split in ("train", "valid", "test"):
-        np.save(folder / f"x_{split}_16x16x8.npy", getattr(data, f"x_{split}")[..., 0])
-        np.save(folder / f"m_{split}_16x16x8.npy", getattr(data, f"y_{split}")[..., 0])
+    folder = write_release_arrays(tmp_path / "ncs", make_data(rng, n=(8, 4, 4)))
     training = ["--task", "ncs", "--data", str(folder), "--epochs", "1", "--batch-size", "4",
                 "--n-base-filters", "2", "--input-shape", "16", "16", "8", "--no-augment",
                 "--verbose", "0"]

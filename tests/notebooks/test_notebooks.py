@@ -96,13 +96,65 @@ def _check_08(s, work):
     assert all(Path(p).is_file() for p in s["figures"].values()) and "bars" in s["figures"]
 
 
+def _check_09(s, work):
+    from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
+    from models_genesis.models.weights import read_keras2_weights
+
+    assert sorted(s["methods"]) == sorted(RESTORATION_METHODS + ENCODER_METHODS)
+    pairs = s["pair_checks"]  # what each maker did to one cube
+    assert pairs["jigsaw_label_restores_patches"] and pairs["rubik_label_restores_patches"]
+    assert pairs["inpainting_equal_outside_cutouts"] and 0 < pairs["inpainting_cutout_fraction"] < 0.5
+    assert pairs["patch_shuffling_keeps_values"] and pairs["patch_shuffling_changed_fraction"] > 0
+    assert 0 < pairs["denoising_noise_sd"] <= 0.1 * 1.02  # sigma ~ U[0, 0.1], one per cube
+    options = s["options"]
+    bernoulli = -(math.log(1 / 3) / 3 + 2 / 3 * math.log(2 / 3))
+    chance = {"jigsaw": math.log(options["jigsaw"]["n_permutations"]),
+              "rubik": math.log(options["rubik"]["n_permutations"]) + bernoulli,
+              "deepcluster": math.log(options["deepcluster"]["n_clusters"])}
+    encoder = encoder_layer_names(4)
+    for name, r in s["pretraining"].items():
+        assert math.isfinite(r["reached"]) and r["reached"] > 0 and r["epochs"] >= 1
+        assert r["ratio"] == pytest.approx(r["reached"] / r["level"])
+        layers = list(read_keras2_weights(r["weights"]))
+        if name in ENCODER_METHODS:
+            assert r["writes"] == "encoder" and layers == encoder
+            assert r["level"] == pytest.approx(chance[name])
+        else:  # the identity's MSE; the whole U-Net is saved
+            assert r["writes"] == "unet" and set(encoder) < set(layers)
+            assert _in_unit(r["reached"]) and 0 < r["level"] < 1
+    assert s["pretraining"]["genesis"]["ratio"] < 1  # restoring beats the transformed input
+    assert s["inits"] == s["methods"] + ["he_uniform"]
+    assert s["n_runs"] == len(s["inits"]) * s["runs"] and all(_in_unit(v) for v in s["scores"])
+    rows = s["summary"]
+    assert sorted(r["method"] for r in rows) == sorted(s["inits"])
+    assert all(r["n"] == s["runs"] for r in rows) and sum(bool(r["is_best"]) for r in rows) == 1
+    assert {"09_pairs.png", "09_pretraining_curves.png"} <= set(s["figures"])
+    assert "bars" in s["experiment_figures"]
+    assert all(Path(p).is_file() for p in s["experiment_figures"].values())
+
+
+def _check_10(s, work):
+    # 2D kernels hold 9 weights against 27 in 3D: about a third of the 3D U-Net's 16,324,929.
+    assert 16_324_929 / 4 < s["unet2d_parameters"] < 16_324_929 / 2
+    for key in ("pretrain_2d_metrics", "pretrain_xray_metrics"):
+        m = s[key]
+        assert _in_unit(m["model_mse"]) and _in_unit(m["identity_mse"]), key
+        assert m["model_mse"] < m["identity_mse"], key  # restoring beats the transformed input
+    results = s["results"]
+    assert results and all(_in_unit(r["score"]) for r in results)
+    assert {r["input"] for r in results} == {"2d", "2.5d", "3d"}  # NCC is a classification task
+    assert {"random", "genesis", "genesis_xray"} <= {r["init"] for r in results}
+    assert not any(r["init"] == "genesis_xray" for r in results if r["input"] == "3d")
+    assert s["table4"].startswith("| Task: NCC") and "3D volume-based input" in s["table4"]
+
+
 CHECKS = {"00_quick_start": _check_00, "01_transformations": _check_01, "02_pretraining": _check_02,
           "03_ncc": lambda s, w: _check_target(s, w, "auc"),
           "04_ncs": lambda s, w: _check_target(s, w, "mean_iou"),
           "05_ecc": lambda s, w: _check_target(s, w, "auc"),
           "06_lcs": lambda s, w: _check_target(s, w, "mean_iou"),
           "07_bms": lambda s, w: _check_target(s, w, "mean_iou"),
-          "08_protocol": _check_08}
+          "08_protocol": _check_08, "09_methods": _check_09, "10_genesis_2d": _check_10}
 
 
 def test_every_notebook_has_a_check():

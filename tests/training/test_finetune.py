@@ -40,6 +40,17 @@ def make_data(rng, segmentation=True, n=(8, 4, 6)):
                       y_valid=parts[1][1], x_test=parts[2][0], y_test=parts[2][1])
 
 
+def write_release_arrays(folder, data):
+    """Save segmentation `data` as the release's arrays `{x,m}_{split}_{r}x{c}x{d}.npy` in the new
+    folder `folder`; return it."""
+    folder.mkdir()
+    size = "x".join(map(str, data.x_train.shape[1:4]))
+    for split in ("train", "valid", "test"):
+        np.save(folder / f"x_{split}_{size}.npy", getattr(data, f"x_{split}")[..., 0])
+        np.save(folder / f"m_{split}_{size}.npy", getattr(data, f"y_{split}")[..., 0])
+    return folder
+
+
 @pytest.fixture
 def genesis_file(tmp_path):
     keras.utils.set_random_seed(123)

@@ -20,8 +20,10 @@ from typing import Optional
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from models_genesis.data.crop_files import CropReader
+from models_genesis.transformations.augmentation import augment_pair
 
 DEFAULT_NEGATIVE_RATIO = 10.0
 
@@ -107,8 +109,6 @@ class CandidateDataset(keras.utils.PyDataset):
         x = self.reader.read(self.paths[rows], self.indices[rows])[..., None]
         y = self.labels[rows].astype(np.float32)
         if self.augment:
-            from models_genesis.transformations.augmentation import augment_pair
-
             rng = np.random.default_rng((self.seed, self.epoch, int(index)))
             x, _ = augment_pair(x, None, rng=rng, config=self.augmentation)
         return np.ascontiguousarray(x, dtype=np.float32), y
@@ -120,8 +120,6 @@ class CandidateDataset(keras.utils.PyDataset):
 def predict_candidates(model, paths, indices, *, batch_size: int = 24,
                        reader: Optional[CropReader] = None, progress: bool = False) -> np.ndarray:
     """Probabilities `(N,)` of every candidate, read and predicted one batch at a time."""
-    from tqdm.auto import tqdm
-
     reader = reader or CropReader()
     paths, indices = np.asarray(paths, dtype=object), np.asarray(indices, dtype=np.int64)
     out = np.empty(len(paths), np.float32)

@@ -62,6 +62,7 @@ class DicomSeries:
 
 def read_header(path: str) -> Dict[str, str]:
     """The header fields of `TAGS` of one DICOM file ("" when absent)."""
+    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -77,6 +78,7 @@ def read_header(path: str) -> Dict[str, str]:
 
 def list_series(folder) -> Dict[str, Tuple[str, List[str]]]:
     """Map each SeriesInstanceUID in `folder` (not its sub-folders) to `(modality, files)`."""
+    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
     import SimpleITK as sitk
 
     folder = os.fspath(folder)
@@ -147,6 +149,7 @@ def read_dicom_series(folder, *, modality: str = "CT",
         ValueError: no series or several series of `modality`; unreadable files; slices missing,
             duplicated or unevenly spaced.
     """
+    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
     import SimpleITK as sitk
 
     folder = os.fspath(folder)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from skimage.draw import polygon, polygon_perimeter
 
 from models_genesis.data.dicom import DicomSeries, read_dicom_series, read_header
 from models_genesis.data.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
@@ -82,8 +83,6 @@ def _slice_of(series: DicomSeries, outline, by_uid: Dict[str, int], xml_path: st
 def reader_mask(nodule: ReaderNodule, series: DicomSeries, xml_path: str, *,
                 include_outline: bool = False) -> np.ndarray:
     """Fill one reader's outlines of one nodule: sorted flat indices into the `(X, Y, Z)` volume."""
-    from skimage.draw import polygon, polygon_perimeter
-
     shape = series.volume.shape
     by_uid = series.slice_index()
     planes: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
@@ -107,6 +106,7 @@ def reader_mask(nodule: ReaderNodule, series: DicomSeries, xml_path: str, *,
 
 def cluster_by_overlap(masks: Sequence[np.ndarray]) -> np.ndarray:
     """Group masks (sorted flat indices) that share a voxel, transitively: a group id per mask."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -132,6 +132,7 @@ def consensus_mask(masks_by_reader: Dict[str, List[np.ndarray]], level: float) -
 
 def resample_labels(labels: Volume, spacing) -> Volume:
     """Resample labels: foreground by thresholded linear interpolation, labels by nearest."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
 
     fg = resample_volume(Volume((labels.array > 0).astype(np.float32), labels.spacing,

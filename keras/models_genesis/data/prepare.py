@@ -23,10 +23,17 @@ written under a temporary name and renamed, so a killed run leaves no half-writt
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from models_genesis.data.crop_files import write_crop_file
+from models_genesis.data.target_tasks.cases import read_case
+from models_genesis.data.target_tasks.common import (SkipLog, extract_crops, intensity_window,
+                                                     scale_to_unit)
+from models_genesis.data.volumes import Volume, read_volume, resample_volume, write_volume
 
 MANIFEST = "manifest.json"
 FORMAT = "models-genesis-prepared/1"
@@ -35,8 +42,6 @@ CHUNK = 32  # crops cut and written at a time: memory bounded whatever a scan's 
 
 def read_manifest(folder) -> Optional[dict]:
     """The manifest of a prepared folder, or None when `folder` is not one."""
-    import json
-
     path = os.path.join(os.fspath(folder), MANIFEST)
     if not os.path.isfile(path):
         return None
@@ -63,10 +68,6 @@ def case_outputs(task: str, case_id: str) -> Dict[str, str]:
 
 def _segmentation_case(job: dict) -> dict:
     """Read, check (grid, labels), resample and write one image + mask."""
-    from models_genesis.data.target_tasks.cases import read_case
-    from models_genesis.data.target_tasks.common import SkipLog
-    from models_genesis.data.volumes import Volume, write_volume
-
     spacing = job.get("spacing")
     if job.get("reader") is not None:
         image, labels = job["reader"](job)  # a Volume and labels on its grid (e.g. LIDC)
@@ -93,12 +94,8 @@ def _segmentation_case(job: dict) -> dict:
 
 def _candidate_case(job: dict) -> dict:
     """Cut a crop around each candidate of one scan, streamed into `crops/{case}.npy`."""
+    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
     import pandas as pd
-
-    from models_genesis.data.crop_files import write_crop_file
-    from models_genesis.data.target_tasks.common import (extract_crops, intensity_window,
-                                                         scale_to_unit)
-    from models_genesis.data.volumes import read_volume, resample_volume
 
     volume = read_volume(job["image"])
     if job.get("spacing") is not None:
@@ -166,6 +163,7 @@ def case_is_done(out_dir, task: str, case_id: str, entry: Optional[dict]) -> boo
 
 def write_candidate_table(out_dir, manifest: dict) -> str:
     """Join the finished cases' crop tables into `candidates.csv` (atomic)."""
+    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
     import pandas as pd
 
     out_dir = os.fspath(out_dir)
@@ -190,6 +188,7 @@ def write_candidate_table(out_dir, manifest: dict) -> str:
 
 def write_annotation_table(out_dir, manifest: dict) -> str:
     """Join the finished NCS cases' nodule centres into `annotations.csv` (atomic)."""
+    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
     import pandas as pd
 
     rows = [{"seriesuid": case_id, "coordX": n[0], "coordY": n[1], "coordZ": n[2],

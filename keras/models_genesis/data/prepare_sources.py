@@ -8,37 +8,37 @@ items refused before any case is read (e.g. a CSV row whose scan is missing).
 
 from __future__ import annotations
 
+import glob
 import os
 from typing import Optional
 
 import numpy as np
 
+from models_genesis.config import get_target_task
+from models_genesis.data.lidc import lidc_prepare_jobs
+from models_genesis.data.target_tasks.bms import BRATS_LABELS, find_brats_cases
+from models_genesis.data.target_tasks.candidates import check_candidate_table
+from models_genesis.data.target_tasks.common import SkipLog, check_input_shape
+from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
+from models_genesis.data.target_tasks.lcs import find_lits_cases
+from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
+from models_genesis.data.volumes import index_volumes, volume_key
+
 
 def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
+    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
     import pandas as pd
 
-    from models_genesis.data.target_tasks.candidates import check_candidate_table
-    from models_genesis.data.target_tasks.ncc import find_candidates_csv
-
-    if task == "ncc":
-        path = find_candidates_csv(data_dir, candidates_csv)
-    else:
-        name = candidates_csv or "candidates.csv"
-        path = name if os.path.isabs(name) else os.path.join(data_dir, name)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Candidate CSV not found: {path}")
+    if task == "ecc":
+        return read_candidate_csv(data_dir, candidates_csv or "candidates.csv")
+    path = find_candidates_csv(data_dir, candidates_csv)
     table = pd.read_csv(path, dtype={"seriesuid": str, "FileName": str})
     if "seriesuid" not in table.columns and "FileName" in table.columns:
         table = table.rename(columns={"FileName": "seriesuid"})
-    table = check_candidate_table(table, path)
-    return table, path
+    return check_candidate_table(table, path), path
 
 
 def _candidate_jobs(task, data_dir, common, candidates_csv):
-    from models_genesis.data.target_tasks.ecc import find_volumes
-    from models_genesis.data.target_tasks.ncc import subset_of
-    from models_genesis.data.volumes import index_volumes
-
     volumes = index_volumes(data_dir, "subset*/*.mhd") if task == "ncc" else find_volumes(data_dir)
     table, csv_path = _candidate_table(task, data_dir, candidates_csv)
     refused = [{"item": f"{csv_path}: seriesuid {uid}",
@@ -59,12 +59,8 @@ def _ncs_jobs(data_dir, common):
     """NCS from LIDC-IDRI as downloaded (DICOM series + XML reading: `lidc_prepare_jobs`), or,
     when `data_dir` holds an `annotations.csv`, from volumes + `masks/` + `annotations.csv` (the
     chest phantoms' layout)."""
-    import glob
-
+    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
     import pandas as pd
-
-    from models_genesis.data.lidc import lidc_prepare_jobs
-    from models_genesis.data.volumes import index_volumes, volume_key
 
     csv_path = os.path.join(data_dir, "annotations.csv")
     if not os.path.isfile(csv_path):
@@ -104,9 +100,6 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
     Returns:
         `(jobs, parameters, loader_options, refused)`.
     """
-    from models_genesis.config import get_target_task
-    from models_genesis.data.target_tasks.common import check_input_shape
-
     t = get_target_task(task)
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
@@ -132,16 +125,11 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         jobs, extra, refused = _ncs_jobs(data_dir, common)
         loader_options = {"volume_pattern": "images/*.nii*", "spacing": None}
     elif t.code == "lcs":
-        from models_genesis.data.target_tasks.lcs import find_lits_cases
-
         jobs = [{**common, "case": case, "image": image, "mask": mask,
                  "allowed_labels": (0, 1, 2)}
                 for case, (image, mask) in find_lits_cases(data_dir).items()]
         extra, refused = {}, []
     else:
-        from models_genesis.data.target_tasks.bms import BRATS_LABELS, find_brats_cases
-        from models_genesis.data.target_tasks.common import SkipLog
-
         skips = SkipLog("skip" if on_error == "skip" else "raise")
         jobs = [{**common, "case": case, "image": image, "mask": mask,
                  "allowed_labels": BRATS_LABELS,

@@ -21,6 +21,7 @@ from typing import List, Optional, Sequence
 
 import keras
 import numpy as np
+from matplotlib import image as mpimg
 
 from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.transformations.unified import TransformConfig, genesis_transform
@@ -287,8 +288,6 @@ class RestorationDataset(CubeBatchDataset):
 
 def save_pair_image(x: np.ndarray, y: np.ndarray, path) -> str:
     """Save input/original pairs `(n, rows, cols[, deps])` side by side as one PNG, atomically."""
-    from matplotlib import image as mpimg
-
     def middle(a):
         return a[..., a.shape[-1] // 2] if a.ndim == 4 else a
 

@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from models_genesis.data.cube_files import open_cubes
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes, tissue_fractions
 
 SLICE_SHAPE = (64, 64)
 SLICE_LOOKAHEAD = 2  # the slice's own pixels only
@@ -91,7 +91,6 @@ def slice_tissue_fraction(slice_hu: np.ndarray, config: Optional[ExtractionConfi
     Equal to `subvolumes.tissue_fractions` of the slice as a one-voxel-deep crop (tested).
     """
     config = config or slice_config(np.shape(slice_hu))
-    from models_genesis.data.subvolumes import tissue_fractions
 
     array = np.asarray(slice_hu)[..., None]
     return float(tissue_fractions(array, np.zeros((1, 3), np.int64),

@@ -20,9 +20,11 @@ slices more than `MAX_ANISOTROPY` times thicker than the pixels).
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import dataclasses
 import glob
 import logging
+import multiprocessing
 import os
 import zlib
 from collections import Counter
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name, save_cubes
@@ -411,8 +414,6 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
         NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
         All before any scan is read.
     """
-    from tqdm.auto import tqdm
-
     config = config or ExtractionConfig()
     data_dir, out_dir = os.fspath(data_dir), os.fspath(out_dir)
     subsets = [str(s) for s in subsets]
@@ -441,9 +442,6 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
             results[task[:2]] = _extract_scan(task)
             bar.update()
     else:
-        import concurrent.futures as cf
-        import multiprocessing
-
         with cf.ProcessPoolExecutor(min(workers, len(tasks)),
                                     mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_extract_scan, t): t[:2] for t in tasks}

@@ -34,6 +34,7 @@ def check_table(table, source, required: Sequence[str], numeric: Sequence[str] =
     Raises:
         ValueError: a missing column, or a non-numeric, empty or infinite value.
     """
+    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
     import pandas as pd
 
     missing = [c for c in required if c not in table.columns]
@@ -66,6 +67,7 @@ def read_table(path, required: Sequence[str], numeric: Sequence[str] = NUMERIC, 
         FileNotFoundError: `path` is missing.
         ValueError: see `check_table`; or the file is not a readable CSV.
     """
+    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
     import pandas as pd
 
     path = os.fspath(path)

@@ -16,6 +16,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from models_genesis.transformations.augmentation import augment_pair
+
 
 def _channels_last(x: np.ndarray, name: str, data_format: str) -> np.ndarray:
     x = np.asarray(x)
@@ -89,8 +91,6 @@ class TargetDataset(keras.utils.PyDataset):
         idx = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
         x, y = self.x[idx], self.y[idx]
         if self.augment:
-            from models_genesis.transformations.augmentation import augment_pair
-
             rng = np.random.default_rng((self.seed, self.epoch, int(index)))
             x, y_aug = augment_pair(x, y if y.ndim > 1 else None, rng=rng,
                                     config=self.augmentation)

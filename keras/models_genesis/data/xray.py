@@ -28,6 +28,9 @@ import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+from skimage.transform import resize
+from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name
@@ -44,8 +47,6 @@ def read_radiograph(path) -> np.ndarray:
         ValueError: unreadable, colour with unequal channels, values outside [0, 65535], or
             constant; the message names the file and what was expected.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Radiograph not found: {path!r}.")
@@ -119,8 +120,6 @@ def patient_subsets(rows: Sequence[Dict[str, str]], n_subsets: int = 10, *,
 def radiograph_crops(image01: np.ndarray, *, rng: np.random.Generator, scale: int,
                      crop_shape=(64, 64), image_size=(256, 256)) -> np.ndarray:
     """Resize a [0, 1] radiograph to `image_size` and cut `scale` random crops `(scale, r, c)`."""
-    from skimage.transform import resize
-
     small = resize(image01, tuple(image_size), order=1, anti_aliasing=True,
                    preserve_range=True).astype(np.float32)
     r, c = crop_shape
@@ -154,8 +153,6 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
         FileNotFoundError, ValueError: layout problems or a bad radiograph (named).
         FileExistsError: an output file exists.
     """
-    from tqdm.auto import tqdm
-
     rows = read_data_entry(root)
     split = patient_subsets(rows, n_subsets, seed=seed)
     wanted = [str(s) for s in (subsets if subsets is not None else split)]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 from keras import ops
+from sklearn.metrics import roc_auc_score
 
 PAPER_IOU_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 2)
 
@@ -151,8 +152,6 @@ def auc_score(y_true, y_score) -> float:
     Raises:
         ValueError: `y_true` holds only one class (the AUC is undefined).
     """
-    from sklearn.metrics import roc_auc_score
-
     y_true, y_score = _as_pair(y_true, y_score, "y_score")
     classes = np.unique(y_true)
     if classes.size != 2:

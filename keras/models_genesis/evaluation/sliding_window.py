@@ -13,6 +13,9 @@ import os
 from typing import Callable, Sequence, Union
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
 
 _BLENDS = ("gaussian", "constant")
 
@@ -71,8 +74,6 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
     Raises:
         ValueError: bad `volume`, `window`, `overlap`, `blend`, `data_format` or model output.
     """
-    from tqdm.auto import tqdm
-
     volume = np.asarray(volume)
     if volume.ndim not in (3, 4) or volume.size == 0:
         raise ValueError(f"`volume` must be a non-empty (X, Y, Z) or (X, Y, Z, C) array. "
@@ -156,8 +157,6 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     Returns:
         `out_path`.
     """
-    from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
-
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
@@ -171,6 +170,7 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     if not crop_scale > 0:
         raise ValueError(f"`crop_scale` must be positive. Received: crop_scale={crop_scale!r}.")
     if crop_scale != 1.0:
+        # scipy (0.8 s) only for a rescaled crop; this module imports without Keras or scipy.
         from scipy.ndimage import zoom
 
         x = zoom(x, 1.0 / crop_scale, order=1)

@@ -18,6 +18,8 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from models_genesis.plotting import new_figure, save_figure
+
 
 def _frame(results, columns: Iterable[str]) -> pd.DataFrame:
     df = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
@@ -72,6 +74,7 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
         The `summarize_runs` table plus `is_best`, `p_value` (NaN for the best, or where a group
         has fewer than 2 runs) and `significant` (`p_value < alpha`).
     """
+    # scipy.stats takes 2.4 s to import; only the t-tests need it.
     from scipy import stats
 
     within = [within] if isinstance(within, str) else list(within)
@@ -174,8 +177,6 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
 def plot_bars(summary: pd.DataFrame, path, *, label: str = "score", percent: bool = True,
               title: Optional[str] = None) -> str:
     """Bar plot of mean with ± s.d. error bars, one bar per row of `summary`; returns `path`."""
-    from models_genesis.plotting import new_figure, save_figure
-
     _frame(summary, ["mean", "sd"])
     names = [c for c in summary.columns if c not in ("mean", "sd", "n", "is_best", "p_value",
                                                     "significant")]
@@ -196,8 +197,6 @@ def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = 
                                fraction_col: str = "label_fraction", percent: bool = True,
                                title: Optional[str] = None) -> str:
     """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
-    from models_genesis.plotting import new_figure, save_figure
-
     fig, ax = new_figure(figsize=(5.0, 4.0))
     draw_annotation_efficiency(ax, results, metric=metric, method_col=method_col,
                                fraction_col=fraction_col, percent=percent, title=title)
@@ -225,6 +224,7 @@ def ttest_pair(results, metric: str, first: str, second: str, *,
                method_col: str = "method", equal_var: bool = True) -> float:
     """p-value of the independent two-sample t-test between two methods' runs (NaN if either
     has fewer than 2 runs); Fig. 3 compares the top two and the bottom two schemes this way."""
+    # scipy.stats takes 2.4 s to import; only the t-tests need it.
     from scipy import stats
 
     df = _frame(results, [method_col, metric])

@@ -10,10 +10,24 @@ scan's own grid, where they are compared with the mask (label > 0).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Sequence, Tuple
 
 import numpy as np
+import pandas as pd
+
+from models_genesis.data.target_tasks.common import extract_crops, intensity_window, scale_to_unit
+from scipy import ndimage
+
+from models_genesis.data.volumes import read_volume, resample_volume, volume_key, write_volume
+
+from models_genesis.evaluation.sliding_window import sliding_window_inference
+
+from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
+from tqdm.auto import tqdm
+
+from models_genesis.config import TargetTask
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
                            "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
@@ -22,8 +36,6 @@ VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-wind
 
 def normalize_for_task(array: np.ndarray, task) -> np.ndarray:
     """Scale a scan to [0, 1] as the task's training crops were (float32)."""
-    from models_genesis.data.target_tasks.common import intensity_window, scale_to_unit
-
     window = task.intensity_window if task.modality == "ct" else \
         intensity_window(np.asarray(array), task.modality)
     return scale_to_unit(array, window)
@@ -39,11 +51,6 @@ def predict_probabilities(model, volume, task, *, overlap: float = 0.5, batch_si
         task: the run's `TargetTask` (`TargetTask.from_json(run / "task.json")`).
         overlap, batch_size, progress: see `sliding_window_inference`.
     """
-    from scipy import ndimage
-
-    from models_genesis.data.volumes import resample_volume
-    from models_genesis.evaluation.sliding_window import sliding_window_inference
-
     scan = resample_volume(volume, task.spacing, order=1) if task.spacing is not None else volume
     x = normalize_for_task(np.asarray(scan.array), task)
     if task.crop_scale != 1.0:
@@ -60,8 +67,6 @@ def predict_probabilities(model, volume, task, *, overlap: float = 0.5, batch_si
 
 def score_volume(mask: np.ndarray, prob: np.ndarray) -> dict:
     """The paper's segmentation scores of one volume: `mean_iou`, `dice`, `foreground_iou`."""
-    from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
-
     y = (np.asarray(mask) > 0).astype(np.float32)
     return {"mean_iou": mean_iou(y, prob), "dice": dice_coefficient(y, prob),
             "foreground_iou": iou_score(y, prob)}
@@ -75,10 +80,6 @@ def score_test_volumes(model, volumes: Sequence[Tuple[str, str]], task, *,
         dict: `volume_mean_iou`, `volume_dice`, `volume_foreground_iou` (means over volumes),
         `n_test_volumes` and `volume_scores` (one dict per volume with its image path).
     """
-    from tqdm.auto import tqdm
-
-    from models_genesis.data.volumes import read_volume
-
     per_case = []
     for image_path, mask_path in tqdm(list(volumes), desc="scoring test volumes", unit="volume",
                                       disable=not progress):
@@ -94,8 +95,6 @@ def segment_volume_to_file(model, in_path, out_path, task, *, threshold: float =
                            overlap: float = 0.5, batch_size: int = 4,
                            progress: bool = True) -> str:
     """Segment one scan with the run's preprocessing; write the mask with the scan's geometry."""
-    from models_genesis.data.volumes import read_volume, write_volume
-
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
@@ -114,12 +113,6 @@ def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,
     column, when present, is matched to the scan's file name) and writes them to `out_path` (CSV)
     with a `probability` column.
     """
-    import pandas as pd
-
-    from models_genesis.data.target_tasks.common import (extract_crops, intensity_window,
-                                                         scale_to_unit)
-    from models_genesis.data.volumes import read_volume, resample_volume, volume_key
-
     table = pd.read_csv(candidates_csv, dtype={"seriesuid": str})
     missing = [c for c in ("coordX", "coordY", "coordZ") if c not in table.columns]
     if missing:
@@ -163,10 +156,6 @@ def load_run_task(model_path, *, normalization=None, crop_scale=None, window=Non
         `(task or None, notes)`: None when the run has no `task.json` (a run from an older
         version): the caller then uses its own flags and defaults, and the notes say so.
     """
-    import dataclasses
-
-    from models_genesis.config import TargetTask
-
     folder = model_path if os.path.isdir(model_path) else os.path.dirname(os.fspath(model_path))
     path = os.path.join(folder, "task.json")
     if not os.path.isfile(path):

@@ -209,8 +209,8 @@ class Recluster(keras.callbacks.Callback):
                              "max_size": int(sizes.max()), "nmi_previous": nmi})
         if self.verbose:
             print(f"DeepCluster, before epoch {epoch + 1}: {o.n_clusters} clusters of "
-                  f"{len(labels)} cubes (sizes {sizes.min()}-{sizes.max()}), NMI with the previous assignment: "
-                  f"{'-' if nmi is None else f'{nmi:.3f}'}")
+                  f"{len(labels)} cubes (sizes {sizes.min()}-{sizes.max()}), NMI with the "
+                  f"previous assignment: {'-' if nmi is None else f'{nmi:.3f}'}")
 
     def _reinitialise_classifier(self, seed: int) -> None:
         model = self.trainable if self.trainable is not None else self.model

@@ -67,7 +67,7 @@ def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: Options):
     return add_gaussian_noise(cubes, rng, options), cubes
 
 
-def check(options: Options, cube_shape, n_train_cubes: int) -> None:
+def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> None:
     """Any cube shape fits (the U-Net's divisibility is checked by the config)."""
 
 

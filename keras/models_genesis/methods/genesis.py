@@ -36,7 +36,7 @@ def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: TransformCo
     return x, y
 
 
-def check(options: TransformConfig, cube_shape, n_train_cubes: int) -> None:
+def check(options: TransformConfig, cube_shape, n_train_cubes: int, *, depth=None) -> None:
     """Raise ValueError when the scheme's sizes do not fit `cube_shape` (e.g. cutout boxes)."""
     every = dataclasses.replace(options, local_prob=1.0, nonlinear_prob=1.0, paint_prob=1.0)
     for inpaint_rate in (0.0, 1.0):  # outer, then inner cutout

@@ -114,7 +114,7 @@ def loss(options: Options):
     return masked_mse if options.loss_region == "cutout" else "mse"
 
 
-def check(options: Options, cube_shape, n_train_cubes: int) -> None:
+def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> None:
     """Raise ValueError when the largest box plus margins does not fit `cube_shape`."""
     _restoration.check_sample(make_pairs, options, cube_shape, "In-painting")
 

@@ -104,7 +104,7 @@ def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: Options):
     return x, cubes
 
 
-def check(options: Options, cube_shape, n_train_cubes: int) -> None:
+def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> None:
     """Raise ValueError when the patches do not fit `cube_shape`."""
     _restoration.check_sample(make_pairs, options, cube_shape, "Patch-shuffling")
 

@@ -34,6 +34,7 @@ from models_genesis.models.unet3d import (
     spatial_input_shape,
     unet_core,
 )
+from models_genesis.models.weights import init_from_genesis
 
 HEAD_KINDS = ("classification", "segmentation")
 HEADS = ("release", "linear")
@@ -141,8 +142,6 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
         outputs = channels_last_to(x, data_format)
     model = keras.Model(inputs, outputs, name=name or f"genesis_{kind}")
     if weights is not None:
-        from models_genesis.models.weights import init_from_genesis
-
         init_from_genesis(model, weights)
     freeze_blocks(model, frozen_blocks)
     return model

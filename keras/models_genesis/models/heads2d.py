@@ -24,6 +24,7 @@ import numpy as np
 from keras import layers
 
 from models_genesis.models.heads import HEAD_KINDS
+from models_genesis.models.imagenet2d import DEFAULT_PRESET, imagenet_unet_body, keras_hub_backbone
 from models_genesis.models.unet2d import check_unet_args
 from models_genesis.models.unet3d import (
     channel_edges,
@@ -33,6 +34,7 @@ from models_genesis.models.unet3d import (
     spatial_input_shape,
     unet_core,
 )
+from models_genesis.models.weights import _check_and_assign, _match_by_name, read_keras2_weights
 
 ENCODERS = ("genesis", "imagenet")
 
@@ -85,9 +87,6 @@ def target_model_2d(kind: str, input_shape=(64, 64, 3), n_classes: int = 1,
         if weights is not None:
             raise ValueError("`weights` (a Genesis 2D file) applies to encoder='genesis'; the "
                              f"ImageNet encoder takes its weights from `backbone`. Received: weights={weights!r}.")
-        from models_genesis.models.imagenet2d import (
-            DEFAULT_PRESET, imagenet_unet_body, keras_hub_backbone,
-        )
 
         if backbone is None or isinstance(backbone, str):
             backbone = keras_hub_backbone(backbone or DEFAULT_PRESET, load_weights=imagenet_weights)
@@ -119,8 +118,6 @@ def init_from_genesis_2d(model, path):
     Raises:
         ValueError: a 3D file, or a layer that does not fit (named, with both shapes).
     """
-    from models_genesis.models.weights import _check_and_assign, _match_by_name, read_keras2_weights
-
     path = str(path)
     file_layers = read_keras2_weights(path)
     body = [layer for layer in model.layers if layer.weights and layer.name.startswith("depth_")]

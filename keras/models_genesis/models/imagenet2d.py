@@ -22,6 +22,8 @@ from typing import Dict, Sequence
 import keras
 from keras import layers
 
+from models_genesis.models.unet3d import BN_EPSILON, resolve_initializer
+
 DEFAULT_PRESET = "resnet_50_imagenet"
 DECODER_FILTERS = (256, 128, 64, 32, 16)  # segmentation_models.Unet's default decoder widths
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,8 +64,6 @@ def imagenet_unet_body(inputs, backbone, *, decoder_filters: Sequence[int] = DEC
         dict with `"encoder"` (the deepest pyramid level) and `"decoder"` (the last decoder block,
         at the input's resolution), like `unet3d.unet_core`.
     """
-    from models_genesis.models.unet3d import BN_EPSILON, resolve_initializer
-
     pyramid = _pyramid(backbone)
     levels = sorted(pyramid)
     stages = levels[-1]  # the deepest level has stride 2**stages

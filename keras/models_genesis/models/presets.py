@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Optional
 
+from models_genesis.paths import weights_dir as default_dir
+
 PRETRAINED_WEIGHTS = {
     "genesis_chest_ct": {
         "file": "Genesis_Chest_CT.h5",
@@ -68,8 +70,6 @@ def resolve_weights(name_or_path, weights_dir: Optional[os.PathLike] = None) -> 
             f"Received: weights={name_or_path!r}."
         )
     if weights_dir is None:
-        from models_genesis.paths import weights_dir as default_dir
-
         weights_dir = default_dir()
     found = Path(weights_dir) / PRETRAINED_WEIGHTS[key]["file"]
     if not found.is_file():

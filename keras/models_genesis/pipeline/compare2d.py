@@ -24,6 +24,10 @@ from typing import Mapping, Optional
 
 import numpy as np
 
+from models_genesis.atomic import write_json
+from models_genesis.config import FinetuneConfig, get_target_task
+from models_genesis.plotting import new_figure, save_figure
+from models_genesis.training.finetune import finetune
 from models_genesis.training.finetune2d import finetune_2d
 
 ROWS = {"2d": "2D slice-based input", "2.5d": "2.5D orthogonal input", "3d": "3D volume-based input"}
@@ -35,9 +39,6 @@ def _score(kind: str, test: dict) -> float:
 
 
 def _run_3d(task, data, init, weights, seed, settings, run_dir):
-    from models_genesis.config import FinetuneConfig
-    from models_genesis.training.finetune import finetune
-
     config = FinetuneConfig(task=task, init=init, weights=weights, seed=seed, out_dir=run_dir,
                             epochs=settings["epochs"], batch_size=settings["batch_size"],
                             patience=settings["patience"],
@@ -69,9 +70,6 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
     Returns:
         `{"results": [rows], "table": markdown, "paths": {...}}`.
     """
-    from models_genesis.atomic import write_json
-    from models_genesis.config import get_target_task
-
     kind = get_target_task(task).kind
     rows = ["2d", "2.5d", "3d"] if kind == "classification" else ["2d", "3d"]
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -156,8 +154,6 @@ def _columns(results) -> list:
 def plot_fig7(results, task: str, kind: str, path) -> str:
     """Fig. 7's comparison for one task: a bar (mean ± s.d. over runs) per input and
     initialisation, written to `path` (PNG); returns it."""
-    from models_genesis.plotting import new_figure, save_figure
-
     columns = [c for c in _columns(results) if any(x["init"] == c for x in results)]
     rows = [r for r in ROWS if any(x["input"] == r for x in results)]
     fig, ax = new_figure(figsize=(1.6 + 1.4 * len(rows), 3.2))

@@ -24,9 +24,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from models_genesis.config import TARGET_TASKS as TASK_CODES
 from models_genesis.config import FinetuneConfig
+from models_genesis.data.target_tasks import load_target_data
+from models_genesis.models.presets import resolve_weights
+from models_genesis.models.weights import read_keras2_weights
+from models_genesis.pipeline import figures, tables
 from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_methods: public here)
     check_args,
     fraction_key,
@@ -34,6 +39,7 @@ from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_metho
     per_task,
 )
 from models_genesis.pipeline.experiment_key import check_experiment_key, method_entry, task_entry
+from models_genesis.training.finetune import finetune
 
 _COLUMNS = ("task", "method", "init", "label_fraction", "run", "seed", "metric", "score", "auc",
             "mean_iou", "dice", "foreground_iou", "n_train", "n_valid", "n_test", "epochs",
@@ -67,8 +73,6 @@ def append_result(path, row: dict) -> None:
 def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks=None, methods=None,
                          curve: str = "metric") -> dict:
     """Table 3 (`tables.summarize_experiment`) and Figs. 3, 5 and 6 (`figures`) of the runs."""
-    from models_genesis.pipeline import figures, tables
-
     tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
     methods = list(methods) if methods is not None else list(pd.unique(results["method"]))
     out = tables.summarize_experiment(results, out_dir, tasks=tasks, methods=methods)
@@ -127,10 +131,6 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
             (SHA-256), data folders or data counts differ (one line naming what changed).
         FileNotFoundError: a missing weight file or data folder.
     """
-    from tqdm.auto import tqdm
-
-    from models_genesis.training.finetune import finetune
-
     if curve not in ("metric", "loss"):
         raise ValueError(f"`curve` must be 'metric' or 'loss'. Received: curve={curve!r}.")
     tasks, methods, runs, fractions, overrides = check_args(tasks, inits, runs, label_fractions,
@@ -139,8 +139,6 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
     resolved = {}
     for name, (init, path) in methods.items():
         if path is not None:
-            from models_genesis.models.presets import resolve_weights
-
             if not os.path.isfile(path) and os.path.splitext(path)[1]:
                 raise FileNotFoundError(f"Weight file of {name!r} not found: {path!r}.")
             path = os.path.abspath(resolve_weights(path))
@@ -174,8 +172,6 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
             continue
         data = datas[task]
         if data is None:
-            from models_genesis.data.target_tasks import load_target_data
-
             if dirs[task] is None:
                 raise ValueError(f"Give the data of {task!r} (`data_dir` or `data`). "
                                  "Received: none.")
@@ -214,8 +210,6 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
 
 def _weights_width(path) -> int:
     """`n_base_filters` of a Genesis weight file: the filters of its first conv."""
-    from models_genesis.models.weights import read_keras2_weights
-
     layers = read_keras2_weights(path)
     if "depth_0_conv" not in layers:
         raise ValueError(f"{path!r} has no `depth_0_conv` layer; is it a Genesis U-Net weight "
@@ -223,61 +217,93 @@ def _weights_width(path) -> int:
     return int(layers["depth_0_conv"][0].shape[-1])
 
 
-def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=None,
-                        runs: int = 3, label_fraction: float = 0.25,
-                        input_shape: Sequence[int] = (32, 32, 16), epochs: int = 25,
-                        patience: int = 10, batch_size: int = 4,
-                        steps_per_epoch: Optional[int] = None,
-                        seed: int = 0, n_phantoms: int = 20, run_eagerly: bool = False,
-                        progress: bool = True) -> dict:
-    """`make demo`'s last step: pre-trained (demo preset) against scratch on phantom NCS.
+# The demo's target phantoms (`run_demo_experiment`): 4 scans per subset, half of them in the test
+# split so that the test AUC rests on a few hundred candidates.
+DEMO_TARGET_SUBSETS = {"train": (0, 1, 2, 3), "valid": (4,), "test": (5, 6, 7, 8, 9)}
 
-    The chest phantoms (LUNA16 layout, nodule masks) give an NCS-like task: one crop of
-    `input_shape` around each nodule, 1 mm spacing, the paper's patient-level split proportions.
-    Only `label_fraction` of the training crops are used (few labels, where pre-training helps
-    most), and `genesis` (the demo pre-training's weights) is compared with `he_uniform` (the
-    best scratch baseline of the paper) over `runs` runs. The table is printed and written to
-    `out_dir/finetune_ncs/table.txt`; a second call reuses the finished runs.
+
+def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=None,
+                        runs: int = 5, label_fractions: Sequence[float] = (0.25,),
+                        probe_fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
+                        input_shape: Sequence[int] = (32, 32, 16), epochs: int = 20,
+                        patience: int = 5, batch_size: int = 8,
+                        steps_per_epoch: Optional[int] = None,
+                        seed: int = 0, n_phantoms: int = 40, run_eagerly: bool = False,
+                        progress: bool = True) -> dict:
+    """`make demo`'s comparison: the demo's Genesis encoder against scratch, two read-outs.
+
+    The task is NCC on chest phantoms made for it (`phantom_dir`, default `out_dir/targets`:
+    `n_phantoms` scans drawn with seed `seed + 1`, none of them a pre-training scan), split by
+    `DEMO_TARGET_SUBSETS` (16 / 4 / 20 scans at the default 40: a few hundred test candidates).
+    Both read-outs compare `genesis` (the demo pre-training's weights) with `he_uniform` (the
+    paper's best scratch baseline) over `runs` runs, run r labelling the same crops for both:
+
+    * the linear probe (`readouts.run_probe`, transfer scenario 1): logistic regression on the
+      frozen encoder's pooled features, both encoders' BatchNorm statistics recomputed on the
+      training crops, at each of `probe_fractions`;
+    * full fine-tuning (`run_experiment`, transfer scenario 2) at each of `label_fractions`.
+
+    Each read-out gets one verdict line per label fraction (`readouts.verdicts`), printed;
+    `comparison.png` shows both. A second call reuses the finished fine-tuning runs.
 
     Args:
-        out_dir: demo folder (`phantoms/` and `pretrain/` are shared with
-            `run_demo_pretraining`; the experiment goes to `finetune_ncs/`).
+        out_dir: demo folder (the experiment goes to `comparison/`).
         weights: the demo's Genesis weight file; None runs (or reuses) `run_demo_pretraining`.
-        phantom_dir: chest phantoms; default `out_dir/phantoms` (made when absent).
-        runs, label_fraction, input_shape, epochs, patience, batch_size, steps_per_epoch:
-            the experiment's size (defaults: a few minutes on 2 CPU cores).
-        seed: seed of the phantoms, the split and the runs.
-        n_phantoms: scans to make when `phantom_dir` holds none.
+        phantom_dir: the target phantoms; made when they are absent.
+        runs, label_fractions, probe_fractions: the comparison's size.
+        input_shape, epochs, patience, batch_size, steps_per_epoch: each fine-tuning run's.
+        seed: seed of the split, the runs and (plus 1) the target phantoms.
+        n_phantoms: scans to make when `phantom_dir` holds none (at least 10).
         run_eagerly: train without graph tracing (see `finetune`).
         progress: show progress bars.
 
     Returns:
-        `run_experiment`'s dict, plus `weights` and `data_counts`.
+        dict: `probe` (DataFrame of the probe runs), `finetune` (`run_experiment`'s dict),
+        `verdicts` (lines), `figure`, `weights`, `data_counts`, `results_csv` (fine-tuning).
     """
     from models_genesis.data.target_tasks import load_target_data
+    from models_genesis.pipeline import readouts
 
     out_dir = os.path.abspath(os.fspath(out_dir))
-    phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "phantoms")
+    phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "targets")
     if weights is None:
         from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
-        weights = run_demo_pretraining(out_dir, phantom_dir=phantom_dir, n_phantoms=n_phantoms,
-                                       seed=seed)["paths"]["keras2_weights"]
-    elif not os.path.isfile(os.path.join(phantom_dir, "phantoms.json")):
+        weights = run_demo_pretraining(out_dir, seed=seed)["paths"]["keras2_weights"]
+    if not os.path.isfile(os.path.join(phantom_dir, "phantoms.json")):
         from models_genesis.data.phantoms.chest import make_chest_phantoms
 
-        make_chest_phantoms(phantom_dir, n=n_phantoms, seed=seed, progress=progress)
+        make_chest_phantoms(phantom_dir, n=n_phantoms, seed=seed + 1, n_subsets=10,
+                            progress=progress)
     weights = os.path.abspath(os.fspath(weights))
-    data = load_target_data("ncs", phantom_dir, seed=seed, input_shape=tuple(input_shape))
-    overrides = {"n_base_filters": _weights_width(weights), "input_shape": tuple(input_shape),
-                 "epochs": epochs, "patience": patience, "batch_size": batch_size,
-                 "steps_per_epoch": steps_per_epoch}
-    out = run_experiment("ncs", ["genesis", "he_uniform"], runs, [label_fraction],
-                         out_dir=os.path.join(out_dir, "finetune_ncs"), weights=weights,
-                         seed=seed, data=data, overrides=overrides, run_eagerly=run_eagerly,
-                         progress=progress)
+    width = _weights_width(weights)
+    data = load_target_data("ncc", phantom_dir, seed=seed, input_shape=tuple(input_shape),
+                            subsets=DEMO_TARGET_SUBSETS, progress=progress)
     counts = data.info.get("counts", {})
-    print(f"\nNCS on chest phantoms: {counts} crops of {tuple(input_shape)}, "
-          f"{100 * label_fraction:g}% of the training labels, {runs} runs per method")
-    print(out["table"])
-    return {**out, "weights": weights, "data_counts": counts}
+    exp_dir = os.path.join(out_dir, "comparison")
+    os.makedirs(exp_dir, exist_ok=True)
+    positives = {s: int(np.sum(getattr(data, f"y_{s}"))) for s in ("train", "valid", "test")}
+    print(f"NCC on chest phantoms: {counts} candidate crops of {tuple(input_shape)} (nodules "
+          f"{positives}), {runs} runs per method")
+    probe = readouts.run_probe(data, {"genesis": weights, "he_uniform": None}, runs=runs,
+                               label_fractions=probe_fractions, seed=seed, n_base_filters=width,
+                               out_csv=os.path.join(exp_dir, "probe_results.csv"),
+                               progress=progress)
+    overrides = {"n_base_filters": width, "input_shape": tuple(input_shape), "epochs": epochs,
+                 "patience": patience, "batch_size": batch_size,
+                 "steps_per_epoch": steps_per_epoch}
+    finetuned = run_experiment("ncc", ["genesis", "he_uniform"], runs, list(label_fractions),
+                               out_dir=os.path.join(exp_dir, "finetune_ncc"), weights=weights,
+                               seed=seed, data=data, overrides=overrides,
+                               run_eagerly=run_eagerly, progress=progress)
+    print(finetuned["table"])
+    lines = (readouts.verdicts(probe, method="genesis", baseline="he_uniform",
+                               what="linear probe (frozen encoder), NCC AUC")
+             + readouts.verdicts(finetuned["results"], method="genesis", baseline="he_uniform",
+                                 what="full fine-tuning, NCC AUC"))
+    figure = readouts.plot_readouts(
+        {"linear probe (frozen encoder)": probe, "full fine-tuning": finetuned["results"]},
+        os.path.join(exp_dir, "comparison.png"), method="genesis", baseline="he_uniform")
+    print("\n".join(lines))
+    return {"probe": probe, "finetune": finetuned, "verdicts": lines, "figure": figure,
+            "weights": weights, "data_counts": counts, "results_csv": finetuned["results_csv"]}

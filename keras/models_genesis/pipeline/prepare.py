@@ -10,24 +10,29 @@ recorded in the manifest's `skipped` list (`on_error="skip"`) and summarised at 
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import re
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from importlib.metadata import PackageNotFoundError, version
 from typing import Optional
+
+from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.prepare import (FORMAT, MANIFEST, case_is_done, prepare_case,
                                          read_manifest, write_annotation_table,
                                          write_candidate_table)
+from models_genesis.data.prepare_sources import list_cases
 
 _ON_ERROR = ("stop", "skip")
 
 
 def library_versions() -> dict:
     """Versions of the package and of the libraries that read and write the data."""
-    from importlib.metadata import PackageNotFoundError, version
-
     out = {"python": platform.python_version()}
     for name in ("models-genesis", "numpy", "scipy", "SimpleITK", "pandas", "pydicom"):
         try:
@@ -40,8 +45,6 @@ def library_versions() -> dict:
 def _start_manifest(out_dir: str, task: str, data_dir: str, parameters: dict,
                     loader_options: dict) -> dict:
     """A new manifest, or the existing one when it was made with the same task and parameters."""
-    import json
-
     settings = json.loads(json.dumps({"task": task, "parameters": parameters}))
     existing = read_manifest(out_dir)
     if existing is None:
@@ -61,9 +64,6 @@ def _start_manifest(out_dir: str, task: str, data_dir: str, parameters: dict,
 def remove_leftovers(out_dir: str) -> int:
     """Delete the temporary files a killed run left in a prepared folder (`.tmp-write-*`
     folders of `write_volume`, `*.tmp-PID` crop files and tables, `*.tmp`); return how many."""
-    import re
-    import shutil
-
     pattern = re.compile(r"(^\.tmp-write-|\.tmp-\d+$|\.tmp$)")
     removed = 0
     for root, dirs, files in os.walk(out_dir):
@@ -102,10 +102,6 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         ValueError: bad arguments, a folder prepared with other settings, or (with
             `on_error="stop"`) the first bad case.
     """
-    from tqdm.auto import tqdm
-
-    from models_genesis.data.prepare_sources import list_cases
-
     if on_error not in _ON_ERROR:
         raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}.")
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:

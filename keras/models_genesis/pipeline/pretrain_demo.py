@@ -9,12 +9,36 @@ input): the model has learned to restore when its MSE is clearly below the ident
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Dict, Optional, Sequence
+
+import keras
 
 from models_genesis.config import PretrainConfig
 
 DEMO_SUBSETS = tuple(str(s) for s in range(7))  # train 0-4, validation 5-6 (the release's split)
+
+
+class CosineDecay(keras.callbacks.Callback):
+    """Set the learning rate before every step to `initial * (1 + cos(pi * t / total)) / 2`.
+
+    `t` is the optimizer's step count, so a resumed run continues the same schedule. It replaces
+    what `ReduceLROnPlateau` sets at an epoch end (the demo's run is too short for a plateau).
+
+    Args:
+        initial: the learning rate of step 0 (the config's `learning_rate`).
+        total_steps: steps of the whole run (`epochs * steps_per_epoch`).
+    """
+
+    def __init__(self, initial: float, total_steps: int):
+        super().__init__()
+        self.initial, self.total_steps = float(initial), max(int(total_steps), 1)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        t = min(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)), self.total_steps)
+        self.model.optimizer.learning_rate = (
+            self.initial * 0.5 * (1.0 + math.cos(math.pi * t / self.total_steps)))
 
 
 def _phantoms(phantom_dir: str, n_phantoms: int, seed: int) -> str:
@@ -44,7 +68,8 @@ def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int]) -
 
 def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, seed: int = 0,
                          overwrite: bool = False, workers: Optional[int] = None,
-                         callbacks: Sequence = (), **overrides) -> Dict:
+                         callbacks: Sequence = (), lr_schedule: str = "plateau",
+                         **overrides) -> Dict:
     """Make phantoms and cubes if absent, pre-train the demo preset, compare with the identity.
 
     Args:
@@ -55,6 +80,8 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         overwrite: redo the pre-training even when a finished run exists.
         workers: processes for the cube extraction (None: up to the CPU count).
         callbacks: extra Keras callbacks for `pretrain` (e.g. timers).
+        lr_schedule: `plateau` (the release's ReduceLROnPlateau) or `cosine` (`CosineDecay`
+            over the run's `epochs * steps_per_epoch` steps).
         **overrides: `PretrainConfig` fields replacing the demo preset's (e.g. `epochs=5`).
 
     Returns:
@@ -81,7 +108,11 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         if finished and not overwrite:
             print(f"pre-training: the finished run in {config.out_dir} used other settings; "
                   "training again with the current demo preset")
-        result = pretrain(config, overwrite=overwrite or finished, callbacks=callbacks)
+        extra = list(callbacks)
+        if lr_schedule == "cosine":
+            extra.append(CosineDecay(config.learning_rate,
+                                     config.epochs * (config.steps_per_epoch or 1)))
+        result = pretrain(config, overwrite=overwrite or finished, callbacks=extra)
     metrics = result["metrics"]
     summary = {"paths": {**result["paths"], "phantoms": phantom_dir, "cubes": cube_dir},
                "model_mse": metrics["model_mse"], "identity_mse": metrics["identity_mse"],

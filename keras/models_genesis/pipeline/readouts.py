@@ -5,9 +5,15 @@
   (NCC): does pre-training give better features than a random encoder?
 * Full fine-tuning (transfer scenario 2): every layer is trained, on the task of interest (NCS).
 
-Both run through `run_experiment` (resumable, Table 3's statistics), with the same seeds for the
-pre-trained method and the scratch baseline, and `verdict` states the result: better, worse, or
-no significant difference at `alpha` (independent two-sample t-test), with the numbers.
+`run_readouts` runs both through `run_experiment` (resumable, Table 3's statistics), with the same
+seeds for the pre-trained method and the scratch baseline, and `verdict` states the result:
+better, worse, or no significant difference at `alpha` (independent two-sample t-test), with the
+numbers. `linear_probe` / `run_probe` are the demo's quicker probe: the frozen encoder's pooled
+features are computed once per run and scikit-learn's L2 logistic regression (C = 1, fixed, not
+tuned) is fitted on them. Both arms' BatchNorm statistics are first recomputed on the training
+crops (`recompute_batchnorm`): a freshly built encoder keeps mean 0 / variance 1 when frozen (no
+normalisation at all) while a pre-trained one keeps the pre-training data's, so without it the
+probe would compare normalisations, not features.
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ import pandas as pd
 from models_genesis.evaluation import statistics as st
 
 PROBE = {"head": "linear", "freeze_encoder": True}
+# The labelled subset of run `seed` is drawn as `finetune` draws it, so probe and fine-tuning runs
+# with the same seed see the same labels.
+_LABEL_RNG = 0x1ABE1
 
 
 def verdict(results: pd.DataFrame, *, method: str, baseline: str, what: str = "",
@@ -108,3 +117,184 @@ def run_readouts(out_dir, *, probe_data, finetune_data, weights: str, probe_task
     for line in lines:
         print(line)
     return {**out, "verdicts": lines}
+
+
+def recompute_batchnorm(model, x, *, max_crops: int = 512, seed: int = 0) -> int:
+    """Set each BatchNormalization layer's moving statistics to those of its inputs over `x`.
+
+    One forward pass in training mode over `x` as a single batch, with every BatchNorm's
+    momentum at 0: each layer normalises with the batch's statistics (so each sees inputs already
+    normalised by the ones before it) and stores them as its moving statistics. Afterwards
+    inference-mode BatchNorm normalises `x` exactly (per channel, biased variance); the learnt
+    scale and offset are kept. Only BatchNorm keeps state from the pass (no dropout in the U-Net).
+
+    Args:
+        model: a Keras model whose BatchNorm layers are trainable (not frozen yet).
+        x: `(N, rows, cols, deps, 1)` inputs, e.g. every training crop (labelled or not).
+        max_crops: at most this many crops, drawn at random with `seed` (memory).
+        seed: seeds that draw.
+
+    Returns:
+        The number of BatchNormalization layers updated.
+    """
+    import keras
+
+    layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    x = np.asarray(x, np.float32)
+    if len(x) > max_crops:
+        x = x[np.sort(np.random.default_rng(seed).choice(len(x), max_crops, replace=False))]
+    momenta = [l.momentum for l in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        model(x, training=True)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return len(layers)
+
+
+def encoder_features(data, *, init: str = "he_uniform", weights: Optional[str] = None,
+                     seed: int = 0, n_base_filters: int = 32, depth: int = 4,
+                     batch_size: int = 32, recompute_bn: bool = True) -> tuple:
+    """Pooled features `(f_train, f_test)` of the frozen encoder (GlobalAveragePooling3D of
+    `depth_7_relu`) on every training and test crop.
+
+    Args:
+        data: a classification `TargetData`.
+        init: the scratch initialiser when `weights` is None (seeded with `seed`).
+        weights: a Genesis weight file whose encoder is probed.
+        seed: seeds the random encoder.
+        n_base_filters, depth: the encoder's size (that of `weights`).
+        batch_size: crops per forward pass.
+        recompute_bn: recompute the BatchNorm statistics on the training crops first
+            (`recompute_batchnorm`; labels are not used).
+    """
+    import keras
+
+    from models_genesis.models.heads import target_model
+
+    keras.utils.set_random_seed(int(seed))
+    model = target_model("classification", tuple(np.shape(data.x_train)[1:]), depth=depth,
+                         n_base_filters=n_base_filters, weights=weights, head="linear",
+                         kernel_initializer="glorot_uniform" if weights else init)
+    if recompute_bn:
+        recompute_batchnorm(model, data.x_train, seed=seed)
+    features = keras.Model(model.inputs, model.get_layer("gap").output)
+    return tuple(np.asarray(features.predict(np.asarray(x, np.float32), batch_size=batch_size,
+                                             verbose=0)) for x in (data.x_train, data.x_test))
+
+
+def fit_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
+    """Test AUC of an L2 logistic regression (standardised features, strength `C`, not tuned)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from models_genesis.evaluation.metrics import auc_score
+
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
+    classifier.fit(f_train, np.ravel(y_train))
+    return auc_score(np.ravel(y_test), classifier.predict_proba(f_test)[:, 1])
+
+
+def labelled_rows(data, fraction: float, seed: int) -> np.ndarray:
+    """Indices of the training crops labelled in run `seed`: `finetune`'s stratified draw."""
+    import dataclasses
+
+    from models_genesis.data.target_tasks.common import subsample_fraction
+
+    index = dataclasses.replace(data, x_train=np.arange(len(data.y_train)))
+    if fraction >= 1.0:
+        return index.x_train
+    return subsample_fraction(index, fraction,
+                              rng=np.random.default_rng([int(seed), _LABEL_RNG])).x_train
+
+
+def run_probe(data, methods: dict, *, runs: int = 5, label_fractions=(1.0,), seed: int = 0,
+              C: float = 1.0, out_csv: Optional[str] = None, progress: bool = True,
+              **feature_options) -> pd.DataFrame:
+    """The linear probe of each method over `runs` seeds and `label_fractions`.
+
+    A pre-trained encoder's features are computed once (they do not depend on the seed); a
+    random encoder is drawn anew for each run (seed `seed + r`). Run r labels the same crops for
+    every method (`labelled_rows`).
+
+    Args:
+        data: a classification `TargetData`.
+        methods: `{name: weight file or None}`; None probes a random encoder (`init`, default
+            he_uniform, in `feature_options`).
+        runs: runs per method and label fraction.
+        label_fractions: labelled shares of the training split.
+        seed: first seed.
+        C: the logistic regression's inverse L2 strength.
+        out_csv: where the runs are written (atomically); None writes nothing.
+        progress: show a bar over the runs.
+        **feature_options: `encoder_features`' other options (`n_base_filters`,
+            `recompute_bn`, ...).
+
+    Returns:
+        DataFrame: one row per run (`method`, `label_fraction`, `run`, `seed`, `score` (test
+        AUC), `n_train` (labelled crops), `n_test`).
+    """
+    from tqdm.auto import tqdm
+
+    todo = [(name, r) for name in methods for r in range(runs)]
+    cache, rows = {}, []
+    for name, run in tqdm(todo, desc="linear probe", unit="encoder", disable=not progress):
+        weights = methods[name]
+        key = weights if weights is not None else (name, run)
+        if key not in cache:
+            cache[key] = encoder_features(data, weights=weights, seed=int(seed) + run,
+                                          **feature_options)
+        f_train, f_test = cache[key]
+        for fraction in label_fractions:
+            rows_ = labelled_rows(data, float(fraction), int(seed) + run)
+            auc = fit_probe(f_train[rows_], np.asarray(data.y_train)[rows_], f_test,
+                            data.y_test, C=C)
+            rows.append({"method": name, "label_fraction": float(fraction), "run": run,
+                         "seed": int(seed) + run, "score": auc, "n_train": len(rows_),
+                         "n_test": len(f_test)})
+    results = pd.DataFrame(rows)
+    if out_csv is not None:
+        results.to_csv(os.fspath(out_csv) + ".tmp", index=False)
+        os.replace(os.fspath(out_csv) + ".tmp", out_csv)
+    return results
+
+
+def verdicts(results: pd.DataFrame, *, method: str, baseline: str, what: str,
+             alpha: float = 0.05) -> list:
+    """`verdict` at each label fraction of `results` (one line each)."""
+    return [verdict(results[results["label_fraction"] == f], method=method, baseline=baseline,
+                    what=f"{what}, {100 * f:g}% of the labels", alpha=alpha)
+            for f in sorted(pd.unique(results["label_fraction"]))]
+
+
+def plot_readouts(readouts: dict, path, *, method: str, baseline: str) -> str:
+    """Bars (mean ± s.d.) and dots (runs) of `method` and `baseline` per label fraction, one
+    panel per read-out (`{title: results}`), the t-test's p above each pair."""
+    from models_genesis.plotting import new_figure, save_figure
+
+    fig, axes = new_figure(1, len(readouts), figsize=(4.2 * len(readouts), 3.6), squeeze=False)
+    for ax, (title, results) in zip(axes[0], readouts.items()):
+        fractions = sorted(pd.unique(results["label_fraction"]))
+        for k, (name, colour) in enumerate(((method, "tab:red"), (baseline, "tab:grey"))):
+            for i, f in enumerate(fractions):
+                v = 100 * pd.to_numeric(results.loc[(results["method"] == name)
+                                                    & (results["label_fraction"] == f),
+                                                    "score"]).to_numpy(float)
+                x = i + (k - 0.5) * 0.38
+                ax.bar(x, v.mean(), width=0.36, yerr=v.std(ddof=1) if v.size > 1 else 0,
+                       capsize=3, color=colour, alpha=0.75, label=name if i == 0 else None)
+                ax.plot(np.full(v.size, x), v, "k.", markersize=3)
+        for i, f in enumerate(fractions):
+            p = st.ttest_pair(results[results["label_fraction"] == f], "score", method, baseline)
+            ax.text(i, ax.get_ylim()[1], f"p={p:.2g}", ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(range(len(fractions)))
+        ax.set_xticklabels([f"{100 * f:g}%" for f in fractions])
+        ax.set_xlabel("labelled training crops")
+        ax.set_ylabel("test AUC (%)")
+        ax.set_title(title, fontsize=9, pad=14)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)

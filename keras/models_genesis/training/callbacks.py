@@ -10,6 +10,7 @@ counters of the callbacks above, so a rerun resumes exactly where the last finis
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -20,6 +21,7 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.models.weights import save_keras2_weights
+from models_genesis.training.restoration_figures import plot_restoration_rows
 from models_genesis.training.resume import EpochLog, RunBackup
 
 
@@ -101,7 +103,6 @@ class SamplePairs(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        from models_genesis.training.restoration_figures import plot_restoration_rows
 
         restored = keras.ops.convert_to_numpy(self.model(self.transformed, training=False))
         rows = [(f"val {i}", [self.transformed[i], restored[i], self.original[i]])
@@ -114,8 +115,6 @@ class SamplePairs(keras.callbacks.Callback):
 
 def _tensorboard(log_dir: str) -> Optional[keras.callbacks.Callback]:
     """Keras' TensorBoard callback, or None (said aloud) without TensorFlow and TensorBoard."""
-    import importlib.util
-
     missing = [m for m in ("tensorflow", "tensorboard") if importlib.util.find_spec(m) is None]
     if missing:
         print(f"TensorBoard logs are off: Keras' TensorBoard callback needs {missing} installed "

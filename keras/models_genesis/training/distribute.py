@@ -26,8 +26,6 @@ from models_genesis.config import STRATEGIES
 
 
 def _require_tensorflow_backend(name: str) -> None:
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         raise ValueError(
             f"`strategy={name!r}` uses tf.distribute and needs the TensorFlow backend "
@@ -43,6 +41,7 @@ def split_cpu(n: int) -> None:
     Raises:
         RuntimeError: TensorFlow has already initialised its devices.
     """
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
     import tensorflow as tf
 
     if int(n) < 1:
@@ -70,6 +69,7 @@ def get_strategy(name: str = "none"):
     if name == "none":
         return None
     _require_tensorflow_backend(name)
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
     import tensorflow as tf
 
     if name == "mirrored":
@@ -115,6 +115,7 @@ def _replica_batches(strategy, dataset, step: int):
     """Per-replica `(x, y, w)`: replica r of `R` takes batch `step * R + r` of `dataset`, so a
     batch's content still depends only on (seed, epoch, index). A replica past the last batch
     gets batch 0 with weight 0 (used for validation only)."""
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
     import tensorflow as tf
 
     def batch(context):
@@ -130,6 +131,7 @@ def _replica_steps(strategy, model, loss: str):
     """Return tf.functions `(train_step, eval_step, average_statistics)`: the steps map
     `_replica_batches` to the all-reduced `(sum of per-cube losses, number of cubes)`;
     `average_statistics` sets the non-trainable variables of every replica to their mean."""
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
     import tensorflow as tf
 
     loss_fn = keras.losses.get(loss)

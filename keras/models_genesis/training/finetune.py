@@ -34,11 +34,26 @@ import tempfile
 import time
 from typing import Optional
 
+import keras
 import numpy as np
 
 from models_genesis.atomic import write_json
-from models_genesis.config import FinetuneConfig
+from models_genesis.config import FinetuneConfig, SCRATCH_INITS
+from models_genesis.data.candidate_crops import predict_candidates
+from models_genesis.data.target_dataset import TargetDataset
+from models_genesis.data.target_tasks import subsample_fraction
+from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThresholds, auc_score,
+                                               dice_coefficient, dice_loss, iou_score, mean_iou)
+from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, score_test_volumes
+from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
+from models_genesis.models.heads import encoder_blocks, target_model
+from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
+from models_genesis.models.weights import load_keras2_weights, read_keras2_weights
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
+from models_genesis.training.callbacks import BestWeights
+from models_genesis.training.finetune_data import (check_candidate_data, is_lazy, load_run_data,
+                                                   run_task)
+from models_genesis.training.resume import EpochLog
 
 IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground) mean IoU "
                   "averaged over thresholds 0.50:0.05:0.95; foreground_iou: IoU of the "
@@ -123,15 +138,12 @@ def _genesis_weights(config: FinetuneConfig) -> Optional[str]:
     """The weight file of a method init (a path; for genesis also a preset name), checked
     against what `pretrain --method config.init` writes (`check_method_weights`); None for
     the scratch initialisers."""
-    from models_genesis.config import SCRATCH_INITS
-
     if config.init in SCRATCH_INITS:
         return None
     if not config.weights:
         raise ValueError(f"`init={config.init!r}` needs a pre-trained weight file in `weights` "
                          f"(the one `pretrain --method {config.init}` wrote; for genesis also a "
                          "preset name). Received: weights=None.")
-    from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
 
     name = os.fspath(config.weights)
     preset = config.init == "genesis" and str(name).lower() in PRETRAINED_WEIGHTS
@@ -157,9 +169,6 @@ def check_method_weights(path: str, method: str) -> None:
         ValueError: a Keras 3 `.weights.h5` file, a file of the other kind, or a file missing
             expected layers (the message names the first one and the file's layers).
     """
-    from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
-    from models_genesis.models.weights import read_keras2_weights
-
     if str(path).endswith(".weights.h5"):
         raise ValueError(f"`finetune` reads the Keras 2 layout file that `pretrain` writes next to "
                          f"{os.path.basename(path)!r} (Genesis_Chest_CT.h5 or {method}.h5). "
@@ -191,10 +200,6 @@ def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Op
     segmentation); for an encoder init (jigsaw, rubik, deepcluster) the encoder `depth_0..7`,
     the decoder of a segmentation model keeping its initialiser like the head.
     """
-    from models_genesis.methods import ENCODER_METHODS, encoder_layer_names
-    from models_genesis.models.heads import target_model
-    from models_genesis.models.weights import load_keras2_weights
-
     # Pre-trained: the layers not loaded (head, decoder) keep Keras' default (glorot_uniform).
     initializer = "glorot_uniform" if weights is not None else config.init
     encoder_only = weights is not None and config.init in ENCODER_METHODS
@@ -210,17 +215,11 @@ def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Op
 def frozen_blocks(config: FinetuneConfig) -> tuple:
     """The `depth_{i}` blocks a run keeps fixed: `freeze_blocks`, plus depth_0..7 with
     `freeze_encoder` (transfer scenario 1, Sec. 3.2)."""
-    from models_genesis.models.heads import encoder_blocks
-
     blocks = set(config.freeze_blocks) | (set(encoder_blocks()) if config.freeze_encoder else set())
     return tuple(sorted(blocks))
 
 
 def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
-    import keras
-
-    from models_genesis.evaluation.metrics import DiceCoefficient, MeanIoUOverThresholds, dice_loss
-
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9,
                                       beta_2=0.999, epsilon=config.adam_epsilon)
     if kind == "classification":
@@ -234,8 +233,6 @@ def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False
 
 def score_test(kind: str, y_true, y_prob) -> dict:
     """The paper's test metrics: `{"auc"}` or `{"mean_iou", "dice", "foreground_iou"}`."""
-    from models_genesis.evaluation.metrics import auc_score, dice_coefficient, iou_score, mean_iou
-
     if kind == "classification":
         return {"auc": auc_score(np.ravel(y_true), np.ravel(y_prob))}
     return {"mean_iou": mean_iou(y_true, y_prob), "dice": dice_coefficient(y_true, y_prob),
@@ -284,13 +281,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         ...                      data_dir="datasets/ncs", out_dir="runs/ncs_genesis_0")
         >>> finetune(cfg)["mean_iou"]
     """
-    import keras
-
-    from models_genesis.data.target_dataset import TargetDataset
-    from models_genesis.data.target_tasks import subsample_fraction
-    from models_genesis.training.finetune_data import (check_candidate_data, is_lazy,
-                                                       load_run_data, run_task)
-
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"`config` must be a FinetuneConfig. Received: {type(config).__name__}.")
     explicit_shape = config.input_shape
@@ -354,8 +344,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             if steps is not None and steps > len(dataset):
                 raise ValueError(f"`{name}` must be at most the {len(dataset)} batches of one pass "
                                  f"(Keras stops when the data run out). Received: {name}={steps}.")
-        from models_genesis.training.callbacks import BestWeights
-        from models_genesis.training.resume import EpochLog
 
         checkpoint = os.path.join(work_dir, "best.weights.h5")
         stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
@@ -377,7 +365,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         if os.path.isfile(checkpoint):
             model.load_weights(checkpoint)
         if lazy:  # every test candidate, one batch at a time
-            from models_genesis.data.candidate_crops import predict_candidates
 
             paths, indices, y_te = data.split("test")
             y_prob = predict_candidates(model, paths, indices, batch_size=config.batch_size)
@@ -386,9 +373,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         seconds = time.perf_counter() - start
         metrics = score_test(task.kind, y_te, y_prob)
         if task.kind == "segmentation" and getattr(data, "test_volumes", ()):
-            from models_genesis.evaluation.whole_volume import (VOLUME_SCORE_DEFINITION,
-                                                                score_test_volumes)
-
             metrics.update(score_test_volumes(model, data.test_volumes, task_run,
                                               batch_size=config.batch_size,
                                               progress=verbose not in (0, 2)),

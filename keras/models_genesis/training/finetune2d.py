@@ -25,7 +25,9 @@ import numpy as np
 from models_genesis.data.inputs2d import (
     orthogonal_inputs, predict_slicewise, slice_inputs, slicewise_inputs, slicewise_targets,
 )
+from models_genesis.evaluation.metrics import dice_loss
 from models_genesis.models.heads2d import target_model_2d
+from models_genesis.training.finetune import score_test
 
 INPUTS = ("2d", "2.5d")
 INITS = ("scratch", "genesis", "imagenet")
@@ -72,9 +74,6 @@ def finetune_2d(data, kind: str, *, inputs: str = "2d", init: str = "scratch", w
     Returns:
         `{"inputs", "init", "test": score_test(...), "epochs": n, "input_shape"}`.
     """
-    from models_genesis.evaluation.metrics import dice_loss
-    from models_genesis.training.finetune import score_test
-
     if init not in INITS:
         raise ValueError(f"`init` must be one of {INITS}. Received: init={init!r}.")
     if (init == "genesis") != (weights is not None):

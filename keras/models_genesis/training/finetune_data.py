@@ -12,11 +12,11 @@ import dataclasses
 
 import numpy as np
 
+from models_genesis.data.target_tasks import load_target_data
+
 
 def load_run_data(config, task):
     """Load `config.data_dir` with `config.data_options` (and `config.fold`)."""
-    from models_genesis.data.target_tasks import load_target_data
-
     if not config.data_dir:
         raise ValueError("Give `data` or `config.data_dir`. Received: data=None, data_dir=None.")
     options = dict(config.data_options or {})

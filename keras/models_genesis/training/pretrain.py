@@ -36,7 +36,15 @@ from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.methods import get_method, make_options
+from models_genesis.models.presets import resolve_weights
+from models_genesis.models.unet2d import restoration_model_2d
+from models_genesis.models.weights import load_keras2_weights
 from models_genesis.outputs import check_output_dir, remove_outputs
+from models_genesis.training import distribute
+from models_genesis.training.callbacks import BestWeights, restoration_callbacks
+from models_genesis.training.distribute import fit_distributed
+from models_genesis.training.restoration_figures import draw_run_figures
+from models_genesis.training.resume import RunBackup, epochs_done
 
 # Fields that must match to resume a run: they fix the weights' and the optimizer's layout.
 _RESUME_KEYS = ("cube_shape", "n_base_filters", "depth", "optimizer", "mixed_precision",
@@ -182,7 +190,7 @@ def resolve_method(config: PretrainConfig, files) -> PretrainConfig:
     """
     method, options = get_method(config.method), method_options(config)
     n_train = sum(len(open_cubes(p, config.cube_shape)) for p in files["train"])
-    method.check(options, config.sample_shape, n_train)
+    method.check(options, config.sample_shape, n_train, depth=config.depth)
     if config.loss != "mse" and method.loss(options) != "mse":
         raise ValueError(f"`loss={config.loss!r}` replaces the whole-cube MSE of the restoration "
                          f"methods; method {config.method!r} has its own loss. Received: "
@@ -201,8 +209,6 @@ def build_restoration_model(config: PretrainConfig):
         `unet_model_2d` (Genesis 2D).
     """
     if config.dims == 2:
-        from models_genesis.models.unet2d import restoration_model_2d
-
         return restoration_model_2d(config.sample_shape, n_base_filters=config.n_base_filters,
                                     depth=config.depth, kernel_initializer=config.kernel_initializer,
                                     bn_momentum=float(config.bn_momentum))
@@ -215,9 +221,6 @@ def build_restoration_model(config: PretrainConfig):
 def load_initial_weights(unet, weights) -> str:
     """Fill `unet` from a Keras 2 `.h5` (e.g. `Genesis_Chest_CT.h5`), a Keras 3 `.weights.h5` or a
     preset name; raise `ValueError` naming the file when its architecture differs."""
-    from models_genesis.models.presets import resolve_weights
-    from models_genesis.models.weights import load_keras2_weights
-
     path = os.fspath(resolve_weights(weights))
     if path.endswith(".weights.h5"):
         try:
@@ -346,6 +349,7 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
     """
     if config.mixed_precision != "bf16" or keras.backend.backend() != "tensorflow":
         return
+    # TensorFlow-only check: the module loads on any Keras backend.
     import tensorflow as tf
 
     rows = [config.cube_shape[0] // 2 ** level for level in range(config.depth)]
@@ -385,7 +389,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         raise TypeError(f"`config` must be a PretrainConfig. Received: config={type(config)}.")
     if config.out_dir is None:
         raise ValueError("`out_dir` must name the run folder. Received: out_dir=None.")
-    from models_genesis.training import distribute
 
     strategy = distribute.get_strategy(config.strategy)  # first: before any other TF op
     is_chief, task = distribute.worker_role()
@@ -435,9 +438,6 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     `fit` gets `shuffle=False`: the pair generator already visits the cubes in an order drawn
     from (seed, epoch), while Keras' shuffle would draw from Python's global `random`, reseeded
     when a run restarts, so a resumed run would differ from an uninterrupted one."""
-    from models_genesis.training.callbacks import BestWeights, restoration_callbacks
-    from models_genesis.training.resume import RunBackup, epochs_done
-
     batch = config.batch_size
     while True:
         train, val = data if batch == config.batch_size else _datasets(config, files, batch)
@@ -450,8 +450,6 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         cbs += list(extra)
         try:
             if config.strategy == "multiworker":
-                from models_genesis.training.distribute import fit_distributed
-
                 history = fit_distributed(strategy, model, train, val, epochs=config.epochs,
                                           loss=method_loss(config), callbacks=cbs,
                                           verbose=verbose)
@@ -487,8 +485,6 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     else:
         print(f"validation: {metrics}")
     if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
-        from models_genesis.training.restoration_figures import draw_run_figures
-
         result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
                                              seed=config.seed)
     write_json(paths["result"], result, default=str)

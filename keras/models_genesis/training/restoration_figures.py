@@ -17,6 +17,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import keras
 import numpy as np
 
+from models_genesis.plotting import new_figure, save_figure
+from models_genesis.transformations.unified import COMBINATIONS, apply_combination, combination_name
+
 
 def _restore(model, cubes: np.ndarray) -> np.ndarray:
     """Run `model` on cubes `(B, r, c, d)` in [0, 1]; return `(B, r, c, d)` float32."""
@@ -55,10 +58,6 @@ def restoration_combinations(models, cube, *, seed: int = 0) -> Dict[str, object
         dict with `combinations` (12 names, `"identity"` first), `original` `(r, c, d)`, `transformed`
         `(12, r, c, d)` and `restored` (`name -> (12, r, c, d)`).
     """
-    from models_genesis.transformations.unified import (
-        COMBINATIONS, apply_combination, combination_name,
-    )
-
     cube, models = _check_cube(cube), _as_models(models)
     names = [combination_name(k) for k in COMBINATIONS]
     transformed = np.stack([
@@ -98,8 +97,6 @@ def plot_restoration_rows(rows: Sequence[Tuple[str, List[np.ndarray]]], columns:
     Returns:
         `path`.
     """
-    from models_genesis.plotting import new_figure, save_figure
-
     path = os.fspath(path)
     n_rows, n_cols = len(rows), len(columns)
     fig, axes = new_figure(n_rows, n_cols, figsize=(1.8 * n_cols + 1.2, 1.8 * n_rows + 0.4),

@@ -6,6 +6,7 @@ from typing import Optional
 
 import numpy as np
 
+from models_genesis.plotting import new_figure, save_figure
 from models_genesis.transformations._checks import as_cube
 from models_genesis.transformations.unified import (
     COMBINATIONS, SCHEMES, TransformConfig, apply_combination, combination_name, genesis_transform,
@@ -29,8 +30,6 @@ def plot_transformations(cube, path, *, seed: int = 0, config: Optional[Transfor
     Returns:
         `path`.
     """
-    from models_genesis.plotting import new_figure, save_figure
-
     arr, _ = as_cube(cube, "cube")
     panels = [("original", arr)]
     for k, name in enumerate(SCHEMES):

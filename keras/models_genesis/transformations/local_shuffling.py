@@ -77,6 +77,7 @@ def sample_local_shuffling_params(rng: np.random.Generator, shape: Sequence[int]
 @functools.lru_cache(maxsize=None)
 def _kernel():
     """Compile (or load from numba's on-disk cache) the window-shuffling kernel."""
+    # numba (0.85 s) at the first shuffle: this module is on `--help`'s import path (via config).
     import numba
 
     @numba.njit(cache=True, nogil=True)

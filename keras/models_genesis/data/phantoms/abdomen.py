@@ -17,6 +17,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from models_genesis.data.phantoms.shapes import ellipsoid_mask, finalize_intensities
+from models_genesis.data.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 _INF = np.inf
@@ -87,8 +88,6 @@ def make_abdomen_phantoms(out_dir, n: int = 6, seed: int = 0, *,
         Summary dict: `out_dir`, `n_cases`, `cases` (`(volume, segmentation)` paths), `seed`,
         `shape`, `generator`.
     """
-    from models_genesis.data.volumes import write_volume
-
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
     check_output_dir(out_dir, name="out_dir")

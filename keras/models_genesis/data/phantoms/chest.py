@@ -20,6 +20,7 @@ import os
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.phantoms import shapes
@@ -152,6 +153,7 @@ def _nodule_mask(rng, kind, shape, spacing, center, r):
 
 def _place_nodules(rng, image, lungs, spacing, n, diameter_range):
     """Paint up to `n` nodules fully inside the lungs; return their labels and records."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
 
     shape = image.shape
@@ -297,8 +299,6 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional
         FileExistsError: a file this call would write exists and `overwrite` is False.
         NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
     """
-    from tqdm.auto import tqdm
-
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
     if n_subsets is None:

@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from models_genesis.data.phantoms.chest import make_chest_phantom, phantom_series_uid
+
 NAMESPACE = "http://www.nih.gov"
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
@@ -40,6 +42,7 @@ def write_dicom_series(folder, hu: np.ndarray, spacing, origin, *, series_uid: s
         omit_slices: slice indices not written (to make a series with a missing slice).
         name_prefix: file name prefix (to put a second series in the same folder).
     """
+    # SimpleITK (0.5 s) on first use: `make-phantoms` of the other layouts never needs it.
     import SimpleITK as sitk
 
     os.makedirs(folder, exist_ok=True)
@@ -117,6 +120,7 @@ def write_lidc_xml(path, *, series_uid: str, study_uid: str, readers: Sequence[S
 
 def outline_points(mask2d: np.ndarray) -> np.ndarray:
     """Pixels just outside a 2D region, ordered by angle round its centre: `(P, 2)` (x, y)."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
 
     ring = ndimage.binary_dilation(mask2d) & ~mask2d
@@ -137,9 +141,8 @@ def make_lidc_phantoms(out_dir, n: int = 3, seed: int = 0, *, shape=(64, 64, 32)
     Returns:
         `{patient_id: {"folder", "series_uid", "nodules"}}` (the phantom's true nodules).
     """
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
-
-    from models_genesis.data.phantoms.chest import make_chest_phantom, phantom_series_uid
 
     out = {}
     for i in range(n):

@@ -23,6 +23,7 @@ import numpy as np
 from models_genesis.data.phantoms.shapes import (branching_tree, ellipsoid_mask,
                                                  finalize_intensities, segment_points, stamp_balls,
                                                  write_csv)
+from models_genesis.data.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CANDIDATE_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "class")
@@ -109,8 +110,6 @@ def make_pe_phantoms(out_dir, n: int = 6, seed: int = 0, *, shape: Sequence[int]
         Summary dict: `out_dir`, `n_cases`, `cases` (ids), `n_candidates`, `n_positives`,
         `candidates` (the CSV path), `seed`, `shape`, `generator`.
     """
-    from models_genesis.data.volumes import write_volume
-
     ids = [f"Patient{10000 + k}" for k in range(int(n))] if ids is None else list(ids)
     if not ids:
         raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")

@@ -138,6 +138,7 @@ def branching_tree(root_mm, direction, *, rng: np.random.Generator, length_mm: f
 def smooth_noise(shape: Sequence[int], *, rng: np.random.Generator, sigma_vox,
                  std: float = 1.0) -> np.ndarray:
     """Gaussian-smoothed white noise rescaled to standard deviation `std`, float32."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
 
     noise = ndimage.gaussian_filter(rng.standard_normal(tuple(shape), dtype=np.float32), sigma_vox)
@@ -150,6 +151,7 @@ def finalize_intensities(image: np.ndarray, *, rng: np.random.Generator, blur_vo
                          value_range: Tuple[float, float] = (-1024.0, 3071.0),
                          dtype=np.int16) -> np.ndarray:
     """Partial-volume blur, correlated scanner noise, clip and round to `dtype`."""
+    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
     from scipy import ndimage
 
     out = ndimage.gaussian_filter(image.astype(np.float32), blur_vox) if blur_vox > 0 else \

@@ -19,6 +19,9 @@ import os
 from typing import Sequence
 
 import numpy as np
+from PIL import Image
+from skimage.transform import resize
+from tqdm.auto import tqdm
 
 from models_genesis.data.phantoms.chest import DEFAULT_SHAPE, make_chest_phantom
 from models_genesis.data.phantoms.shapes import write_csv
@@ -39,8 +42,6 @@ def attenuation_integral(hu: np.ndarray, spacing: Sequence[float], axis: int = 1
 def drr(hu: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
     """A frontal radiograph `1 - exp(-L)` in [0, 1) of a chest `(x, y, z)`, as `(rows=z, cols=x)`
     with the head up, resampled to square pixels of `spacing[0]` mm."""
-    from skimage.transform import resize
-
     image = 1.0 - np.exp(-attenuation_integral(hu, spacing, axis=1))  # (x, z)
     image = image.T[::-1]  # rows: z from head to feet; columns: x
     rows = max(1, int(round(image.shape[0] * spacing[2] / spacing[0])))
@@ -60,8 +61,6 @@ def to_png_levels(image01: np.ndarray, bits: int = 16) -> np.ndarray:
 
 def write_png(path, levels: np.ndarray) -> str:
     """Write a grey PNG atomically (8-bit `L` or 16-bit `I;16`)."""
-    from PIL import Image
-
     path = os.fspath(path)
     tmp = path + ".tmp.png"
     Image.fromarray(levels).save(tmp, format="PNG")
@@ -84,8 +83,6 @@ def make_xray_phantoms(out_dir, n: int = 6, seed: int = 0, *, shape: Sequence[in
         Summary dict: `out_dir`, `n_images`, `csv`, `image_shape` (rows, cols of the first),
         `bits`, `seed`.
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"`n` must be a positive int. Received: n={n!r}.")
     out_dir = check_output_dir(out_dir, name="out_dir")

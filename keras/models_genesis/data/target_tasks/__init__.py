@@ -13,8 +13,10 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import os
 
+from models_genesis.config import get_target_task
 from models_genesis.data.target_tasks.bms import load_bms
 from models_genesis.data.target_tasks.common import TargetData, subsample_fraction
 from models_genesis.data.target_tasks.ecc import load_ecc
@@ -47,14 +49,14 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
     Raises:
         ValueError: an unknown task, an unknown option, or bad data (see each loader).
     """
-    from models_genesis.config import get_target_task
-
+    # Here, not at the top: data.prepare imports data.target_tasks (import cycle).
     from models_genesis.data.prepare import read_manifest
 
     code = get_target_task(task_code).code
     loader = TARGET_LOADERS[code]
     manifest = read_manifest(data_dir) if os.path.isdir(os.fspath(data_dir)) else None
     if manifest is not None:  # a folder written by `models-genesis prepare`
+        # Here, not at the top: prepared loads Keras, and this module is on `--help`'s import path.
         from models_genesis.data.target_tasks.prepared import load_prepared
 
         try:
@@ -64,8 +66,6 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
             raise ValueError(f"Bad options for the prepared {code!r} folder {data_dir} ({exc}). "
                              f"Received: options={sorted(options)}.") from None
     try:
-        import inspect
-
         inspect.signature(loader).bind(data_dir, seed=seed, input_shape=input_shape, **options)
     except TypeError as exc:
         raise ValueError(f"Bad options for target task {code!r} ({exc}). Received: "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -58,8 +59,6 @@ def find_brats_cases(data_dir, skips: SkipLog,
     Returns:
         patient id -> tuple of paths, one per `required` entry (default `(flair, seg)`).
     """
-    import re
-
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"BraTS folder not found: {data_dir}")

@@ -22,6 +22,7 @@ from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData
                                                      build_target_data, extract_crops,
                                                      intensity_window, progress_bar,
                                                      scale_to_unit)
+from models_genesis.data.volumes import read_volume, resample_volume
 
 COLUMNS = CANDIDATE_COLUMNS
 
@@ -71,8 +72,6 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
     Returns:
         `TargetData` with labels `(N,)` int64.
     """
-    from models_genesis.data.volumes import read_volume, resample_volume
-
     if negative_ratio is not None and not float(negative_ratio) > 0:
         raise ValueError(f"`negative_ratio` must be > 0 or None. "
                          f"Received: negative_ratio={negative_ratio!r}.")

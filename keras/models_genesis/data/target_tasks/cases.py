@@ -16,6 +16,7 @@ from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, 
                                                      check_same_grid, extract_crops,
                                                      intensity_window, progress_bar,
                                                      sample_crop_centers, scale_to_unit)
+from models_genesis.data.volumes import read_volume, resample_volume
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
@@ -31,8 +32,6 @@ def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: Sk
     Returns:
         `(image, labels)`: the image `Volume` (array (X, Y, Z)) and the integer labels on its grid.
     """
-    from models_genesis.data.volumes import read_volume, resample_volume
-
     try:
         image = read_volume(image_path)
         mask = read_volume(mask_path)
@@ -85,6 +84,7 @@ def crops_from_case(image: np.ndarray, foreground: np.ndarray, centers, shape: S
     x = scale_to_unit(extract_crops(image, centers, cut, pad_value=window[0]), window)
     m = extract_crops(foreground.astype(np.float32), centers, cut, pad_value=0.0)
     if cut != tuple(shape):
+        # On first use: this module is on `models-genesis --help`'s import path (scipy: 0.8 s).
         from scipy import ndimage
 
         zoom = (1.0,) + tuple(s / c for s, c in zip(shape, cut))

@@ -25,6 +25,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from models_genesis.config import get_target_task
 from models_genesis.data.volumes import CT_WINDOW, intensity_window, scale_to_unit  # noqa: F401
 
 SPLITS = ("train", "valid", "test")
@@ -92,6 +93,7 @@ def progress_bar(total: int, desc: str, enabled: bool = True):
     The bar is shown when `enabled` and there are at least 2 cases; its postfix is not used, so
     skipped cases are counted in the loader's `info["skipped"]` (and printed by the CLI).
     """
+    # On first use: this module is on `models-genesis --help`'s import path (tqdm: 0.13 s).
     from tqdm.auto import tqdm
 
     return tqdm(total=int(total), desc=desc, unit="case", disable=not enabled or total < 2,
@@ -105,8 +107,6 @@ def case_rng(seed: int, case_id: str) -> np.random.Generator:
 
 def check_input_shape(input_shape, task_code: str) -> Tuple[int, int, int]:
     """Return `input_shape` (or the task's crop when None) after checking each size % 8 == 0."""
-    from models_genesis.config import get_target_task
-
     shape = get_target_task(task_code).input_shape if input_shape is None else input_shape
     try:
         shape = tuple(int(s) for s in shape)

@@ -25,6 +25,7 @@ from models_genesis.data.target_tasks.candidates import check_candidate_table, l
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids,
                                                      read_id_list, seeded_split)
+from models_genesis.data.volumes import volume_key
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
 RELEASE_SPLIT_FILES = {"train": "train_cv-{fold}.csv", "valid": "val_cv-{fold}.csv",
@@ -33,8 +34,6 @@ RELEASE_SPLIT_FILES = {"train": "train_cv-{fold}.csv", "valid": "val_cv-{fold}.c
 
 def find_volumes(data_dir) -> Dict[str, str]:
     """Map patient ids (file names without extension) to volume files anywhere under `data_dir`."""
-    from models_genesis.data.volumes import volume_key
-
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"ECC folder not found: {data_dir}")
@@ -58,6 +57,29 @@ def read_release_split(split_dir, fold: int) -> Dict[str, list]:
     return {name: read_id_list(os.path.join(os.fspath(split_dir), pattern.format(fold=fold)),
                                header="FileName")
             for name, pattern in RELEASE_SPLIT_FILES.items()}
+
+
+def read_candidate_csv(data_dir, candidates_csv: str = "candidates.csv"):
+    """ECC's candidate table, checked: `(table, path)`.
+
+    `candidates_csv` is absolute or relative to `data_dir`; a `FileName` column (the release's
+    header) is read as `seriesuid`.
+
+    Raises:
+        FileNotFoundError: the CSV is missing.
+        ValueError: see `check_candidate_table`.
+    """
+    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
+    import pandas as pd
+
+    path = candidates_csv if os.path.isabs(candidates_csv) else \
+        os.path.join(os.fspath(data_dir), candidates_csv)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Candidate CSV not found: {path}")
+    table = pd.read_csv(path, dtype={"seriesuid": str, "FileName": str})
+    if "seriesuid" not in table.columns and "FileName" in table.columns:
+        table = table.rename(columns={"FileName": "seriesuid"})
+    return check_candidate_table(table, path), path
 
 
 def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str = "candidates.csv",
@@ -87,8 +109,6 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
     Returns:
         `TargetData`: crops `(N, rows, cols, deps, 1)` in [0, 1], labels `(N,)` in {0, 1}.
     """
-    import pandas as pd
-
     shape = check_input_shape(input_shape, "ecc")
     if fold is not None and split_dir is None and split is None:
         raise ValueError(f"`fold` needs the release's split files train_cv-k/val_cv-k/test_cv-k"
@@ -96,14 +116,7 @@ def load_ecc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: str =
                          f"split_dir=None.")
     skips = SkipLog(errors)
     volumes = find_volumes(data_dir)
-    csv_path = candidates_csv if os.path.isabs(candidates_csv) else \
-        os.path.join(os.fspath(data_dir), candidates_csv)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"Candidate CSV not found: {csv_path}")
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str, "FileName": str})
-    if "seriesuid" not in table.columns and "FileName" in table.columns:
-        table = table.rename(columns={"FileName": "seriesuid"})
-    table = check_candidate_table(table, csv_path)
+    table, csv_path = read_candidate_csv(data_dir, candidates_csv)
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
         skips.bad(f"{csv_path}: seriesuid {uid}", f"has no volume file under {data_dir}")
     table = table[table["seriesuid"].isin(list(volumes))].copy()

@@ -18,6 +18,7 @@ from typing import Dict, Optional, Sequence
 from models_genesis.data.target_tasks.candidates import check_candidate_table, load_candidate_task
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids)
+from models_genesis.data.volumes import index_volumes
 
 LUNA16_SUBSETS = {"train": (0, 1, 2, 3, 4), "valid": (5, 6), "test": (7, 8, 9)}
 _SUBSET = re.compile(r"subset(\d+)$")
@@ -77,9 +78,8 @@ def load_ncc(data_dir, *, seed: int = 0, input_shape=None, candidates_csv: Optio
     Returns:
         `TargetData`: crops `(N, rows, cols, deps, 1)` in [0, 1], labels `(N,)` in {0, 1}.
     """
+    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
     import pandas as pd
-
-    from models_genesis.data.volumes import index_volumes
 
     shape = check_input_shape(input_shape, "ncc")
     skips = SkipLog(errors)

@@ -28,10 +28,12 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from models_genesis.data.tables import read_table
 from models_genesis.data.target_tasks.cases import crops_from_case, read_case
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, check_input_shape,
                                                      check_split_ids, progress_bar, seeded_split)
+from models_genesis.data.volumes import index_volumes, volume_key
 
 LIDC_SPLIT = (510, 100, 408)
 NODULE_LABELS = tuple(range(256))  # {0, 1}, or one uint8 label per nodule (> 0: nodule)
@@ -84,6 +86,11 @@ def load_release_arrays(data_dir, shape, skips: SkipLog) -> Optional[TargetData]
                              split_source=f"release arrays in {data_dir}")
 
 
+def _stacked(crops, shape) -> np.ndarray:
+    """Concatenate per-scan crop arrays; `(0, *shape)` float32 when there are none."""
+    return np.concatenate(crops) if crops else np.zeros((0,) + tuple(shape), np.float32)
+
+
 def _nodule_crops(image, labels: np.ndarray, centres_mm, shape, what: str, source: str,
                   skips: SkipLog):
     """Crops around nodule centres (world mm) and their masks; a crop with no mask voxel is bad."""
@@ -100,6 +107,7 @@ def _nodule_crops(image, labels: np.ndarray, centres_mm, shape, what: str, sourc
 def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, split_fractions,
               consensus_level: float, min_readers: int, progress: bool) -> TargetData:
     """NCS crops from LIDC-IDRI as downloaded (DICOM series + XML readings), split by patient."""
+    # data.lidc pulls scipy and scikit-image onto `models-genesis --help`'s import path.
     from models_genesis.data.lidc import find_lidc_scans, read_lidc_scan
 
     scans = find_lidc_scans(data_dir)
@@ -136,8 +144,7 @@ def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, spl
                                      scans[uid]["patient_id"], folder, skips)
                 xs.append(x)
                 ms.append(m)
-        none = np.zeros((0,) + shape, np.float32)
-        parts[name] = (np.concatenate(xs) if xs else none, np.concatenate(ms) if ms else none)
+        parts[name] = _stacked(xs, shape), _stacked(ms, shape)
         patients[name] = kept
     bar.close()
     return build_target_data("ncs", parts, patients, skips, segmentation=True,
@@ -170,9 +177,6 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
     Returns:
         `TargetData` with masks `(N, rows, cols, deps, 1)`.
     """
-    from models_genesis.data.tables import read_table
-    from models_genesis.data.volumes import index_volumes, volume_key
-
     shape = check_input_shape(input_shape, "ncs")
     skips = SkipLog(errors)
     data_dir = os.fspath(data_dir)
@@ -224,8 +228,7 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
             xs.append(x)
             ms.append(m)
             kept.append(uid)
-        none = np.zeros((0,) + shape, np.float32)
-        parts[name] = (np.concatenate(xs) if xs else none, np.concatenate(ms) if ms else none)
+        parts[name] = _stacked(xs, shape), _stacked(ms, shape)
         patients[name] = kept
     bar.close()
     return build_target_data("ncs", parts, patients, skips, segmentation=True,

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+import pandas as pd
 
 from models_genesis.data.candidate_crops import DEFAULT_NEGATIVE_RATIO, CandidateDataset
+from models_genesis.data.prepare import read_manifest
 from models_genesis.data.target_tasks.common import SPLITS, check_split_ids, seeded_split
+from models_genesis.data.target_tasks.ecc import read_release_split
+from models_genesis.data.target_tasks.ncc import LUNA16_SUBSETS
 
 
 @dataclass(frozen=True)
@@ -78,8 +82,6 @@ def _split(task, table, manifest, data_dir, *, seed, split, subsets, split_dir, 
     if split is not None:
         return {k: list(split.get(k, ())) for k in SPLITS}, "user split"
     if task == "ncc":
-        from models_genesis.data.target_tasks.ncc import LUNA16_SUBSETS
-
         subsets = LUNA16_SUBSETS if subsets is None else subsets
         by_uid = table.groupby("seriesuid")["subset"].first()
         out = {n: sorted(u for u, s in by_uid.items() if int(s) in set(subsets.get(n, ())))
@@ -91,8 +93,6 @@ def _split(task, table, manifest, data_dir, *, seed, split, subsets, split_dir, 
                              f"{sorted(set(by_uid.astype(int)))}. Pass subsets to match.")
         return out, f"LUNA16 subsets {dict(subsets)}"
     if split_dir is not None:
-        from models_genesis.data.target_tasks.ecc import read_release_split
-
         fold = 1 if fold is None else fold
         return read_release_split(split_dir, fold), f"{split_dir} fold {fold}"
     if fold is not None:
@@ -122,8 +122,6 @@ def load_prepared_candidates(data_dir, manifest: dict, *, seed: int = 0, input_s
         spacing, candidates_csv: must match what the folder was prepared with (or be None).
         errors: accepted for symmetry; bad items were handled by `prepare` (its manifest).
     """
-    import pandas as pd
-
     task = manifest["task"]
     params = manifest["parameters"]
     prepared_shape = tuple(params["input_shape"])
@@ -190,8 +188,6 @@ def with_negative_sampling(task: str, data_dir, options: dict) -> dict:
     undersamples training and validation once, and the test split keeps every candidate, so the
     test AUC is over all of them. Other tasks' options are returned unchanged.
     """
-    from models_genesis.data.prepare import read_manifest
-
     if task not in ("ncc", "ecc"):
         return dict(options)
     out = dict(options)
