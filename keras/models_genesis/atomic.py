@@ -19,3 +19,26 @@ def write_json(path, values, **dump_kwargs) -> str:
         f.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def write_text(path, text: str) -> str:
+    """Write `text` (UTF-8, as given) to `path` atomically; return the path."""
+    path = os.fspath(path)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_csv(path, table, *, tmp_suffix: str = ".tmp") -> str:
+    """Write the DataFrame `table` (without its index) to `path` atomically; return the path.
+
+    `tmp_suffix` names the temporary file (`path + tmp_suffix`), e.g. per process when several
+    processes write in one folder.
+    """
+    path = os.fspath(path)
+    tmp = path + tmp_suffix
+    table.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return path

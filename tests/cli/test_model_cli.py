@@ -3,8 +3,6 @@
 import subprocess
 import sys
 
-import pytest
-
 from models_genesis.cli import build_parser, main
 from tests.keras2_files import release_weights, write_keras2_file
 

@@ -1,5 +1,6 @@
 """The plain-words verdict of a read-out (linear probe, full fine-tuning)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
@@ -48,3 +49,77 @@ def test_run_readouts_runs_the_probe_frozen_and_fine_tuning_in_full(tmp_path, mo
     printed = capsys.readouterr().out.splitlines()
     assert printed == out["verdicts"] and printed[0].startswith("linear probe")
     assert "genesis is better than he_uniform" in printed[1]
+
+
+def _crops(rng, n, shape=(16, 16, 8)):
+    """Crops whose label shows in their mean intensity (a linear probe can find it)."""
+    y = np.arange(n) % 2
+    x = (rng.random((n, *shape, 1)) * 0.5 + 0.4 * y[:, None, None, None, None]).astype("float32")
+    return x, y.astype("int64")
+
+
+def _data(seed=0, n=(24, 8, 20)):
+    from models_genesis.data.target_tasks.common import TargetData
+
+    rng = np.random.default_rng(seed)
+    (xa, ya), (xv, yv), (xt, yt) = (_crops(rng, k) for k in n)
+    return TargetData("ncc", xa, ya, xv, yv, xt, yt, info={"counts": {"train": n[0]}})
+
+
+def test_recompute_batchnorm_normalises_its_inputs_exactly():
+    import keras
+
+    from models_genesis.models.heads import target_model
+
+    keras.utils.set_random_seed(0)
+    model = target_model("classification", (16, 16, 8, 1), n_base_filters=2, head="linear")
+    x = np.random.default_rng(1).random((6, 16, 16, 8, 1)).astype("float32") * 3 + 2
+    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    assert readouts.recompute_batchnorm(model, x) == len(bns) > 0
+    assert all(l.momentum == 0.99 for l in bns)  # restored afterwards
+    for layer in bns[:3]:  # each normalises, in inference mode, what reaches it
+        a = np.asarray(keras.Model(model.inputs, layer.input)(x, training=False), np.float64)
+        a = a.reshape(-1, a.shape[-1])
+        np.testing.assert_allclose(layer.moving_mean.numpy(), a.mean(0), rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(layer.moving_variance.numpy(), a.var(0), rtol=1e-2,
+                                   atol=1e-5)
+
+
+def test_labelled_rows_are_the_crops_finetune_labels():
+    from models_genesis.data.target_tasks.common import subsample_fraction
+
+    data = _data()
+    rows = readouts.labelled_rows(data, 0.25, seed=3)
+    kept = subsample_fraction(data, 0.25, rng=np.random.default_rng([3, 0x1ABE1]))
+    np.testing.assert_array_equal(data.x_train[rows], kept.x_train)
+    assert len(rows) == 6 and list(readouts.labelled_rows(data, 1.0, seed=3)) == list(range(24))
+
+
+def test_run_probe_fits_a_linear_classifier_on_frozen_features(tmp_path):
+    data = _data()
+    results = readouts.run_probe(data, {"random": None}, runs=2, label_fractions=(0.5, 1.0),
+                                 n_base_filters=2, out_csv=tmp_path / "probe.csv",
+                                 progress=False)
+    assert len(results) == 4 and set(results["n_train"]) == {12, 24}
+    assert (results["n_test"] == 20).all()
+    assert results["score"].min() > 0.8  # the label is in the intensity: linearly separable
+    assert pd.read_csv(tmp_path / "probe.csv")["score"].tolist() == pytest.approx(
+        results["score"].tolist())
+
+
+def test_run_probe_reuses_a_pretrained_encoders_features(monkeypatch):
+    calls = []
+
+    def fake_features(data, *, weights, seed, **options):
+        calls.append((weights, seed))
+        f = np.c_[data.y_train + 0.1 * seed, np.ones(len(data.y_train))]
+        return f, np.c_[data.y_test, np.ones(len(data.y_test))]
+
+    monkeypatch.setattr(readouts, "encoder_features", fake_features)
+    results = readouts.run_probe(_data(), {"genesis": "g.h5", "he_uniform": None}, runs=3,
+                                 label_fractions=(0.5,), seed=10, progress=False)
+    assert calls == [("g.h5", 10), (None, 10), (None, 11), (None, 12)]
+    assert results["seed"].tolist() == [10, 11, 12] * 2
+    lines = readouts.verdicts(results, method="genesis", baseline="he_uniform", what="probe")
+    assert lines == [verdict(results, method="genesis", baseline="he_uniform",
+                             what="probe, 50% of the labels")]

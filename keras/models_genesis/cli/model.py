@@ -24,8 +24,9 @@ def _demo(args) -> int:
     from models_genesis.outputs import check_output_dir
     from models_genesis.pipeline.demo import run_demo
 
-    check_output_dir(args.out, name="--out")
-    run_demo(args.out, overwrite=args.overwrite)
+    out = args.out or ("runs/demo_long" if args.long else "runs/demo")
+    check_output_dir(out, name="--out")
+    run_demo(out, overwrite=args.overwrite, long=args.long)
     return 0
 
 
@@ -44,6 +45,8 @@ def register(subparsers) -> None:
 
     d = subparsers.add_parser("demo", help="the main job on the embedded phantoms: model, "
                               "pre-training (demo preset), fine-tuning against scratch")
-    d.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    d.add_argument("--out", help="output folder (default runs/demo, with --long runs/demo_long)")
+    d.add_argument("--long", action="store_true", help="the 30-60 minute version (2 CPU cores): "
+                   "4x the pre-training, 10 runs per arm at 10/25/50%% of the labels")
     d.add_argument("--overwrite", action="store_true", help="redo steps whose outputs exist")
     d.set_defaults(func=_demo)

@@ -29,6 +29,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from models_genesis.atomic import write_csv
 from models_genesis.data.crop_files import write_crop_file
 from models_genesis.data.target_tasks.cases import read_case
 from models_genesis.data.target_tasks.common import (SkipLog, extract_crops, intensity_window,
@@ -126,9 +127,7 @@ def _candidate_case(job: dict) -> dict:
     table = pd.DataFrame({"crop_index": np.arange(len(kept)), "class": labels[inside],
                           "coordX": world[inside, 0], "coordY": world[inside, 1],
                           "coordZ": world[inside, 2]})
-    tmp = out["table"] + f".tmp-{os.getpid()}"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out["table"])
+    write_csv(out["table"], table, tmp_suffix=f".tmp-{os.getpid()}")
     return {"n_crops": int(len(kept)), "n_positives": int(labels[inside].sum()),
             "skipped_items": outside, "shape": list(volume.shape)}
 
@@ -180,10 +179,7 @@ def write_candidate_table(out_dir, manifest: dict) -> str:
         frames.append(table)
     columns = ["seriesuid", "crop_file", "crop_index", "class", "coordX", "coordY", "coordZ"]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    path = os.path.join(out_dir, "candidates.csv")
-    table.to_csv(path + ".tmp", index=False)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_csv(os.path.join(out_dir, "candidates.csv"), table)
 
 
 def write_annotation_table(out_dir, manifest: dict) -> str:
@@ -197,7 +193,4 @@ def write_annotation_table(out_dir, manifest: dict) -> str:
             if entry.get("status") == "done" for n in entry.get("nodules", [])]
     table = pd.DataFrame(rows, columns=["seriesuid", "coordX", "coordY", "coordZ",
                                         "diameter_mm"])
-    path = os.path.join(os.fspath(out_dir), "annotations.csv")
-    table.to_csv(path + ".tmp", index=False)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_csv(os.path.join(os.fspath(out_dir), "annotations.csv"), table)

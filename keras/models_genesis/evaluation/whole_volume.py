@@ -16,18 +16,16 @@ from typing import Sequence, Tuple
 
 import numpy as np
 import pandas as pd
-
-from models_genesis.data.target_tasks.common import extract_crops, intensity_window, scale_to_unit
 from scipy import ndimage
-
-from models_genesis.data.volumes import read_volume, resample_volume, volume_key, write_volume
-
-from models_genesis.evaluation.sliding_window import sliding_window_inference
-
-from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
 from tqdm.auto import tqdm
 
+from models_genesis.atomic import write_csv
 from models_genesis.config import TargetTask
+from models_genesis.data.target_tasks.common import extract_crops
+from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
+                                         scale_to_unit, volume_key, write_volume)
+from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
+from models_genesis.evaluation.sliding_window import sliding_window_inference
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
                            "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
@@ -137,9 +135,7 @@ def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,
         probs.append(np.asarray(model.predict_on_batch(x[..., None])).reshape(len(x), -1)[:, 0])
     table["probability"] = np.concatenate(probs) if probs else np.zeros(0)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    table.to_csv(os.fspath(out_path) + ".tmp", index=False)
-    os.replace(os.fspath(out_path) + ".tmp", out_path)
-    return os.fspath(out_path)
+    return write_csv(out_path, table)
 
 
 def load_run_task(model_path, *, normalization=None, crop_scale=None, window=None):

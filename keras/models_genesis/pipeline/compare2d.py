@@ -24,7 +24,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from models_genesis.atomic import write_json
+from models_genesis.atomic import write_json, write_text
 from models_genesis.config import FinetuneConfig, get_target_task
 from models_genesis.plotting import new_figure, save_figure
 from models_genesis.training.finetune import finetune
@@ -113,10 +113,7 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
              "table": os.path.join(out_dir, "table4.md"),
              "figure": plot_fig7(results, task, kind, os.path.join(out_dir, "fig7.png"))}
     write_json(paths["results"], results)
-    tmp = paths["table"] + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(table + "\n")
-    os.replace(tmp, paths["table"])
+    write_text(paths["table"], table + "\n")
     return {"results": results, "table": table, "paths": paths}
 
 

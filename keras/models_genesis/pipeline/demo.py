@@ -4,15 +4,24 @@
 2. Pre-train a small Models Genesis on the phantoms (`PretrainConfig.preset("demo")`): phantoms
    in the LUNA16 layout -> cube extraction -> restoration of on-the-fly transformed cubes; report
    the validation MSE against doing nothing, overall and for each of the 12 combinations.
-3. Fine-tune on an NCS-like task (nodule segmentation on phantom crops, few labels): the demo's
-   Genesis weights against the best scratch baseline (he_uniform), 3 runs, mean +- s.d. table.
+3. Compare the demo's Genesis encoder with scratch (he_uniform) on phantom NCC, 5 runs each, by
+   two read-outs (`run_demo_experiment`): the linear probe on the frozen encoder and full
+   fine-tuning; mean +- s.d., p-values, one plain-words verdict per read-out and label fraction,
+   and `comparison/comparison.png`.
 
+`long=True` (`models-genesis demo --long`, 30-60 minutes on 2 CPU cores) pre-trains
+`LONG_PRETRAIN_FACTOR` times longer and compares with `LONG_COMPARISON` (more runs, more label
+fractions, longer fine-tuning); each stage prints its progress bar with a time estimate.
 Each step reuses its finished outputs on a second call unless `overwrite`.
 """
 
 from __future__ import annotations
 
 import os
+
+# `demo --long`: what changes against the two-command demo (measured times in the README).
+LONG_PRETRAIN_FACTOR = 4
+LONG_COMPARISON = {"runs": 10, "label_fractions": (0.1, 0.25, 0.5), "epochs": 30, "patience": 10}
 
 
 def show_release_model() -> None:
@@ -51,6 +60,26 @@ def restoration_table(pretraining: dict, n_cubes: int = 32):
     return table, out
 
 
+def plot_restoration(table, path) -> str:
+    """Bars of the restoration MSE of the model and of doing nothing, per combination (log)."""
+    import numpy as np
+
+    from models_genesis.plotting import new_figure, save_figure
+
+    fig, ax = new_figure(figsize=(9, 3.8))
+    x = np.arange(len(table))
+    ax.bar(x - 0.2, table["identity_mse"], width=0.4, color="tab:grey", label="doing nothing")
+    ax.bar(x + 0.2, table["model_mse"], width=0.4, color="tab:red", label="demo model")
+    ax.set_yscale("symlog", linthresh=1e-4)
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(table.index), rotation=35, ha="right", fontsize=7)
+    ax.set_ylabel("validation MSE")
+    ax.set_title("restoration per transformation combination (lower is better)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path, dpi=120)
+
+
 def _drop_stale_experiment(experiment_dir: str, weights: str) -> None:
     """Remove the demo's own fine-tuning results when they predate its Genesis weights."""
     import shutil
@@ -61,26 +90,37 @@ def _drop_stale_experiment(experiment_dir: str, weights: str) -> None:
         shutil.rmtree(experiment_dir)
 
 
-def run_demo(out_dir="runs/demo", *, overwrite: bool = False) -> dict:
-    """Run the demo; return what each step produced."""
+def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False) -> dict:
+    """Run the demo (`long`: the 30-60 minute version); return what each step produced."""
+    from models_genesis.config import PRETRAIN_PRESETS
     from models_genesis.pipeline.experiment import run_demo_experiment
     from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
+    pretrain_overrides = ({"epochs": LONG_PRETRAIN_FACTOR * PRETRAIN_PRESETS["demo"]["epochs"]}
+                          if long else {})
+    comparison = LONG_COMPARISON if long else {}
+    if long:
+        print(f"demo --long: pre-training {LONG_PRETRAIN_FACTOR}x the demo's steps, then "
+              f"{comparison}; about 30-60 minutes on 2 CPU cores (each stage's bar shows its "
+              "estimate)")
     print("== 1/3 the release's 3D U-Net")
     show_release_model()
     print("\n== 2/3 pre-training Models Genesis on the chest-CT phantoms (demo preset)")
-    pretraining = run_demo_pretraining(out_dir, overwrite=overwrite)
+    pretraining = run_demo_pretraining(out_dir, overwrite=overwrite, **pretrain_overrides)
     table, table_path = restoration_table(pretraining)
+    figure = plot_restoration(table, os.path.splitext(table_path)[0] + ".png")
     print("validation MSE per transformation combination (model vs doing nothing):")
     print(table.to_string(float_format=lambda v: f"{v:.5f}"))
-    print("\n== 3/3 fine-tuning: Genesis (demo) against scratch (he_uniform), phantom NCS")
-    _drop_stale_experiment(os.path.join(out_dir, "finetune_ncs"),
-                           pretraining["paths"]["keras2_weights"])
-    experiment = run_demo_experiment(out_dir, weights=pretraining["paths"]["keras2_weights"],
-                                     phantom_dir=pretraining["paths"]["phantoms"])
-    print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights "
-          f"{pretraining['paths']['keras2_weights']}, figures), restoration table {table_path}, "
-          f"fine-tuning results {experiment['results_csv']}")
-    return {"pretraining": pretraining, "restoration": table, "experiment": experiment}
+    print("\n== 3/3 Genesis (demo) against scratch (he_uniform) on phantom NCC: linear probe "
+          "and full fine-tuning")
+    weights = pretraining["paths"]["keras2_weights"]
+    _drop_stale_experiment(os.path.join(out_dir, "comparison", "finetune_ncc"), weights)
+    experiment = run_demo_experiment(out_dir, weights=weights, **comparison)
+    print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights {weights}, "
+          f"figures), restoration table {table_path} and figure {figure}, comparison "
+          f"{os.path.dirname(experiment['figure'])} (figure {experiment['figure']})")
+    print("\nVerdicts:\n" + "\n".join(experiment["verdicts"]))
+    return {"pretraining": pretraining, "restoration": table, "restoration_figure": figure,
+            "experiment": experiment}

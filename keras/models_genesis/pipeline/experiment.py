@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from models_genesis.atomic import write_csv
 from models_genesis.config import TARGET_TASKS as TASK_CODES
 from models_genesis.config import FinetuneConfig
 from models_genesis.data.target_tasks import load_target_data
@@ -65,9 +66,7 @@ def append_result(path, row: dict) -> None:
     df = read_results(path)
     new = pd.DataFrame([{c: row.get(c, np.nan) for c in _COLUMNS}])
     df = new if df.empty else pd.concat([df, new], ignore_index=True)
-    tmp = os.fspath(path) + ".tmp"
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_csv(path, df)
 
 
 def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks=None, methods=None,
@@ -79,9 +78,7 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks=None, methods=
     paths = {"bars": figures.plot_method_bars(results, os.path.join(out_dir, "fig3_bars.png"),
                                               tasks=tasks, methods=methods)}
     curves = figures.learning_curves(results, out_dir, curve=curve)
-    curves.to_csv(os.path.join(out_dir, "learning_curves.csv.tmp"), index=False)
-    os.replace(os.path.join(out_dir, "learning_curves.csv.tmp"),
-               os.path.join(out_dir, "learning_curves.csv"))
+    write_csv(os.path.join(out_dir, "learning_curves.csv"), curves)
     if not curves.empty:
         paths["learning_curves"] = figures.plot_learning_curves(
             curves, os.path.join(out_dir, "fig5_learning_curves.png"), tasks=tasks,

@@ -24,6 +24,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
+from models_genesis.atomic import write_csv
 from models_genesis.evaluation import statistics as st
 
 PROBE = {"head": "linear", "freeze_encoder": True}
@@ -257,8 +258,7 @@ def run_probe(data, methods: dict, *, runs: int = 5, label_fractions=(1.0,), see
                          "n_test": len(f_test)})
     results = pd.DataFrame(rows)
     if out_csv is not None:
-        results.to_csv(os.fspath(out_csv) + ".tmp", index=False)
-        os.replace(os.fspath(out_csv) + ".tmp", out_csv)
+        write_csv(out_csv, results)
     return results
 
 

@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
+from models_genesis.atomic import write_csv, write_text
 from models_genesis.config import SCRATCH_INITS as SCRATCH, get_target_task
 from models_genesis.evaluation import statistics as st
 
@@ -29,10 +30,7 @@ def metric_label(task: str) -> str:
 
 
 def _write_text(path: str, text: str) -> str:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(text.rstrip("\n") + "\n")
-    os.replace(path + ".tmp", path)
-    return path
+    return write_text(path, text.rstrip("\n") + "\n")
 
 
 def _p_table(part: pd.DataFrame, methods, tasks) -> str:
@@ -120,13 +118,10 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
                  f"{r.task.upper()}: {r.method} does not reach {r.baseline} with all labels"
                  for r in saved.itertuples()]
         blocks.append("\nannotation saved (Fig. 6)\n" + "\n".join(lines))
-        saved.to_csv(os.path.join(out_dir, "annotation_saved.csv.tmp"), index=False)
-        os.replace(os.path.join(out_dir, "annotation_saved.csv.tmp"),
-                   os.path.join(out_dir, "annotation_saved.csv"))
+        write_csv(os.path.join(out_dir, "annotation_saved.csv"), saved)
     table = "\n".join(blocks)
     _write_text(os.path.join(out_dir, "table.txt"), table)
     _write_text(os.path.join(out_dir, "table3.md"), "\n".join(md))
-    summary.to_csv(os.path.join(out_dir, "summary.csv.tmp"), index=False)
-    os.replace(os.path.join(out_dir, "summary.csv.tmp"), os.path.join(out_dir, "summary.csv"))
+    write_csv(os.path.join(out_dir, "summary.csv"), summary)
     return {"summary": summary, "table": table, "markdown": "\n".join(md),
             "annotation_saved": None if saved is None else saved.to_dict(orient="records")}
