@@ -78,6 +78,7 @@ def main(argv=None):
     p.add_argument("--filters", type=int, help="n_base_filters")
     p.add_argument("--depth", type=int)
     p.add_argument("--bn-momentum", type=float)
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16"))
     p.add_argument("--validation-steps", type=int)
     p.add_argument("--tensorboard", type=int, choices=(0, 1))
     p.add_argument("--sample-every", type=int)
@@ -93,7 +94,7 @@ def main(argv=None):
 
     names = {"optimizer": "optimizer", "learning_rate": "learning_rate", "epochs": "epochs",
              "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
-             "depth": "depth", "bn_momentum": "bn_momentum",
+             "depth": "depth", "bn_momentum": "bn_momentum", "mixed_precision": "mixed_precision",
              "validation_steps": "validation_steps", "sample_every": "sample_every",
              "lr_schedule": "lr_schedule"}
     overrides = {names[k]: v for k, v in vars(args).items() if k in names and v is not None}

@@ -35,7 +35,7 @@
 # > for m in genesis denoising inpainting patch_shuffling jigsaw rubik deepcluster; do
 # >     models-genesis pretrain --method $m --data datasets/luna16_cubes --out runs/$m
 # > done
-# > models-genesis experiment --tasks ncc ncs --data datasets/luna16 \
+# > models-genesis experiment --tasks ncc ncs --data ncc=datasets/luna16 ncs=datasets/lidc_ncs \
 # >     --inits genesis=runs/genesis/Genesis_Chest_CT.h5 denoising=runs/denoising/denoising.h5 \
 # >             inpainting=runs/inpainting/inpainting.h5 jigsaw=runs/jigsaw/jigsaw.h5 \
 # >             deepcluster=runs/deepcluster/deepcluster.h5 \
@@ -256,16 +256,16 @@ for name in METHODS:
     style = "o--" if name in ENCODER_METHODS else "o-"
     ax.plot(log["epoch"] + 1, log["val_loss"] / level, style, label=name)
 ax.axhline(1.0, color="grey", lw=1)
-ax.set(xlabel="epoch", ylabel="validation loss / doing-nothing level",
+ax.set(xlabel="epoch", ylabel="validation loss / doing-nothing level", yscale="log",
        title="Below 1: better than a model that learned nothing")
 ax.legend(fontsize=7, ncol=2)
 show(fig, "09_pretraining_curves.png")
 
 # %% [markdown]
 # Reading the ratios: the restoration levels differ a lot between methods. De-noising's
-# identity is very good already (noise of s.d. 0.05 on average costs an MSE of about 0.003), so
-# a few dozen steps of a small U-Net rarely beat it; Models Genesis' transformations destroy far
-# more, so its identity is much worse and easy to beat. Classification levels are the entropy of
+# identity is very good already (noise of s.d. up to 0.1 costs an MSE of about 0.003 on
+# average), and a few dozen steps of a small U-Net need not beat it; Models Genesis'
+# transformations destroy far more, so its identity is much worse and easier to beat. Classification levels are the entropy of
 # the labels. DeepCluster's loss is measured against the clustering of its last epoch, which
 # changes every epoch: compare it with chance, not across epochs.
 #

@@ -44,9 +44,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=_summary)
 
     d = subparsers.add_parser("demo", help="the main job on the embedded phantoms: model, "
-                              "pre-training (demo preset), fine-tuning against scratch")
+                              "pre-training (demo preset), linear probe and fine-tuning against "
+                              "scratch")
     d.add_argument("--out", help="output folder (default runs/demo, with --long runs/demo_long)")
     d.add_argument("--long", action="store_true", help="the 30-60 minute version (2 CPU cores): "
-                   "4x the pre-training, 10 runs per arm at 10/25/50%% of the labels")
+                   "4x the pre-training, 10 runs per arm, fine-tuning at 10 and 25%% of the labels")
     d.add_argument("--overwrite", action="store_true", help="redo steps whose outputs exist")
     d.set_defaults(func=_demo)

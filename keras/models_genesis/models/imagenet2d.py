@@ -32,6 +32,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def _keras_hub():
     try:
+        # keras-hub is optional (extra `2d`): only the ImageNet encoder needs it.
         import keras_hub
     except ImportError as exc:
         raise ImportError(
