@@ -89,7 +89,8 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         `identity_mse`, `ratio` (model / identity), `constant_mse` (the originals' variance),
         `epochs`, and `result` (`pretrain`'s dict).
     """
-    from models_genesis.training.pretrain import pretrain, run_paths
+    from models_genesis.training.pretrain import (find_pretraining_cubes, pretrain,
+                                                  resolve_method, run_paths)
 
     out_dir = os.path.abspath(os.fspath(out_dir))
     phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "phantoms")
@@ -100,7 +101,9 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
                                    seed=seed, **overrides)
     paths = run_paths(config.out_dir, config)
     finished = os.path.isfile(paths["result"]) and os.path.isfile(paths["config"])
-    if finished and not overwrite and PretrainConfig.from_json(paths["config"]) == config:
+    # `pretrain` stores every option's value (`resolve_method`): compare like with like.
+    wanted = resolve_method(config, find_pretraining_cubes(config)) if finished else config
+    if finished and not overwrite and PretrainConfig.from_json(paths["config"]) == wanted:
         print(f"pre-training: reusing the finished run in {config.out_dir}")
         with open(paths["result"], encoding="utf-8") as f:
             result = json.load(f)

@@ -8,12 +8,15 @@
 `run_readouts` runs both through `run_experiment` (resumable, Table 3's statistics), with the same
 seeds for the pre-trained method and the scratch baseline, and `verdict` states the result:
 better, worse, or no significant difference at `alpha` (independent two-sample t-test), with the
-numbers. `linear_probe` / `run_probe` are the demo's quicker probe: the frozen encoder's pooled
+numbers. `run_probe` is the demo's quicker probe: the frozen encoder's pooled
 features are computed once per run and scikit-learn's L2 logistic regression (C = 1, fixed, not
 tuned) is fitted on them. Both arms' BatchNorm statistics are first recomputed on the training
 crops (`recompute_batchnorm`): a freshly built encoder keeps mean 0 / variance 1 when frozen (no
 normalisation at all) while a pre-trained one keeps the pre-training data's, so without it the
-probe would compare normalisations, not features.
+probe would compare normalisations, not features (`run_readouts`' probe, through `finetune`,
+keeps them as they are: on the demo's phantoms that made Genesis significantly worse than a
+random encoder, `benchmarks/demo_comparison.md` row 7, against no difference with them
+recomputed, row 3).
 """
 
 from __future__ import annotations
