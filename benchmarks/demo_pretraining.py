@@ -78,7 +78,7 @@ def main(argv=None):
     p.add_argument("--filters", type=int, help="n_base_filters")
     p.add_argument("--depth", type=int)
     p.add_argument("--bn-momentum", type=float)
-    p.add_argument("--mixed-precision", choices=("bf16", "fp16"))
+    p.add_argument("--mixed-precision", choices=("bf16", "fp16", "none"))
     p.add_argument("--validation-steps", type=int)
     p.add_argument("--tensorboard", type=int, choices=(0, 1))
     p.add_argument("--sample-every", type=int)
@@ -98,6 +98,8 @@ def main(argv=None):
              "validation_steps": "validation_steps", "sample_every": "sample_every",
              "lr_schedule": "lr_schedule"}
     overrides = {names[k]: v for k, v in vars(args).items() if k in names and v is not None}
+    if args.mixed_precision == "none":
+        overrides["mixed_precision"] = None
     for flag in ("tensorboard", "figures"):
         if getattr(args, flag) is not None:
             overrides[flag] = bool(getattr(args, flag))

@@ -41,7 +41,7 @@ def test_run_2d_comparison_on_a_tiny_ncc(tmp_path, rng):
                      ("2.5d", "random"), ("2.5d", "genesis"), ("2.5d", "genesis_xray"),
                      ("3d", "random"), ("3d", "genesis")}
     assert all(0.0 <= r["score"] <= 1.0 for r in out["results"])
-    lines = open(out["paths"]["table"]).read().splitlines()
+    lines = open(out["paths"]["table"], encoding="utf-8").read().splitlines()
     assert len(lines) == 5 and lines[0].endswith("| Genesis | genesis_xray |")  # header, rule, 3 rows
     assert lines[4].startswith("| 3D volume-based input |") and lines[4].endswith("| n/a |")
     assert os.path.getsize(out["paths"]["figure"]) > 0

@@ -86,7 +86,7 @@ def read_data_entry(root) -> List[Dict[str, str]]:
         if not os.path.exists(p):
             raise FileNotFoundError(f"ChestX-ray14 layout expects {p!r} (ROOT/images/*.png and "
                                     f"ROOT/{CSV_NAME}); it is missing.")
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"Image Index", "Patient ID"} <= set(rows[0]):
         raise ValueError(f"{csv_path!r} must have the columns 'Image Index' and 'Patient ID'. "
