@@ -494,14 +494,16 @@ class PretrainConfig(_JsonConfig):
 
 
 # What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 1000 steps in mixed bf16 (about 8 minutes on a loaded 2-core machine, the time 500 float32
-# steps took). The release's SGD at lr 1.0 stays at the mean (a near-constant output) for the
-# first few hundred steps, and BatchNormalization's momentum 0.99 leaves the moving statistics
-# mostly at their initial values after them (inference then differs from training); Adam at
-# 1e-3 with momentum 0.9 restores. bf16 doubled the step rate on a CPU with AVX-512 BF16, and
-# only the 1000 steps it allows beat doing nothing on all 11 transformed combinations; on a
-# CPU without native bf16 pass mixed_precision=None (--mixed-precision none).
-# benchmarks/demo_pretraining.md: every setting measured.
+# 500 float32 steps (about 8 minutes on a loaded 2-core machine). The release's SGD at lr 1.0
+# stays at the mean (a near-constant output) for the first few hundred steps, and
+# BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
+# after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
+# Measured (benchmarks/demo_pretraining.md, every setting tried): 1000 steps in mixed bf16
+# (`mixed_precision="bf16", steps_per_epoch=100`) took less time on this CPU (AVX-512 BF16) and
+# beat doing nothing on all 11 transformed combinations, where these 500 steps beat it on 10; it
+# is not the default because TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature map
+# has 2 rows (the demo-size Jigsaw patches of notebook 09 gave NaN), and CPUs without native
+# bf16 are slower with it.
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {
@@ -509,12 +511,11 @@ PRETRAIN_PRESETS = {
         "n_base_filters": 8,
         "batch_size": 8,
         "epochs": 10,
-        "steps_per_epoch": 100,
+        "steps_per_epoch": 50,
         "validation_steps": 6,
         "optimizer": "adam",
         "learning_rate": 1e-3,
         "bn_momentum": 0.9,
-        "mixed_precision": "bf16",
         "lr_patience": 3,
         "patience": 10,
     },
@@ -525,7 +526,4 @@ PRETRAIN_PRESETS = {
 # cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
 # give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.
 PRETRAIN_PRESETS["release_2d"] = {"dims": 2, "cube_shape": (64, 64, 1)}
-# demo_2d keeps the schedule measured for it (50 steps an epoch, float32: 3.5 minutes on 2 cores);
-# the 3D demo's bf16 and 100 steps were measured on cubes only.
-PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1),
-                               "steps_per_epoch": 50, "mixed_precision": None}
+PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1)}
