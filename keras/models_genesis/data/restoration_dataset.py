@@ -184,8 +184,9 @@ class CubeBatchDataset(keras.utils.PyDataset):
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         """Cube indices visited in `epoch` (`samples_per_epoch` of them), from `(seed, epoch)`."""
-        if self._order_cache[0] == epoch:
-            return self._order_cache[1]
+        cached_epoch, cached_order = self._order_cache  # one read: another thread may replace it
+        if cached_epoch == epoch:
+            return cached_order
         n, reps = len(self.source), math.ceil(self.samples_per_epoch / len(self.source))
         if self.shuffle:  # spawn_key keeps this stream apart from the batches' (seed, epoch, i)
             rng = np.random.default_rng(np.random.SeedSequence((self.seed, epoch), spawn_key=(1,)))

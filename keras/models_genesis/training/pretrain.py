@@ -35,6 +35,7 @@ import numpy as np
 from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.run_batches import RunBatches
 from models_genesis.methods import get_method, make_options
 from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import restoration_model_2d
@@ -300,6 +301,21 @@ def _datasets(config, files, batch_size):
     return train, val
 
 
+def _training_data(config, train, method_callbacks):
+    """What `fit` trains on: `RunBatches(train, config.epochs)`, the run's batches read through
+    one iterator whose prefetching crosses epoch boundaries (`data.run_batches`; `fit` then
+    needs `steps_per_epoch=len(train)`), or `train` itself (a new iterator at every epoch)."""
+    if train.workers > 1 or (train.workers > 0 and train.use_multiprocessing):
+        # Keras' OrderedEnqueuer feeds it: stopped at every epoch end, restarted from batch 0.
+        return train
+    if method_callbacks:
+        # The method's callbacks change the data between epochs (deepcluster's Recluster sets
+        # new cluster labels from the weights trained so far): no batch can be made before its
+        # epoch starts.
+        return train
+    return RunBatches(train, config.epochs)
+
+
 def method_loss(config):
     """The loss of `config.method` (`config.loss` replaces the whole-cube MSE)."""
     loss = get_method(config.method).loss(method_options(config))
@@ -437,16 +453,21 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     under MultiWorkerMirroredStrategy); there `batch_size` is the batch of each replica.
     `fit` gets `shuffle=False`: the pair generator already visits the cubes in an order drawn
     from (seed, epoch), while Keras' shuffle would draw from Python's global `random`, reseeded
-    when a run restarts, so a resumed run would differ from an uninterrupted one."""
+    when a run restarts, so a resumed run would differ from an uninterrupted one. Where it can
+    (`_training_data`), `fit` reads the whole run through one iterator (`RunBatches`), so its
+    prefetching does not restart at every epoch."""
     batch = config.batch_size
     while True:
         train, val = data if batch == config.batch_size else _datasets(config, files, batch)
-        cbs = restoration_callbacks(config, paths, target=unet, datasets=(train, val),
+        own = get_method(config.method).callbacks(method_options(config), unet, model,
+                                                  (train, val))
+        fed = (train if config.strategy == "multiworker"
+               else _training_data(config, train, own))
+        cbs = restoration_callbacks(config, paths, target=unet, datasets=(fed, val),
                                     samples=samples, continue_stopped=continue_stopped)
         # The method's own (deepcluster: re-cluster before each epoch), after the backup's
         # restore at the start of training.
-        cbs += get_method(config.method).callbacks(method_options(config), unet, model,
-                                                   (train, val))
+        cbs += own
         cbs += list(extra)
         try:
             if config.strategy == "multiworker":
@@ -454,7 +475,8 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
                                           loss=method_loss(config), callbacks=cbs,
                                           verbose=verbose)
             else:
-                history = model.fit(train, validation_data=val, epochs=config.epochs,
+                history = model.fit(fed, validation_data=val, epochs=config.epochs,
+                                    steps_per_epoch=None if fed is train else len(train),
                                     callbacks=cbs, verbose=verbose, shuffle=False)
             break
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
