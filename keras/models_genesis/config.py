@@ -228,6 +228,10 @@ class FinetuneConfig(_JsonConfig):
         freeze_blocks: other `depth_{i}` blocks (0..13) to keep fixed, e.g. `(0, 1, 2, 3)`.
         data_options: the task loader's keyword options (see `load_target_data`), e.g.
             `{"negative_ratio": 10, "errors": "skip", "split_dir": "splits/"}`; None: none.
+        bn_momentum: momentum of every BatchNormalization layer's moving statistics during
+            the run, in [0, 1); None keeps the model's (the release's 0.99, which a pre-trained
+            model and a scratch one alike need hundreds of steps to move away from: short runs
+            on few labels are validated and tested with statistics they were not trained with).
     """
 
     task: str = "ncs"
@@ -256,6 +260,7 @@ class FinetuneConfig(_JsonConfig):
     freeze_encoder: bool = False
     freeze_blocks: Tuple[int, ...] = ()
     data_options: Optional[dict] = None
+    bn_momentum: Optional[float] = None
 
     def __post_init__(self):
         get_target_task(self.task)
@@ -285,6 +290,10 @@ class FinetuneConfig(_JsonConfig):
             value = getattr(self, name)
             if value is not None and not float(value) > 0:
                 raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}.")
+        if self.bn_momentum is not None and (isinstance(self.bn_momentum, bool)
+                                             or not 0 <= float(self.bn_momentum) < 1):
+            raise ValueError("`bn_momentum` must be a float in [0, 1) or None. "
+                             f"Received: bn_momentum={self.bn_momentum!r}.")
         if self.input_shape is not None:
             shape = tuple(self.input_shape)
             if len(shape) != 3 or any(int(s) != s or s < 8 or s % 8 for s in shape):

@@ -95,6 +95,30 @@ def test_scratch_inits_follow_their_distribution(init, limit):
     np.testing.assert_allclose(w.std(), limit / np.sqrt(3), rtol=0.1)  # s.d. of U(-a, a)
 
 
+@pytest.mark.parametrize("momentum", [None, 0.5])
+def test_bn_momentum_sets_how_fast_the_moving_statistics_follow(genesis_file, rng, momentum):
+    """One training step moves `depth_0_bn`'s moving mean from m0 to m * m0 + (1 - m) * the
+    batch mean: m is `bn_momentum`, or the release's 0.99 when it is None (pre-trained model)."""
+    config = FinetuneConfig(task="ncs", init="genesis", weights=genesis_file, n_base_filters=2,
+                            bn_momentum=momentum)
+    model = build_finetune_model(config, "segmentation", SHAPE, genesis_file)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    x, y = make_blobs(rng, 4)
+    bn = model.get_layer("depth_0_bn")
+    before = keras.ops.convert_to_numpy(bn.moving_mean).copy()
+    features = keras.Model(model.input, model.get_layer("depth_0_conv").output)(x)
+    batch_mean = keras.ops.convert_to_numpy(keras.ops.mean(features, axis=(0, 1, 2, 3)))
+    model.train_on_batch(x, y)
+    m = 0.99 if momentum is None else momentum
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(bn.moving_mean),
+                               m * before + (1 - m) * batch_mean, rtol=1e-4, atol=1e-6)
+
+
+def test_bn_momentum_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="bn_momentum"):
+        FinetuneConfig(task="ncs", init="he_uniform", bn_momentum=1.0)
+
+
 @pytest.mark.large
 def test_finetune_segmentation_scores_the_saved_best_model(rng, tmp_path, genesis_file):
     data = make_data(rng, segmentation=True)

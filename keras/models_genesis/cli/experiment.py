@@ -24,7 +24,7 @@ _TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
-                     "head", "freeze_blocks")
+                     "head", "freeze_blocks", "bn_momentum")
 
 
 def _data_options(task: str, args, data_dir) -> dict:
@@ -105,6 +105,9 @@ def _add_training_options(p, experiment: bool = False) -> None:
                    "fixed, BatchNorm in inference mode (with --head linear: a linear probe)")
     p.add_argument("--freeze-blocks", type=int, nargs="+", metavar="I", help="keep the U-Net "
                    "blocks depth_I fixed (0..13; e.g. 0 1 2 3: the first two encoder stages)")
+    p.add_argument("--bn-momentum", type=float, metavar="M", help="BatchNorm momentum of the "
+                   "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
+                   "e.g. 0.9 for runs of a few dozen steps)")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),

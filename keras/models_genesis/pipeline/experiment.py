@@ -225,7 +225,8 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
                         input_shape: Sequence[int] = (32, 32, 16), epochs: int = 20,
                         patience: int = 5, batch_size: int = 8,
                         steps_per_epoch: Optional[int] = None,
-                        seed: int = 0, n_phantoms: int = 40, run_eagerly: bool = False,
+                        seed: int = 0, n_phantoms: int = 40,
+                        bn_momentum: Optional[float] = None, run_eagerly: bool = False,
                         progress: bool = True) -> dict:
     """`make demo`'s comparison: the demo's Genesis encoder against scratch, two read-outs.
 
@@ -248,7 +249,8 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
         weights: the demo's Genesis weight file; None runs (or reuses) `run_demo_pretraining`.
         phantom_dir: the target phantoms; made when they are absent.
         runs, label_fractions, probe_fractions: the comparison's size.
-        input_shape, epochs, patience, batch_size, steps_per_epoch: each fine-tuning run's.
+        input_shape, epochs, patience, batch_size, steps_per_epoch, bn_momentum: each
+            fine-tuning run's (`FinetuneConfig`), the same for both arms.
         seed: seed of the split, the runs and (plus 1) the target phantoms.
         n_phantoms: scans to make when `phantom_dir` holds none (at least 10).
         run_eagerly: train without graph tracing (see `finetune`).
@@ -288,7 +290,7 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
                                progress=progress)
     overrides = {"n_base_filters": width, "input_shape": tuple(input_shape), "epochs": epochs,
                  "patience": patience, "batch_size": batch_size,
-                 "steps_per_epoch": steps_per_epoch}
+                 "steps_per_epoch": steps_per_epoch, "bn_momentum": bn_momentum}
     finetuned = run_experiment("ncc", ["genesis", "he_uniform"], runs, list(label_fractions),
                                out_dir=os.path.join(exp_dir, "finetune_ncc"), weights=weights,
                                seed=seed, data=data, overrides=overrides,

@@ -209,6 +209,10 @@ def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Op
                          frozen_blocks=frozen_blocks(config))
     if encoder_only:
         load_keras2_weights(model, weights, layers=encoder_layer_names())
+    if config.bn_momentum is not None:  # read by each layer when `fit` traces its step
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = float(config.bn_momentum)
     return model
 
 
