@@ -30,6 +30,12 @@ import time
 import keras
 import numpy as np
 
+from models_genesis.config import PretrainConfig
+from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.evaluation.restoration import restoration_by_combination
+from models_genesis.models.unet3d import unet_model_3d
+from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
+
 
 class StepTimes(keras.callbacks.Callback):
     """Wall-clock of every training step, and of each epoch's first step counted from the
@@ -65,6 +71,28 @@ class StepTimes(keras.callbacks.Callback):
             self.steps.append(now - self._t)
 
 
+class RestorationCurve(keras.callbacks.Callback):
+    """Every `every` epochs, the restoration table of the model being trained (the learning
+    curve of the demo's targets: identity pairs, combinations below doing nothing, overall)."""
+
+    def __init__(self, cubes, every, steps_per_epoch, seed=0):
+        super().__init__()
+        self.cubes, self.every, self.steps, self.seed, self.rows = cubes, every, steps_per_epoch, seed, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        table = restoration_by_combination(self.model, self.cubes, seed=self.seed)
+        transformed = table.drop(index="identity")
+        row = {"steps": (epoch + 1) * self.steps, "val_loss": float(logs.get("val_loss", np.nan)),
+               "identity": float(table.loc["identity", "model_mse"]),
+               "below": int((transformed["ratio"] < 1).sum()),
+               "local_shuffling": float(table.loc["local_shuffling", "ratio"]),
+               "worst": float(transformed["ratio"].max())}
+        self.rows.append(row)
+        print(f"\ncurve: {row}", flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="label of the row")
@@ -84,13 +112,9 @@ def main(argv=None):
     p.add_argument("--sample-every", type=int)
     p.add_argument("--figures", type=int, choices=(0, 1), default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--curve-every", type=int, default=0,
+                   help="epochs between restoration tables during training (0: only at the end)")
     args = p.parse_args(argv)
-
-    from models_genesis.config import PretrainConfig
-    from models_genesis.data.cube_files import find_cube_files, open_cubes
-    from models_genesis.evaluation.restoration import restoration_by_combination
-    from models_genesis.models.unet3d import unet_model_3d
-    from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
     names = {"optimizer": "optimizer", "learning_rate": "learning_rate", "epochs": "epochs",
              "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
@@ -106,9 +130,15 @@ def main(argv=None):
     stall_log = open(os.path.join(args.data, "stalls.txt"), "a", encoding="utf-8")
     print(f"== {args.name}", file=stall_log, flush=True)
     timer = StepTimes(stall_log)
+    extra = [timer]
+    if args.curve_every:
+        (val_path,) = find_cube_files(os.path.join(args.data, "cubes"), [5], None)
+        curve = RestorationCurve(np.asarray(open_cubes(val_path)[:32], dtype=np.float32),
+                                 args.curve_every, overrides.get("steps_per_epoch", 50), args.seed)
+        extra.append(curve)
     start = time.perf_counter()
     demo = run_demo_pretraining(args.data, phantom_dir=os.path.join(args.data, "phantoms"),
-                                seed=args.seed, overwrite=True, workers=1, callbacks=[timer],
+                                seed=args.seed, overwrite=True, workers=1, callbacks=extra,
                                 **overrides)
     wall = time.perf_counter() - start
 
@@ -141,7 +171,8 @@ def main(argv=None):
               "first_steps": timer.first, "epoch_end_gaps": timer.gaps,
               "to_first_batch": timer.to_first_batch, "traces": timer.traces, "median_step": float(np.median(timer.steps)),
               "metrics": m, "epochs": demo["epochs"], "best_epoch": demo["result"]["best_epoch"],
-              "table": table.reset_index().to_dict(orient="records")}
+              "table": table.reset_index().to_dict(orient="records"),
+              "curve": curve.rows if args.curve_every else None}
     with open(os.path.join(args.data, "results.jsonl"), "a", encoding="utf-8") as f:
         f.write(json.dumps(record, default=str) + "\n")
 
