@@ -503,16 +503,16 @@ class PretrainConfig(_JsonConfig):
 
 
 # What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 500 float32 steps (about 8 minutes on a loaded 2-core machine). The release's SGD at lr 1.0
+# 1000 float32 steps (about 6 minutes on 2 free cores, 0.28 s a step). The release's SGD at lr 1.0
 # stays at the mean (a near-constant output) for the first few hundred steps, and
 # BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
 # after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
-# Measured (benchmarks/demo_pretraining.md, every setting tried): 1000 steps in mixed bf16
-# (`mixed_precision="bf16", steps_per_epoch=100`) took less time on this CPU (AVX-512 BF16) and
-# beat doing nothing on all 11 transformed combinations, where these 500 steps beat it on 10; it
-# is not the default because TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature map
-# has 2 rows (the demo-size Jigsaw patches of notebook 09 gave NaN), and CPUs without native
-# bf16 are slower with it.
+# Measured (benchmarks/demo_pretraining.md, every setting tried): the number of steps is what
+# moves the result (learning rate, cosine decay, batch size, 16 base filters, BatchNorm momentum
+# 0.99: no better at 500 steps); 1000 steps beat doing nothing on all 11 transformed combinations
+# (500: 10 of 11, local shuffling 1.10x), in the time 500 took before `fit` kept one iterator
+# for the run. Mixed bf16 is faster on CPUs with native bf16 but not the default: TensorFlow's
+# CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's Jigsaw: NaN).
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {
@@ -520,7 +520,7 @@ PRETRAIN_PRESETS = {
         "n_base_filters": 8,
         "batch_size": 8,
         "epochs": 10,
-        "steps_per_epoch": 50,
+        "steps_per_epoch": 100,
         "validation_steps": 6,
         "optimizer": "adam",
         "learning_rate": 1e-3,
@@ -535,4 +535,6 @@ PRETRAIN_PRESETS = {
 # cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
 # give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.
 PRETRAIN_PRESETS["release_2d"] = {"dims": 2, "cube_shape": (64, 64, 1)}
-PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1)}
+# `demo_2d` keeps the 500 steps it was measured with (docs/genesis_2d.md).
+PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1),
+                               "steps_per_epoch": 50}

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 
 # `demo --long`: what changes against the two-command demo (measured times in the README).
-LONG_PRETRAIN_FACTOR = 4
+LONG_PRETRAIN_FACTOR = 2
 LONG_COMPARISON = {"runs": 10, "label_fractions": (0.1, 0.25), "epochs": 30, "patience": 10}
 
 
