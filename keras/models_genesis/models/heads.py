@@ -27,6 +27,7 @@ import keras
 from keras import layers
 
 from models_genesis.models.unet3d import (
+    BN_MOMENTUM,
     channel_edges,
     channels_last_to,
     check_divisible,
@@ -84,7 +85,7 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
                  activation: Optional[str] = None, *, weights=None, depth: int = 4,
                  n_base_filters: int = 32, kernel_initializer="glorot_uniform",
                  data_format: str = "channels_last", dense_units: int = 1024,
-                 head: str = "release", frozen_blocks=(),
+                 head: str = "release", frozen_blocks=(), bn_momentum: float = BN_MOMENTUM,
                  name: Optional[str] = None) -> keras.Model:
     """Build a U-Net with a target head.
 
@@ -106,6 +107,8 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
             segmentation the release's 1x1x1 conv head is already linear, so both are the same.
         frozen_blocks: `depth_{i}` blocks made not trainable after any `weights` are loaded (see
             `freeze_blocks`); `encoder_blocks(depth)` freezes the encoder.
+        bn_momentum: momentum of the body's BatchNormalization moving statistics (release
+            0.99); loaded weights keep their statistics, this sets how fast they then move.
         name: model name. Defaults to "genesis_{kind}".
 
     Returns:
@@ -127,7 +130,7 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
     check_divisible(spatial_input_shape(input_shape, data_format)[:3], depth)
     inputs, x = channel_edges(input_shape, data_format)
     body = unet_core(x, depth=depth, n_base_filters=n_base_filters,
-                     kernel_initializer=kernel_initializer)
+                     kernel_initializer=kernel_initializer, bn_momentum=bn_momentum)
     init = resolve_initializer(kernel_initializer)
     if kind == "classification":
         x = layers.GlobalAveragePooling3D(name="gap")(body["encoder"])

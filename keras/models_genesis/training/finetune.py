@@ -48,6 +48,7 @@ from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, scor
 from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
 from models_genesis.models.heads import encoder_blocks, target_model
 from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
+from models_genesis.models.unet3d import BN_MOMENTUM
 from models_genesis.models.weights import load_keras2_weights, read_keras2_weights
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 from models_genesis.training.callbacks import BestWeights
@@ -206,13 +207,11 @@ def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Op
     model = target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
                          kernel_initializer=initializer,
                          weights=None if encoder_only else weights, head=config.head,
-                         frozen_blocks=frozen_blocks(config))
+                         frozen_blocks=frozen_blocks(config),
+                         bn_momentum=(BN_MOMENTUM if config.bn_momentum is None
+                                      else float(config.bn_momentum)))
     if encoder_only:
         load_keras2_weights(model, weights, layers=encoder_layer_names())
-    if config.bn_momentum is not None:  # read by each layer when `fit` traces its step
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = float(config.bn_momentum)
     return model
 
 
