@@ -35,7 +35,7 @@
 
 # %%
 from models_genesis.data.target_tasks import load_target_data
-from models_genesis.pipeline.experiment import run_experiment
+from models_genesis.pipeline.experiment import drop_stale_experiment, run_experiment
 
 DATA_DIR = None  # e.g. "datasets/lidc_ncs"
 TASK = "ncs"
@@ -62,6 +62,8 @@ print(f"{TASK.upper()}: {data.info['counts']} crops; methods {INITS}, {RUNS} run
 # Interrupt and rerun this cell: the finished runs are read back from `results.csv`.
 
 # %%
+if weights is not None and os.path.isfile(weights):  # this notebook's own runs, older weights
+    drop_stale_experiment(WORK / "protocol" / TASK, weights)
 experiment = run_experiment(TASK, INITS, runs=RUNS, label_fractions=FRACTIONS, data=data,
                             weights=weights, out_dir=WORK / "protocol" / TASK, seed=0,
                             overrides=overrides, verbose=0)

@@ -107,3 +107,19 @@ def test_demo_experiment_splits_the_target_phantoms_and_runs_both_readouts(tmp_p
     assert "full fine-tuning, NCC AUC, 25% of the labels" in out["verdicts"][1]
     assert os.path.getsize(out["figure"]) > 1000
     assert capsys.readouterr().out.rstrip().endswith(out["verdicts"][-1])
+
+
+def test_drop_stale_experiment_removes_only_runs_older_than_the_weights(tmp_path):
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    (exp / "results.csv").write_text("method,score\n")
+    weights = tmp_path / "g.h5"
+    weights.write_bytes(b"w")
+    os.utime(exp / "results.csv", (1_000, 1_000))
+    os.utime(weights, (2_000, 2_000))
+    assert experiment.drop_stale_experiment(exp, weights) and not exp.exists()
+    exp.mkdir()
+    (exp / "results.csv").write_text("method,score\n")
+    os.utime(exp / "results.csv", (3_000, 3_000))  # runs newer than the weights: kept
+    assert not experiment.drop_stale_experiment(exp, weights) and exp.exists()
+    assert not experiment.drop_stale_experiment(tmp_path / "none", weights)

@@ -80,20 +80,10 @@ def plot_restoration(table, path) -> str:
     return save_figure(fig, path, dpi=120)
 
 
-def _drop_stale_experiment(experiment_dir: str, weights: str) -> None:
-    """Remove the demo's own fine-tuning results when they predate its Genesis weights."""
-    import shutil
-
-    results = os.path.join(experiment_dir, "results.csv")
-    if os.path.isfile(results) and os.path.getmtime(results) < os.path.getmtime(weights):
-        print(f"fine-tuning: {experiment_dir} holds runs with older demo weights; redoing them")
-        shutil.rmtree(experiment_dir)
-
-
 def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False) -> dict:
     """Run the demo (`long`: the 30-60 minute version); return what each step produced."""
     from models_genesis.config import PRETRAIN_PRESETS
-    from models_genesis.pipeline.experiment import run_demo_experiment
+    from models_genesis.pipeline.experiment import drop_stale_experiment, run_demo_experiment
     from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -116,7 +106,7 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False
     print("\n== 3/3 Genesis (demo) against scratch (he_uniform) on phantom NCC: linear probe "
           "and full fine-tuning")
     weights = pretraining["paths"]["keras2_weights"]
-    _drop_stale_experiment(os.path.join(out_dir, "comparison", "finetune_ncc"), weights)
+    drop_stale_experiment(os.path.join(out_dir, "comparison", "finetune_ncc"), weights)
     experiment = run_demo_experiment(out_dir, weights=weights, **comparison)
     print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights {weights}, "
           f"figures), restoration table {table_path} and figure {figure}, comparison "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Optional, Sequence
 
 import numpy as np
@@ -212,6 +213,22 @@ def _weights_width(path) -> int:
         raise ValueError(f"{path!r} has no `depth_0_conv` layer; is it a Genesis U-Net weight "
                          "file?")
     return int(layers["depth_0_conv"][0].shape[-1])
+
+
+def drop_stale_experiment(experiment_dir, weights) -> bool:
+    """Remove `experiment_dir` when its runs predate the weight file `weights`.
+
+    For an experiment folder a program keeps for itself (the demo's, a notebook's): after its
+    weights were trained again, `run_experiment` would refuse to resume the old runs (their key
+    holds the old file's SHA-256). Never for a user's folder. Returns whether it removed it.
+    """
+    results = os.path.join(os.fspath(experiment_dir), "results.csv")
+    if os.path.isfile(results) and os.path.getmtime(results) < os.path.getmtime(weights):
+        print(f"{os.fspath(experiment_dir)} holds runs with older weights than {os.fspath(weights)}; "
+              "redoing them")
+        shutil.rmtree(experiment_dir)
+        return True
+    return False
 
 
 # The demo's target phantoms (`run_demo_experiment`): 4 scans per subset, half of them in the test
