@@ -33,7 +33,7 @@ import numpy as np
 from models_genesis.config import PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.evaluation.restoration import restoration_by_combination
-from models_genesis.models.unet3d import unet_model_3d
+from models_genesis.pipeline.demo import load_run_model
 from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 
 
@@ -71,6 +71,16 @@ class StepTimes(keras.callbacks.Callback):
             self.steps.append(now - self._t)
 
 
+def summarise(table) -> dict:
+    """The targets in a restoration table: identity-pair MSE, transformed combinations below
+    doing nothing (of 11), the local-shuffling ratio and the worst ratio with its combination."""
+    transformed = table.drop(index="identity")
+    return {"identity": float(table.loc["identity", "model_mse"]),
+            "below": int((transformed["ratio"] < 1).sum()),
+            "local_shuffling": float(table.loc["local_shuffling", "ratio"]),
+            "worst": float(transformed["ratio"].max()), "worst_name": transformed["ratio"].idxmax()}
+
+
 class RestorationCurve(keras.callbacks.Callback):
     """Every `every` epochs, the restoration table of the model being trained (the learning
     curve of the demo's targets: identity pairs, combinations below doing nothing, overall)."""
@@ -83,12 +93,8 @@ class RestorationCurve(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         table = restoration_by_combination(self.model, self.cubes, seed=self.seed)
-        transformed = table.drop(index="identity")
         row = {"steps": (epoch + 1) * self.steps, "val_loss": float(logs.get("val_loss", np.nan)),
-               "identity": float(table.loc["identity", "model_mse"]),
-               "below": int((transformed["ratio"] < 1).sum()),
-               "local_shuffling": float(table.loc["local_shuffling", "ratio"]),
-               "worst": float(transformed["ratio"].max())}
+               **summarise(table)}
         self.rows.append(row)
         print(f"\ncurve: {row}", flush=True)
 
@@ -132,7 +138,8 @@ def main(argv=None):
     timer = StepTimes(stall_log)
     extra = [timer]
     if args.curve_every:
-        (val_path,) = find_cube_files(os.path.join(args.data, "cubes"), [5], None)
+        (val_path,) = find_cube_files(os.path.join(args.data, "cubes"),
+                                      [PretrainConfig.preset("demo").val_subsets[0]], None)
         curve = RestorationCurve(np.asarray(open_cubes(val_path)[:32], dtype=np.float32),
                                  args.curve_every, overrides.get("steps_per_epoch", 50), args.seed)
         extra.append(curve)
@@ -142,16 +149,9 @@ def main(argv=None):
                                 **overrides)
     wall = time.perf_counter() - start
 
-    config = PretrainConfig.from_json(demo["paths"]["config"])
-    model = unet_model_3d(tuple(config.cube_shape) + (1,), n_base_filters=config.n_base_filters,
-                          depth=config.depth)
-    model.load_weights(demo["paths"]["keras2_weights"])
-    (path,) = find_cube_files(config.data_dir, [config.val_subsets[0]], config.cube_shape)
-    cubes = np.asarray(open_cubes(path)[:32], dtype=np.float32)
+    config, model, cubes = load_run_model(demo["paths"]["out_dir"])
     table = restoration_by_combination(model, cubes, seed=config.seed)
-
-    transformed = table.drop(index="identity")
-    below = int((transformed["ratio"] < 1).sum())
+    summary = summarise(table)
     steps = len(timer.steps) + len(timer.first)
     later_first = timer.first[1:] or [float("nan")]
     m = demo["result"]["metrics"]
@@ -159,8 +159,8 @@ def main(argv=None):
            f"{np.median(later_first):.1f} ({min(later_first):.1f}-{max(later_first):.1f}) | "
            f"{np.median(timer.steps):.2f} | {m['model_mse']:.5f} / {m['identity_mse']:.5f} / "
            f"{m['constant_mse']:.5f} | {m['model_mse'] / m['constant_mse']:.2f} | "
-           f"{table.loc['identity', 'model_mse']:.2e} | {below}/11 | "
-           f"{transformed['ratio'].max():.2f} ({transformed['ratio'].idxmax()}) |")
+           f"{summary['identity']:.2e} | {summary['below']}/11 | "
+           f"{summary['worst']:.2f} ({summary['worst_name']}) |")
     print("\n" + row)
     print(table.to_string(float_format=lambda v: f"{v:.5f}"))
     print("first step of each epoch (s):", " ".join(f"{t:.1f}" for t in timer.first))

@@ -19,15 +19,12 @@ first of `config.val_subsets`, as `make demo`'s restoration table), prints:
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 from scipy import ndimage
 
-from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.evaluation.restoration import restoration_by_combination
-from models_genesis.models.unet3d import unet_model_3d
+from models_genesis.pipeline.demo import load_run_model
 from models_genesis.plotting import new_figure, save_figure
 
 BANDS = ((0.0, 0.05), (0.05, 0.2), (0.2, 0.5), (0.5, 0.8), (0.8, 1.01))
@@ -40,12 +37,7 @@ def main(argv=None):
     p.add_argument("--figure", help="PNG of original / prediction / difference")
     args = p.parse_args(argv)
 
-    config = PretrainConfig.from_json(os.path.join(args.run, "config.json"))
-    model = unet_model_3d(tuple(config.cube_shape) + (1,), n_base_filters=config.n_base_filters,
-                          depth=config.depth)
-    model.load_weights(os.path.join(args.run, config.keras2_weights_name))
-    (path,) = find_cube_files(config.data_dir, [config.val_subsets[0]], config.cube_shape)
-    cubes = np.asarray(open_cubes(path)[:args.cubes], dtype=np.float32)
+    config, model, cubes = load_run_model(args.run, args.cubes)
     x = cubes[..., None]
     pred = model.predict(x, verbose=0)[..., 0]
     train_mode = np.concatenate([np.asarray(model(x[i:i + 8], training=True))[..., 0]

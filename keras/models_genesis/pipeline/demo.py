@@ -38,21 +38,32 @@ def show_release_model() -> None:
           f"{cube.shape} -> {out.shape}, values in [{out.min():.3f}, {out.max():.3f}]")
 
 
-def restoration_table(pretraining: dict, n_cubes: int = 32):
-    """Per-combination restoration MSE of the demo model on validation cubes (subset 5)."""
+def load_run_model(run_dir, n_cubes: int = 32):
+    """`(config, model, cubes)` of a finished restoration pre-training in `run_dir`: its
+    `PretrainConfig`, its 3D U-Net with the run's weights, and the first `n_cubes` cubes of its
+    first validation subset (the cubes `make demo`'s restoration table is measured on)."""
     import numpy as np
 
     from models_genesis.config import PretrainConfig
     from models_genesis.data.cube_files import find_cube_files, open_cubes
-    from models_genesis.evaluation.restoration import restoration_by_combination
     from models_genesis.models.unet3d import unet_model_3d
+    from models_genesis.training.pretrain import run_paths
 
-    config = PretrainConfig.from_json(pretraining["paths"]["config"])
+    run_dir = os.fspath(run_dir)
+    config = PretrainConfig.from_json(os.path.join(run_dir, "config.json"))
     model = unet_model_3d(tuple(config.cube_shape) + (1,), n_base_filters=config.n_base_filters,
                           depth=config.depth)
-    model.load_weights(pretraining["paths"]["keras2_weights"])
+    model.load_weights(run_paths(run_dir, config)["keras2_weights"])
     (path,) = find_cube_files(config.data_dir, [config.val_subsets[0]], config.cube_shape)
     cubes = np.asarray(open_cubes(path)[:n_cubes], dtype=np.float32)
+    return config, model, cubes
+
+
+def restoration_table(pretraining: dict, n_cubes: int = 32):
+    """Per-combination restoration MSE of the demo model on validation cubes (subset 5)."""
+    from models_genesis.evaluation.restoration import restoration_by_combination
+
+    config, model, cubes = load_run_model(pretraining["paths"]["out_dir"], n_cubes)
     table = restoration_by_combination(model, cubes, seed=config.seed)
     out = os.path.join(config.out_dir, "restoration_by_combination.csv")
     table.to_csv(out + ".tmp")
