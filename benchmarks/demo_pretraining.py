@@ -14,6 +14,7 @@ and, below it, the per-combination table (model vs doing nothing).
     python benchmarks/demo_pretraining.py --name baseline
     python benchmarks/demo_pretraining.py --name lr3e-3 --learning-rate 3e-3
     python benchmarks/demo_pretraining.py --name cos --lr-schedule cosine --epochs 2 --steps 250
+    python benchmarks/demo_pretraining.py --name "no curve" --option nonlinear_prob=0
 
 Run one at a time (the machine's cores are shared); wall-clock includes the validation and the
 callbacks of every epoch, not the phantom/cube preparation.
@@ -83,11 +84,19 @@ def summarise(table) -> dict:
 
 class RestorationCurve(keras.callbacks.Callback):
     """Every `every` epochs, the restoration table of the model being trained (the learning
-    curve of the demo's targets: identity pairs, combinations below doing nothing, overall)."""
+    curve of the demo's targets: identity pairs, combinations below doing nothing, overall), on
+    the first 32 cubes of `subset` in `cube_dir`, read when training starts (the demo extracts
+    the cubes first)."""
 
-    def __init__(self, cubes, every, steps_per_epoch, seed=0):
+    def __init__(self, cube_dir, subset, cube_shape, every, steps_per_epoch, seed=0):
         super().__init__()
-        self.cubes, self.every, self.steps, self.seed, self.rows = cubes, every, steps_per_epoch, seed, []
+        self.where = (cube_dir, subset, tuple(cube_shape))
+        self.every, self.steps, self.seed, self.rows, self.cubes = every, steps_per_epoch, seed, [], None
+
+    def on_train_begin(self, logs=None):
+        cube_dir, subset, shape = self.where
+        (path,) = find_cube_files(cube_dir, [subset], shape)
+        self.cubes = np.asarray(open_cubes(path)[:32], dtype=np.float32)
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
@@ -118,6 +127,11 @@ def main(argv=None):
     p.add_argument("--sample-every", type=int)
     p.add_argument("--figures", type=int, choices=(0, 1), default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cube-shape", type=int, nargs=3, default=(32, 32, 16),
+                   help="cubes extracted (once per shape, into --data/cubes) and trained on")
+    p.add_argument("--scheme", help="transformation scheme (PretrainConfig.scheme), e.g. identity")
+    p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                   help="a TransformConfig field of the scheme, e.g. nonlinear_prob=0 (repeatable)")
     p.add_argument("--curve-every", type=int, default=0,
                    help="epochs between restoration tables during training (0: only at the end)")
     args = p.parse_args(argv)
@@ -126,10 +140,12 @@ def main(argv=None):
              "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
              "depth": "depth", "bn_momentum": "bn_momentum", "mixed_precision": "mixed_precision",
              "validation_steps": "validation_steps", "sample_every": "sample_every",
-             "lr_schedule": "lr_schedule"}
+             "lr_schedule": "lr_schedule", "scheme": "scheme"}
     overrides = {names[k]: v for k, v in vars(args).items() if k in names and v is not None}
     if args.mixed_precision == "none":
         overrides["mixed_precision"] = None
+    if args.option:
+        overrides["method_options"] = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
     for flag in ("tensorboard", "figures"):
         if getattr(args, flag) is not None:
             overrides[flag] = bool(getattr(args, flag))
@@ -138,15 +154,16 @@ def main(argv=None):
     timer = StepTimes(stall_log)
     extra = [timer]
     if args.curve_every:
-        (val_path,) = find_cube_files(os.path.join(args.data, "cubes"),
-                                      [PretrainConfig.preset("demo").val_subsets[0]], None)
-        curve = RestorationCurve(np.asarray(open_cubes(val_path)[:32], dtype=np.float32),
-                                 args.curve_every, overrides.get("steps_per_epoch", 50), args.seed)
+        preset = PretrainConfig.preset("demo")
+        curve = RestorationCurve(os.path.join(args.data, "cubes"), preset.val_subsets[0],
+                                 args.cube_shape, args.curve_every,
+                                 overrides.get("steps_per_epoch", preset.steps_per_epoch),
+                                 args.seed)
         extra.append(curve)
     start = time.perf_counter()
     demo = run_demo_pretraining(args.data, phantom_dir=os.path.join(args.data, "phantoms"),
                                 seed=args.seed, overwrite=True, workers=1, callbacks=extra,
-                                **overrides)
+                                cube_shape=tuple(args.cube_shape), **overrides)
     wall = time.perf_counter() - start
 
     config, model, cubes = load_run_model(demo["paths"]["out_dir"])

@@ -8,7 +8,7 @@ import pandas as pd
 
 from models_genesis.cli import main
 from models_genesis.config import PRETRAIN_PRESETS
-from models_genesis.pipeline import demo, experiment
+from models_genesis.pipeline import demo, demo_comparison, experiment
 
 
 def _mock_steps(monkeypatch, tmp_path, calls):
@@ -28,10 +28,10 @@ def _mock_steps(monkeypatch, tmp_path, calls):
                 "figure": str(tmp_path / "comparison" / "comparison.png")}
 
     monkeypatch.setattr(demo, "show_release_model", lambda: None)
-    monkeypatch.setattr("models_genesis.pipeline.pretrain_demo.run_demo_pretraining", pretraining)
+    monkeypatch.setattr(demo, "run_demo_pretraining", pretraining)
     monkeypatch.setattr(demo, "restoration_table",
                         lambda p: (table, str(tmp_path / "restoration_by_combination.csv")))
-    monkeypatch.setattr(experiment, "run_demo_experiment", comparison)
+    monkeypatch.setattr(demo, "run_demo_experiment", comparison)
     return weights
 
 
@@ -90,15 +90,15 @@ def test_demo_experiment_splits_the_target_phantoms_and_runs_both_readouts(tmp_p
 
     (tmp_path / "targets").mkdir()
     (tmp_path / "targets" / "phantoms.json").write_text("{}")
-    monkeypatch.setattr("models_genesis.data.target_tasks.load_target_data", load)
+    monkeypatch.setattr(demo_comparison, "load_target_data", load)
     monkeypatch.setattr("models_genesis.pipeline.readouts.run_probe", probe)
-    monkeypatch.setattr(experiment, "run_experiment", finetune)
-    monkeypatch.setattr(experiment, "_weights_width", lambda w: 4)
-    out = experiment.run_demo_experiment(tmp_path, weights=str(tmp_path / "g.h5"), runs=5,
-                                         progress=False)
+    monkeypatch.setattr(demo_comparison, "run_experiment", finetune)
+    monkeypatch.setattr(demo_comparison, "_weights_width", lambda w: 4)
+    out = demo_comparison.run_demo_experiment(tmp_path, weights=str(tmp_path / "g.h5"), runs=5,
+                                              progress=False)
     task, folder, kwargs = seen["load"]
     assert (task, folder) == ("ncc", str(tmp_path / "targets"))
-    assert kwargs["subsets"] == experiment.DEMO_TARGET_SUBSETS
+    assert kwargs["subsets"] == demo_comparison.DEMO_TARGET_SUBSETS
     assert seen["probe"][0] == {"genesis": str(tmp_path / "g.h5"), "he_uniform": None}
     assert seen["probe"][1]["n_base_filters"] == 4 and seen["probe"][1]["runs"] == 5
     assert seen["finetune"][:4] == ("ncc", ["genesis", "he_uniform"], 5, [0.25])

@@ -23,3 +23,10 @@ def test_demo_reuses_a_finished_run_and_retrains_when_settings_change(tmp_path, 
                                    **{**TINY, "epochs": 2})
     assert "used other settings" in capsys.readouterr().out
     assert changed["epochs"] == 2
+    # Another cube shape: its cubes are extracted next to the first ones, which stay.
+    before = sorted(p.name for p in (tmp_path / "demo" / "cubes").iterdir())
+    other = run_demo_pretraining(tmp_path / "demo", phantom_dir=phantoms, workers=0,
+                                 cube_shape=(16, 16, 16), **TINY)
+    after = sorted(p.name for p in (tmp_path / "demo" / "cubes").iterdir())
+    assert set(before) < set(after) and all("16x16x16" in n for n in set(after) - set(before))
+    assert tuple(other["result"]["config"]["cube_shape"]) == (16, 16, 16)

@@ -37,7 +37,7 @@ def test_run_readouts_runs_the_probe_frozen_and_fine_tuning_in_full(tmp_path, mo
         calls.append((task, inits, runs, fractions, kwargs))
         return {"results": _runs([0.8, 0.82], [0.6, 0.61])}
 
-    monkeypatch.setattr("models_genesis.pipeline.experiment.run_experiment", fake_run_experiment)
+    monkeypatch.setattr(readouts, "run_experiment", fake_run_experiment)
     out = readouts.run_readouts(tmp_path, probe_data="phantoms", finetune_data="phantoms",
                                 weights="g.h5", runs=2, label_fraction=0.25,
                                 overrides={"n_base_filters": 2})

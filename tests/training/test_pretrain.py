@@ -16,10 +16,9 @@ from models_genesis.data.restoration_dataset import RestorationDataset
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 from models_genesis.transformations.unified import TransformConfig
-from models_genesis.training.pretrain import (
-    _clear_outputs, _prepare_run_dir, build_restoration_model, evaluate_restoration,
-    is_out_of_memory, pretrain, run_paths,
-)
+from models_genesis.evaluation.restoration import evaluate_restoration
+from models_genesis.training.pretrain import build_restoration_model, is_out_of_memory, pretrain
+from models_genesis.training.run_folder import clear_outputs, prepare_run_dir, run_paths
 
 SHAPE = (16, 16, 16)  # the release's outer cutout (3-voxel margin) needs >= 10 voxels per axis
 
@@ -157,10 +156,10 @@ def test_overwrite_clears_only_the_run_outputs(tmp_path):
     mine = tmp_path / "run" / "notes.txt"
     mine.write_text("keep me", encoding="utf-8")
     with pytest.raises(FileExistsError):
-        _prepare_run_dir(paths, config, resume=False, overwrite=False)
-    assert _prepare_run_dir(paths, config, resume=False, overwrite=True) == "fresh"
-    assert _prepare_run_dir(paths, config, resume=True, overwrite=False) == "resume"
-    _clear_outputs(paths)
+        prepare_run_dir(paths, config, resume=False, overwrite=False)
+    assert prepare_run_dir(paths, config, resume=False, overwrite=True) == "fresh"
+    assert prepare_run_dir(paths, config, resume=True, overwrite=False) == "resume"
+    clear_outputs(paths)
     assert sorted(os.listdir(tmp_path / "run")) == ["notes.txt"]
 
 

@@ -47,7 +47,7 @@ def register(subparsers) -> None:
                               "pre-training (demo preset), linear probe and fine-tuning against "
                               "scratch")
     d.add_argument("--out", help="output folder (default runs/demo, with --long runs/demo_long)")
-    d.add_argument("--long", action="store_true", help="the 30-60 minute version (2 CPU cores): "
+    d.add_argument("--long", action="store_true", help="the 25-45 minute version (2 CPU cores): "
                    "2x the pre-training (2,000 steps), 10 runs per arm, fine-tuning at 10 and "
                    "25%% of the labels")
     d.add_argument("--overwrite", action="store_true", help="redo steps whose outputs exist")

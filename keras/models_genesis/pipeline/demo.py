@@ -5,11 +5,11 @@
    in the LUNA16 layout -> cube extraction -> restoration of on-the-fly transformed cubes; report
    the validation MSE against doing nothing, overall and for each of the 12 combinations.
 3. Compare the demo's Genesis encoder with scratch (he_uniform) on phantom NCC, 5 runs each, by
-   two read-outs (`run_demo_experiment`): the linear probe on the frozen encoder and full
-   fine-tuning; mean +- s.d., p-values, one plain-words verdict per read-out and label fraction,
-   and `comparison/comparison.png`.
+   two read-outs (`demo_comparison.run_demo_experiment`): the linear probe on the frozen encoder
+   and full fine-tuning; mean +- s.d., p-values, one plain-words verdict per read-out and label
+   fraction, and `comparison/comparison.png`.
 
-`long=True` (`models-genesis demo --long`, 30-60 minutes on 2 CPU cores) pre-trains
+`long=True` (`models-genesis demo --long`, 25-45 minutes on 2 CPU cores) pre-trains
 `LONG_PRETRAIN_FACTOR` times longer and compares with `LONG_COMPARISON` (more runs, more label
 fractions, longer fine-tuning); each stage prints its progress bar with a time estimate.
 Each step reuses its finished outputs on a second call unless `overwrite`.
@@ -19,6 +19,18 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
+from models_genesis.config import PRETRAIN_PRESETS, PretrainConfig
+from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.evaluation.restoration import restoration_by_combination
+from models_genesis.models.unet3d import unet_model_3d
+from models_genesis.pipeline.demo_comparison import run_demo_experiment
+from models_genesis.pipeline.experiment import drop_stale_experiment
+from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
+from models_genesis.plotting import new_figure, save_figure
+from models_genesis.training.run_folder import run_paths
+
 # `demo --long`: what changes against the two-command demo (measured times in the README).
 LONG_PRETRAIN_FACTOR = 2
 LONG_COMPARISON = {"runs": 10, "label_fractions": (0.1, 0.25), "epochs": 30, "patience": 10}
@@ -26,10 +38,6 @@ LONG_COMPARISON = {"runs": 10, "label_fractions": (0.1, 0.25), "epochs": 30, "pa
 
 def show_release_model() -> None:
     """Build the release U-Net, print its summary, and run one prediction on a random cube."""
-    import numpy as np
-
-    from models_genesis.models.unet3d import unet_model_3d
-
     model = unet_model_3d((64, 64, 32, 1))
     model.summary(line_length=110)
     cube = np.random.default_rng(0).random((1, 64, 64, 32, 1), dtype=np.float32)
@@ -42,13 +50,6 @@ def load_run_model(run_dir, n_cubes: int = 32):
     """`(config, model, cubes)` of a finished restoration pre-training in `run_dir`: its
     `PretrainConfig`, its 3D U-Net with the run's weights, and the first `n_cubes` cubes of its
     first validation subset (the cubes `make demo`'s restoration table is measured on)."""
-    import numpy as np
-
-    from models_genesis.config import PretrainConfig
-    from models_genesis.data.cube_files import find_cube_files, open_cubes
-    from models_genesis.models.unet3d import unet_model_3d
-    from models_genesis.training.pretrain import run_paths
-
     run_dir = os.fspath(run_dir)
     config = PretrainConfig.from_json(os.path.join(run_dir, "config.json"))
     model = unet_model_3d(tuple(config.cube_shape) + (1,), n_base_filters=config.n_base_filters,
@@ -61,8 +62,6 @@ def load_run_model(run_dir, n_cubes: int = 32):
 
 def restoration_table(pretraining: dict, n_cubes: int = 32):
     """Per-combination restoration MSE of the demo model on validation cubes (subset 5)."""
-    from models_genesis.evaluation.restoration import restoration_by_combination
-
     config, model, cubes = load_run_model(pretraining["paths"]["out_dir"], n_cubes)
     table = restoration_by_combination(model, cubes, seed=config.seed)
     out = os.path.join(config.out_dir, "restoration_by_combination.csv")
@@ -73,10 +72,6 @@ def restoration_table(pretraining: dict, n_cubes: int = 32):
 
 def plot_restoration(table, path) -> str:
     """Bars of the restoration MSE of the model and of doing nothing, per combination (log)."""
-    import numpy as np
-
-    from models_genesis.plotting import new_figure, save_figure
-
     fig, ax = new_figure(figsize=(9, 3.8))
     x = np.arange(len(table))
     ax.bar(x - 0.2, table["identity_mse"], width=0.4, color="tab:grey", label="doing nothing")
@@ -92,11 +87,7 @@ def plot_restoration(table, path) -> str:
 
 
 def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False) -> dict:
-    """Run the demo (`long`: the 30-60 minute version); return what each step produced."""
-    from models_genesis.config import PRETRAIN_PRESETS
-    from models_genesis.pipeline.experiment import drop_stale_experiment, run_demo_experiment
-    from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
-
+    """Run the demo (`long`: the 25-45 minute version); return what each step produced."""
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
     pretrain_overrides = ({"epochs": LONG_PRETRAIN_FACTOR * PRETRAIN_PRESETS["demo"]["epochs"]}
@@ -104,7 +95,7 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False
     comparison = LONG_COMPARISON if long else {}
     if long:
         print(f"demo --long: pre-training {LONG_PRETRAIN_FACTOR}x the demo's steps, then "
-              f"{comparison}; about 30-60 minutes on 2 CPU cores (each stage's bar shows its "
+              f"{comparison}; about 25-45 minutes on 2 CPU cores (each stage's bar shows its "
               "estimate)")
     print("== 1/3 the release's 3D U-Net")
     show_release_model()

@@ -32,7 +32,6 @@ from models_genesis.config import TARGET_TASKS as TASK_CODES
 from models_genesis.config import FinetuneConfig
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.models.presets import resolve_weights
-from models_genesis.models.weights import read_keras2_weights
 from models_genesis.pipeline import figures, tables
 from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_methods: public here)
     check_args,
@@ -206,15 +205,6 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
             **summarize_experiment(df, out_dir, tasks=tasks, methods=list(methods), curve=curve)}
 
 
-def _weights_width(path) -> int:
-    """`n_base_filters` of a Genesis weight file: the filters of its first conv."""
-    layers = read_keras2_weights(path)
-    if "depth_0_conv" not in layers:
-        raise ValueError(f"{path!r} has no `depth_0_conv` layer; is it a Genesis U-Net weight "
-                         "file?")
-    return int(layers["depth_0_conv"][0].shape[-1])
-
-
 def drop_stale_experiment(experiment_dir, weights) -> bool:
     """Remove `experiment_dir` when its runs predate the weight file `weights`.
 
@@ -229,105 +219,3 @@ def drop_stale_experiment(experiment_dir, weights) -> bool:
         shutil.rmtree(experiment_dir)
         return True
     return False
-
-
-# The demo's target phantoms (`run_demo_experiment`): 4 scans per subset, half of them in the test
-# split so that the test AUC rests on a few hundred candidates.
-DEMO_TARGET_SUBSETS = {"train": (0, 1, 2, 3), "valid": (4,), "test": (5, 6, 7, 8, 9)}
-# The demo's fine-tuning runs last a few dozen steps: with the release's BatchNorm momentum (0.99)
-# the moving statistics, which validation and test use, stay near their start (the pre-training
-# cubes' for Genesis, 0 / 1 for scratch). Measured on the same weights and data, 10 runs per arm
-# (benchmarks/demo_comparison.md): at 25% of the labels Genesis 67.5 +- 20.7 and he_uniform
-# 77.3 +- 6.4% AUC with 0.99, 90.3 +- 3.6 and 92.7 +- 2.2% with 0.9.
-DEMO_BN_MOMENTUM = 0.9
-
-
-def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=None,
-                        runs: int = 5, label_fractions: Sequence[float] = (0.25,),
-                        probe_fractions: Sequence[float] = (0.1, 0.25, 0.5, 1.0),
-                        input_shape: Sequence[int] = (32, 32, 16), epochs: int = 20,
-                        patience: int = 5, batch_size: int = 8,
-                        steps_per_epoch: Optional[int] = None,
-                        seed: int = 0, n_phantoms: int = 40,
-                        bn_momentum: Optional[float] = DEMO_BN_MOMENTUM,
-                        run_eagerly: bool = False,
-                        progress: bool = True) -> dict:
-    """`make demo`'s comparison: the demo's Genesis encoder against scratch, two read-outs.
-
-    The task is NCC on chest phantoms made for it (`phantom_dir`, default `out_dir/targets`:
-    `n_phantoms` scans drawn with seed `seed + 1`, none of them a pre-training scan), split by
-    `DEMO_TARGET_SUBSETS` (16 / 4 / 20 scans at the default 40: a few hundred test candidates).
-    Both read-outs compare `genesis` (the demo pre-training's weights) with `he_uniform` (the
-    paper's best scratch baseline) over `runs` runs, run r labelling the same crops for both:
-
-    * the linear probe (`readouts.run_probe`, transfer scenario 1): logistic regression on the
-      frozen encoder's pooled features, both encoders' BatchNorm statistics recomputed on the
-      training crops, at each of `probe_fractions`;
-    * full fine-tuning (`run_experiment`, transfer scenario 2) at each of `label_fractions`.
-
-    Each read-out gets one verdict line per label fraction (`readouts.verdicts`), printed;
-    `comparison.png` shows both. A second call reuses the finished fine-tuning runs.
-
-    Args:
-        out_dir: demo folder (the experiment goes to `comparison/`).
-        weights: the demo's Genesis weight file; None runs (or reuses) `run_demo_pretraining`.
-        phantom_dir: the target phantoms; made when they are absent.
-        runs, label_fractions, probe_fractions: the comparison's size.
-        input_shape, epochs, patience, batch_size, steps_per_epoch, bn_momentum: each
-            fine-tuning run's (`FinetuneConfig`), the same for both arms; `bn_momentum`
-            `DEMO_BN_MOMENTUM` (None: the release's 0.99).
-        seed: seed of the split, the runs and (plus 1) the target phantoms.
-        n_phantoms: scans to make when `phantom_dir` holds none (at least 10).
-        run_eagerly: train without graph tracing (see `finetune`).
-        progress: show progress bars.
-
-    Returns:
-        dict: `probe` (DataFrame of the probe runs), `finetune` (`run_experiment`'s dict),
-        `verdicts` (lines), `figure`, `weights`, `data_counts`, `results_csv` (fine-tuning).
-    """
-    from models_genesis.data.target_tasks import load_target_data
-    from models_genesis.pipeline import readouts
-
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "targets")
-    if weights is None:
-        from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
-
-        weights = run_demo_pretraining(out_dir, seed=seed)["paths"]["keras2_weights"]
-    if not os.path.isfile(os.path.join(phantom_dir, "phantoms.json")):
-        from models_genesis.data.phantoms.chest import make_chest_phantoms
-
-        make_chest_phantoms(phantom_dir, n=n_phantoms, seed=seed + 1, n_subsets=10,
-                            progress=progress)
-    weights = os.path.abspath(os.fspath(weights))
-    width = _weights_width(weights)
-    data = load_target_data("ncc", phantom_dir, seed=seed, input_shape=tuple(input_shape),
-                            subsets=DEMO_TARGET_SUBSETS, progress=progress)
-    counts = data.info.get("counts", {})
-    exp_dir = os.path.join(out_dir, "comparison")
-    os.makedirs(exp_dir, exist_ok=True)
-    positives = {s: int(np.sum(getattr(data, f"y_{s}"))) for s in ("train", "valid", "test")}
-    print(f"NCC on chest phantoms: {counts} candidate crops of {tuple(input_shape)} (nodules "
-          f"{positives}), {runs} runs per method")
-    probe = readouts.run_probe(data, {"genesis": weights, "he_uniform": None}, runs=runs,
-                               label_fractions=probe_fractions, seed=seed, n_base_filters=width,
-                               out_csv=os.path.join(exp_dir, "probe_results.csv"),
-                               progress=progress)
-    overrides = {"n_base_filters": width, "input_shape": tuple(input_shape), "epochs": epochs,
-                 "patience": patience, "batch_size": batch_size,
-                 "steps_per_epoch": steps_per_epoch, "bn_momentum": bn_momentum}
-    finetuned = run_experiment("ncc", ["genesis", "he_uniform"], runs, list(label_fractions),
-                               out_dir=os.path.join(exp_dir, "finetune_ncc"), weights=weights,
-                               seed=seed, data=data, overrides=overrides,
-                               run_eagerly=run_eagerly, progress=progress)
-    print(finetuned["table"])
-    lines = (readouts.verdicts(probe, method="genesis", baseline="he_uniform",
-                               what="linear probe (frozen encoder), NCC AUC")
-             + readouts.verdicts(finetuned["results"], method="genesis", baseline="he_uniform",
-                                 what="full fine-tuning, NCC AUC"))
-    figure = readouts.plot_readouts(
-        {"linear probe (frozen encoder)": probe, "full fine-tuning": finetuned["results"]},
-        os.path.join(exp_dir, "comparison.png"), method="genesis", baseline="he_uniform")
-    print("\n".join(lines))
-    return {"probe": probe, "finetune": finetuned, "verdicts": lines, "figure": figure,
-            "weights": weights, "data_counts": counts, "results_csv": finetuned["results_csv"]}

@@ -16,6 +16,11 @@ from typing import Dict, Optional, Sequence
 import keras
 
 from models_genesis.config import PretrainConfig
+from models_genesis.data.cube_files import find_cube_files
+from models_genesis.data.phantoms.chest import make_chest_phantoms
+from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+from models_genesis.training.pretrain import find_pretraining_cubes, pretrain, resolve_method
+from models_genesis.training.run_folder import run_paths
 
 DEMO_SUBSETS = tuple(str(s) for s in range(7))  # train 0-4, validation 5-6 (the release's split)
 
@@ -45,17 +50,13 @@ def _phantoms(phantom_dir: str, n_phantoms: int, seed: int) -> str:
     if os.path.isfile(os.path.join(phantom_dir, "phantoms.json")):
         print(f"phantoms: reusing {phantom_dir}")
         return phantom_dir
-    from models_genesis.data.phantoms.chest import make_chest_phantoms
-
     make_chest_phantoms(phantom_dir, n=n_phantoms, seed=seed)
     return phantom_dir
 
 
-def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int]) -> str:
-    from models_genesis.data.cube_files import find_cube_files
-    from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
-
-    extraction = ExtractionConfig.demo()
+def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int],
+           cube_shape: Sequence[int]) -> str:
+    extraction = ExtractionConfig.demo(cube_shape=tuple(cube_shape))
     try:
         find_cube_files(cube_dir, DEMO_SUBSETS, extraction.cube_shape, extraction.scale)
         print(f"cubes: reusing {cube_dir}")
@@ -69,7 +70,7 @@ def _cubes(phantom_dir: str, cube_dir: str, seed: int, workers: Optional[int]) -
 def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, seed: int = 0,
                          overwrite: bool = False, workers: Optional[int] = None,
                          callbacks: Sequence = (), lr_schedule: str = "plateau",
-                         **overrides) -> Dict:
+                         cube_shape: Sequence[int] = (32, 32, 16), **overrides) -> Dict:
     """Make phantoms and cubes if absent, pre-train the demo preset, compare with the identity.
 
     Args:
@@ -82,6 +83,8 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         callbacks: extra Keras callbacks for `pretrain` (e.g. timers).
         lr_schedule: `plateau` (the release's ReduceLROnPlateau) or `cosine` (`CosineDecay`
             over the run's `epochs * steps_per_epoch` steps).
+        cube_shape: the cubes extracted (`ExtractionConfig.demo`) and pre-trained on; cubes of
+            another shape already in `out_dir/cubes` are kept (the shape is in their names).
         **overrides: `PretrainConfig` fields replacing the demo preset's (e.g. `epochs=5`).
 
     Returns:
@@ -89,16 +92,13 @@ def run_demo_pretraining(out_dir, *, phantom_dir=None, n_phantoms: int = 20, see
         `identity_mse`, `ratio` (model / identity), `constant_mse` (the originals' variance),
         `epochs`, and `result` (`pretrain`'s dict).
     """
-    from models_genesis.training.pretrain import (find_pretraining_cubes, pretrain,
-                                                  resolve_method, run_paths)
-
     out_dir = os.path.abspath(os.fspath(out_dir))
     phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "phantoms")
     _phantoms(phantom_dir, n_phantoms, seed)
-    cube_dir = _cubes(phantom_dir, os.path.join(out_dir, "cubes"), seed, workers)
+    cube_dir = _cubes(phantom_dir, os.path.join(out_dir, "cubes"), seed, workers, cube_shape)
     config = PretrainConfig.preset("demo", data_dir=cube_dir,
                                    out_dir=os.path.join(out_dir, "pretrain"),
-                                   seed=seed, **overrides)
+                                   seed=seed, cube_shape=tuple(cube_shape), **overrides)
     paths = run_paths(config.out_dir, config)
     finished = os.path.isfile(paths["result"]) and os.path.isfile(paths["config"])
     # `pretrain` stores every option's value (`resolve_method`): compare like with like.

@@ -21,14 +21,25 @@ recomputed, row 3).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Optional
 
+import keras
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_csv
+from models_genesis.data.target_tasks.common import subsample_fraction
 from models_genesis.evaluation import statistics as st
+from models_genesis.evaluation.metrics import auc_score
+from models_genesis.models.heads import target_model
+from models_genesis.pipeline.experiment import run_experiment
+from models_genesis.plotting import new_figure, save_figure
 
 PROBE = {"head": "linear", "freeze_encoder": True}
 # The labelled subset of run `seed` is drawn as `finetune` draws it, so probe and fine-tuning runs
@@ -100,8 +111,6 @@ def run_readouts(out_dir, *, probe_data, finetune_data, weights: str, probe_task
         dict with `probe` and `finetune` (`run_experiment`'s dicts) and `verdicts` (two lines,
         also printed).
     """
-    from models_genesis.pipeline.experiment import run_experiment
-
     overrides = dict(overrides or {})
     inits = [f"genesis={os.fspath(weights)}", baseline]
     out, lines = {}, []
@@ -141,8 +150,6 @@ def recompute_batchnorm(model, x, *, max_crops: int = 512, seed: int = 0) -> int
     Returns:
         The number of BatchNormalization layers updated.
     """
-    import keras
-
     layers = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
     x = np.asarray(x, np.float32)
     if len(x) > max_crops:
@@ -174,10 +181,6 @@ def encoder_features(data, *, init: str = "he_uniform", weights: Optional[str] =
         recompute_bn: recompute the BatchNorm statistics on the training crops first
             (`recompute_batchnorm`; labels are not used).
     """
-    import keras
-
-    from models_genesis.models.heads import target_model
-
     keras.utils.set_random_seed(int(seed))
     model = target_model("classification", tuple(np.shape(data.x_train)[1:]), depth=depth,
                          n_base_filters=n_base_filters, weights=weights, head="linear",
@@ -191,12 +194,6 @@ def encoder_features(data, *, init: str = "he_uniform", weights: Optional[str] =
 
 def fit_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
     """Test AUC of an L2 logistic regression (standardised features, strength `C`, not tuned)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from models_genesis.evaluation.metrics import auc_score
-
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=5000))
     classifier.fit(f_train, np.ravel(y_train))
     return auc_score(np.ravel(y_test), classifier.predict_proba(f_test)[:, 1])
@@ -204,10 +201,6 @@ def fit_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
 
 def labelled_rows(data, fraction: float, seed: int) -> np.ndarray:
     """Indices of the training crops labelled in run `seed`: `finetune`'s stratified draw."""
-    import dataclasses
-
-    from models_genesis.data.target_tasks.common import subsample_fraction
-
     index = dataclasses.replace(data, x_train=np.arange(len(data.y_train)))
     if fraction >= 1.0:
         return index.x_train
@@ -241,8 +234,6 @@ def run_probe(data, methods: dict, *, runs: int = 5, label_fractions=(1.0,), see
         DataFrame: one row per run (`method`, `label_fraction`, `run`, `seed`, `score` (test
         AUC), `n_train` (labelled crops), `n_test`).
     """
-    from tqdm.auto import tqdm
-
     todo = [(name, r) for name in methods for r in range(runs)]
     cache, rows = {}, []
     for name, run in tqdm(todo, desc="linear probe", unit="encoder", disable=not progress):
@@ -276,8 +267,6 @@ def verdicts(results: pd.DataFrame, *, method: str, baseline: str, what: str,
 def plot_readouts(readouts: dict, path, *, method: str, baseline: str) -> str:
     """Bars (mean ± s.d.) and dots (runs) of `method` and `baseline` per label fraction, one
     panel per read-out (`{title: results}`), the t-test's p above each pair."""
-    from models_genesis.plotting import new_figure, save_figure
-
     fig, axes = new_figure(1, len(readouts), figsize=(4.2 * len(readouts), 3.6), squeeze=False)
     for ax, (title, results) in zip(axes[0], readouts.items()):
         fractions = sorted(pd.unique(results["label_fraction"]))

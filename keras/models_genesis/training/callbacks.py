@@ -130,7 +130,7 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
 
     Args:
         config: the run's `PretrainConfig` (patience, LR schedule, TensorBoard, samples).
-        paths: from `models_genesis.training.pretrain.run_paths`.
+        paths: from `models_genesis.training.run_folder.run_paths`.
         target: the U-Net whose best weights are saved.
         datasets: pair generators given `set_epoch(e)` at each epoch start.
         samples: `(transformed, original)` arrays for `SamplePairs`; None switches it off.

@@ -6,20 +6,8 @@ release's schedule; `config.method` selects another proxy task of `models_genesi
 that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
 release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
 best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training
-cubes). Everything is written to `config.out_dir`:
-
-    config.json            the config used
-    best.weights.h5        best weights, Keras 3
-    Genesis_Chest_CT.h5    the same weights in the release's Keras 2 layout (name configurable;
-                           `{method}.h5` for the other methods)
-    training_log.csv       one row per epoch, continued by a resumed run
-    backup/                the last finished epoch (`training.resume.RunBackup`: weights,
-                           optimizer, callback counters): rerunning the same command resumes
-                           it exactly; every file is written to a temporary name, then renamed
-    samples/, tensorboard/, figures/
-    metrics.json           validation MSE of the model and of doing nothing (the identity); for
-                           the encoder methods, the validation loss and the chance level
-    result.json            written last: the run is finished
+cubes). What a run writes to `config.out_dir`, and when a rerun resumes it, is
+`training.run_folder`.
 """
 
 from __future__ import annotations
@@ -27,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import keras
 import numpy as np
@@ -36,112 +24,17 @@ from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.cube_files import find_cube_files, open_cubes
 from models_genesis.data.run_batches import RunBatches
+from models_genesis.evaluation.restoration import evaluate_restoration
 from models_genesis.methods import get_method, make_options
 from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import restoration_model_2d
 from models_genesis.models.weights import load_keras2_weights
-from models_genesis.outputs import check_output_dir, remove_outputs
 from models_genesis.training import distribute
 from models_genesis.training.callbacks import BestWeights, restoration_callbacks
 from models_genesis.training.distribute import fit_distributed
 from models_genesis.training.restoration_figures import draw_run_figures
 from models_genesis.training.resume import RunBackup, epochs_done
-
-# Fields that must match to resume a run: they fix the weights' and the optimizer's layout.
-_RESUME_KEYS = ("cube_shape", "n_base_filters", "depth", "optimizer", "mixed_precision",
-                "method", "dims")
-# Fields a rerun may change: how long and how the run is executed and logged, not what it learns.
-_RERUN_FREE_KEYS = ("out_dir", "epochs", "patience", "workers", "use_multiprocessing",
-                    "max_queue_size", "tensorboard", "sample_every", "figures")
-_OUTPUTS = ("config", "best_weights", "keras2_weights", "best_state", "csv_log", "metrics",
-            "result", "backup", "samples", "tensorboard", "figures")
-
-
-def run_paths(out_dir, config: PretrainConfig) -> Dict[str, str]:
-    """Return the paths a run writes in `out_dir` (see the module docstring)."""
-    out = os.path.abspath(os.fspath(out_dir))
-    keras2 = config.keras2_weights_name
-    if config.method != "genesis" and keras2 == PretrainConfig.keras2_weights_name:
-        keras2 = f"{config.method}.h5"  # not the release's name for another method's weights
-    names = {"config": "config.json", "best_weights": "best.weights.h5",
-             "keras2_weights": keras2, "best_state": "best.json",
-             "csv_log": "training_log.csv", "metrics": "metrics.json", "result": "result.json",
-             "backup": "backup", "samples": "samples", "tensorboard": "tensorboard",
-             "figures": "figures"}
-    return {"out_dir": out, **{k: os.path.join(out, v) for k, v in names.items()}}
-
-
-def _stored_config(path) -> PretrainConfig:
-    try:
-        return PretrainConfig.from_json(path)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
-        raise ValueError(f"{path!r} is not a readable pre-training config ({exc}). Delete it or "
-                         "pass overwrite=True (--overwrite) to start over.") from exc
-
-
-def _config_changes(old: PretrainConfig, new: PretrainConfig) -> Dict[str, tuple]:
-    """Fields (stored, requested) that differ, except those a rerun may change."""
-    changes = {}
-    for f in dataclasses.fields(PretrainConfig):
-        a, b = getattr(old, f.name), getattr(new, f.name)
-        if f.name == "data_dir" and None not in (a, b):
-            a, b = os.path.abspath(a), os.path.abspath(b)
-        if f.name not in _RERUN_FREE_KEYS and a != b:
-            changes[f.name] = (a, b)
-    return changes
-
-
-def _prepare_run_dir(paths, config, *, resume: bool, overwrite: bool) -> str:
-    """Check `out_dir` before any work; return "fresh" or "resume".
-
-    A run deletes or replaces only its own files (`_OUTPUTS`), and only with `overwrite`.
-    Refused: an `out_dir` that is a file or not writable; a finished run (unless `resume` or
-    `overwrite`); a started run whose stored `config.json` differs from `config` in a field
-    other than `_RERUN_FREE_KEYS` (resuming would train with the stored settings while claiming
-    the new ones); a fresh run into a non-empty folder that holds no run (no `config.json`).
-    """
-    if resume and overwrite:
-        raise ValueError("`resume` and `overwrite` exclude each other. Received both.")
-    out = check_output_dir(paths["out_dir"], name="out_dir")
-    finished = os.path.isfile(paths["result"])
-    started = os.path.isfile(paths["config"])
-    if overwrite:
-        return "fresh"
-    if finished and not resume:
-        raise FileExistsError(
-            f"{out!r} holds a finished pre-training run ({paths['result']}). Pass "
-            "resume=True (--resume) to train it further or overwrite=True (--overwrite) to start "
-            "over, or choose another output folder."
-        )
-    if started:
-        diff = _config_changes(_stored_config(paths["config"]), config)
-        if diff:
-            what = (" (another architecture or optimizer)" if set(diff) & set(_RESUME_KEYS)
-                    else "")
-            listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
-            raise ValueError(
-                f"{out!r} holds a run with other settings{what} than requested (stored -> "
-                f"requested) {listed}. A rerun resumes with the stored settings: repeat them, "
-                "pass overwrite=True (--overwrite) to delete that run and start over, or choose "
-                "another output folder."
-            )
-        return "resume"
-    present = sorted(set(os.listdir(out)) - {"workers"}) if os.path.isdir(out) else []
-    if present:
-        shown = ", ".join(present[:5]) + (f" and {len(present) - 5} more" if len(present) > 5
-                                          else "")
-        raise FileExistsError(
-            f"{out!r} is not empty ({shown}) and holds no pre-training run (no config.json). "
-            "Choose a new or empty output folder, or pass overwrite=True (--overwrite) to delete "
-            "the files a run writes there (config.json, weights, logs, backup/, samples/, "
-            "tensorboard/, figures/, metrics.json, result.json) and keep the others."
-        )
-    return "fresh"
-
-
-def _clear_outputs(paths) -> None:
-    """Delete the files and folders of the run layout (`_OUTPUTS`) in `out_dir`, nothing else."""
-    remove_outputs(paths[key] for key in _OUTPUTS)
+from models_genesis.training.run_folder import clear_outputs, prepare_run_dir, run_paths
 
 
 def find_pretraining_cubes(config: PretrainConfig) -> Dict[str, list]:
@@ -241,44 +134,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
-
-
-def evaluate_restoration(model, dataset, steps: Optional[int] = None) -> Dict[str, float]:
-    """Validation MSE of `model`, of the identity (returning the transformed input) and of the
-    best constant (the originals' mean voxel value: a model that learned nothing about images).
-
-    Args:
-        model: maps transformed cubes `(B, r, c, d, 1)` to restorations; None gives the
-            identity and the constant only (`model_mse` NaN).
-        dataset: yields `(transformed, original)` batches (e.g. a validation `RestorationDataset`);
-            an original `(B, r, c, d, 2)` carries a mask in its second channel (in-painting),
-            and every MSE is then taken over the masked voxels only.
-        steps: batches to use; None -> all.
-
-    Returns:
-        `{"model_mse", "identity_mse", "constant_mse", "ratio", "n_cubes"}`; ratio = model /
-        identity.
-    """
-    n_batches = len(dataset) if steps is None else min(int(steps), len(dataset))
-    sums, n = np.zeros(4), 0
-    for i in range(n_batches):
-        x, y = (np.asarray(a, np.float64) for a in dataset[i])
-        y, weight = (y[..., :1], y[..., 1:]) if y.shape[-1] == 2 else (y, np.ones_like(y))
-        axes = tuple(range(1, y.ndim))  # (1, 2, 3, 4); (1, 2, 3) for 2D
-        count = np.maximum(weight.sum(axis=axes), 1.0)
-
-        def cube_means(a):  # per-cube mean over the weighted (e.g. cutout) voxels
-            return (weight * a).sum(axis=axes) / count
-
-        pred = (np.full_like(y, np.nan) if model is None else
-                keras.ops.convert_to_numpy(model(x.astype(np.float32), training=False)))
-        sums += [cube_means((pred - y) ** 2).sum(), cube_means((x - y) ** 2).sum(),
-                 cube_means(y).sum(), cube_means(y ** 2).sum()]
-        n += len(x)
-    model_mse, identity_mse, mean, mean_sq = (sums / max(n, 1)).tolist()
-    return {"model_mse": model_mse, "identity_mse": identity_mse,
-            "constant_mse": mean_sq - mean ** 2,
-            "ratio": model_mse / identity_mse if identity_mse > 0 else float("nan"), "n_cubes": n}
 
 
 def _datasets(config, files, batch_size):
@@ -413,7 +268,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     files = find_pretraining_cubes(config)
     config = resolve_method(config, files)  # every option's value, as config.json records it
     paths = run_paths(out_dir, config)
-    mode = _prepare_run_dir(paths, config, resume=resume, overwrite=overwrite)
+    mode = prepare_run_dir(paths, config, resume=resume, overwrite=overwrite)
     previous_policy = keras.mixed_precision.global_policy()
     if config.mixed_precision:
         _warn_if_cpu_bf16_conv_gradient_is_wrong(config)
@@ -432,7 +287,7 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         if is_chief:
             print_chance_level(config, data[1])
         if mode == "fresh":
-            _clear_outputs(paths)
+            clear_outputs(paths)
         elif os.path.isfile(paths["result"]):
             os.remove(paths["result"])
         os.makedirs(paths["out_dir"], exist_ok=True)
