@@ -12,7 +12,7 @@ from models_genesis.config import FinetuneConfig, PretrainConfig
 from models_genesis.methods import make_options
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import read_keras2_weights, save_keras2_weights
-from models_genesis.training.finetune import build_finetune_model, check_method_weights
+from models_genesis.training.finetune_model import build_finetune_model, check_method_weights
 from models_genesis.training.pretrain import pretrain
 from tests.methods.restoration_helpers import write_cube_files
 from tests.training.test_finetune import make_data, write_release_arrays

@@ -12,7 +12,8 @@ from models_genesis.data.target_tasks.common import TargetData
 from models_genesis.evaluation.metrics import auc_score, dice_coefficient, iou_score, mean_iou
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import read_keras2_weights, save_keras2_weights
-from models_genesis.training.finetune import build_finetune_model, finetune
+from models_genesis.training.finetune import finetune
+from models_genesis.training.finetune_model import build_finetune_model
 
 SHAPE = (16, 16, 8)
 TINY = dict(n_base_filters=2, epochs=2, batch_size=4, patience=2, input_shape=SHAPE,

@@ -1,9 +1,11 @@
-"""How well a pre-trained model restores each of the 12 transformation combinations.
+"""How well a restoration model restores: overall, and for each of the 12 combinations.
 
-The proxy task's single validation MSE mixes easy pairs (local shuffling, where returning the
-input is already close) with unrecoverable ones (the noise outside an out-painting box). This
-table separates them, as the paper's Fig. D.14 does visually: for each combination, the MSE of the
-model's restoration and of doing nothing (returning the transformed input).
+`evaluate_restoration` gives the proxy task's validation MSE next to two models that learned
+nothing: doing nothing (returning the transformed input) and the best constant. That single MSE
+mixes easy pairs (local shuffling, where returning the input is already close) with
+unrecoverable ones (the noise outside an out-painting box); `restoration_by_combination`
+separates them, as the paper's Fig. D.14 does visually: for each combination, the MSE of the
+model's restoration and of doing nothing.
 """
 
 from __future__ import annotations

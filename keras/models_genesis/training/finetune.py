@@ -32,194 +32,33 @@ import dataclasses
 import os
 import tempfile
 import time
-from typing import Optional
 
 import keras
 import numpy as np
 
 from models_genesis.atomic import write_json
-from models_genesis.config import FinetuneConfig, SCRATCH_INITS
+from models_genesis.config import FinetuneConfig
 from models_genesis.data.candidate_crops import predict_candidates
 from models_genesis.data.target_dataset import TargetDataset
 from models_genesis.data.target_tasks import subsample_fraction
 from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThresholds, auc_score,
                                                dice_coefficient, dice_loss, iou_score, mean_iou)
 from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, score_test_volumes
-from models_genesis.methods import ENCODER_METHODS, RESTORATION_METHODS, encoder_layer_names
-from models_genesis.models.heads import encoder_blocks, target_model
-from models_genesis.models.presets import PRETRAINED_WEIGHTS, resolve_weights
-from models_genesis.models.unet3d import BN_MOMENTUM
-from models_genesis.models.weights import load_keras2_weights, read_keras2_weights
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 from models_genesis.training.callbacks import BestWeights
-from models_genesis.training.finetune_data import (check_candidate_data, is_lazy, load_run_data,
-                                                   run_task)
+from models_genesis.training.finetune_data import (SPLITS, check_candidate_data, check_labels,
+                                                   check_split, is_lazy, load_run_data, run_task,
+                                                   validate_target_data)
+from models_genesis.training.finetune_model import (build_finetune_model, frozen_blocks,
+                                                    init_weights_file)
 from models_genesis.training.resume import EpochLog
 
 IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground) mean IoU "
                   "averaged over thresholds 0.50:0.05:0.95; foreground_iou: IoU of the "
                   "foreground binarised at 0.5")
-_SPLITS = ("train", "valid", "test")
 # What a run writes in its `out_dir` (see the module docstring).
 RUN_FILES = ("finetune_config.json", "task.json", "best.weights.h5", "history.csv",
              "model.keras", "results.json")
-
-
-def _check_split(data, split: str, kind: str, spatial) -> tuple:
-    """Return (x, y) of one split as float32 channels_last arrays, or raise ValueError."""
-    x, y = getattr(data, f"x_{split}", None), getattr(data, f"y_{split}", None)
-    if x is None or y is None:
-        raise ValueError(f"`data` must provide x_{split} and y_{split}. Received: "
-                         f"x_{split}={type(x).__name__}, y_{split}={type(y).__name__}.")
-    x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 5 or x.shape[-1] != 1 or x.shape[0] == 0:
-        raise ValueError(f"`x_{split}` must be a non-empty (N, rows, cols, deps, 1) array "
-                         f"(channels_last). Received: x_{split}.shape={x.shape}.")
-    if spatial is not None and tuple(x.shape[1:4]) != tuple(spatial):
-        raise ValueError(f"`x_{split}` crops must be {tuple(spatial)} (the training crop). "
-                         f"Received: x_{split}.shape={x.shape}.")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"`x_{split}` holds NaN or infinite values.")
-    if kind == "classification":
-        if y.shape not in ((x.shape[0],), (x.shape[0], 1)):
-            raise ValueError(f"`y_{split}` must hold one label per crop, shape ({x.shape[0]},). "
-                             f"Received: y_{split}.shape={y.shape}.")
-        y = y.reshape(-1)
-    elif y.shape != x.shape:
-        raise ValueError(f"`y_{split}` masks must be on the grid of `x_{split}`, shape {x.shape}. "
-                         f"Received: y_{split}.shape={y.shape}.")
-    values = np.unique(y)
-    if not np.all(np.isin(values, (0, 1))):
-        raise ValueError(f"`y_{split}` must hold binary labels 0/1. Received values: "
-                         f"{values[:10].tolist()}.")
-    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
-
-
-def validate_target_data(data, kind: str, input_shape=None) -> dict:
-    """Check a `TargetData` before training and return its splits as float32 arrays.
-
-    Args:
-        data: object with `x_train, y_train, x_valid, y_valid, x_test, y_test`; x of shape
-            (N, rows, cols, deps, 1) in [0, 1]; y labels (N,) for classification or masks of the
-            shape of x for segmentation, binary.
-        kind: `"classification"` or `"segmentation"`.
-        input_shape: expected crop (rows, cols, deps), or None to take the training crop.
-
-    Returns:
-        `{"train": (x, y), "valid": (x, y), "test": (x, y)}`; classification y as (N,).
-
-    Raises:
-        ValueError: a missing split, wrong shapes (masks on another grid), non-binary labels,
-            a crop not divisible by 8, a training set with one class or only empty masks, a
-            classification test set with one class (its AUC would be undefined).
-    """
-    spatial = None if input_shape is None else tuple(int(s) for s in input_shape)
-    splits = {}
-    for split in _SPLITS:
-        splits[split] = _check_split(data, split, kind, spatial)
-        spatial = splits[split][0].shape[1:4]
-    if any(s % 8 for s in spatial):
-        raise ValueError("Crops must be divisible by 8 in every axis (three 2x poolings of the "
-                         f"U-Net). Received: crop {tuple(spatial)}.")
-    _check_labels(kind, splits["train"][1], "y_train")
-    if kind == "classification":
-        _check_labels(kind, splits["test"][1], "y_test")
-    return splits
-
-
-def _check_labels(kind: str, y, name: str) -> None:
-    if kind == "classification" and np.unique(y).size < 2:
-        raise ValueError(f"`{name}` must hold both classes (0 and 1) to train and to compute the "
-                         f"AUC. Received: only {np.unique(y).tolist()}.")
-    if kind == "segmentation" and not np.any(y):
-        raise ValueError(f"Every mask of `{name}` is empty; there is no foreground to learn.")
-
-
-def _genesis_weights(config: FinetuneConfig) -> Optional[str]:
-    """The weight file of a method init (a path; for genesis also a preset name), checked
-    against what `pretrain --method config.init` writes (`check_method_weights`); None for
-    the scratch initialisers."""
-    if config.init in SCRATCH_INITS:
-        return None
-    if not config.weights:
-        raise ValueError(f"`init={config.init!r}` needs a pre-trained weight file in `weights` "
-                         f"(the one `pretrain --method {config.init}` wrote; for genesis also a "
-                         "preset name). Received: weights=None.")
-
-    name = os.fspath(config.weights)
-    preset = config.init == "genesis" and str(name).lower() in PRETRAINED_WEIGHTS
-    if not preset and not os.path.isfile(name):
-        raise FileNotFoundError(
-            f"Weight file not found: {name!r} (`weights`). Give an existing file"
-            + (f" or a preset name {sorted(PRETRAINED_WEIGHTS)}." if config.init == "genesis"
-               else "."))
-    path = os.fspath(resolve_weights(name)) if preset else name
-    check_method_weights(path, config.init)
-    return path
-
-
-def check_method_weights(path: str, method: str) -> None:
-    """Refuse, before training, a weight file that `pretrain --method method` cannot have written.
-
-    Restoration methods (genesis, denoising, inpainting, patch_shuffling) write the whole U-Net
-    in the Keras 2 layout: the file must hold the encoder and the decoder layers. Encoder
-    methods (jigsaw, rubik, deepcluster) write the encoder `depth_0..7` only: the file must hold
-    it and no decoder (a whole U-Net is a restoration method's). Only these layers are read.
-
-    Raises:
-        ValueError: a Keras 3 `.weights.h5` file, a file of the other kind, or a file missing
-            expected layers (the message names the first one and the file's layers).
-    """
-    if str(path).endswith(".weights.h5"):
-        raise ValueError(f"`finetune` reads the Keras 2 layout file that `pretrain` writes next to "
-                         f"{os.path.basename(path)!r} (Genesis_Chest_CT.h5 or {method}.h5). "
-                         f"Received: weights={path!r}.")
-    layers = set(read_keras2_weights(path))
-    decoder = [f"depth_{i}_conv" for i in range(8, 14)]
-    missing = [name for name in encoder_layer_names() + (decoder if method in RESTORATION_METHODS
-                                                          else []) if name not in layers]
-    listed = f"{sorted(layers)[:8]}... ({len(layers)} layers with weights)"
-    if method in RESTORATION_METHODS and missing and not set(encoder_layer_names()) - layers:
-        raise ValueError(f"{path!r} holds an encoder only (depth_0..7; written by an encoder "
-                         f"method, one of {list(ENCODER_METHODS)}), but `init={method!r}` loads "
-                         f"the whole U-Net that `pretrain --method {method}` writes.")
-    if missing:
-        raise ValueError(f"{path!r} is not a `pretrain --method {method}` weight file: layer "
-                         f"{missing[0]!r} is missing (and {len(missing) - 1} more). The file "
-                         f"holds {listed}.")
-    if method in ENCODER_METHODS and set(decoder) & layers:
-        raise ValueError(f"{path!r} holds a whole U-Net (written by a restoration method, one of "
-                         f"{list(RESTORATION_METHODS)}), but `init={method!r}` loads the encoder "
-                         f"that `pretrain --method {method}` writes. Use that method as --init.")
-
-
-def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Optional[str]):
-    """The task's head model, its body from `weights` or from scratch with `config.init`.
-
-    What is loaded: for a restoration init (genesis, denoising, inpainting, patch_shuffling)
-    every `depth_*` layer of the model (the encoder for classification, the whole U-Net for
-    segmentation); for an encoder init (jigsaw, rubik, deepcluster) the encoder `depth_0..7`,
-    the decoder of a segmentation model keeping its initialiser like the head.
-    """
-    # Pre-trained: the layers not loaded (head, decoder) keep Keras' default (glorot_uniform).
-    initializer = "glorot_uniform" if weights is not None else config.init
-    encoder_only = weights is not None and config.init in ENCODER_METHODS
-    model = target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
-                         kernel_initializer=initializer,
-                         weights=None if encoder_only else weights, head=config.head,
-                         frozen_blocks=frozen_blocks(config),
-                         bn_momentum=(BN_MOMENTUM if config.bn_momentum is None
-                                      else float(config.bn_momentum)))
-    if encoder_only:
-        load_keras2_weights(model, weights, layers=encoder_layer_names())
-    return model
-
-
-def frozen_blocks(config: FinetuneConfig) -> tuple:
-    """The `depth_{i}` blocks a run keeps fixed: `freeze_blocks`, plus depth_0..7 with
-    `freeze_encoder` (transfer scenario 1, Sec. 3.2)."""
-    blocks = set(config.freeze_blocks) | (set(encoder_blocks()) if config.freeze_encoder else set())
-    return tuple(sorted(blocks))
 
 
 def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
@@ -294,7 +133,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         if not overwrite:
             refuse_to_replace(run_files(config.out_dir), where=config.out_dir,
                               what="files of a fine-tuning run")
-    weights = _genesis_weights(config)
+    weights = init_weights_file(config)
     if data is None:
         data = load_run_data(config, task)
     lazy = is_lazy(data)  # a prepared NCC/ECC folder: crops read from disk batch by batch
@@ -306,9 +145,9 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         if config.label_fraction < 1.0:
             data = subsample_fraction(data, config.label_fraction,
                                       rng=np.random.default_rng([config.seed, 0x1ABE1]))
-            splits["train"] = _check_split(data, "train", task.kind,
+            splits["train"] = check_split(data, "train", task.kind,
                                            splits["valid"][0].shape[1:4])
-            _check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
+            check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
         spatial = splits["train"][0].shape[1:4]
     task_run = run_task(task, data, config, spatial)  # written as task.json beside the model
     config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
@@ -334,14 +173,14 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             train, valid = (data.dataset(name, batch_size=config.batch_size, seed=config.seed,
                                          augment=config.augment, **loader)
                             for name in ("train", "valid"))
-            counts = {name: len(data.rows[name]) for name in _SPLITS}
+            counts = {name: len(data.rows[name]) for name in SPLITS}
         else:
-            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in _SPLITS)
+            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in SPLITS)
             train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
                                   augment=config.augment, seed=config.seed, **loader)
             valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
                                   augment=False, seed=config.seed, **loader)
-            counts = {name: len(splits[name][0]) for name in _SPLITS}
+            counts = {name: len(splits[name][0]) for name in SPLITS}
         for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
                                      ("validation_steps", config.validation_steps, valid)):
             if steps is not None and steps > len(dataset):

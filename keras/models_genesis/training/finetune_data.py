@@ -1,5 +1,6 @@
 """What a fine-tuning run reads and records about its data: loading with the run's loader options,
-the lazily read candidate crops of a prepared NCC/ECC folder, and the run's `TargetTask`.
+the checks of in-memory splits before training (`validate_target_data`), the lazily read
+candidate crops of a prepared NCC/ECC folder, and the run's `TargetTask`.
 
 The run's `TargetTask` (`run_task`) is the registered task with the values this run used: its
 crop, the spacing its scans were resampled to and the crop scale. `finetune` writes it as
@@ -66,3 +67,77 @@ def run_task(task, data, config, spatial):
     return dataclasses.replace(task, input_shape=tuple(int(s) for s in spatial),
                                spacing=None if spacing is None else tuple(spacing),
                                crop_scale=float(crop_scale))
+
+
+SPLITS = ("train", "valid", "test")  # a TargetData's splits, in this order
+
+
+def check_split(data, split: str, kind: str, spatial) -> tuple:
+    """Return (x, y) of one split as float32 channels_last arrays, or raise ValueError."""
+    x, y = getattr(data, f"x_{split}", None), getattr(data, f"y_{split}", None)
+    if x is None or y is None:
+        raise ValueError(f"`data` must provide x_{split} and y_{split}. Received: "
+                         f"x_{split}={type(x).__name__}, y_{split}={type(y).__name__}.")
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim != 5 or x.shape[-1] != 1 or x.shape[0] == 0:
+        raise ValueError(f"`x_{split}` must be a non-empty (N, rows, cols, deps, 1) array "
+                         f"(channels_last). Received: x_{split}.shape={x.shape}.")
+    if spatial is not None and tuple(x.shape[1:4]) != tuple(spatial):
+        raise ValueError(f"`x_{split}` crops must be {tuple(spatial)} (the training crop). "
+                         f"Received: x_{split}.shape={x.shape}.")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"`x_{split}` holds NaN or infinite values.")
+    if kind == "classification":
+        if y.shape not in ((x.shape[0],), (x.shape[0], 1)):
+            raise ValueError(f"`y_{split}` must hold one label per crop, shape ({x.shape[0]},). "
+                             f"Received: y_{split}.shape={y.shape}.")
+        y = y.reshape(-1)
+    elif y.shape != x.shape:
+        raise ValueError(f"`y_{split}` masks must be on the grid of `x_{split}`, shape {x.shape}. "
+                         f"Received: y_{split}.shape={y.shape}.")
+    values = np.unique(y)
+    if not np.all(np.isin(values, (0, 1))):
+        raise ValueError(f"`y_{split}` must hold binary labels 0/1. Received values: "
+                         f"{values[:10].tolist()}.")
+    return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+
+
+def validate_target_data(data, kind: str, input_shape=None) -> dict:
+    """Check a `TargetData` before training and return its splits as float32 arrays.
+
+    Args:
+        data: object with `x_train, y_train, x_valid, y_valid, x_test, y_test`; x of shape
+            (N, rows, cols, deps, 1) in [0, 1]; y labels (N,) for classification or masks of the
+            shape of x for segmentation, binary.
+        kind: `"classification"` or `"segmentation"`.
+        input_shape: expected crop (rows, cols, deps), or None to take the training crop.
+
+    Returns:
+        `{"train": (x, y), "valid": (x, y), "test": (x, y)}`; classification y as (N,).
+
+    Raises:
+        ValueError: a missing split, wrong shapes (masks on another grid), non-binary labels,
+            a crop not divisible by 8, a training set with one class or only empty masks, a
+            classification test set with one class (its AUC would be undefined).
+    """
+    spatial = None if input_shape is None else tuple(int(s) for s in input_shape)
+    splits = {}
+    for split in SPLITS:
+        splits[split] = check_split(data, split, kind, spatial)
+        spatial = splits[split][0].shape[1:4]
+    if any(s % 8 for s in spatial):
+        raise ValueError("Crops must be divisible by 8 in every axis (three 2x poolings of the "
+                         f"U-Net). Received: crop {tuple(spatial)}.")
+    check_labels(kind, splits["train"][1], "y_train")
+    if kind == "classification":
+        check_labels(kind, splits["test"][1], "y_test")
+    return splits
+
+
+def check_labels(kind: str, y, name: str) -> None:
+    """Raise ValueError when labels `y` cannot train (one class; only empty masks)."""
+    if kind == "classification" and np.unique(y).size < 2:
+        raise ValueError(f"`{name}` must hold both classes (0 and 1) to train and to compute the "
+                         f"AUC. Received: only {np.unique(y).tolist()}.")
+    if kind == "segmentation" and not np.any(y):
+        raise ValueError(f"Every mask of `{name}` is empty; there is no foreground to learn.")
