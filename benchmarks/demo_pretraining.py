@@ -131,7 +131,8 @@ def main(argv=None):
                    help="cubes extracted (once per shape, into --data/cubes) and trained on")
     p.add_argument("--scheme", help="transformation scheme (PretrainConfig.scheme), e.g. identity")
     p.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                   help="a TransformConfig field of the scheme, e.g. nonlinear_prob=0 (repeatable)")
+                   help="a TransformConfig field of the scheme, a JSON value, e.g. "
+                        "nonlinear_prob=0 (repeatable)")
     p.add_argument("--curve-every", type=int, default=0,
                    help="epochs between restoration tables during training (0: only at the end)")
     args = p.parse_args(argv)
@@ -145,7 +146,9 @@ def main(argv=None):
     if args.mixed_precision == "none":
         overrides["mixed_precision"] = None
     if args.option:
-        overrides["method_options"] = {k: float(v) for k, v in (o.split("=", 1) for o in args.option)}
+        # JSON values: integer fields stay integers, sizes are lists ("local_max_window=[1,5]")
+        overrides["method_options"] = {k: json.loads(v) for k, v in
+                                       (o.split("=", 1) for o in args.option)}
     for flag in ("tensorboard", "figures"):
         if getattr(args, flag) is not None:
             overrides[flag] = bool(getattr(args, flag))

@@ -83,7 +83,8 @@ def callbacks(options, saved, trainable, datasets) -> list:
 
 def chance_level(options=None) -> dict:
     """Restoration's doing-nothing level depends on the data: it is the validation MSE of the
-    identity (returning the transformed input), measured by `evaluation.restoration.evaluate_restoration`."""
+    identity (returning the transformed input), measured by
+    `evaluation.restoration.evaluate_restoration`."""
     return {}
 
 
