@@ -11,6 +11,9 @@ nested as `unet.depth_3_bn`) and converted by the PyTorch module's type:
 * Linear: Keras kernel `(in, out)` -> weight `(out, in)`.
 
 Every shape is checked before anything is assigned, so a failed conversion changes nothing.
+A model with C input channels loads one-channel Genesis weights as the Keras side does: the first
+conv's kernel repeated over the C channels and divided by C (`models_genesis.models.weights.
+adapt_first_conv`; a C-channel copy of one image gives the same first activations).
 The released PyTorch `UNet3D` does not convert: its transposed-conv decoder has no Keras twin.
 """
 
@@ -126,6 +129,13 @@ def load_keras_weights(model: nn.Module, source, *, strict: bool = True) -> Dict
         if name in missing:
             continue
         kind, tensors = _kind(module), _tensor_names(module)
+        if name == "depth_0_conv" and kind is nn.Conv3d and module.in_channels > 1 \
+                and np.shape(arrays[name][0])[-2] == 1:
+            # Keras (and TensorFlow) only when a multi-channel model meets one-channel weights.
+            from models_genesis.models.weights import adapt_first_conv
+
+            arrays[name] = [adapt_first_conv(arrays[name][0], module.in_channels)] + \
+                list(arrays[name][1:])
         perm = _TO_TORCH.get(kind)
         converted = [np.transpose(a, perm) if i == 0 and perm else a
                      for i, a in enumerate(arrays[name])]

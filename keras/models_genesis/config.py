@@ -79,6 +79,16 @@ class TargetTask(_JsonConfig):
         layout: the data set as downloaded (what `models-genesis prepare --task` reads).
         split: how patients are split into train / validation / test.
         head: the model built on the U-Net for this task.
+        channels: the intensity scaling of each input channel (`"ct"`, `"mr"`, `"zscore"`,
+            `"none"`; see `models_genesis.data.target_tasks.custom.CHANNEL_INTENSITIES`) with
+            `modality="per_channel"` (your own data, task `custom`); None: one channel scaled
+            by `modality`.
+        n_classes: outputs of the head: 1 (a sigmoid over the foreground or the positive
+            class, the paper's tasks) or the number of classes, background included (a
+            softmax; task `custom`).
+        label_values: the label value of each class (segmentation: the values of the data
+            set's label files, 0 first; classification: the CSV's labels), written back by
+            `predict-volume`; None for the paper's tasks.
     """
 
     code: str
@@ -96,13 +106,38 @@ class TargetTask(_JsonConfig):
     layout: str = ""
     split: str = ""
     head: str = ""
+    channels: Optional[Tuple[str, ...]] = None
+    n_classes: int = 1
+    label_values: Optional[Tuple[int, ...]] = None
 
     def __post_init__(self):
         if self.kind not in ("classification", "segmentation"):
             raise ValueError("`kind` must be 'classification' or 'segmentation'. "
                              f"Received: kind={self.kind!r}.")
-        if self.modality not in ("ct", "mri"):
-            raise ValueError(f"`modality` must be 'ct' or 'mri'. Received: modality={self.modality!r}.")
+        if self.modality not in ("ct", "mri", "per_channel"):
+            raise ValueError("`modality` must be 'ct', 'mri' or 'per_channel'. "
+                             f"Received: modality={self.modality!r}.")
+        if (self.modality == "per_channel") != (self.channels is not None):
+            raise ValueError("`channels` (one intensity scaling per input channel) goes with "
+                             "modality='per_channel', and only with it. Received: "
+                             f"modality={self.modality!r}, channels={self.channels!r}.")
+        if self.channels is not None:
+            if isinstance(self.channels, str) or not len(self.channels):
+                raise ValueError("`channels` must be a non-empty list of intensity scalings. "
+                                 f"Received: channels={self.channels!r}.")
+            object.__setattr__(self, "channels", tuple(str(c) for c in self.channels))
+        if isinstance(self.n_classes, bool) or int(self.n_classes) != self.n_classes \
+                or self.n_classes < 1:
+            raise ValueError(f"`n_classes` must be a positive integer. "
+                             f"Received: n_classes={self.n_classes!r}.")
+        object.__setattr__(self, "n_classes", int(self.n_classes))
+        if self.label_values is not None:
+            values = tuple(int(v) for v in self.label_values)
+            n = max(2, self.n_classes)  # a sigmoid head has two classes
+            if len(values) != n or len(set(values)) != len(values):
+                raise ValueError(f"`label_values` must give {n} distinct values, one per class. "
+                                 f"Received: label_values={self.label_values!r}.")
+            object.__setattr__(self, "label_values", values)
         if self.modality == "ct" and self.intensity_window is None:
             raise ValueError("A CT task needs an `intensity_window` (lo, hi) in HU. "
                              "Received: intensity_window=None.")
@@ -124,6 +159,11 @@ class TargetTask(_JsonConfig):
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
 
     @property
+    def n_channels(self) -> int:
+        """Input channels of the model (1 unless `channels` names several)."""
+        return 1 if self.channels is None else len(self.channels)
+
+    @property
     def normalization(self) -> str:
         """`"ct"` (clip `intensity_window`, scale to [0, 1]) or `"mri"` (per-patient min-max)."""
         return self.modality
@@ -132,7 +172,8 @@ class TargetTask(_JsonConfig):
         """The preprocessing of this task in one dict (what `task.json` readers need)."""
         return {"modality": self.modality, "intensity_window": self.intensity_window,
                 "spacing": self.spacing, "input_shape": self.input_shape,
-                "crop_scale": self.crop_scale}
+                "crop_scale": self.crop_scale, "channels": self.channels,
+                "n_classes": self.n_classes, "label_values": self.label_values}
 
 
 _CLASSIFIER = ("U-Net encoder: depth_7_relu -> GlobalAveragePooling3D -> Dense(1024, relu) -> "
@@ -174,6 +215,21 @@ TARGET_TASKS = {
                "(labels 1, 2, 4 = tumour)",
         split="3 folds (the release's fold lists with --split-dir, or seeded); test = one "
               "fold, scored on whole volumes", head=_SEGMENTER),
+    # Your own data (docs/your_own_data.md): kind, channels and classes come from the data
+    # set's dataset.json (or a classification CSV) and are written to the run's task.json.
+    "custom": TargetTask(
+        "custom", "your own labelled data set (Medical Segmentation Decathlon or nnU-Net v2 "
+        "layout)", "segmentation", (64, 64, 32), 16, 1e-3, 20, "dice",
+        modality="per_channel", intensity_window=None, channels=("mr",), n_classes=2,
+        layout="Decathlon: TaskNN_Name/imagesTr/{case}.nii.gz (4D when multi-modal), "
+               "labelsTr/{case}.nii.gz, dataset.json (modality, labels, training); or nnU-Net "
+               "v2: DatasetNNN_Name/imagesTr/{case}_{XXXX}.nii.gz (one file per channel), "
+               "labelsTr/{case}.nii.gz, dataset.json (channel_names, labels, file_ending); "
+               "classification: a CSV case,label beside imagesTr/",
+        split="splits_final.json (nnU-Net) fold --fold, else a seeded 5-fold split; test = "
+              "the fold, validation carved from the rest; scored on whole volumes",
+        head="whole U-Net: depth_13_relu -> Conv3D(classes, 1x1x1) -> softmax; loss Dice + "
+             "cross-entropy (classification: encoder -> Dense(1024) -> Dense(classes))"),
 }
 
 

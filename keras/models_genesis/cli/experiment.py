@@ -20,7 +20,7 @@ from models_genesis.outputs import check_output_dir
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
 # paper's scratch initialisers.
 _INITS = METHOD_NAMES + SCRATCH_INITS
-_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
+_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms", "custom")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
@@ -163,11 +163,12 @@ def _check_predict_args(args) -> str:
     for option, value, ok, expected in checks:
         if not ok:
             raise UserError(f"{option} must be {expected}. Received: {option} {value}.")
-    if not os.path.isfile(args.input) and not os.path.isdir(args.input):
-        raise FileNotFoundError(f"--input: no scan at {args.input!r}.")
-    if os.path.abspath(args.output) == os.path.abspath(args.input):
-        raise UserError(f"--output must differ from --input: the scan would be overwritten. "
-                        f"Received: --output {args.output}.")
+    for path in args.input:
+        if not os.path.isfile(path) and not os.path.isdir(path):
+            raise FileNotFoundError(f"--input: no scan at {path!r}.")
+        if os.path.abspath(args.output) == os.path.abspath(path):
+            raise UserError(f"--output must differ from --input: the scan would be overwritten. "
+                            f"Received: --output {args.output}.")
     check_output_dir(os.path.dirname(os.path.abspath(args.output)), name="--output's folder")
     if os.path.isdir(args.output):
         raise UserError(f"--output must be a file name (e.g. mask.nii.gz); {args.output!r} is a "
@@ -183,7 +184,8 @@ def _predict_volume(args) -> int:
     import keras
 
     from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
+    from models_genesis.evaluation.whole_volume import (classify_volume_to_file, load_run_task,
+                                                        score_candidates_to_file,
                                                         segment_volume_to_file)
 
     try:
@@ -195,6 +197,19 @@ def _predict_volume(args) -> int:
                                 crop_scale=args.crop_scale, window=args.window)
     for note in notes:
         print(note)
+    if (task is None or task.channels is None) and len(args.input) != 1:
+        raise UserError(f"--input takes one scan for this model (several files are the channels "
+                        f"of a `custom` task's case). Received: {len(args.input)} files.")
+    if task is not None and task.channels is not None:  # your own data: one file per channel
+        if task.kind == "classification":
+            path = classify_volume_to_file(model, args.input, args.output, task)
+        else:
+            path = segment_volume_to_file(model, args.input, args.output, task,
+                                          threshold=args.threshold, overlap=args.overlap,
+                                          batch_size=args.batch_size)
+        print(f"wrote {path}")
+        return 0
+    args.input = args.input[0]
     if task is not None and task.kind == "classification":
         if not args.candidates:
             raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
@@ -250,8 +265,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "
                               "and write the mask with the scan's geometry (.nii.gz)")
     p.add_argument("--model", required=True, help="model.keras from `finetune`, or its run folder")
-    p.add_argument("--input", required=True, help="scan (.nii/.nii.gz/.mhd)")
-    p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz)")
+    p.add_argument("--input", required=True, nargs="+", metavar="FILE",
+                   help="scan (.nii/.nii.gz/.mhd); for a `custom` run with several channels, "
+                   "one file per channel in order (case_0000.nii.gz case_0001.nii.gz) or one 4D "
+                   "file")
+    p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz; a "
+                   "`custom` classifier writes JSON: the class probabilities)")
     p.add_argument("--window", type=int, nargs=3, metavar=("R", "C", "D"),
                    help="window size; default: the run's crop (task.json), else the model's "
                    "input size")

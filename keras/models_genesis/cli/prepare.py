@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
+_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms", "custom")
 
 
 def _prepare(args) -> int:
@@ -15,7 +15,9 @@ def _prepare(args) -> int:
         input_shape=None if args.input_shape is None else tuple(args.input_shape),
         spacing="task" if args.spacing is None else tuple(args.spacing),
         candidates_csv=args.candidates_csv, consensus_level=args.consensus_level,
-        min_readers=args.min_readers)
+        min_readers=args.min_readers,
+        custom_options={"intensity": args.intensity, "fold": args.fold,
+                        "classification_csv": args.classification_csv})
     done = sum(1 for c in manifest["cases"].values() if c.get("status") == "done")
     print(f"{args.task}: {done} case(s) prepared in {args.out} ({manifest['n_done']} now, "
           f"{manifest['n_resumed']} already done)")
@@ -26,7 +28,8 @@ def _prepare(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "prepare", help="read a target-task data set as downloaded (LUNA16, LIDC-IDRI, LiTS, "
-        "BraTS, ECC candidates) and write the prepared one once (resumable)")
+        "BraTS, ECC candidates; or your own data set in the Decathlon / nnU-Net v2 layout: "
+        "--task custom) and write the prepared one once (resumable)")
     p.add_argument("--task", required=True, choices=_TASKS, help="target task")
     p.add_argument("--data", required=True, help="the data set as downloaded")
     p.add_argument("--out", required=True, help="prepared folder (created; a rerun resumes it)")
@@ -45,6 +48,7 @@ def register(subparsers) -> None:
                    "finds candidates_V2.csv)")
     from models_genesis.data.target_tasks.options import add_loader_arguments
 
-    add_loader_arguments(p, ["consensus_level", "min_readers"])
+    add_loader_arguments(p, ["consensus_level", "min_readers", "intensity", "fold",
+                             "classification_csv"])
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)

@@ -12,6 +12,8 @@ PREPARED/
   BMS   cases/{patient}/{patient}_flair.nii.gz, {patient}_seg.nii.gz
   NCS   images/{seriesuid}.nii.gz, masks/{seriesuid}.nii.gz, annotations.csv
         (resampled to the task's spacing, 1 mm, once)
+  custom    imagesTr/{case}_{XXXX}.nii.gz, labelsTr/{case}.nii.gz, dataset.json,
+            splits_final.json (the nnU-Net v2 layout; see data.target_tasks.custom)
   NCC, ECC  crops/{seriesuid}.npy   float16 (n, rows, cols, deps) in [0, 1], memory-mappable
             crops/{seriesuid}.csv   one row per crop (crop_index, class, world mm)
             candidates.csv          every crop: seriesuid, crop_file, crop_index, class, subset
@@ -34,6 +36,7 @@ from models_genesis.data.crop_files import write_crop_file
 from models_genesis.data.target_tasks.cases import read_case
 from models_genesis.data.target_tasks.common import (SkipLog, extract_crops, intensity_window,
                                                      scale_to_unit)
+from models_genesis.data.target_tasks.custom import prepare_custom_case
 from models_genesis.data.volumes import Volume, read_volume, resample_volume, write_volume
 
 MANIFEST = "manifest.json"
@@ -144,6 +147,8 @@ def prepare_case(job: dict) -> dict:
     Raises:
         ValueError, OSError: a bad case (the caller skips it or stops, `--on-error`).
     """
+    if job["task"] == "custom":
+        return {"case": job["case"], **prepare_custom_case(job)}
     if job["task"] in ("ncc", "ecc"):
         result = _candidate_case(job)
     else:
@@ -156,8 +161,8 @@ def case_is_done(out_dir, task: str, case_id: str, entry: Optional[dict]) -> boo
     """A case is finished when the manifest lists it and all its files exist."""
     if not entry or entry.get("status") != "done":
         return False
-    return all(os.path.isfile(os.path.join(os.fspath(out_dir), p))
-               for p in case_outputs(task, case_id).values())
+    files = entry["files"] if task == "custom" else case_outputs(task, case_id)
+    return all(os.path.isfile(os.path.join(os.fspath(out_dir), p)) for p in files.values())
 
 
 def write_candidate_table(out_dir, manifest: dict) -> str:

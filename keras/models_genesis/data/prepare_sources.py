@@ -19,6 +19,7 @@ from models_genesis.data.lidc import lidc_prepare_jobs
 from models_genesis.data.target_tasks.bms import BRATS_LABELS, find_brats_cases
 from models_genesis.data.target_tasks.candidates import check_candidate_table
 from models_genesis.data.target_tasks.common import SkipLog, check_input_shape
+from models_genesis.data.target_tasks.custom import custom_prepare_jobs
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
@@ -82,7 +83,7 @@ def _ncs_jobs(data_dir, common):
 
 def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_shape=None,
                spacing="task", candidates_csv: Optional[str] = None,
-               **reader_options) -> tuple:
+               custom_options: Optional[dict] = None, **reader_options) -> tuple:
     """List the cases of a download as jobs for `prepare_case`.
 
     Args:
@@ -94,6 +95,8 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         spacing: resampling spacing (mm); `"task"` takes the task's (`TargetTask.spacing`).
         candidates_csv: NCC/ECC candidate CSV name or path (default: `candidates.csv`, and for
             NCC also `candidates_V2.csv`).
+        custom_options: task `custom`'s options (`intensity`, `classification_csv`, `fold`;
+            see `models_genesis.data.target_tasks.custom.custom_prepare_jobs`).
         **reader_options: options of the LIDC-IDRI reader (`consensus_level`, `min_readers`;
             see `models_genesis.data.lidc`), NCS only; None values are left out.
 
@@ -117,7 +120,14 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         raise ValueError(f"{sorted(reader_options)} apply to NCS (LIDC-IDRI) only. "
                          f"Received: task={t.code!r}.")
     common.update(reader_options)
-    if t.code in ("ncc", "ecc"):
+    custom_options = {k: v for k, v in (custom_options or {}).items() if v is not None}
+    if custom_options and t.code != "custom":
+        raise ValueError(f"{sorted(custom_options)} apply to task custom only. "
+                         f"Received: task={t.code!r}.")
+    if t.code == "custom":
+        jobs, extra, loader_options, refused = custom_prepare_jobs(data_dir, common,
+                                                                   **custom_options)
+    elif t.code in ("ncc", "ecc"):
         parameters["input_shape"] = shape
         common["input_shape"] = shape
         jobs, extra, refused = _candidate_jobs(t.code, data_dir, common, candidates_csv)

@@ -146,6 +146,27 @@ def mean_iou(y_true, y_pred, thresholds=PAPER_IOU_THRESHOLDS) -> float:
     return float(np.mean(_two_class_iou(tp, fp, fn, tn)))
 
 
+def label_dice(true_classes, pred_classes, n_classes: int) -> dict:
+    """Dice of each foreground class (1..n_classes-1) of two class-index maps, and their mean.
+
+    A class absent from both target and prediction scores NaN and is left out of the mean (as
+    nnU-Net's evaluation does).
+
+    Returns:
+        `{"mean_dice": float, "label_dice": [dice of class 1, 2, ...]}`.
+    """
+    t = np.asarray(true_classes).reshape(-1)
+    p = np.asarray(pred_classes).reshape(-1)
+    if t.shape != p.shape:
+        raise ValueError(f"`true_classes` and `pred_classes` must have the same size. Received: "
+                         f"{np.shape(true_classes)} and {np.shape(pred_classes)}.")
+    scores = [dice_coefficient(t == k, p == k, empty_score=float("nan"))
+              for k in range(1, int(n_classes))]
+    finite = [s for s in scores if np.isfinite(s)]
+    return {"mean_dice": float(np.mean(finite)) if finite else float("nan"),
+            "label_dice": scores}
+
+
 def auc_score(y_true, y_score) -> float:
     """Area under the ROC curve (scikit-learn), e.g. candidate-level AUC for NCC and ECC.
 
@@ -172,6 +193,22 @@ def dice_coef(y_true, y_pred, smooth=1.0):
 def dice_loss(y_true, y_pred):
     """Segmentation loss of the paper and the release: 1 - soft Dice (smooth 1) over the batch."""
     return 1.0 - dice_coef(y_true, y_pred, smooth=1.0)
+
+
+def dice_ce_loss(y_true, y_pred):
+    """Loss of a softmax over K classes (task `custom`): cross-entropy + 1 - mean soft Dice.
+
+    `y_true` holds class indices `(..., 1)`, `y_pred` the softmax `(..., K)`; the Dice of each
+    foreground class (1..K-1) is pooled over the batch (smooth 1, as `dice_loss`), then averaged.
+    """
+    k = int(y_pred.shape[-1])
+    onehot = ops.one_hot(ops.cast(ops.squeeze(y_true, -1), "int32"), k)
+    p = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)
+    cross_entropy = -ops.mean(ops.sum(onehot * ops.log(p), axis=-1))
+    axes = tuple(range(len(y_pred.shape) - 1))
+    inter = ops.sum(onehot * p, axis=axes)
+    dice = (2.0 * inter + 1.0) / (ops.sum(onehot, axis=axes) + ops.sum(p, axis=axes) + 1.0)
+    return cross_entropy + 1.0 - ops.mean(dice[1:])
 
 
 class _OverlapSums(keras.metrics.Metric):

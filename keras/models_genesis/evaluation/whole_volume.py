@@ -6,6 +6,10 @@ scaled to [0, 1] by `task.intensity_window` (CT) or by the patient's own min and
 same `intensity_window` function the loaders use), and shrunk by `task.crop_scale` (BMS); the
 probabilities of the overlapping windows (`sliding_window_inference`) are mapped back to the
 scan's own grid, where they are compared with the mask (label > 0).
+
+Task `custom` (your own data, docs/your_own_data.md): a case is its channels (one file each, or
+one 4D file), each scaled by `task.channels`; a softmax head's classes are scored by the Dice of
+each label and written back as the data set's label values (`task.label_values`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ import pandas as pd
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from models_genesis.atomic import write_csv
+from models_genesis.atomic import write_csv, write_json
 from models_genesis.config import TargetTask
 from models_genesis.data.target_tasks.common import extract_crops
+from models_genesis.data.target_tasks.custom import (class_indices, normalize_channels,
+                                                     read_image_channels, resize_to)
 from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
                                          scale_to_unit, volume_key, write_volume)
-from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
+from models_genesis.evaluation.metrics import dice_coefficient, iou_score, label_dice, mean_iou
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
@@ -33,10 +39,18 @@ VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-wind
 
 
 def normalize_for_task(array: np.ndarray, task) -> np.ndarray:
-    """Scale a scan to [0, 1] as the task's training crops were (float32)."""
+    """Scale a scan to [0, 1] as the task's training crops were (float32); with per-channel
+    scaling (`task.channels`) an `(X, Y, Z, C)` array (or `(X, Y, Z)` for one channel) gives
+    `(X, Y, Z, C)`."""
+    if task.channels is not None:
+        return normalize_channels(array, task.channels)
     window = task.intensity_window if task.modality == "ct" else \
         intensity_window(np.asarray(array), task.modality)
     return scale_to_unit(array, window)
+
+
+def _channels(volume) -> list:
+    return list(volume) if isinstance(volume, (list, tuple)) else [volume]
 
 
 def predict_probabilities(model, volume, task, *, overlap: float = 0.5, batch_size: int = 4,
@@ -45,22 +59,55 @@ def predict_probabilities(model, volume, task, *, overlap: float = 0.5, batch_si
 
     Args:
         model: the run's Keras model (segmentation head, channels_last).
-        volume: the scan as read (`read_volume`), in its own units (HU, MRI values).
+        volume: the scan as read (`read_volume`), in its own units (HU, MRI values); or a list
+            of `Volume`s, one per channel, on one grid (task `custom`).
         task: the run's `TargetTask` (`TargetTask.from_json(run / "task.json")`).
         overlap, batch_size, progress: see `sliding_window_inference`.
+
+    Returns:
+        float32 `volume.shape` (the foreground); for a softmax head (`task.n_classes` > 1) the
+        probability of every class, `volume.shape + (n_classes,)`.
     """
-    scan = resample_volume(volume, task.spacing, order=1) if task.spacing is not None else volume
-    x = normalize_for_task(np.asarray(scan.array), task)
+    channels = _channels(volume)
+    if task.spacing is not None:
+        channels = [resample_volume(v, task.spacing, order=1) for v in channels]
+    arrays = [np.asarray(v.array) for v in channels]
+    x = normalize_for_task(arrays[0] if len(arrays) == 1 else np.stack(arrays, -1), task)
     if task.crop_scale != 1.0:
-        x = ndimage.zoom(x, 1.0 / task.crop_scale, order=1, grid_mode=True, mode="nearest")
+        x = ndimage.zoom(x, (1.0 / task.crop_scale,) * 3 + (1.0,) * (x.ndim - 3), order=1,
+                         grid_mode=True, mode="nearest")
     prob = sliding_window_inference(model, x, window=task.input_shape, overlap=overlap,
                                     batch_size=batch_size, progress=progress)
-    if prob.ndim == 4:
+    if prob.ndim == 4 and task.n_classes == 1:
         prob = prob[..., -1] if prob.shape[-1] > 1 else prob[..., 0]
-    if tuple(prob.shape) != tuple(volume.shape):
-        factors = [t / s for t, s in zip(volume.shape, prob.shape)]
+    shape = tuple(_channels(volume)[0].shape)
+    if tuple(prob.shape[:3]) != shape:
+        factors = [t / s for t, s in zip(shape, prob.shape)] + [1.0] * (prob.ndim - 3)
         prob = ndimage.zoom(prob, factors, order=1, grid_mode=True, mode="nearest")
     return np.clip(prob, 0.0, 1.0).astype(np.float32)
+
+
+def read_task_input(paths, task) -> list:
+    """The scan of `paths` (one file, or one per channel) as the run's task reads it: a list of
+    `Volume`s, one per channel (task `custom`: 3D files or one 4D file)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if task.channels is None:
+        if len(paths) != 1:
+            raise ValueError(f"Task {task.code} reads one scan. Received {len(paths)} files: "
+                             f"{paths}.")
+        return [read_volume(paths[0])]
+    return read_image_channels(paths, task.n_channels)
+
+
+def label_map(prob: np.ndarray, task, threshold: float = 0.5) -> np.ndarray:
+    """The labels of `predict_probabilities`' output: `prob > threshold` (uint8) for one class,
+    else the data set's label value of the most probable class."""
+    if task.n_classes == 1:
+        return (prob > threshold).astype(np.uint8)
+    values = np.asarray(task.label_values if task.label_values is not None
+                        else range(task.n_classes))
+    labels = values[np.argmax(prob, axis=-1)]
+    return labels.astype(np.uint8 if values.max() < 256 else np.int32)
 
 
 def score_volume(mask: np.ndarray, prob: np.ndarray) -> dict:
@@ -81,26 +128,57 @@ def score_test_volumes(model, volumes: Sequence[Tuple[str, str]], task, *,
     per_case = []
     for image_path, mask_path in tqdm(list(volumes), desc="scoring test volumes", unit="volume",
                                       disable=not progress):
-        volume, mask = read_volume(image_path), read_volume(mask_path)
+        volume, mask = read_task_input(image_path, task), read_volume(mask_path)
         prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size)
-        per_case.append({"image": os.fspath(image_path), **score_volume(mask.array, prob)})
-    out = {f"volume_{k}": float(np.mean([c[k] for c in per_case])) if per_case else float("nan")
-           for k in ("mean_iou", "dice", "foreground_iou")}
+        if task.n_classes > 1:  # per-label Dice of the argmax (task custom)
+            truth = class_indices(np.asarray(mask.array), task.label_values)
+            scores = label_dice(truth, np.argmax(prob, axis=-1), task.n_classes)
+        else:
+            scores = score_volume(mask.array, prob)
+        name = image_path if isinstance(image_path, (str, os.PathLike)) else image_path[0]
+        per_case.append({"image": os.fspath(name), **scores})
+    keys = ("mean_dice",) if task.n_classes > 1 else ("mean_iou", "dice", "foreground_iou")
+    out = {f"volume_{k}": float(np.nanmean([c[k] for c in per_case])) if per_case
+           else float("nan") for k in keys}
+    if task.n_classes > 1 and per_case:
+        out["volume_label_dice"] = np.nanmean([c["label_dice"] for c in per_case],
+                                              axis=0).tolist()
     return {**out, "n_test_volumes": len(per_case), "volume_scores": per_case}
 
 
 def segment_volume_to_file(model, in_path, out_path, task, *, threshold: float = 0.5,
                            overlap: float = 0.5, batch_size: int = 4,
                            progress: bool = True) -> str:
-    """Segment one scan with the run's preprocessing; write the mask with the scan's geometry."""
-    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
-    if os.path.abspath(in_path) == os.path.abspath(out_path):
+    """Segment one scan with the run's preprocessing; write the mask with the scan's geometry.
+
+    `in_path` is one file, or (task `custom`) one file per channel; a softmax head's mask holds
+    the data set's label values."""
+    paths = [in_path] if isinstance(in_path, (str, os.PathLike)) else list(in_path)
+    out_path = os.fspath(out_path)
+    if any(os.path.abspath(os.fspath(p)) == os.path.abspath(out_path) for p in paths):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
                          f"Received: out_path={out_path!r}.")
-    volume = read_volume(in_path)
-    prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size,
+    volumes = read_task_input(paths, task)
+    prob = predict_probabilities(model, volumes, task, overlap=overlap, batch_size=batch_size,
                                  progress=progress)
-    return write_volume((prob > threshold).astype(np.uint8), out_path, like=volume)
+    return write_volume(label_map(prob, task, threshold), out_path, like=volumes[0])
+
+
+def classify_volume_to_file(model, in_path, out_path, task) -> str:
+    """Classify one whole scan (task `custom` classification) and write its class
+    probabilities as JSON (`probabilities` per class label, `label`: the most probable)."""
+    volumes = read_task_input(in_path, task)
+    x = resize_to(normalize_for_task(np.stack([v.array for v in volumes], -1), task),
+                  task.input_shape)
+    prob = np.asarray(model.predict_on_batch(x[None])).reshape(-1)
+    if task.n_classes == 1:
+        prob = np.asarray([1.0 - prob[0], prob[0]])
+    values = list(task.label_values) if task.label_values is not None else \
+        list(range(len(prob)))
+    record = {"input": [os.fspath(p) for p in _channels(in_path)],
+              "probabilities": {str(v): float(p) for v, p in zip(values, prob)},
+              "label": int(values[int(np.argmax(prob))])}
+    return write_json(out_path, record)
 
 
 def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,
@@ -160,7 +238,10 @@ def load_run_task(model_path, *, normalization=None, crop_scale=None, window=Non
                       "--crop-scale 1, the model's input size)"]
     task = TargetTask.from_json(path)
     notes, changes = [], {}
-    if normalization is not None:
+    if normalization is not None and task.channels is not None:  # every channel alike
+        changes["channels"] = ({"ct": "ct", "mri": "mr", "minmax": "mr", "none": "none"}
+                               [normalization],) * task.n_channels
+    elif normalization is not None:
         modality, lo_hi = {"ct": ("ct", (-1000.0, 1000.0)), "mri": ("mri", None),
                            "minmax": ("mri", None), "none": ("ct", (0.0, 1.0))}[normalization]
         changes.update(modality=modality, intensity_window=lo_hi)

@@ -10,6 +10,11 @@ Keras 3's own `model.load_weights("Genesis_Chest_CT.h5")` reads both variants by
 functions here add what a user needs on top: loading by name (the release's final conv is the
 auto-named `conv3d_1`), checking every shape before anything is assigned (never a partial load),
 errors that name the first layer that does not fit, and export to the Keras 2 layout.
+
+A model with C input channels (multi-modal MRI, your own data) loads a one-channel Genesis file:
+the first convolution's kernel is repeated over the C channels and divided by C
+(`adapt_first_conv`), so a C-channel copy of one image gives the first layer the same activations
+as the one-channel model (docs/your_own_data.md).
 """
 
 from __future__ import annotations
@@ -27,6 +32,33 @@ from models_genesis.models.unet2d import FINAL_CONV_NAME_2D
 from models_genesis.models.unet3d import FINAL_CONV_NAME
 
 KERAS2_VERSION = "2.2.4"
+FIRST_CONV_NAME = "depth_0_conv"  # the conv that sees the image's channels
+
+
+def adapt_first_conv(kernel: np.ndarray, n_channels: int) -> np.ndarray:
+    """A one-channel conv kernel `(..., 1, filters)` made `(..., n_channels, filters)`: repeated
+    over the input channels and divided by `n_channels`, so the sum over channels of a C-channel
+    copy of an image equals the one-channel response (the bias is unchanged).
+
+    Raises:
+        ValueError: a kernel that does not have one input channel.
+    """
+    kernel = np.asarray(kernel)
+    if kernel.ndim < 3 or kernel.shape[-2] != 1:
+        raise ValueError(f"Only a one-channel kernel (..., 1, filters) is adapted to "
+                         f"{n_channels} channels. Received: kernel.shape={kernel.shape}.")
+    return np.repeat(kernel, int(n_channels), axis=-2) / np.asarray(n_channels, kernel.dtype)
+
+
+def _adapt_channels(layer, arrays: list) -> list:
+    """The file's arrays of `layer`, its first conv adapted to the model's input channels."""
+    if layer.name != FIRST_CONV_NAME or not arrays or not layer.weights:
+        return arrays
+    want, have = tuple(layer.weights[0].shape), np.shape(arrays[0])
+    if len(want) == len(have) and want[-2] != 1 and have[-2] == 1 \
+            and want[:-2] + want[-1:] == have[:-2] + have[-1:]:
+        return [adapt_first_conv(arrays[0], want[-2])] + list(arrays[1:])
+    return arrays
 
 
 def _weighted_layers(model) -> List:
@@ -121,9 +153,11 @@ def _match_by_name(model_layers, file_layers: Dict[str, list], path: str) -> Lis
 
 
 def _check_and_assign(pairs, file_layers: Dict[str, list], path: str) -> List[str]:
-    """Check every array's shape first, then assign: never a partial load."""
+    """Check every array's shape first, then assign: never a partial load. A one-channel first
+    conv is adapted to the model's input channels (`adapt_first_conv`)."""
+    file_layers = dict(file_layers)
     for layer, name in pairs:
-        arrays = file_layers[name]
+        file_layers[name] = arrays = _adapt_channels(layer, file_layers[name])
         if len(arrays) != len(layer.weights):
             raise ValueError(
                 f"Layer {layer.name!r} expects {len(layer.weights)} arrays but {path!r} holds "

@@ -27,6 +27,7 @@ from models_genesis.data.prepare import (FORMAT, MANIFEST, case_is_done, prepare
                                          read_manifest, write_annotation_table,
                                          write_candidate_table)
 from models_genesis.data.prepare_sources import list_cases
+from models_genesis.data.target_tasks.custom import write_custom_dataset_files
 
 _ON_ERROR = ("stop", "skip")
 
@@ -81,7 +82,7 @@ def remove_leftovers(out_dir: str) -> int:
 def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error: str = "stop",
                     retry_skipped: bool = False, progress: bool = True, input_shape=None,
                     spacing="task", candidates_csv: Optional[str] = None,
-                    **reader_options) -> dict:
+                    custom_options: Optional[dict] = None, **reader_options) -> dict:
     """Prepare (or resume preparing) a target-task data set.
 
     Args:
@@ -92,7 +93,8 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         on_error: `"stop"` at the first bad case, or `"skip"` it and record why.
         retry_skipped: try the cases a previous run skipped again.
         progress: show a tqdm bar over cases.
-        input_shape, spacing, candidates_csv, **reader_options: see `list_cases` (e.g.
+        input_shape, spacing, candidates_csv, custom_options, **reader_options: see
+            `list_cases` (e.g. `custom_options={"intensity": ["ct", "mr"], "fold": 0}`, or
             `consensus_level=0.5, min_readers=1` for LIDC-IDRI).
 
     Returns:
@@ -112,7 +114,7 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
                          f"Received: out={out_dir!r}.")
     jobs, parameters, loader_options, refused = list_cases(
         task, data_dir, out_dir, on_error=on_error, input_shape=input_shape, spacing=spacing,
-        candidates_csv=candidates_csv, **reader_options)
+        candidates_csv=candidates_csv, custom_options=custom_options, **reader_options)
     if refused and on_error == "stop":
         raise ValueError(f"{refused[0]['item']}: {refused[0]['reason']} (and {len(refused) - 1} "
                          "more); pass --on-error skip to leave them out.")
@@ -190,6 +192,8 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
             write_candidate_table(out_dir, manifest)
         elif manifest["task"] == "ncs":
             write_annotation_table(out_dir, manifest)
+        elif manifest["task"] == "custom":
+            write_custom_dataset_files(out_dir, manifest)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(path, manifest)
     return {**manifest, "n_done": n_done, "n_skipped": n_skipped, "n_resumed": n_resumed}

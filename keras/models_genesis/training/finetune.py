@@ -42,13 +42,14 @@ from models_genesis.data.candidate_crops import predict_candidates
 from models_genesis.data.target_dataset import TargetDataset
 from models_genesis.data.target_tasks import subsample_fraction
 from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThresholds, auc_score,
-                                               dice_coefficient, dice_loss, iou_score, mean_iou)
+                                               dice_ce_loss, dice_coefficient, dice_loss,
+                                               iou_score, label_dice, mean_iou)
 from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, score_test_volumes
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 from models_genesis.training.callbacks import BestWeights
 from models_genesis.training.finetune_data import (SPLITS, check_candidate_data, check_labels,
                                                    check_split, is_lazy, load_run_data, run_task,
-                                                   validate_target_data)
+                                                   task_for_data, validate_target_data)
 from models_genesis.training.finetune_model import (build_finetune_model, frozen_blocks,
                                                     init_weights_file)
 from models_genesis.training.resume import EpochLog
@@ -61,10 +62,16 @@ RUN_FILES = ("finetune_config.json", "task.json", "best.weights.h5", "history.cs
              "model.keras", "results.json")
 
 
-def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
+def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False,
+             n_classes: int = 1):
     optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate, beta_1=0.9,
                                       beta_2=0.999, epsilon=config.adam_epsilon)
-    if kind == "classification":
+    if n_classes > 1:  # a softmax head (task custom)
+        model.compile(optimizer=optimizer, run_eagerly=run_eagerly,
+                      loss=("sparse_categorical_crossentropy" if kind == "classification"
+                            else dice_ce_loss),
+                      metrics=(["accuracy"] if kind == "classification" else []))
+    elif kind == "classification":
         model.compile(optimizer=optimizer, loss="binary_crossentropy",
                       metrics=[keras.metrics.AUC(name="auc")], run_eagerly=run_eagerly)
     else:
@@ -73,8 +80,15 @@ def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False
                                MeanIoUOverThresholds(name="mean_iou")])
 
 
-def score_test(kind: str, y_true, y_prob) -> dict:
-    """The paper's test metrics: `{"auc"}` or `{"mean_iou", "dice", "foreground_iou"}`."""
+def score_test(kind: str, y_true, y_prob, n_classes: int = 1) -> dict:
+    """The paper's test metrics: `{"auc"}` or `{"mean_iou", "dice", "foreground_iou"}`; for a
+    softmax head (`n_classes` > 1) `{"accuracy"}` or `{"mean_dice", "label_dice"}` (the Dice of
+    each foreground class of the argmax)."""
+    if n_classes > 1:
+        pred = np.argmax(np.asarray(y_prob), axis=-1)
+        if kind == "classification":
+            return {"accuracy": float(np.mean(pred == np.ravel(y_true)))}
+        return label_dice(np.asarray(y_true)[..., 0], pred, n_classes)
     if kind == "classification":
         return {"auc": auc_score(np.ravel(y_true), np.ravel(y_prob))}
     return {"mean_iou": mean_iou(y_true, y_prob), "dice": dice_coefficient(y_true, y_prob),
@@ -136,25 +150,27 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
     weights = init_weights_file(config)
     if data is None:
         data = load_run_data(config, task)
+    task = task_for_data(task, data)  # task custom: kind, channels and classes of the data set
+    classes = dict(n_channels=task.n_channels, n_classes=task.n_classes)
     lazy = is_lazy(data)  # a prepared NCC/ECC folder: crops read from disk batch by batch
     if lazy:
         data = check_candidate_data(data, config, explicit_shape)
         spatial = tuple(data.input_shape)
     else:
-        splits = validate_target_data(data, task.kind, explicit_shape)
+        splits = validate_target_data(data, task.kind, explicit_shape, **classes)
         if config.label_fraction < 1.0:
             data = subsample_fraction(data, config.label_fraction,
                                       rng=np.random.default_rng([config.seed, 0x1ABE1]))
             splits["train"] = check_split(data, "train", task.kind,
-                                           splits["valid"][0].shape[1:4])
+                                           splits["valid"][0].shape[1:4], **classes)
             check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
         spatial = splits["train"][0].shape[1:4]
     task_run = run_task(task, data, config, spatial)  # written as task.json beside the model
     config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
     keras.utils.set_random_seed(int(config.seed))
     # Built before anything is written: weights that do not fit leave `out_dir` untouched.
-    model = build_finetune_model(config, task.kind, spatial, weights)
-    _compile(model, config, task.kind, run_eagerly)
+    model = build_finetune_model(config, task.kind, spatial, weights, **classes)
+    _compile(model, config, task.kind, run_eagerly, task.n_classes)
 
     out_dir = config.out_dir
     scratch = None
@@ -213,7 +229,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         else:
             y_prob = model.predict(x_te, batch_size=config.batch_size, verbose=0)
         seconds = time.perf_counter() - start
-        metrics = score_test(task.kind, y_te, y_prob)
+        metrics = score_test(task.kind, y_te, y_prob, task.n_classes)
         if task.kind == "segmentation" and getattr(data, "test_volumes", ()):
             metrics.update(score_test_volumes(model, data.test_volumes, task_run,
                                               batch_size=config.batch_size,
@@ -221,11 +237,13 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
                            volume_score_definition=VOLUME_SCORE_DEFINITION)
         val_loss = np.asarray(history.history.get("val_loss", []), dtype=float)
         finite = np.isfinite(val_loss)
+        volume = "volume_" if "n_test_volumes" in metrics else ""
         result = {
             "task": task.code, "init": config.init, "seed": int(config.seed),
             "label_fraction": float(config.label_fraction),
-            "metric": ("auc" if task.kind == "classification" else
-                       "volume_mean_iou" if "volume_mean_iou" in metrics else "mean_iou"),
+            "metric": ("accuracy" if "accuracy" in metrics else
+                       "auc" if task.kind == "classification" else
+                       volume + ("mean_dice" if task.n_classes > 1 else "mean_iou")),
             **metrics,
             "n_train": int(counts["train"]), "n_valid": int(counts["valid"]),
             "n_test": int(counts["test"]),
@@ -238,7 +256,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             "head": config.head, "frozen_blocks": list(frozen_blocks(config)),
         }
         result["score"] = result[result["metric"]]
-        if task.kind == "segmentation":
+        if task.kind == "segmentation" and task.n_classes == 1:
             result["iou_definition"] = IOU_DEFINITION
         if out_dir is not None:
             model_path = os.path.join(work_dir, "model.keras")

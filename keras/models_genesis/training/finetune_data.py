@@ -53,6 +53,13 @@ def check_candidate_data(data, config, explicit_shape=None):
     return data
 
 
+def task_for_data(task, data):
+    """`task` with the fields its data set fixes (task `custom`: kind, channels, classes; the
+    loader's `info["task_fields"]`); other tasks unchanged."""
+    fields = (getattr(data, "info", None) or {}).get("task_fields")
+    return dataclasses.replace(task, **fields) if fields else task
+
+
 def run_task(task, data, config, spatial):
     """The run's `TargetTask`: `task` with the crop, spacing and crop scale this run used."""
     info = getattr(data, "info", None) or {}
@@ -72,16 +79,20 @@ def run_task(task, data, config, spatial):
 SPLITS = ("train", "valid", "test")  # a TargetData's splits, in this order
 
 
-def check_split(data, split: str, kind: str, spatial) -> tuple:
-    """Return (x, y) of one split as float32 channels_last arrays, or raise ValueError."""
+def check_split(data, split: str, kind: str, spatial, *, n_channels: int = 1,
+                n_classes: int = 1) -> tuple:
+    """Return (x, y) of one split as float32 channels_last arrays, or raise ValueError.
+
+    `n_channels` input channels; labels 0/1 with `n_classes=1` (sigmoid), else class indices
+    0..n_classes-1 (softmax; masks `(N, rows, cols, deps, 1)`)."""
     x, y = getattr(data, f"x_{split}", None), getattr(data, f"y_{split}", None)
     if x is None or y is None:
         raise ValueError(f"`data` must provide x_{split} and y_{split}. Received: "
                          f"x_{split}={type(x).__name__}, y_{split}={type(y).__name__}.")
     x, y = np.asarray(x), np.asarray(y)
-    if x.ndim != 5 or x.shape[-1] != 1 or x.shape[0] == 0:
-        raise ValueError(f"`x_{split}` must be a non-empty (N, rows, cols, deps, 1) array "
-                         f"(channels_last). Received: x_{split}.shape={x.shape}.")
+    if x.ndim != 5 or x.shape[-1] != n_channels or x.shape[0] == 0:
+        raise ValueError(f"`x_{split}` must be a non-empty (N, rows, cols, deps, {n_channels}) "
+                         f"array (channels_last). Received: x_{split}.shape={x.shape}.")
     if spatial is not None and tuple(x.shape[1:4]) != tuple(spatial):
         raise ValueError(f"`x_{split}` crops must be {tuple(spatial)} (the training crop). "
                          f"Received: x_{split}.shape={x.shape}.")
@@ -92,17 +103,20 @@ def check_split(data, split: str, kind: str, spatial) -> tuple:
             raise ValueError(f"`y_{split}` must hold one label per crop, shape ({x.shape[0]},). "
                              f"Received: y_{split}.shape={y.shape}.")
         y = y.reshape(-1)
-    elif y.shape != x.shape:
-        raise ValueError(f"`y_{split}` masks must be on the grid of `x_{split}`, shape {x.shape}. "
-                         f"Received: y_{split}.shape={y.shape}.")
+    elif y.shape != x.shape[:4] + (1,):
+        raise ValueError(f"`y_{split}` masks must be on the grid of `x_{split}`, shape "
+                         f"{x.shape[:4] + (1,)}. Received: y_{split}.shape={y.shape}.")
     values = np.unique(y)
-    if not np.all(np.isin(values, (0, 1))):
-        raise ValueError(f"`y_{split}` must hold binary labels 0/1. Received values: "
-                         f"{values[:10].tolist()}.")
+    allowed = np.arange(max(2, int(n_classes)))
+    if not np.all(np.isin(values, allowed)):
+        raise ValueError(f"`y_{split}` must hold the labels {allowed.tolist()}"
+                         + (" (binary)" if n_classes == 1 else " (class indices)")
+                         + f". Received values: {values[:10].tolist()}.")
     return x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
 
 
-def validate_target_data(data, kind: str, input_shape=None) -> dict:
+def validate_target_data(data, kind: str, input_shape=None, *, n_channels: int = 1,
+                         n_classes: int = 1) -> dict:
     """Check a `TargetData` before training and return its splits as float32 arrays.
 
     Args:
@@ -111,6 +125,8 @@ def validate_target_data(data, kind: str, input_shape=None) -> dict:
             shape of x for segmentation, binary.
         kind: `"classification"` or `"segmentation"`.
         input_shape: expected crop (rows, cols, deps), or None to take the training crop.
+        n_channels, n_classes: input channels, and the head's outputs (1: binary labels;
+            more: class indices, see `check_split`).
 
     Returns:
         `{"train": (x, y), "valid": (x, y), "test": (x, y)}`; classification y as (N,).
@@ -123,7 +139,8 @@ def validate_target_data(data, kind: str, input_shape=None) -> dict:
     spatial = None if input_shape is None else tuple(int(s) for s in input_shape)
     splits = {}
     for split in SPLITS:
-        splits[split] = check_split(data, split, kind, spatial)
+        splits[split] = check_split(data, split, kind, spatial, n_channels=n_channels,
+                                    n_classes=n_classes)
         spatial = splits[split][0].shape[1:4]
     if any(s % 8 for s in spatial):
         raise ValueError("Crops must be divisible by 8 in every axis (three 2x poolings of the "

@@ -74,8 +74,13 @@ def check_method_weights(path: str, method: str) -> None:
                          f"that `pretrain --method {method}` writes. Use that method as --init.")
 
 
-def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Optional[str]):
+def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Optional[str], *,
+                         n_channels: int = 1, n_classes: int = 1):
     """The task's head model, its body from `weights` or from scratch with `config.init`.
+
+    `n_channels` input channels (one-channel weights have their first conv adapted, see
+    `models_genesis.models.weights.adapt_first_conv`); `n_classes` outputs (1: sigmoid, more:
+    softmax).
 
     What is loaded: for a restoration init (genesis, denoising, inpainting, patch_shuffling)
     every `depth_*` layer of the model (the encoder for classification, the whole U-Net for
@@ -85,7 +90,8 @@ def build_finetune_model(config: FinetuneConfig, kind: str, spatial, weights: Op
     # Pre-trained: the layers not loaded (head, decoder) keep Keras' default (glorot_uniform).
     initializer = "glorot_uniform" if weights is not None else config.init
     encoder_only = weights is not None and config.init in ENCODER_METHODS
-    model = target_model(kind, tuple(spatial) + (1,), n_base_filters=config.n_base_filters,
+    model = target_model(kind, tuple(spatial) + (int(n_channels),), int(n_classes),
+                         n_base_filters=config.n_base_filters,
                          kernel_initializer=initializer,
                          weights=None if encoder_only else weights, head=config.head,
                          frozen_blocks=frozen_blocks(config),

@@ -19,13 +19,14 @@ import os
 from models_genesis.config import get_target_task
 from models_genesis.data.target_tasks.bms import load_bms
 from models_genesis.data.target_tasks.common import TargetData, subsample_fraction
+from models_genesis.data.target_tasks.custom import load_custom
 from models_genesis.data.target_tasks.ecc import load_ecc
 from models_genesis.data.target_tasks.lcs import load_lcs
 from models_genesis.data.target_tasks.ncc import load_ncc
 from models_genesis.data.target_tasks.ncs import load_ncs
 
 TARGET_LOADERS = {"ncc": load_ncc, "ncs": load_ncs, "ecc": load_ecc, "lcs": load_lcs,
-                  "bms": load_bms}
+                  "bms": load_bms, "custom": load_custom}
 
 
 def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=None,
@@ -33,7 +34,7 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
     """Load the data of target task `task_code` from `data_dir`.
 
     Args:
-        task_code: `ncc`, `ncs`, `ecc`, `lcs` or `bms` (see `models_genesis.config.TARGET_TASKS`).
+        task_code: `ncc`, `ncs`, `ecc`, `lcs`, `bms` or `custom` (your own data set; see `models_genesis.config.TARGET_TASKS`).
         data_dir: the task's folder, in the format its module documents.
         seed: seeds splits, crop positions and undersampling; same seed, same data.
         input_shape: crop (rows, cols, deps), each a multiple of 8; None takes the task's.
@@ -74,4 +75,4 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
 
 
 __all__ = ["TARGET_LOADERS", "TargetData", "load_target_data", "subsample_fraction", "load_ncc",
-           "load_ncs", "load_ecc", "load_lcs", "load_bms"]
+           "load_ncs", "load_ecc", "load_lcs", "load_bms", "load_custom"]

@@ -254,8 +254,9 @@ def check_split_ids(split: Dict[str, Sequence[str]], known: Iterable[str], sourc
 
 
 def as_channels_last(x: np.ndarray) -> np.ndarray:
-    """`(N, r, c, d)` -> `(N, r, c, d, 1)` float32 (contiguous)."""
-    return np.ascontiguousarray(np.asarray(x, dtype=np.float32)[..., None])
+    """`(N, r, c, d)` -> `(N, r, c, d, 1)` float32 (contiguous); `(N, r, c, d, C)` kept."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.ascontiguousarray(x if x.ndim == 5 else x[..., None])
 
 
 def build_target_data(task: str, parts: Dict[str, Tuple[np.ndarray, np.ndarray]],

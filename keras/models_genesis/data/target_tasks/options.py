@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-ALL = ("ncc", "ncs", "ecc", "lcs", "bms")
+ALL = ("ncc", "ncs", "ecc", "lcs", "bms", "custom")
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class LoaderOption:
         name: the loader keyword (and argparse `dest`).
         flag: the command-line flag.
         tasks: the task codes whose loader takes it.
-        type: `int`, `float`, `str`, or `"triple"` (three floats, e.g. a spacing in mm).
+        type: `int`, `float`, `str`, `"triple"` (three floats, e.g. a spacing in mm) or
+            `"names"` (one or more of `choices`).
         help: one line for `--help` (the loader's default is stated there).
         choices: allowed values on the command line (`--on-error stop|skip`).
     """
@@ -50,9 +51,9 @@ LOADER_OPTIONS: Tuple[LoaderOption, ...] = (
     LoaderOption("split_dir", "--split-dir", ("ecc", "bms"), str,
                  "folder of the release's split lists: ECC train_cv-k/val_cv-k/test_cv-k.csv, "
                  "BMS fold_1..3.csv (default: a seeded split)"),
-    LoaderOption("fold", "--fold", ("ecc", "bms"), int,
+    LoaderOption("fold", "--fold", ("ecc", "bms", "custom"), int,
                  "cross-validation fold 1-3 (BMS: the test fold, default 1; ECC: needs "
-                 "--split-dir)"),
+                 "--split-dir); custom: the test fold 0-4 (nnU-Net's numbering, default 0)"),
     LoaderOption("negative_ratio", "--negative-ratio", ("ncc", "ecc"), float,
                  "false-positive candidates per true one in training and validation (default "
                  "10, drawn afresh each epoch from a prepared folder; 0 keeps all); the test "
@@ -60,13 +61,23 @@ LOADER_OPTIONS: Tuple[LoaderOption, ...] = (
     LoaderOption("candidates_csv", "--candidates-csv", ("ncc", "ecc"), str,
                  "candidate CSV name or path (default candidates.csv; NCC also "
                  "candidates_V2.csv)"),
-    LoaderOption("crops_per_volume", "--crops-per-volume", ("lcs", "bms"), int,
+    LoaderOption("crops_per_volume", "--crops-per-volume", ("lcs", "bms", "custom"), int,
                  "training crops cut from each scan (default 16)"),
-    LoaderOption("positive_fraction", "--positive-fraction", ("lcs", "bms"), float,
-                 "share of the crops centred on the foreground (default 0.5)"),
-    LoaderOption("valid_fraction", "--valid-fraction", ("bms",), float,
-                 "share of the training patients held out for validation (default 0.1)"),
-    LoaderOption("spacing", "--spacing", ("ncc", "ncs", "ecc", "lcs"), "triple",
+    LoaderOption("positive_fraction", "--positive-fraction", ("lcs", "bms", "custom"), float,
+                 "share of the crops centred on the foreground (default 0.5; custom 0.67)"),
+    LoaderOption("valid_fraction", "--valid-fraction", ("bms", "custom"), float,
+                 "share of the training patients held out for validation (default 0.1; "
+                 "custom 0.2)"),
+    LoaderOption("intensity", "--intensity", ("custom",), "names",
+                 "intensity scaling of the input channels, one for all or one per channel: ct "
+                 "(HU window [-1000, 1000]), mr (per-case percentiles 0.5-99.5), zscore (data "
+                 "already z-scored: z in [-3, 3]), none (already in [0, 1]); default: ct for "
+                 "channels named CT in dataset.json, else mr",
+                 ("ct", "mr", "zscore", "none")),
+    LoaderOption("classification_csv", "--classification-csv", ("custom",), str,
+                 "a case,label CSV beside imagesTr/ for whole-volume classification (default "
+                 "classification.csv when present)"),
+    LoaderOption("spacing", "--spacing", ("ncc", "ncs", "ecc", "lcs", "custom"), "triple",
                  "resample scans to this spacing in mm, X Y Z (default: NCS 1 1 1, others keep "
                  "each scan's grid)"),
     LoaderOption("consensus_level", "--consensus-level", ("ncs",), float,
@@ -111,7 +122,13 @@ def loader_options(task: str, data_dir=None, **values) -> Dict[str, Any]:
         if name not in valid:
             raise ValueError(f"{option.flag} does not apply to {task} (only to "
                              f"{', '.join(option.tasks)}). Received: {option.flag} {value}.")
-        if option.choices and value not in option.choices:
+        if option.type == "names":
+            names = [value] if isinstance(value, str) else list(value)
+            if any(v not in option.choices for v in names):
+                raise ValueError(f"{option.flag} takes values of {list(option.choices)}. "
+                                 f"Received: {option.flag} {' '.join(map(str, names))}.")
+            value = names
+        elif option.choices and value not in option.choices:
             raise ValueError(f"{option.flag} must be one of {list(option.choices)}. "
                              f"Received: {option.flag} {value}.")
         if name == "errors":
@@ -137,9 +154,11 @@ def add_loader_arguments(parser, names: Optional[Sequence[str]] = None) -> None:
                                   "help": f"{option.help} [{', '.join(option.tasks)}]"}
         if option.type == "triple":
             kwargs.update(type=float, nargs=3, metavar=("X", "Y", "Z"))
+        elif option.type == "names":
+            kwargs.update(type=str, nargs="+", metavar="NAME")
         else:
             kwargs["type"] = option.type
-        if option.choices:
+        if option.choices and option.type != "names":
             kwargs["choices"] = option.choices
         parser.add_argument(option.flag, **kwargs)
 
