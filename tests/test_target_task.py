@@ -12,7 +12,7 @@ from models_genesis.data.target_tasks import TARGET_LOADERS
 @pytest.mark.parametrize("code", sorted(TARGET_TASKS))
 def test_json_round_trip(tmp_path, code):
     task = TARGET_TASKS[code]
-    assert task.layout and task.split and task.head and task.metric in ("auc", "iou")
+    assert task.layout and task.split and task.head and task.metric in ("auc", "iou", "dice")
     path = task.to_json(tmp_path / "task.json")
     assert TargetTask.from_json(path) == task
 
