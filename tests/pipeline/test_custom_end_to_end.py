@@ -59,3 +59,21 @@ def test_prepare_finetune_predict(tmp_path, genesis, capsys, layout, folder, dir
     assert np.allclose(pred.spacing, label.spacing) and np.allclose(pred.origin, label.origin)
     assert np.allclose(pred.direction, label.direction, atol=1e-5)
     assert set(np.unique(pred.array)) <= {0, 1, 2}
+
+
+def test_volume_classification_from_a_csv(tmp_path):
+    data = tmp_path / "Task06_Cls"
+    write_own_dataset(data, layout="decathlon", n=20, shape=(16, 16, 16), classification=True)
+    run = tmp_path / "run"
+    assert main(["finetune", "--task", "custom", "--init", "he_uniform", "--data", str(data),
+                 "--out", str(run), *TINY[:-2]]) == 0
+    result = json.loads((run / "results.json").read_text())
+    assert result["metric"] == "auc" and result["n_test"] == 4
+    task = TargetTask.from_json(run / "task.json")
+    assert (task.kind, task.n_classes, task.label_values) == ("classification", 1, (0, 1))
+    out = tmp_path / "case.json"
+    assert main(["predict-volume", "--model", str(run), "--input",
+                 str(data / "imagesTr" / "PHANTOM_000.nii.gz"), "--output", str(out)]) == 0
+    probabilities = json.loads(out.read_text())["probabilities"]
+    assert set(probabilities) == {"0", "1"}
+    assert abs(sum(probabilities.values()) - 1.0) < 1e-5

@@ -204,8 +204,8 @@ def read_custom_case(images: Sequence[str], label: Optional[str], *, n_channels:
 
 
 def split_cases(case_ids: Sequence[str], *, fold: int = 0, splits: Optional[list] = None,
-                n_folds: int = N_FOLDS, valid_fraction: float = 0.2,
-                seed: int = 0) -> Tuple[Dict[str, List[str]], str]:
+                n_folds: int = N_FOLDS, valid_fraction: float = 0.2, seed: int = 0,
+                strata: Optional[Dict[str, int]] = None) -> Tuple[Dict[str, List[str]], str]:
     """Train / valid / test case ids: test = fold `fold` (0-based, as nnU-Net numbers them).
 
     Args:
@@ -216,6 +216,8 @@ def split_cases(case_ids: Sequence[str], *, fold: int = 0, splits: Optional[list
         valid_fraction: share of the other cases held out for validation (seeded by `seed`;
             at least one case each way).
         seed: the run's seed.
+        strata: case -> class (classification): the seeded folds are dealt class by class, so
+            each fold holds every class in about its share.
 
     Returns:
         `(split, source)`.
@@ -237,7 +239,9 @@ def split_cases(case_ids: Sequence[str], *, fold: int = 0, splits: Optional[list
             raise ValueError(f"A {count}-fold split needs at least {count} cases (or nnU-Net's "
                              f"{SPLITS_JSON} beside dataset.json). Received: {len(ids)} case(s).")
         order = [ids[i] for i in np.random.default_rng(SPLIT_SEED).permutation(len(ids))]
-        folds = [sorted(f) for f in np.array_split(np.asarray(order, dtype=object), count)]
+        if strata is not None:  # stable: the seeded order within each class
+            order = sorted(order, key=lambda c: strata[c])
+        folds = [sorted(order[k::count]) for k in range(count)]
         test = folds[fold]
         train = sorted(c for k, f in enumerate(folds) if k != fold for c in f)
         source = f"{count}-fold split seeded with {SPLIT_SEED}, fold {fold}"
@@ -318,7 +322,8 @@ def load_custom(data_dir, *, seed: int = 0, input_shape=None, fold: int = 0,
         skips.bad(item["item"], item["reason"])
     scalings = channel_intensities(spec.channel_names, intensity)
     split, source = split_cases(list(spec.cases), fold=fold, splits=spec.splits,
-                                valid_fraction=valid_fraction, seed=seed)
+                                valid_fraction=valid_fraction, seed=seed,
+                                strata=spec.classification)
     segmentation = spec.kind == "segmentation"
     parts, patients, test_volumes = {}, {}, []
     bar = progress_bar(sum(len(v) for v in split.values()), "reading cases", progress)
@@ -385,7 +390,8 @@ def custom_prepare_jobs(data_dir, common: dict, *, intensity=None,
     splits = spec.splits
     if splits is None:  # the fixed seeded folds, written with the prepared cases
         splits = [dict(zip(("train", "val"), (s["train"], s["test"])))
-                  for s in (split_cases(spec.cases, fold=k, valid_fraction=0.0)[0]
+                  for s in (split_cases(spec.cases, fold=k, valid_fraction=0.0,
+                                        strata=spec.classification)[0]
                             for k in range(N_FOLDS))]
     jobs = [{**common, "case": case, "images": list(images), "image": images[0],
              "label": label, "n_channels": spec.n_channels,
