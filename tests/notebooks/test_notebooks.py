@@ -151,13 +151,24 @@ def _check_10(s, work):
     assert s["table4"].startswith("| Task: NCC") and "3D volume-based input" in s["table4"]
 
 
+def _check_11(s, work):
+    assert set(s["results"]) == {"genesis", "he_uniform"}
+    for r in s["results"].values():
+        assert r["metric"] == "volume_mean_dice" and _in_unit(r["score"])
+        assert len(r["volume_label_dice"]) == 2 and r["n_test_volumes"] >= 1
+    assert {"dataset.json", "splits_final.json", "imagesTr", "labelsTr"} <= set(s["prepared"])
+    assert s["prediction_shape"] == s["input_shape"]
+    assert set(s["prediction_labels"]) <= {0, 1, 2}
+    assert Path(s["figure"]).is_file()
+
+
 CHECKS = {"00_quick_start": _check_00, "01_transformations": _check_01, "02_pretraining": _check_02,
           "03_ncc": lambda s, w: _check_target(s, w, "auc"),
           "04_ncs": lambda s, w: _check_target(s, w, "mean_iou"),
           "05_ecc": lambda s, w: _check_target(s, w, "auc"),
           "06_lcs": lambda s, w: _check_target(s, w, "mean_iou", volume_score=True),
           "07_bms": lambda s, w: _check_target(s, w, "mean_iou", volume_score=True),
-          "08_protocol": _check_08, "09_methods": _check_09, "10_genesis_2d": _check_10}
+          "08_protocol": _check_08, "09_methods": _check_09, "10_genesis_2d": _check_10, "11_your_own_data": _check_11}
 
 
 def test_every_notebook_has_a_check():
