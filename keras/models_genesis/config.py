@@ -61,7 +61,8 @@ class TargetTask(_JsonConfig):
     read it back, so a preprocessing setting is never repeated by the user.
 
     Attributes:
-        code: short name used on the command line (`ncc`, `ncs`, `ecc`, `lcs`, `bms`).
+        code: short name used on the command line (`ncc`, `ncs`, `ecc`, `lcs`, `bms`, and
+            `custom`: your own data set, docs/your_own_data.md).
         description: one line.
         kind: `"classification"` (head on `depth_7_relu`) or `"segmentation"` (`depth_13_relu`).
         input_shape: crop size (rows, cols, deps) fed to the model; each divisible by 8.
@@ -69,7 +70,8 @@ class TargetTask(_JsonConfig):
         learning_rate: Adam learning rate.
         patience: early-stopping patience (epochs, on validation).
         metric: the paper's headline metric (`"auc"` or `"iou"`).
-        modality: `"ct"` or `"mri"`: selects the intensity normalisation (`intensity_window`).
+        modality: `"ct"` or `"mri"`: selects the intensity normalisation (`intensity_window`);
+            `"per_channel"`: each channel as `channels` says (task `custom`).
         intensity_window: (lo, hi) clipped and scaled to [0, 1] (CT: [-1000, 1000] HU); None for
             `"mri"`, which means min-max scaling per patient (over the whole scan).
         spacing: voxel spacing in mm (x, y, z) every scan is resampled to first; None keeps each

@@ -13,7 +13,12 @@ windows with the run's preprocessing and scored on each whole volume as in the p
 (`volume_mean_iou`, `volume_dice`, `volume_foreground_iou`; `score` is then `volume_mean_iou`);
 the crop scores stay in `mean_iou`, `dice`, `foreground_iou`. A prepared NCC/ECC folder is read
 lazily: every positive and `negative_ratio` fresh negatives per positive each epoch, and the test
-AUC over every candidate. Transfer scenario 1 (Sec. 3.2), the linear probe: `head="linear"`
+AUC over every candidate. Task `custom` (your own data, docs/your_own_data.md) takes its kind,
+input channels and classes from the data (`info["task_fields"]`): C-channel crops, a softmax
+over the classes trained with Dice + cross-entropy, scored by the Dice of each label
+(`mean_dice`, `label_dice`; on whole volumes `volume_mean_dice`, `volume_label_dice`), or a
+whole-volume classifier (AUC for two classes, else `accuracy`).
+Transfer scenario 1 (Sec. 3.2), the linear probe: `head="linear"`
 (pooled encoder -> Dense(1)) with `freeze_encoder=True` (depth_0..7 fixed, BatchNorm in inference
 mode); `freeze_blocks` fixes chosen blocks.
 

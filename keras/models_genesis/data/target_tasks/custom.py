@@ -94,7 +94,8 @@ def channel_window(x: np.ndarray, scaling: str) -> Tuple[float, float]:
 
 
 def normalize_channels(array: np.ndarray, scalings: Sequence[str]) -> np.ndarray:
-    """Scale each channel of `(X, Y, Z, C)` (or `(X, Y, Z)` for one) to [0, 1]; float32 `(X, Y, Z, C)`."""
+    """Scale each channel of `(X, Y, Z, C)` (or `(X, Y, Z)` for one) to [0, 1] by its scaling;
+    returns float32 `(X, Y, Z, C)`."""
     array = np.asarray(array)
     array = array[..., None] if array.ndim == 3 else array
     if array.shape[-1] != len(scalings):
