@@ -1,6 +1,7 @@
 """Task `custom`: dataset.json of the Decathlon and nnU-Net v2 layouts, intensity per channel,
 the split, and every bad input named in one line (or skipped with --on-error skip)."""
 
+import dataclasses
 import json
 import os
 
@@ -8,12 +9,15 @@ import numpy as np
 import pytest
 
 from models_genesis.cli import main
+from models_genesis.config import TARGET_TASKS
 from models_genesis.data.phantoms.own_data import write_4d, write_own_dataset
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.data.target_tasks.custom import (channel_intensities, normalize_channels,
                                                      read_custom_case, split_cases)
 from models_genesis.data.target_tasks.dataset_json import read_dataset_spec
+from models_genesis.data.target_tasks.options import loader_options
 from models_genesis.data.volumes import read_volume, write_volume
+from models_genesis.evaluation.whole_volume import load_run_task
 
 SHAPE = (16, 16, 16)
 
@@ -178,3 +182,18 @@ def test_classification_csv(sets, tmp_path, capsys):
     err = _error(capsys, ["prepare", "--task", "custom", "--data", str(folder), "--out",
                           str(tmp_path / "out")])
     assert "classification.csv" in err and "PHANTOM_999" in err
+
+
+def test_intensity_override_on_the_command_line_and_in_task_json(sets, tmp_path):
+    assert loader_options("custom", intensity=["zscore"]) == {"intensity": ["zscore"]}
+    with pytest.raises(ValueError, match="--intensity"):
+        loader_options("custom", intensity=["pet"])
+    with pytest.raises(ValueError, match="does not apply"):
+        loader_options("lcs", intensity=["ct"])
+    data = load_target_data("custom", sets["nnunetv2"], input_shape=(8, 8, 8), progress=False,
+                            crops_per_volume=2, intensity=["ct", "none"])
+    assert data.info["task_fields"]["channels"] == ("ct", "none")
+    task = TARGET_TASKS["custom"]
+    dataclasses.replace(task, channels=("ct", "mr")).to_json(tmp_path / "task.json")
+    loaded, notes = load_run_task(str(tmp_path), normalization="none")
+    assert loaded.channels == ("none", "none") and "channels" in notes[0]
