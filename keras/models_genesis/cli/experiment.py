@@ -20,7 +20,8 @@ from models_genesis.outputs import check_output_dir
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
 # paper's scratch initialisers.
 _INITS = METHOD_NAMES + SCRATCH_INITS
-_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms", "custom")
+_PAPER_TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")  # Table 3's columns (`experiment`)
+_TASKS = _PAPER_TASKS + ("custom",)  # and your own data set (`finetune`)
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
@@ -73,15 +74,18 @@ def _data_dirs(values):
 
 def _add_training_options(p, experiment: bool = False) -> None:
     if experiment:
-        p.add_argument("--tasks", "--task", required=True, nargs="+", choices=_TASKS,
-                       metavar="TASK", help=f"target tasks, Table 3's columns ({', '.join(_TASKS)})")
+        p.add_argument("--tasks", "--task", required=True, nargs="+", choices=_PAPER_TASKS,
+                       metavar="TASK",
+                       help=f"target tasks, Table 3's columns ({', '.join(_PAPER_TASKS)})")
         p.add_argument("--weights", help="weight file or preset name of a bare pre-training "
                        "method in --inits (e.g. genesis)")
         p.add_argument("--data", required=True, nargs="+", metavar="DIR|TASK=DIR",
                        help="the tasks' data: TASK=DIR for each task, or one folder (for several "
                        "tasks, its subfolder named after each task if present, else the folder)")
     else:
-        p.add_argument("--task", required=True, choices=_TASKS, help="target task")
+        p.add_argument("--task", required=True, choices=_TASKS, help="target task (custom: your "
+                       "own data set in the Decathlon or nnU-Net v2 layout, "
+                       "docs/your_own_data.md)")
         p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
         p.add_argument("--data", required=True, help="folder of the target-task data")
     p.add_argument("--out", required=True, help="output folder")
