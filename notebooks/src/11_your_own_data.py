@@ -104,7 +104,7 @@ for init, r in results.items():
 # ## 4. `predict-volume`: a held-out case, in its own geometry
 
 # %%
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 
 test_image = results["genesis"]["volume_scores"][0]["image"]
 case = Path(test_image).name.replace("_0000.nii.gz", "")

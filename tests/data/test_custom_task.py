@@ -10,13 +10,13 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import TARGET_TASKS
+from models_genesis.data.io.volumes import read_volume, write_volume
 from models_genesis.data.phantoms.own_data import write_4d, write_own_dataset
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.data.target_tasks.custom import (channel_intensities, normalize_channels,
                                                      read_custom_case, split_cases)
 from models_genesis.data.target_tasks.dataset_json import read_dataset_spec
 from models_genesis.data.target_tasks.options import loader_options
-from models_genesis.data.volumes import read_volume, write_volume
 from models_genesis.evaluation.whole_volume import load_run_task
 
 SHAPE = (16, 16, 16)

@@ -8,8 +8,8 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import TargetTask
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.data.phantoms.own_data import write_own_dataset
-from models_genesis.data.volumes import read_volume
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 

@@ -21,8 +21,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from models_genesis.atomic import write_json, write_text
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.data.phantoms.brain import BRATS_DIRECTION, draw_brain
-from models_genesis.data.volumes import write_volume
 from models_genesis.outputs import check_output_dir
 
 CHANNELS = ("FLAIR", "T1")

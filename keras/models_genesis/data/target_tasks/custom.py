@@ -31,16 +31,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models_genesis.atomic import write_json
+from models_genesis.data.io.intensity import intensity_window, scale_to_unit
+from models_genesis.data.io.volumes import Volume, read_volume, resample_volume, write_volume
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
-                                                     build_target_data, case_rng, check_input_shape,
-                                                     check_same_grid,
-                                                     extract_crops, intensity_window,
-                                                     progress_bar, sample_crop_centers,
-                                                     scale_to_unit)
+                                                     build_target_data, case_rng,
+                                                     check_input_shape, check_same_grid,
+                                                     extract_crops, progress_bar,
+                                                     sample_crop_centers)
 from models_genesis.data.target_tasks.dataset_json import (CLASSIFICATION_CSV, DATASET_JSON,
                                                            SPLITS_JSON, DatasetSpec,
                                                            read_dataset_spec)
-from models_genesis.data.volumes import Volume, read_volume, resample_volume, write_volume
 
 # The intensity scalings of an input channel, each to [0, 1] (Genesis' input range, Sec. 3.1).
 CHANNEL_INTENSITIES = {
@@ -384,7 +384,7 @@ def case_files(case: str, n_channels: int, labelled: bool) -> Dict[str, str]:
 def custom_prepare_jobs(data_dir, common: dict, *, intensity=None,
                         classification_csv: Optional[str] = None, fold: Optional[int] = None):
     """`(jobs, parameters, loader_options, refused)` of `prepare --task custom` (see
-    `models_genesis.data.prepare_sources.list_cases`)."""
+    `models_genesis.data.target_tasks.case_sources.list_cases`)."""
     spec = read_dataset_spec(data_dir, classification_csv=classification_csv)
     scalings = channel_intensities(spec.channel_names, intensity)
     labelled = spec.kind == "segmentation"

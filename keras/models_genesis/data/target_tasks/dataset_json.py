@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from models_genesis.data.volumes import volume_key
+from models_genesis.data.io.volumes import volume_key
 
 LAYOUTS = ("decathlon", "nnunetv2")
 DATASET_JSON = "dataset.json"
