@@ -47,13 +47,13 @@ else:
     weights = pretraining["paths"]["keras2_weights"]
     data_dir = WORK / "Dataset501_Phantom"
     if not (data_dir / "dataset.json").is_file():
-        write_own_dataset(data_dir, layout="nnunetv2", n=6 if SMALL else 15,
-                          shape=(32, 32, 32) if SMALL else (64, 64, 48), seed=0)
+        write_own_dataset(data_dir, layout="nnunetv2", n=6 if SMALL else 10,
+                          shape=(32, 32, 32) if SMALL else (48, 48, 32), seed=0)
     width = str(pretraining["result"]["config"]["n_base_filters"])
     settings = ["--input-shape", "32", "32", "16", "--n-base-filters", width, "--batch-size",
                 "8", "--bn-momentum", "0.9", "--crops-per-volume", "4" if SMALL else "16"]
     settings += (["--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1"]
-                 if SMALL else ["--epochs", "30", "--patience", "8"])
+                 if SMALL else ["--epochs", "20", "--patience", "6"])
 print(json.dumps(json.loads((data_dir / "dataset.json").read_text()), indent=1))
 print(sorted(p.name for p in (data_dir / "imagesTr").iterdir())[:4], "...")
 print(dataset_summary(data_dir))
