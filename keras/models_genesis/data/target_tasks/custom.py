@@ -387,7 +387,6 @@ def custom_prepare_jobs(data_dir, common: dict, *, intensity=None,
     `models_genesis.data.target_tasks.case_sources.list_cases`)."""
     spec = read_dataset_spec(data_dir, classification_csv=classification_csv)
     scalings = channel_intensities(spec.channel_names, intensity)
-    labelled = spec.kind == "segmentation"
     splits = spec.splits
     if splits is None:  # the fixed seeded folds, written with the prepared cases
         splits = [dict(zip(("train", "val"), (s["train"], s["test"])))
