@@ -511,12 +511,10 @@ class PretrainConfig(_JsonConfig):
 # stays at the mean (a near-constant output) for the first few hundred steps, and
 # BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
 # after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
-# Measured (benchmarks/demo_pretraining.md, every setting tried): the number of steps is what
-# moves the result (learning rate, cosine decay, batch size, 16 base filters, BatchNorm momentum
-# 0.99: no better at 500 steps); 1000 steps beat doing nothing on all 11 transformed combinations
-# (500: 10 of 11, local shuffling 1.10x), in the time 500 took before `fit` kept one iterator
-# for the run. Mixed bf16 is faster on CPUs with native bf16 but not the default: TensorFlow's
-# CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's Jigsaw: NaN).
+# Why these values, measured: docs/results.md, 'Log: what the demo pre-training learns in its
+# budget' (the number of steps is what moves the result). Mixed bf16 is faster on CPUs with
+# native bf16 but not the default: TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature
+# map has 2 rows (notebook 09's Jigsaw: NaN).
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {
