@@ -166,7 +166,6 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False
     print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights {weights}, "
           f"figures), restoration table {table_path} and figure {figure}, comparison "
           f"{os.path.dirname(experiment['figure'])} (figure {experiment['figure']})")
-    print("\nVerdicts:\n" + "\n".join(experiment["verdicts"]))
     record = demo_record(pretraining, table, experiment, seconds=time.perf_counter() - started,
                          long=long)
     results = write_json(os.path.join(out_dir, "results.json"),
@@ -174,5 +173,6 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False
                           "about": "", "records": [record]}, ensure_ascii=False)
     print(f"Numbers: {results} (publish: python benchmarks/results_page.py --add {results} "
           "--to benchmarks/results/demo.json)")
+    print("\nVerdicts:\n" + "\n".join(experiment["verdicts"]))
     return {"pretraining": pretraining, "restoration": table, "restoration_figure": figure,
             "experiment": experiment, "results": results}
