@@ -11,7 +11,7 @@ from models_genesis.config import FinetuneConfig
 from models_genesis.data.volumes import read_volume, write_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 from models_genesis.models.heads import segmentation_model
-from tests.training.test_finetune import SHAPE, make_data, write_release_arrays
+from tests.helpers import SHAPE, make_data, write_release_arrays
 
 TRAINING = ["--epochs", "1", "--batch-size", "4", "--n-base-filters", "2", "--input-shape",
             "16", "16", "8", "--no-augment", "--patience", "3", "--verbose", "0"]

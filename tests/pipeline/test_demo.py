@@ -10,6 +10,7 @@ from models_genesis.cli import main
 from models_genesis.config import PRETRAIN_PRESETS
 from models_genesis.pipeline import demo, demo_comparison, experiment
 from models_genesis.pipeline.result_records import read_results
+from tests.helpers import probe_data
 
 
 def _mock_steps(monkeypatch, tmp_path, calls):
@@ -79,10 +80,9 @@ def test_cli_demo_long_defaults_to_its_own_folder(tmp_path, monkeypatch):
 
 def test_demo_experiment_splits_the_target_phantoms_and_runs_both_readouts(tmp_path,
                                                                           monkeypatch, capsys):
-    from tests.pipeline.test_readouts import _data
 
     seen = {}
-    data = _data()
+    data = probe_data()
     runs = pd.DataFrame({"method": ["genesis", "he_uniform"] * 2, "score": [0.9, 0.6, 0.8, 0.7],
                          "label_fraction": 0.25})
 
