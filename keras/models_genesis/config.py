@@ -125,11 +125,6 @@ class TargetTask(_JsonConfig):
         object.__setattr__(self, "crop_scale", float(self.crop_scale))
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
 
-    @property
-    def normalization(self) -> str:
-        """`"ct"` (clip `intensity_window`, scale to [0, 1]) or `"mri"` (per-patient min-max)."""
-        return self.modality
-
     def preprocessing(self) -> dict:
         """The preprocessing of this task in one dict (what `task.json` readers need)."""
         return {"modality": self.modality, "intensity_window": self.intensity_window,
