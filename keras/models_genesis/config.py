@@ -18,6 +18,61 @@ from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
 
 
+def _bounds_text(integer: bool, low, high, low_open: bool, high_open: bool) -> str:
+    """What `check_number` asks for, in words: "a positive integer", "in [0, 1)", "> 0", ..."""
+    if integer and high is None:
+        return "a positive integer" if low == 1 else f"an integer >= {low}"
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
+
+
+def check_number(name: str, value, *, integer: bool = False, low=None, high=None,
+                 low_open: bool = False, high_open: bool = False,
+                 optional: bool = False) -> None:
+    """Raise `ValueError` unless `value` is a number within the bounds: the configs' one check.
+
+    Args:
+        name: the field's name, shown in the message.
+        value: the value to check; a bool is never a number here.
+        integer: the value must be a whole number (an int, or a float such as 3.0).
+        low, high: bounds; None for no bound.
+        low_open, high_open: exclude the bound itself (`low < value` instead of `<=`).
+        optional: None is accepted.
+
+    Raises:
+        ValueError: e.g. "`batch_size` must be a positive integer. Received: batch_size=0."
+
+    Example:
+        >>> check_number("bn_momentum", 0.99, low=0, high=1, high_open=True)
+    """
+    if value is None and optional:
+        return
+    try:
+        number = float(value)
+        ok = not isinstance(value, bool) and number == number  # not NaN
+        if integer:
+            ok = ok and number == int(number)
+        if low is not None:
+            ok = ok and (number > low if low_open else number >= low)
+        if high is not None:
+            ok = ok and (number < high if high_open else number <= high)
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        wanted = _bounds_text(integer, low, high, low_open, high_open)
+        raise ValueError(f"`{name}` must be {wanted}{' or None' if optional else ''}. "
+                         f"Received: {name}={value!r}.")
+
+
+def check_choice(name: str, value, choices) -> None:
+    """Raise `ValueError` unless `value` is one of `choices` (the message lists them)."""
+    if value not in tuple(choices):
+        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}.")
+
+
 def _check_fields(cls, values: dict) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -100,11 +155,8 @@ class TargetTask(_JsonConfig):
     head: str = ""
 
     def __post_init__(self):
-        if self.kind not in ("classification", "segmentation"):
-            raise ValueError("`kind` must be 'classification' or 'segmentation'. "
-                             f"Received: kind={self.kind!r}.")
-        if self.modality not in ("ct", "mri"):
-            raise ValueError(f"`modality` must be 'ct' or 'mri'. Received: modality={self.modality!r}.")
+        check_choice("kind", self.kind, ("classification", "segmentation"))
+        check_choice("modality", self.modality, ("ct", "mri"))
         if self.modality == "ct" and self.intensity_window is None:
             raise ValueError("A CT task needs an `intensity_window` (lo, hi) in HU. "
                              "Received: intensity_window=None.")
@@ -120,8 +172,7 @@ class TargetTask(_JsonConfig):
                 raise ValueError("`spacing` must be 3 positive sizes in mm or None. "
                                  f"Received: spacing={self.spacing!r}.")
             object.__setattr__(self, "spacing", spacing)
-        if not float(self.crop_scale) >= 1.0:
-            raise ValueError(f"`crop_scale` must be >= 1. Received: crop_scale={self.crop_scale!r}.")
+        check_number("crop_scale", self.crop_scale, low=1)
         object.__setattr__(self, "crop_scale", float(self.crop_scale))
         object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
 
@@ -265,33 +316,21 @@ class FinetuneConfig(_JsonConfig):
         if self.data_options is not None and not isinstance(self.data_options, dict):
             raise ValueError("`data_options` must be a dict of loader options or None. "
                              f"Received: data_options={self.data_options!r}.")
-        if self.head not in ("release", "linear"):
-            raise ValueError("`head` must be 'release' or 'linear'. "
-                             f"Received: head={self.head!r}.")
+        check_choice("head", self.head, ("release", "linear"))
         blocks = tuple(self.freeze_blocks or ())
         if any(isinstance(b, bool) or int(b) != b or not 0 <= b <= 13 for b in blocks):
             raise ValueError("`freeze_blocks` must be U-Net block indices in 0..13 (depth_{i}). "
                              f"Received: freeze_blocks={self.freeze_blocks!r}.")
         object.__setattr__(self, "freeze_blocks", tuple(sorted({int(b) for b in blocks})))
-        if self.init not in _INITS:
-            raise ValueError(f"`init` must be one of {list(_INITS)}. Received: init={self.init!r}.")
-        if not 0.0 < float(self.label_fraction) <= 1.0:
-            raise ValueError("`label_fraction` must be in (0, 1]. "
-                             f"Received: label_fraction={self.label_fraction!r}.")
+        check_choice("init", self.init, _INITS)
+        check_number("label_fraction", self.label_fraction, low=0, high=1, low_open=True)
         for name in ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
                      "steps_per_epoch", "validation_steps", "workers"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer. "
-                                 f"Received: {name}={value!r}.")
+            check_number(name, getattr(self, name), integer=True, low=1, optional=True)
         for name in ("learning_rate", "lr_factor", "min_lr", "adam_epsilon"):
-            value = getattr(self, name)
-            if value is not None and not float(value) > 0:
-                raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}.")
-        if self.bn_momentum is not None and (isinstance(self.bn_momentum, bool)
-                                             or not 0 <= float(self.bn_momentum) < 1):
-            raise ValueError("`bn_momentum` must be a float in [0, 1) or None. "
-                             f"Received: bn_momentum={self.bn_momentum!r}.")
+            check_number(name, getattr(self, name), low=0, low_open=True, optional=True)
+        check_number("bn_momentum", self.bn_momentum, low=0, high=1, high_open=True,
+                     optional=True)
         if self.input_shape is not None:
             shape = tuple(self.input_shape)
             if len(shape) != 3 or any(int(s) != s or s < 8 or s % 8 for s in shape):
@@ -415,9 +454,7 @@ class PretrainConfig(_JsonConfig):
     def __post_init__(self):
         for name, choices in (("method", METHOD_NAMES), ("strategy", STRATEGIES),
                               ("optimizer", _OPTIMIZERS), ("loss", _LOSSES)):
-            if getattr(self, name) not in choices:
-                raise ValueError(f"`{name}` must be one of {list(choices)}. "
-                                 f"Received: {name}={getattr(self, name)!r}.")
+            check_choice(name, getattr(self, name), choices)
         TransformConfig.for_scheme(self.scheme)  # named or composed ("a+b"); ValueError if not
         if self.method != "genesis" and self.scheme != "genesis":
             raise ValueError(f"`scheme` is an option of method 'genesis' only. Received: "
@@ -434,28 +471,20 @@ class PretrainConfig(_JsonConfig):
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
                              f"Received: mixed_precision={self.mixed_precision!r}.")
-        for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
-                     "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
+        for name in ("steps_per_epoch", "validation_steps", "scale"):
+            check_number(name, getattr(self, name), integer=True, low=1, optional=True)
+        for name in ("batch_size", "epochs", "lr_patience", "patience", "n_base_filters", "depth",
+                     "max_queue_size"):
+            check_number(name, getattr(self, name), integer=True, low=1)
         for name in ("workers", "sample_every", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or int(value) != value or value < 0:
-                raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}.")
-        for name in ("learning_rate", "lr_factor", "min_lr"):
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}.")
+            check_number(name, getattr(self, name), integer=True, low=0)
+        check_number("learning_rate", self.learning_rate, low=0, low_open=True)
+        check_number("min_lr", self.min_lr, low=0, low_open=True)
+        check_number("lr_factor", self.lr_factor, low=0, high=1, low_open=True, high_open=True)
         for name in ("momentum", "lr_min_delta"):
-            if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}.")
-        if not 0 <= float(self.bn_momentum) < 1:
-            raise ValueError(f"`bn_momentum` must be in [0, 1). "
-                             f"Received: bn_momentum={self.bn_momentum!r}.")
-        if not float(self.lr_factor) < 1:
-            raise ValueError(f"`lr_factor` must be < 1. Received: lr_factor={self.lr_factor!r}.")
-        if self.dims not in (2, 3):
-            raise ValueError(f"`dims` must be 2 or 3. Received: dims={self.dims!r}.")
+            check_number(name, getattr(self, name), low=0)
+        check_number("bn_momentum", self.bn_momentum, low=0, high=1, high_open=True)
+        check_choice("dims", self.dims, (2, 3))
         shape = tuple(self.cube_shape)
         factor = 2 ** (int(self.depth) - 1)
         if self.dims == 2 and (len(shape) != 3 or shape[2] != 1):
@@ -502,7 +531,7 @@ class PretrainConfig(_JsonConfig):
 
 
 # What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 1000 float32 steps (about 6 minutes on 2 free cores, 0.28 s a step). The release's SGD at lr 1.0
+# 1000 float32 steps (timed on docs/results.md). The release's SGD at lr 1.0
 # stays at the mean (a near-constant output) for the first few hundred steps, and
 # BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
 # after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
@@ -529,8 +558,8 @@ PRETRAIN_PRESETS = {
 # Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.slices`) or
 # radiographs (`data.xray`), one voxel deep, with `unet_model_2d`; the 2D file names of
 # `models.presets`. The slice size of the paper's 2D models is not stated: 64 x 64 here; the demo
-# cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
-# give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.
+# cuts 32 x 32 slices, the demo cubes' in-plane size (the tissue filter keeps too few 64 x 64
+# slices of the small chest phantoms).
 PRETRAIN_PRESETS["release_2d"] = {"dims": 2, "cube_shape": (64, 64, 1)}
 # `demo_2d` keeps the 500 steps it was measured with (docs/genesis_2d.md).
 PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1),
