@@ -4,7 +4,7 @@
 * `experiment`: the paper's tables: named initialisations x tasks x runs x label fractions, Table
   3's layout and Figs. 3, 5, 6 (`models_genesis.pipeline.experiment.run_experiment`), resumable;
 * `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
-  source geometry (`models_genesis.evaluation.sliding_window.predict_volume_to_file`).
+  source geometry (`models_genesis.evaluation.whole_volume.segment_volume_to_file`).
 """
 
 from __future__ import annotations
@@ -206,8 +206,8 @@ def _predict_volume(args) -> int:
     model_path = _check_predict_args(args)
     import keras
 
-    from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
+    from models_genesis.evaluation.whole_volume import (load_run_task, preprocessing_task,
+                                                        score_candidates_to_file,
                                                         segment_volume_to_file)
 
     try:
@@ -225,18 +225,14 @@ def _predict_volume(args) -> int:
                             "of coordX, coordY, coordZ in world mm) to score them.")
         path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
                                         batch_size=args.batch_size)
-    elif task is not None:
+    else:
+        if task is None:  # a run without task.json: the flags and their defaults
+            task = preprocessing_task(args.window or model.input_shape[1:4],
+                                      normalization=args.normalization or "ct",
+                                      crop_scale=args.crop_scale or 1.0)
         path = segment_volume_to_file(model, args.input, args.output, task,
                                       threshold=args.threshold, overlap=args.overlap,
                                       batch_size=args.batch_size)
-    else:  # a run without task.json: the flags and their defaults, as before
-        window = tuple(args.window) if args.window else tuple(model.input_shape[1:4])
-        normalization = args.normalization or "ct"
-        path = predict_volume_to_file(model, args.input, args.output, window=window,
-                                      overlap=args.overlap, threshold=args.threshold,
-                                      normalization=None if normalization == "none"
-                                      else normalization, batch_size=args.batch_size,
-                                      crop_scale=args.crop_scale or 1.0)
     print(f"wrote {path}")
     return 0
 

@@ -5,18 +5,16 @@ LCS and BMS scans are larger than the training crop (64x64x32; docs/release_refe
 (the last one is moved back to end at the border); windows are gathered by fancy indexing,
 predicted in batches, weighted (Gaussian, sigma = window / 8, or constant) and averaged:
 out = sum(w * pred) / sum(w). A volume smaller than the window is padded, and the result cropped
-back.
+back. Writing a scan's mask to a file, with a task's preprocessing, is
+`evaluation.whole_volume.segment_volume_to_file`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
-
-from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
 
 _BLENDS = ("gaussian", "constant")
 
@@ -132,59 +130,3 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
 
     out = acc[: size[0], : size[1], : size[2]] / norm[: size[0], : size[1], : size[2], None]
     return out[..., 0] if out.shape[-1] == 1 else out
-
-
-def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = (64, 64, 32),
-                           overlap: float = 0.5, threshold: float = 0.5,
-                           normalization: Union[str, Callable, None] = "ct", batch_size: int = 4,
-                           blend: str = "gaussian", data_format: str = "channels_last",
-                           crop_scale: float = 1.0, progress: bool = True) -> str:
-    """Segment one scan and write its binary mask with the source geometry (e.g. `.nii.gz`).
-
-    Args:
-        model: Keras model or predict function (see `sliding_window_inference`).
-        in_path: scan readable by `models_genesis.data.volumes.read_volume`.
-        out_path: mask file to write (atomic; the folder is created).
-        window, overlap, batch_size, blend, data_format: see `sliding_window_inference`.
-        threshold: foreground where probability `> threshold` (channel 0 of a single-channel
-            output; with K > 1 channels the mask holds the argmax label).
-        normalization: modality for `normalize_intensity` (`"ct"`, `"mri"`), a function
-            array -> array, or None for a volume already in [0, 1].
-        crop_scale: voxels of the scan per voxel of the model's input. A model trained on
-            resized crops (BMS: 100x100x50 crops resized to 64x64x32, `crop_scale` 100/64, the
-            loader's `info["crop_scale"]`) sees the scan shrunk by this factor; the
-            probabilities are resized back to the scan's grid before thresholding.
-
-    Returns:
-        `out_path`.
-    """
-    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
-    if os.path.abspath(in_path) == os.path.abspath(out_path):
-        raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
-                         f"Received: out_path={out_path!r}.")
-    source = read_volume(in_path)
-    x = np.asarray(source.array, np.float32)
-    if callable(normalization):
-        x = normalization(x)
-    elif normalization is not None:
-        x = normalize_intensity(x, normalization)
-    if not crop_scale > 0:
-        raise ValueError(f"`crop_scale` must be positive. Received: crop_scale={crop_scale!r}.")
-    if crop_scale != 1.0:
-        # scipy (0.8 s) only for a rescaled crop; this module imports without Keras or scipy.
-        from scipy.ndimage import zoom
-
-        x = zoom(x, 1.0 / crop_scale, order=1)
-    prob = sliding_window_inference(model, x, window=window, overlap=overlap,
-                                    batch_size=batch_size, blend=blend, data_format=data_format,
-                                    progress=progress)
-    if crop_scale != 1.0:
-        factors = [t / s for t, s in zip(source.array.shape, prob.shape[:3])]
-        prob = zoom(prob, factors + [1] * (prob.ndim - 3), order=1)
-    if prob.ndim == 3:
-        mask = (prob > threshold).astype(np.uint8)
-    else:
-        mask = np.argmax(prob, axis=-1).astype(np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    write_volume(mask, out_path, like=source)
-    return out_path
