@@ -19,6 +19,41 @@ from tqdm.auto import tqdm
 _BLENDS = ("gaussian", "constant")
 
 
+def _checked(volume, window, overlap, blend, data_format, batch_size):
+    """`(volume, window)` as an array and a tuple of ints, after checking every argument."""
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4) or volume.size == 0:
+        raise ValueError(f"`volume` must be a non-empty (X, Y, Z) or (X, Y, Z, C) array. "
+                         f"Received: volume.shape={volume.shape}.")
+    window = tuple(int(w) for w in window)
+    if len(window) != 3 or min(window) < 1:
+        raise ValueError(f"`window` must be 3 positive sizes. Received: window={window}.")
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"`overlap` must be in [0, 1). Received: overlap={overlap}.")
+    if blend not in _BLENDS:
+        raise ValueError(f"`blend` must be one of {_BLENDS}. Received: blend={blend!r}.")
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
+                         f"Received: data_format={data_format!r}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}.")
+    return volume, window
+
+
+def _predict_windows(predict, windows: np.ndarray, data_format: str) -> np.ndarray:
+    """The model's map of a batch of windows `(B, wx, wy, wz, C)`, as `(B, wx, wy, wz, K)`."""
+    batch = windows.astype(np.float32)
+    if data_format == "channels_first":
+        batch = np.moveaxis(batch, -1, 1)
+    pred = predict(batch)
+    if data_format == "channels_first" and pred.ndim == 5:
+        pred = np.moveaxis(pred, 1, -1)
+    if pred.ndim != 5 or pred.shape[:4] != windows.shape[:4]:
+        raise ValueError(f"The model must return a per-voxel map of shape {windows.shape[:4]} "
+                         f"+ (channels,) ({data_format}). Received: shape {pred.shape}.")
+    return pred
+
+
 def _window_starts(size: int, window: int, overlap: float) -> np.ndarray:
     step = max(1, int(window * (1.0 - overlap)))
     n = int(np.ceil(max(size - window, 0) / step)) + 1
@@ -73,22 +108,7 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
     Raises:
         ValueError: bad `volume`, `window`, `overlap`, `blend`, `data_format` or model output.
     """
-    volume = np.asarray(volume)
-    if volume.ndim not in (3, 4) or volume.size == 0:
-        raise ValueError(f"`volume` must be a non-empty (X, Y, Z) or (X, Y, Z, C) array. "
-                         f"Received: volume.shape={volume.shape}.")
-    window = tuple(int(w) for w in window)
-    if len(window) != 3 or min(window) < 1:
-        raise ValueError(f"`window` must be 3 positive sizes. Received: window={window}.")
-    if not 0.0 <= float(overlap) < 1.0:
-        raise ValueError(f"`overlap` must be in [0, 1). Received: overlap={overlap}.")
-    if blend not in _BLENDS:
-        raise ValueError(f"`blend` must be one of {_BLENDS}. Received: blend={blend!r}.")
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
-                         f"Received: data_format={data_format!r}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}.")
+    volume, window = _checked(volume, window, overlap, blend, data_format, batch_size)
     predict = _predictor(predict_fn_or_model)
 
     vol = volume[..., None] if volume.ndim == 3 else volume
@@ -112,15 +132,7 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
         ix = (s[:, 0, None] + offsets[0])[:, :, None, None]
         iy = (s[:, 1, None] + offsets[1])[:, None, :, None]
         iz = (s[:, 2, None] + offsets[2])[:, None, None, :]
-        batch = vol[ix, iy, iz].astype(np.float32)  # (B, wx, wy, wz, C)
-        if data_format == "channels_first":
-            batch = np.moveaxis(batch, -1, 1)
-        pred = predict(batch)
-        if data_format == "channels_first" and pred.ndim == 5:
-            pred = np.moveaxis(pred, 1, -1)
-        if pred.shape[:4] != (len(s),) + window or pred.ndim != 5:
-            raise ValueError(f"The model must return a per-voxel map of shape {(len(s),) + window} "
-                             f"+ (channels,) ({data_format}). Received: shape {pred.shape}.")
+        pred = _predict_windows(predict, vol[ix, iy, iz], data_format)  # (B, wx, wy, wz, K)
         if acc is None:
             acc = np.zeros(padded + (pred.shape[-1],), np.float32)
         pred = pred.astype(np.float32) * weight
