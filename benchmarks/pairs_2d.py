@@ -24,7 +24,7 @@ from models_genesis.pipeline.result_records import add_record_option, record_run
 
 
 def pairs_per_second(files, seconds: float, dims: int, batch_size: int = 6) -> float:
-    from models_genesis.data.restoration_dataset import RestorationDataset
+    from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 
     ds = RestorationDataset(files, batch_size, dims=dims, seed=0)
     ds.pairs(0, 0)  # warm-up (opens the memory map, builds the Bezier tables)
@@ -42,7 +42,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     add_record_option(parser, "benchmarks/results/pairs_2d.json")
     args = parser.parse_args(argv)
-    from models_genesis.data.cube_files import cube_file_name, save_cubes
+    from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
     rng = np.random.default_rng(0)
     rows = []

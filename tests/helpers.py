@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.data.target_tasks.common import TargetData
 
 # Crop size of the tiny fine-tuning data (divisible by 8, the U-Net's three poolings).

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models_genesis.config import TARGET_TASKS
-from models_genesis.data.volumes import Volume
+from models_genesis.data.io.volumes import Volume
 from models_genesis.evaluation.whole_volume import (load_run_task, normalize_for_task,
                                                     predict_probabilities, preprocessing_task,
                                                     score_volume, segment_volume_to_file)
@@ -70,7 +70,7 @@ def test_load_run_task_reads_task_json_and_notes_overrides(tmp_path):
 
 
 def test_segment_volume_to_file_keeps_geometry(tmp_path, rng):
-    from models_genesis.data.volumes import read_volume, write_volume
+    from models_genesis.data.io.volumes import read_volume, write_volume
 
     hu = rng.uniform(-1000, 1000, (12, 10, 6)).astype(np.float32)
     src = Volume(array=hu, spacing=(0.7, 0.8, 2.5), origin=(10.0, -5.0, 3.0))
@@ -88,7 +88,7 @@ def test_segment_volume_to_file_keeps_geometry(tmp_path, rng):
 
 def test_crop_scale_predicts_on_the_resized_scan_and_maps_back(tmp_path):
     """A model trained on resized crops (BMS) sees the scan at its training scale."""
-    from models_genesis.data.volumes import read_volume, write_volume
+    from models_genesis.data.io.volumes import read_volume, write_volume
 
     x = np.zeros((40, 40, 20), np.float32)
     x[10:30, 8:28, 5:15] = 1.0  # a bright box on a dark background, already in [0, 1]

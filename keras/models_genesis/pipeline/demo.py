@@ -26,7 +26,7 @@ import numpy as np
 
 from models_genesis.config import PRETRAIN_PRESETS, PretrainConfig
 from models_genesis.atomic import write_json
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.evaluation import statistics as st
 from models_genesis.evaluation.restoration import restoration_by_combination
 from models_genesis.models.unet3d import unet_model_3d
