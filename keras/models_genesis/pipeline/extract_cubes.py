@@ -106,6 +106,32 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
         names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
         refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
                            for ext in (".npy", ".json")], where=out_dir, what="cube files")
+    tasks = _scan_tasks(data_dir, subsets, subset_dir, pattern, config, seed)
+    results = _run_scans(tasks, workers, progress)
+    os.makedirs(out_dir, exist_ok=True)
+    summary = {"data_dir": data_dir, "out_dir": out_dir, "seed": int(seed),
+               "config": config.to_dict(), "files": {}, "n_cubes": {}, "n_scans": {},
+               "skipped": [], "n_skipped": 0, "skipped_by_reason": {}}
+    for subset in subsets:
+        records = [results[k] for k in sorted(k for k in results if k[0] == subset)]
+        manifest, path = _write_subset(out_dir, subset, records, config, seed)
+        if path is not None:
+            summary["files"][subset] = path
+        summary["n_cubes"][subset] = manifest["n_cubes"]
+        summary["n_scans"][subset] = len(records)
+        summary["skipped"] += [{k: rec[k] for k in ("path", "reason", "detail")}
+                               for rec in manifest["skipped"]]
+    summary["n_skipped"] = len(summary["skipped"])
+    summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in summary["skipped"]))
+    return summary
+
+
+def _scan_tasks(data_dir, subsets, subset_dir, pattern, config, seed) -> list:
+    """One task `(subset, index, path, config, seed)` per scan of each subset folder.
+
+    Raises:
+        FileNotFoundError: a subset folder is missing or holds no scan matching `pattern`.
+    """
     tasks = []
     for subset in subsets:
         folder = os.path.join(data_dir, subset_dir.format(subset))
@@ -116,6 +142,12 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
             raise FileNotFoundError(f"Subset {subset!r} is empty: no scan matching {pattern!r} "
                                     f"in {folder!r}.")
         tasks += [(subset, i, p, config, seed) for i, p in enumerate(paths)]
+    return tasks
+
+
+def _run_scans(tasks, workers: Optional[int], progress: bool) -> dict:
+    """`{(subset, index): (record, cubes or None)}` of every task, in `workers` processes
+    (default: the CPU count, at most 8; 0 or 1: in this process), with a progress bar."""
     workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
     results = {}
     bar = tqdm(total=len(tasks), desc="extract-cubes", unit="scan", disable=not progress)
@@ -131,36 +163,34 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
                 results[futures[future]] = future.result()
                 bar.update()
     bar.close()
-    os.makedirs(out_dir, exist_ok=True)
-    summary = {"data_dir": data_dir, "out_dir": out_dir, "seed": int(seed),
-               "config": config.to_dict(), "files": {}, "n_cubes": {}, "n_scans": {},
-               "skipped": [], "n_skipped": 0, "skipped_by_reason": {}}
-    for subset in subsets:
-        records = [results[k] for k in sorted(k for k in results if k[0] == subset)]
-        ok = [(rec, cubes) for rec, cubes in records if cubes is not None]
-        skipped = [rec for rec, cubes in records if cubes is None]
-        for rec in skipped:
-            log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
-        name = cube_file_name(config.scale, config.cube_shape, subset)
-        manifest = {"file": name, "subset": subset, "seed": int(seed),
-                    "parameters": config.to_dict(), "n_scans": len(records),
-                    "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
-                    "sources": [rec for rec, _ in ok], "skipped": skipped,
-                    "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped))}
-        if ok:
-            path = save_cubes(os.path.join(out_dir, name),
-                              np.concatenate([cubes for _, cubes in ok]), dtype=config.dtype)
-            summary["files"][subset] = path
-        else:
-            log.warning("Subset %s: no scan gave a cube; no file written.", subset)
-            remove_outputs([os.path.join(out_dir, name)])  # an earlier run's, with `overwrite`
-        write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
-        summary["n_cubes"][subset] = manifest["n_cubes"]
-        summary["n_scans"][subset] = len(records)
-        summary["skipped"] += [{k: rec[k] for k in ("path", "reason", "detail")} for rec in skipped]
-    summary["n_skipped"] = len(summary["skipped"])
-    summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in summary["skipped"]))
-    return summary
+    return results
+
+
+def _write_subset(out_dir, subset, records, config, seed):
+    """Write one subset's cube file (when any scan gave cubes) and its JSON manifest.
+
+    Returns:
+        `(manifest, path)`: the manifest written, and the cube file's path or None.
+    """
+    ok = [(rec, cubes) for rec, cubes in records if cubes is not None]
+    skipped = [rec for rec, cubes in records if cubes is None]
+    for rec in skipped:
+        log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
+    name = cube_file_name(config.scale, config.cube_shape, subset)
+    manifest = {"file": name, "subset": subset, "seed": int(seed),
+                "parameters": config.to_dict(), "n_scans": len(records),
+                "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
+                "sources": [rec for rec, _ in ok], "skipped": skipped,
+                "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped))}
+    path = None
+    if ok:
+        path = save_cubes(os.path.join(out_dir, name),
+                          np.concatenate([cubes for _, cubes in ok]), dtype=config.dtype)
+    else:
+        log.warning("Subset %s: no scan gave a cube; no file written.", subset)
+        remove_outputs([os.path.join(out_dir, name)])  # an earlier run's, with `overwrite`
+    write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
+    return manifest, path
 
 
 def extract_slices(data_dir, subsets: Sequence, out_dir, *,
