@@ -452,6 +452,16 @@ class PretrainConfig(_JsonConfig):
     figures: bool = True
 
     def __post_init__(self):
+        self._check_method()
+        self._check_schedule()
+        self._check_shape()
+        self._check_subsets()
+        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
+            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
+                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
+
+    def _check_method(self) -> None:
+        """The method, its scheme and options, the strategy, optimizer, loss and precision."""
         for name, choices in (("method", METHOD_NAMES), ("strategy", STRATEGIES),
                               ("optimizer", _OPTIMIZERS), ("loss", _LOSSES)):
             check_choice(name, getattr(self, name), choices)
@@ -471,6 +481,9 @@ class PretrainConfig(_JsonConfig):
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
                              f"Received: mixed_precision={self.mixed_precision!r}.")
+
+    def _check_schedule(self) -> None:
+        """The counts, rates and momenta of the training schedule and the data loading."""
         for name in ("steps_per_epoch", "validation_steps", "scale"):
             check_number(name, getattr(self, name), integer=True, low=1, optional=True)
         for name in ("batch_size", "epochs", "lr_patience", "patience", "n_base_filters", "depth",
@@ -484,6 +497,9 @@ class PretrainConfig(_JsonConfig):
         for name in ("momentum", "lr_min_delta"):
             check_number(name, getattr(self, name), low=0)
         check_number("bn_momentum", self.bn_momentum, low=0, high=1, high_open=True)
+
+    def _check_shape(self) -> None:
+        """`dims` and `cube_shape` against the U-Net's depth; the 2D weight file name."""
         check_choice("dims", self.dims, (2, 3))
         shape = tuple(self.cube_shape)
         factor = 2 ** (int(self.depth) - 1)
@@ -501,6 +517,9 @@ class PretrainConfig(_JsonConfig):
         if self.dims == 2 and self.keras2_weights_name == "Genesis_Chest_CT.h5":
             object.__setattr__(self, "keras2_weights_name", "Genesis_Chest_CT_2D.h5")  # not the 3D name
         object.__setattr__(self, "cube_shape", tuple(int(s) for s in shape))
+
+    def _check_subsets(self) -> None:
+        """Non-empty training and validation subsets, as strings, that share none."""
         for name in ("train_subsets", "val_subsets"):
             subsets = getattr(self, name)
             if isinstance(subsets, (str, int)) or not len(subsets):
@@ -512,9 +531,6 @@ class PretrainConfig(_JsonConfig):
             raise ValueError(f"`train_subsets` and `val_subsets` must not share subsets: "
                              f"validating on training cubes hides overfitting and picks the "
                              f"best weights on seen data. Received: both hold {shared}.")
-        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
-            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
-                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
 
     @property
     def sample_shape(self) -> Tuple[int, ...]:
