@@ -34,10 +34,32 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "extract-cubes", help="extract proxy-task cubes from scans (bat_*.npy per subset)",
-        description="Random crops away from the borders, filtered for tissue (REFERENCE 3), "
-        "written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
-    p.add_argument("--data", required=True, help="folder holding subsetK/ folders")
-    p.add_argument("--subsets", nargs="+", required=True, help="subsets, e.g. 0 1 2 3 4")
+        description="Random crops away from the borders, filtered for tissue (paper Sec. 3.1), "
+        "written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest. With --subsets: "
+        "the LUNA16 layout (DATA/subsetK/*.mhd, one file per subset). Without: every scan under "
+        "DATA, recursively (.nii, .nii.gz, .mhd, .mha, .nrrd files and DICOM series folders), "
+        "split into bat_*_train.npy and bat_*_val.npy (pretrain --train-subsets train "
+        "--val-subsets val); see docs/pretrain_your_own_scans.md.")
+    p.add_argument("--data", required=True,
+                   help="folder holding subsetK/ folders (with --subsets) or any scans")
+    p.add_argument("--subsets", nargs="+", default=None,
+                   help="LUNA16 layout: subsets, e.g. 0 1 2 3 4")
+    p.add_argument("--modality", nargs="+", default=None, metavar="MODALITY",
+                   help="any folder: ct (HU window, the release's tissue filter; default) or mr "
+                   "(per-scan 0.5-99.5 percentile scaling, foreground filter), or GLOB=MODALITY "
+                   "rules matched in order against each scan's path below --data, e.g. "
+                   "'*_0000.nii.gz=ct' '*=mr'")
+    p.add_argument("--val-ratio", type=float, default=None,
+                   help="any folder: fraction of scans for validation, seeded shuffle (default 0.2)")
+    p.add_argument("--train-list", default=None,
+                   help="any folder: text file of the training scans, one path a line relative "
+                   "to --data (the other scans validate unless --val-list is given)")
+    p.add_argument("--val-list", default=None, help="any folder: text file of validation scans")
+    p.add_argument("--foreground-threshold", type=float, default=None,
+                   help="MR: a voxel scaled to [0, 1] is foreground from this value (default 0.1)")
+    p.add_argument("--min-foreground", type=float, default=None,
+                   help="MR: keep a cube when at least this fraction of it is foreground "
+                   "(default 0.5; 0 turns the filter off)")
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
@@ -46,6 +68,11 @@ def register(subparsers) -> None:
                    help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
                    "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
     p.add_argument("--scale", type=int, default=None, help="cubes per scan")
+    p.add_argument("--border-xy", type=int, default=None,
+                   help="voxels kept free at each in-plane border (release 100, demo 24; a "
+                   "240x240 brain MRI needs less than 100)")
+    p.add_argument("--border-z", type=int, default=None,
+                   help="slices kept free at each end in z (release 30, demo 8)")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
     p.add_argument("--workers", type=int, default=None, help="processes (0/1: none)")
@@ -100,8 +127,19 @@ def _make_phantoms(args) -> int:
 def _extract_cubes(args) -> int:
     import dataclasses
 
-    from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+    from models_genesis.data.subvolumes import (ExtractionConfig, extract_cubes,
+                                                extract_cubes_from_folder)
 
+    folder_only = {"--modality": args.modality, "--val-ratio": args.val_ratio,
+                   "--train-list": args.train_list, "--val-list": args.val_list}
+    if args.subsets is not None:
+        given = [k for k, v in folder_only.items() if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} read any folder of scans, not the LUNA16 "
+                            f"subsets: drop --subsets, or drop {', '.join(given)}.")
+    if args.val_ratio is not None and (args.train_list or args.val_list):
+        raise UserError("--val-ratio and --train-list/--val-list exclude each other. "
+                        "Received both.")
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
     if args.slices:
         from models_genesis.data.slices import slice_config
@@ -110,12 +148,28 @@ def _extract_cubes(args) -> int:
             raise UserError("--slices and --cube-shape exclude each other. Received both.")
         config = slice_config(args.slices, demo=args.preset == "demo")
     overrides = {"cube_shape": tuple(args.cube_shape) if args.cube_shape else None,
-                 "scale": args.scale, "dtype": args.dtype}
+                 "scale": args.scale, "dtype": args.dtype, "border_xy": args.border_xy,
+                 "border_z": args.border_z,
+                 "foreground_threshold": args.foreground_threshold,
+                 "min_foreground": args.min_foreground}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
-    summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
-                            workers=args.workers, pattern=args.pattern,
-                            overwrite=args.overwrite)
-    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}, indent=2))
+    if args.subsets is not None:
+        summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
+                                workers=args.workers, pattern=args.pattern,
+                                overwrite=args.overwrite)
+    else:
+        summary = extract_cubes_from_folder(
+            args.data, args.out, config=config, modality=args.modality or "ct",
+            val_ratio=0.2 if args.val_ratio is None else args.val_ratio,
+            train_list=args.train_list, val_list=args.val_list, seed=args.seed,
+            workers=args.workers, overwrite=args.overwrite)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "split")},
+                     indent=2))
+    if "split" in summary:
+        print("split: " + ", ".join(f"{k} {len(v)} scans" for k, v in summary["split"].items())
+              + f" (names in the .json manifests in {args.out}); pre-train with: models-genesis "
+              f"pretrain --data {args.out} --train-subsets train"
+              + (" --val-subsets val" if "val" in summary["split"] else ""))
     for skip in summary["skipped"]:
         print(f"skipped {skip['path']}: {skip['reason']} ({skip['detail']})")
     empty = [s for s, n in summary["n_cubes"].items() if n == 0]

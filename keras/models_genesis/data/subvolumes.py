@@ -16,12 +16,24 @@ crop of one constant value after clipping (e.g. all air, an empty scan) has noth
 and is rejected like a crop with too much tissue; and `extract_cubes` skips, with the reason in
 its report, a scan whose voxel spacing is implausible for CT (outside `PLAUSIBLE_SPACING_MM`, or
 slices more than `MAX_ANISOTROPY` times thicker than the pixels).
+
+MR (`ExtractionConfig(modality="mr")`) has no Hounsfield units, so neither the window nor the
+-150 HU threshold means anything there. Each MR scan is first scaled to [0, 1] by its own 0.5th
+and 99.5th intensity percentiles (`MR_PERCENTILES`, clipped), and the filter is turned around:
+a voxel is foreground when its scaled intensity is at least `foreground_threshold` (0.1: above
+the dark background of air and noise), and a crop is kept when at least `min_foreground` (0.5)
+of its voxels are foreground, i.e. when it holds mostly anatomy rather than background.
+
+`extract_cubes` reads the LUNA16 layout (`subsetK/*.mhd`, one cube file per subset);
+`extract_cubes_from_folder` reads any folder of scans (`find_scans`: NIfTI, MetaImage, NRRD
+files and DICOM series folders, recursively) and writes one `train` and one `val` cube file.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import fnmatch
 import glob
 import logging
 import multiprocessing
@@ -29,14 +41,15 @@ import os
 import zlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name, save_cubes
-from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
+from models_genesis.data.volumes import (Volume, normalize_intensity, percentile_window,
+                                         read_volume, scale_to_unit, volume_key)
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 
 log = logging.getLogger(__name__)
@@ -50,6 +63,13 @@ MAX_ANISOTROPY = 20.0
 # Measured cost of the summed-area table per region voxel, relative to the per-crop path per
 # crop voxel (about 15x on one core); used to pick the cheaper path.
 _TABLE_COST = 10
+
+EXTRACTION_MODALITIES = ("ct", "mr")
+MR_PERCENTILES = (0.5, 99.5)
+SCAN_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
+# Files beside scans that are neither a scan nor a DICOM slice.
+_NOT_DICOM = (".raw", ".zraw", ".json", ".csv", ".txt", ".md", ".xml", ".npy", ".png", ".jpg",
+              ".gz", ".zip", ".py", ".ipynb", ".pkl", ".h5")
 
 
 class ScanTooSmallError(ValueError):
@@ -71,6 +91,12 @@ class ExtractionConfig:
         max_tries_factor: at most `max_tries_factor * scale` candidate crops per scan.
         intensity_range: window clipped and scaled to [0, 1] (CT: -1000..1000 HU).
         dtype: storage dtype of the cube files ("float16" halves their size).
+        modality: "ct" (the release: HU window and tissue filter) or "mr" (per-scan percentile
+            scaling, foreground filter; `intensity_range`, `hu_threshold`, `lookahead` and
+            `tissue_fraction` are then unused).
+        foreground_threshold: MR: a voxel scaled to [0, 1] is foreground from this value on.
+        min_foreground: MR: keep a crop when at least this fraction of it is foreground
+            (0 turns the MR filter off).
     """
 
     cube_shape: Tuple[int, int, int] = (64, 64, 32)
@@ -83,6 +109,9 @@ class ExtractionConfig:
     max_tries_factor: int = 50
     intensity_range: Tuple[float, float] = (-1000.0, 1000.0)
     dtype: str = "float32"
+    modality: str = "ct"
+    foreground_threshold: float = 0.1
+    min_foreground: float = 0.5
 
     def __post_init__(self):
         shape = tuple(int(v) for v in np.asarray(self.cube_shape).reshape(-1))
@@ -104,6 +133,10 @@ class ExtractionConfig:
              "'float16', 'float32' or 'float64'"),
             ("hu_threshold", self.hu_threshold is None or np.isfinite(self.hu_threshold),
              "a finite number or None"),
+            ("modality", self.modality in EXTRACTION_MODALITIES,
+             " or ".join(repr(m) for m in EXTRACTION_MODALITIES)),
+            ("foreground_threshold", 0.0 <= self.foreground_threshold <= 1.0, "in [0, 1]"),
+            ("min_foreground", 0.0 <= self.min_foreground <= 1.0, "in [0, 1]"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -119,6 +152,25 @@ class ExtractionConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def filter_config(self) -> "ExtractionConfig":
+        """The config the filter runs with on the array `extract_cubes_from_volume` crops.
+
+        CT: itself. MR: the scan is already in [0, 1], so the window is (0, 1), the threshold is
+        `foreground_threshold` and one slice is looked at (`lookahead=2`: weight 1 for a
+        foreground voxel, 0 otherwise), which makes `tissue_fractions` the foreground fraction.
+        """
+        if self.modality == "ct":
+            return self
+        return dataclasses.replace(self, intensity_range=(0.0, 1.0), lookahead=2,
+                                   hu_threshold=self.foreground_threshold
+                                   if self.min_foreground > 0 else None)
+
+    def keeps(self, fractions: np.ndarray) -> np.ndarray:
+        """Which crops pass the filter, from `tissue_fractions` of `filter_config()`."""
+        if self.modality == "ct":
+            return fractions <= self.tissue_fraction
+        return fractions >= self.min_foreground
 
     @property
     def crop_depth(self) -> int:
@@ -269,13 +321,15 @@ def _has_contrast(array, start, config) -> bool:
     return min(max(float(block.max()), lo), hi) > min(max(float(block.min()), lo), hi)
 
 
-def _accepted_starts(array, starts, config):
+def _accepted_starts(array, starts, config, keeps=None):
     """The first `scale` accepted corners, how many candidates were examined to find them, and
     how many passed the tissue filter but were rejected as constant (`_has_contrast`).
 
     Candidates are examined in order, in chunks sized from the acceptance rate so far; a chunk
     uses per-crop arrays, or the summed-area table when that is cheaper (then for all the rest).
+    `keeps` maps fractions to the crops kept (default: at most `tissue_fraction`, the release).
     """
+    keeps = keeps or (lambda fractions: fractions <= config.tissue_fraction)
     kept, done, n_flat = [], 0, 0
     crop_cost = np.prod(config.cube_shape[:2]) * config.crop_depth
     while done < len(starts) and len(kept) < config.scale:
@@ -288,7 +342,7 @@ def _accepted_starts(array, starts, config):
         part = rest if method == "table" else rest[:want]
         fractions = tissue_fractions(array, part, config=config, method=method)
         good = []
-        for i in np.flatnonzero(fractions <= config.tissue_fraction):
+        for i in np.flatnonzero(keeps(fractions)):
             if len(good) == missing:
                 break
             if _has_contrast(array, part[i], config):
@@ -306,7 +360,7 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     """Extract up to `scale` cubes from one scan (paper Sec. 3.1; REFERENCE 3).
 
     Args:
-        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.
+        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU (MR: in the scanner's units).
         rng: the random generator (seed it per scan).
         config: `ExtractionConfig`; defaults to the release's.
         return_info: also return `{"n_tries": candidates examined, "starts": (n, 3) corners,
@@ -327,11 +381,14 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("The scan holds NaN or infinite values.")
     starts = sample_cube_starts(array.shape, rng=rng, config=config)
-    kept, n_tries, n_flat = _accepted_starts(array, starts, config)
+    if config.modality == "mr":
+        array = scale_to_unit(array, percentile_window(array, MR_PERCENTILES))
+    filt = config.filter_config()
+    kept, n_tries, n_flat = _accepted_starts(array, starts, filt, keeps=config.keeps)
     r, c, d = config.cube_shape
     cubes = np.zeros((len(kept), r, c, d), np.float32)
     for i, (x, y, z) in enumerate(kept):
-        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], config.intensity_range)
+        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], filt.intensity_range)
     info = {"n_tries": int(n_tries), "starts": kept, "n_flat": int(n_flat)}
     return (cubes, info) if return_info else cubes
 
@@ -357,11 +414,14 @@ def _subset_key(subset) -> int:
 
 def _extract_scan(task):
     """Worker: read one scan and extract its cubes; skips are returned with their reason."""
-    subset, index, path, config, seed = task
-    record = {"subset": str(subset), "index": index, "path": path, "seriesuid": volume_key(path)}
+    subset, index, path, series_id, config, seed = task
+    record = {"subset": str(subset), "index": index, "path": path,
+              "seriesuid": series_id or volume_key(path)}
+    if config.modality != "ct":
+        record["modality"] = config.modality
     rng = np.random.default_rng([int(seed), _subset_key(subset), int(index)])
     try:
-        volume = read_volume(path)
+        volume = read_volume(path, series_id=series_id)
         problem = implausible_spacing(volume.spacing)
         if problem:
             return {**record, "status": "skipped", "reason": "implausible spacing",
@@ -379,6 +439,14 @@ def _extract_scan(task):
     record.update(status="ok", n_cubes=len(cubes), n_tries=info["n_tries"],
                   shape=list(volume.shape), spacing=list(volume.spacing))
     return record, cubes.astype(config.dtype)
+
+
+def _refuse_existing(out_dir, subsets, config, overwrite) -> None:
+    check_output_dir(out_dir, name="out_dir")
+    if not overwrite:
+        names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
+        refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
+                           for ext in (".npy", ".json")], where=out_dir, what="cube files")
 
 
 def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[ExtractionConfig] = None,
@@ -419,12 +487,8 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     subsets = [str(s) for s in subsets]
     if not subsets:
         raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    check_output_dir(out_dir, name="out_dir")
-    if not overwrite:
-        names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
-        refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
-                           for ext in (".npy", ".json")], where=out_dir, what="cube files")
-    tasks = []
+    _refuse_existing(out_dir, subsets, config, overwrite)
+    groups = {}
     for subset in subsets:
         folder = os.path.join(data_dir, subset_dir.format(subset))
         if not os.path.isdir(folder):
@@ -433,7 +497,21 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
         if not paths:
             raise FileNotFoundError(f"Subset {subset!r} is empty: no scan matching {pattern!r} "
                                     f"in {folder!r}.")
-        tasks += [(subset, i, p, config, seed) for i, p in enumerate(paths)]
+        groups[subset] = [(p, None, config) for p in paths]
+    summary = _extract_groups(groups, out_dir, config=config, seed=seed, workers=workers,
+                              progress=progress)
+    return {"data_dir": data_dir, **summary}
+
+
+def _extract_groups(groups: Dict[str, list], out_dir, *, config, seed, workers,
+                    progress, manifest_extras: Optional[Dict[str, dict]] = None) -> dict:
+    """Extract `{subset: [(path, series_id, config), ...]}`; write a cube file per subset.
+
+    `manifest_extras[subset]` is added to that subset's manifest.
+    """
+    tasks = [(subset, i, path, series_id, scan_config, seed)
+             for subset, scans in groups.items()
+             for i, (path, series_id, scan_config) in enumerate(scans)]
     workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
     results = {}
     bar = tqdm(total=len(tasks), desc="extract-cubes", unit="scan", disable=not progress)
@@ -450,10 +528,10 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
                 bar.update()
     bar.close()
     os.makedirs(out_dir, exist_ok=True)
-    summary = {"data_dir": data_dir, "out_dir": out_dir, "seed": int(seed),
+    summary = {"out_dir": out_dir, "seed": int(seed),
                "config": config.to_dict(), "files": {}, "n_cubes": {}, "n_scans": {},
                "skipped": [], "n_skipped": 0, "skipped_by_reason": {}}
-    for subset in subsets:
+    for subset in groups:
         records = [results[k] for k in sorted(k for k in results if k[0] == subset)]
         ok = [(rec, cubes) for rec, cubes in records if cubes is not None]
         skipped = [rec for rec, cubes in records if cubes is None]
@@ -464,7 +542,8 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
                     "parameters": config.to_dict(), "n_scans": len(records),
                     "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
                     "sources": [rec for rec, _ in ok], "skipped": skipped,
-                    "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped))}
+                    "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped)),
+                    **(manifest_extras or {}).get(subset, {})}
         if ok:
             path = save_cubes(os.path.join(out_dir, name),
                               np.concatenate([cubes for _, cubes in ok]), dtype=config.dtype)
@@ -479,3 +558,181 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     summary["n_skipped"] = len(summary["skipped"])
     summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in summary["skipped"]))
     return summary
+
+
+def _is_dicom_file(path: str) -> bool:
+    if path.lower().endswith(".dcm"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def find_scans(data_dir) -> List[Tuple[str, Optional[str]]]:
+    """Every scan under `data_dir`, recursively: `(path, series_id)` pairs, sorted by path.
+
+    A file ending in `.nii.gz`, `.nii`, `.mhd`, `.mha` or `.nrrd` is one scan (`series_id`
+    None); a folder holding DICOM files (`.dcm`, or `DICM` at byte 128) gives one scan per
+    DICOM series in it (`path` the folder, `series_id` its SeriesInstanceUID).
+
+    Raises:
+        FileNotFoundError: `data_dir` is missing or holds no scan.
+    """
+    data_dir = os.fspath(data_dir)
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"Data folder not found: {data_dir!r}.")
+    scans = []
+    for root, dirs, files in os.walk(data_dir):
+        dirs.sort()
+        files = sorted(f for f in files if not f.startswith("."))
+        scans += [(os.path.join(root, f), None) for f in files
+                  if f.lower().endswith(SCAN_EXTENSIONS)]
+        others = [os.path.join(root, f) for f in files
+                  if not f.lower().endswith(SCAN_EXTENSIONS + _NOT_DICOM)]
+        if any(_is_dicom_file(p) for p in others[:8]):
+            import SimpleITK as sitk  # on first use, as in data.volumes
+
+            scans += [(root, series) for series in
+                      sorted(sitk.ImageSeriesReader.GetGDCMSeriesIDs(root))]
+    if not scans:
+        raise FileNotFoundError(f"No scan in {data_dir!r}: looked for {', '.join(SCAN_EXTENSIONS)} "
+                                f"files and DICOM series folders, recursively.")
+    return scans
+
+
+def _scan_name(data_dir, scan) -> str:
+    path, series_id = scan
+    rel = os.path.relpath(path, data_dir).replace(os.sep, "/")
+    return f"{rel}#{series_id}" if series_id and os.path.isdir(path) else rel
+
+
+def scan_modality(name: str, modality: Union[str, Sequence[str]]) -> str:
+    """The modality of a scan: one name for all, or the first matching `GLOB=MODALITY` rule.
+
+    Args:
+        name: the scan's path relative to the data folder (`/`-separated).
+        modality: `"ct"`, `"mr"`, or rules such as `["*_0000.nii.gz=ct", "*=mr"]` matched in
+            order against `name` (fnmatch; `*` also matches `/`).
+
+    Raises:
+        ValueError: an unknown modality, a malformed rule, or no rule matches `name`.
+    """
+    rules = [modality] if isinstance(modality, str) else list(modality)
+    for rule in rules:
+        pattern, sep, value = rule.rpartition("=") if "=" in rule else ("*", "=", rule)
+        if value not in EXTRACTION_MODALITIES or not pattern:
+            raise ValueError(f"`modality` must be one of {list(EXTRACTION_MODALITIES)} or "
+                             f"GLOB=MODALITY rules. Received: {rule!r}.")
+        if fnmatch.fnmatchcase(name, pattern):
+            return value
+    raise ValueError(f"No modality rule matches scan {name!r}. Received rules: {rules}; add a "
+                     f"last rule such as '*=ct'.")
+
+
+def _read_list(path, data_dir, names: Dict[str, tuple]) -> List[str]:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Scan list not found: {path!r}.")
+    with open(path, "r", encoding="utf-8") as f:
+        entries = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    out = []
+    for entry in entries:
+        name = (os.path.relpath(entry, data_dir).replace(os.sep, "/") if os.path.isabs(entry)
+                else entry.replace(os.sep, "/"))
+        if name not in names:
+            raise ValueError(f"Scan list {path!r} names {entry!r}, which is not a scan found under "
+                             f"{data_dir!r} (paths relative to it, e.g. "
+                             f"{next(iter(names))!r}).")
+        out.append(name)
+    return out
+
+
+def split_scans(names: Sequence[str], *, val_ratio: float = 0.2, seed: int = 0,
+                train_list=None, val_list=None, data_dir=".") -> Dict[str, List[str]]:
+    """Split scan names into `train` and `val`: by list files, or a seeded shuffle by ratio.
+
+    Args:
+        names: scan names (paths relative to `data_dir`).
+        val_ratio: fraction of scans for validation when no list is given (rounded, at least one
+            scan each when there are two or more and the ratio is above 0).
+        seed: seed of the shuffle.
+        train_list, val_list: text files, one scan path a line (relative to `data_dir`, or
+            absolute); given one, the other split is every scan not listed.
+        data_dir: the folder the names are relative to.
+
+    Returns:
+        `{"train": [...], "val": [...]}`, each sorted; `val` may be empty (ratio 0).
+
+    Raises:
+        ValueError: a bad ratio, a listed name that is not a scan, a scan in both lists, or an
+            empty training split.
+    """
+    index = {n: n for n in names}
+    if train_list is None and val_list is None:
+        if not 0.0 <= val_ratio < 1.0:
+            raise ValueError(f"`val_ratio` must be in [0, 1). Received: val_ratio={val_ratio!r}.")
+        order = np.random.default_rng(seed).permutation(len(names))
+        n_val = int(round(val_ratio * len(names)))
+        if val_ratio > 0 and len(names) >= 2:
+            n_val = min(max(n_val, 1), len(names) - 1)
+        val = {names[i] for i in order[:n_val]}
+        train = [n for n in names if n not in val]
+    else:
+        train = _read_list(train_list, data_dir, index) if train_list is not None else None
+        val = _read_list(val_list, data_dir, index) if val_list is not None else None
+        if train is None:
+            train = [n for n in names if n not in set(val)]
+        if val is None:
+            val = [n for n in names if n not in set(train)]
+        both = sorted(set(train) & set(val))
+        if both:
+            raise ValueError(f"Scans listed for both training and validation: {both[:5]}.")
+    if not train:
+        raise ValueError(f"The training split is empty ({len(names)} scans found).")
+    return {"train": sorted(train), "val": sorted(val)}
+
+
+def extract_cubes_from_folder(data_dir, out_dir, *, config: Optional[ExtractionConfig] = None,
+                              modality: Union[str, Sequence[str]] = "ct", val_ratio: float = 0.2,
+                              train_list=None, val_list=None, seed: int = 0,
+                              workers: Optional[int] = None, progress: bool = True,
+                              overwrite: bool = False) -> dict:
+    """Extract cubes from every scan under `data_dir` (any layout; `find_scans`).
+
+    Writes `bat_{scale}_s_{r}x{c}x{d}_train.npy` and `..._val.npy` (when the validation split is
+    not empty) with their manifests, as `extract_cubes` does per subset: pre-train on them with
+    `pretrain --train-subsets train --val-subsets val`. The manifests add `split`, the scan
+    names of each side, so the split can be reused or audited.
+
+    Args:
+        data_dir: folder searched recursively.
+        out_dir: output folder (created).
+        config: `ExtractionConfig`; its `modality` is replaced per scan by `modality`.
+        modality: `"ct"`, `"mr"`, or `GLOB=MODALITY` rules (`scan_modality`).
+        val_ratio, train_list, val_list: the split (`split_scans`).
+        seed: base seed (the split's shuffle and the crops).
+        workers, progress, overwrite: as `extract_cubes`.
+
+    Returns:
+        The summary of `extract_cubes`, with `split` added.
+
+    Raises:
+        FileNotFoundError, ValueError: no scan, a bad modality rule or split; FileExistsError:
+            outputs exist and `overwrite` is False. All before any scan is read.
+    """
+    config = config or ExtractionConfig()
+    data_dir, out_dir = os.fspath(data_dir), os.fspath(out_dir)
+    scans = {_scan_name(data_dir, s): s for s in find_scans(data_dir)}
+    split = split_scans(list(scans), val_ratio=val_ratio, seed=seed, train_list=train_list,
+                        val_list=val_list, data_dir=data_dir)
+    split = {k: v for k, v in split.items() if v}
+    _refuse_existing(out_dir, list(split), config, overwrite)
+    groups = {subset: [(*scans[name], dataclasses.replace(
+        config, modality=scan_modality(name, modality))) for name in names]
+        for subset, names in split.items()}
+    summary = _extract_groups(groups, out_dir, config=config, seed=seed, workers=workers,
+                              progress=progress, manifest_extras={
+                                  k: {"data_dir": data_dir, "split": v} for k, v in split.items()})
+    return {"data_dir": data_dir, **summary, "split": split}
