@@ -18,9 +18,9 @@ From the readers' outlines to one mask per nodule (NCS, paper Sec. 3.2.2):
    of the readers *in the group* marked it (a reader with two masks in one group counts once,
    with their union) -- pylidc's `consensus(clevel=0.5)`. Groups with fewer than `min_readers`
    readers are dropped (LUNA16 keeps nodules seen by >= 3 of the 4 readers; default 1 keeps all).
-4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the mask as a
-   thresholded (>= 0.5) linear interpolation of the nodule mask, with nodule labels carried over
-   from the nearest labelled voxel.
+4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the labels
+   per nodule, each nodule's indicator linearly with a > 0.5 threshold (`resample_mask`, as
+   nnU-Net resamples segmentations).
 
 The returned labels are 0 (background) and k = the k-th nodule, like the chest phantoms' masks.
 """
@@ -37,7 +37,7 @@ from skimage.draw import polygon, polygon_perimeter
 
 from models_genesis.data.dicom import DicomSeries, read_dicom_series, read_header
 from models_genesis.data.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
-from models_genesis.data.volumes import Volume, resample_volume
+from models_genesis.data.volumes import Volume, resample_mask, resample_volume
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,28 +130,6 @@ def consensus_mask(masks_by_reader: Dict[str, List[np.ndarray]], level: float) -
     return voxels[counts >= level * len(unions) - 1e-9]
 
 
-def resample_labels(labels: Volume, spacing) -> Volume:
-    """Resample labels: foreground by thresholded linear interpolation, labels by nearest."""
-    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
-    from scipy import ndimage
-
-    fg = resample_volume(Volume((labels.array > 0).astype(np.float32), labels.spacing,
-                                labels.origin, labels.direction), spacing, order=1).array >= 0.5
-    nearest = resample_volume(labels, spacing, order=0).array
-    out = np.where(fg, nearest, 0).astype(labels.array.dtype)
-    gap = fg & (nearest == 0)
-    if gap.any():  # foreground voxels whose nearest source voxel was background
-        lo = np.maximum(np.argwhere(fg).min(axis=0) - 1, 0)
-        hi = np.argwhere(fg).max(axis=0) + 2
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        sub = out[box]
-        idx = ndimage.distance_transform_edt(sub == 0, return_distances=False, return_indices=True)
-        filled = sub[tuple(idx)]
-        sub[gap[box]] = filled[gap[box]]
-    return Volume(out, tuple(float(s) for s in np.broadcast_to(spacing, (3,))), labels.origin,
-                  labels.direction, labels.path)
-
-
 def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1.0, 1.0, 1.0),
                    consensus_level: float = 0.5, min_readers: int = 1,
                    include_outline: bool = False, errors: str = "raise") -> LidcScan:
@@ -234,7 +212,7 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
         if np.issubdtype(vol.array.dtype, np.integer):
             image = Volume(np.rint(image.array).astype(np.int16), image.spacing, image.origin,
                            image.direction, vol.path)
-        label_volume = resample_labels(label_volume, spacing)
+        label_volume = resample_mask(label_volume, spacing)
     info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
             "point_marks": reading.n_point_marks, "groups_dropped": dropped,
             "consensus_level": float(consensus_level), "min_readers": int(min_readers)}

@@ -15,7 +15,8 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
+from models_genesis.data.volumes import (Volume, normalize_intensity, read_volume, reorient_volume,
+                                         to_geometry_of, write_volume)
 
 _BLENDS = ("gaussian", "constant")
 
@@ -140,6 +141,9 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
                            crop_scale: float = 1.0, progress: bool = True) -> str:
     """Segment one scan and write its binary mask with the source geometry (e.g. `.nii.gz`).
 
+    The scan is segmented in the standard orientation (`read_volume`'s) and the mask written on
+    the file's own grid (`to_geometry_of`: its size, spacing, origin and direction).
+
     Args:
         model: Keras model or predict function (see `sliding_window_inference`).
         in_path: scan readable by `models_genesis.data.volumes.read_volume`.
@@ -161,7 +165,8 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
                          f"Received: out_path={out_path!r}.")
-    source = read_volume(in_path)
+    stored = read_volume(in_path, orientation=None)
+    source = reorient_volume(stored)
     x = np.asarray(source.array, np.float32)
     if callable(normalization):
         x = normalization(x)
@@ -185,5 +190,6 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     else:
         mask = np.argmax(prob, axis=-1).astype(np.uint8)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    write_volume(mask, out_path, like=source)
+    write_volume(to_geometry_of(Volume(mask, source.spacing, source.origin, source.direction),
+                                stored), out_path)
     return out_path
