@@ -74,7 +74,7 @@ def _slice_of(series: DicomSeries, outline, by_uid: Dict[str, int], xml_path: st
         gaps = np.abs(series.z_positions - outline.z_position)
         k = int(np.argmin(gaps))
         if gaps[k] <= 0.25 * series.volume.spacing[2] + 1e-3:
-            return k
+            return series.grid_index(k)
     raise ValueError(f"LIDC XML {xml_path} names a slice that is not in the series "
                      f"{series.folder}: imageSOP_UID={outline.sop_uid!r}, "
                      f"imageZposition={outline.z_position}.")
@@ -216,6 +216,8 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
     info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
             "point_marks": reading.n_point_marks, "groups_dropped": dropped,
             "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
+    if series.note:
+        info["note"] = series.note
     return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
                     series_uid=series.series_uid, patient_id=series.patient_id,
                     folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
@@ -287,6 +289,8 @@ def read_lidc_job(job: dict):
                           errors="skip" if job.get("on_error") == "skip" else "raise")
     job["nodules"] = [list(n["center_mm"]) + [n["diameter_mm"]] for n in scan.nodules]
     job["skipped_items"] = list(scan.skipped)
+    if scan.info.get("note"):
+        job["notes"] = [scan.info["note"]]
     return scan.image, np.asarray(scan.labels.array)
 
 
