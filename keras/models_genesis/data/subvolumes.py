@@ -48,8 +48,9 @@ from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.dicom import read_dicom_series
 from models_genesis.data.volumes import (Volume, normalize_intensity, percentile_window,
-                                         read_volume, scale_to_unit, volume_key)
+                                         read_volume, reorient_volume, scale_to_unit, volume_key)
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
 
 log = logging.getLogger(__name__)
@@ -421,7 +422,13 @@ def _extract_scan(task):
         record["modality"] = config.modality
     rng = np.random.default_rng([int(seed), _subset_key(subset), int(index)])
     try:
-        volume = read_volume(path, series_id=series_id)
+        if os.path.isdir(path):  # a DICOM series: uneven slice gaps resampled, with a note
+            series = read_dicom_series(path, modality=None, series_uid=series_id)
+            volume = reorient_volume(series.volume)
+            if series.note:
+                record["note"] = series.note
+        else:
+            volume = read_volume(path)
         problem = implausible_spacing(volume.spacing)
         if problem:
             return {**record, "status": "skipped", "reason": "implausible spacing",
