@@ -240,3 +240,28 @@ def test_resample_mask_per_label_strictly_above_half():
     # >= 0.5 threshold would have made the one-slice mask three slices thick.
     assert [int(v) for v in out.array[0, 0, :]] == [0, 0, 2, 0, 0, 0, 1, 1]
     assert (out.array[2:, :, 6:] == 0).all() and set(np.unique(out.array)) == {0, 1, 2}
+
+
+def test_resample_mask_by_bounding_box_equals_the_whole_volume(rng):
+    from models_genesis.data.volumes import (_resample_image, _resampled_shape, _volume_to_image,
+                                             resample_mask)
+
+    for trial in range(6):
+        shape = tuple(int(v) for v in rng.integers(5, 16, 3))
+        labels = np.zeros(shape, np.uint8)
+        for label in (1, 2):  # boxes, some touching the border
+            lo = rng.integers(0, np.array(shape) - 1)
+            hi = lo + rng.integers(1, 6, 3)
+            labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = label
+        direction = (0, 1, 0, -1, 0, 0, 0, 0, 1) if trial % 2 else ROTATION
+        volume = Volume(labels, tuple(rng.uniform(0.5, 3, 3)), ORIGIN, direction)
+        spacing = tuple(rng.uniform(0.5, 3, 3))
+        new, out_shape = _resampled_shape(volume, spacing)
+        whole = np.zeros(out_shape, np.uint8)
+        for label in (1, 2):
+            indicator = Volume((labels == label).astype(np.float32), volume.spacing, ORIGIN,
+                               direction)
+            image = _resample_image(_volume_to_image(indicator), new, out_shape,
+                                    sitk.sitkLinear, sitk.sitkFloat32)
+            whole[sitk.GetArrayFromImage(image).transpose(2, 1, 0) > 0.5] = label
+        np.testing.assert_array_equal(resample_mask(volume, spacing).array, whole)

@@ -338,21 +338,25 @@ def _resampled_shape(volume: Volume, spacing) -> Tuple[np.ndarray, Tuple[int, in
     return new, tuple(max(1, int(round(n * o / s))) for n, o, s in zip(volume.shape, old, new))
 
 
-def _resample_image(image, new_spacing, shape, interpolator, pixel_type=None):
+def _resample_image(image, new_spacing, shape, interpolator, pixel_type=None, origin=None):
+    """Resample `image` onto the grid of `shape` voxels of `new_spacing` starting at `origin`
+    (default: the image's), with the image's direction."""
     import SimpleITK as sitk  # on first use, as everywhere in this module
 
+    origin = image.GetOrigin() if origin is None else tuple(float(v) for v in origin)
     # The last output voxel centre may lie up to one input voxel beyond the last input voxel
     # centre: replicate the edge voxel there (as scipy's mode="nearest"), so that an image is
     # still interpolated in-plane next to its last slice.
-    size, spacing = np.asarray(image.GetSize()), np.asarray(image.GetSpacing())
-    reach = (np.asarray(shape) - 1) * np.asarray(new_spacing) / spacing
-    pad = (reach > size - 1).astype(int)
+    last = np.asarray(origin) + np.asarray(image.GetDirection()).reshape(3, 3) @ (
+        np.asarray(new_spacing) * (np.asarray(shape) - 1))
+    reach = np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(last.tolist())))
+    pad = (reach > np.asarray(image.GetSize()) - 1 + 1e-6).astype(int)
     if pad.any():
         image = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], [int(v) for v in pad])
     f = sitk.ResampleImageFilter()
     f.SetOutputSpacing(tuple(float(v) for v in new_spacing))
     f.SetSize([int(v) for v in shape])
-    f.SetOutputOrigin(image.GetOrigin())
+    f.SetOutputOrigin(origin)
     f.SetOutputDirection(image.GetDirection())
     f.SetInterpolator(interpolator)
     f.SetUseNearestNeighborExtrapolator(True)  # the edge value beyond the last voxel centre
@@ -415,14 +419,27 @@ def resample_mask(volume: Volume, spacing) -> Volume:
     new, shape = _resampled_shape(volume, spacing)
     array = np.asarray(volume.array)
     out = np.zeros(shape, array.dtype)
+    ratio = np.asarray(volume.spacing) / new  # output voxels per input voxel
+    n = np.asarray(array.shape)
     for label in np.unique(array):
         if label == 0:
             continue
-        indicator = Volume((array == label).astype(np.float32), volume.spacing, volume.origin,
-                           volume.direction)
-        resampled = _resample_image(_volume_to_image(indicator), new, shape, sitk.sitkLinear,
-                                    sitk.sitkFloat32)
-        out[sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0) > 0.5] = label
+        # Only the label's bounding box (one voxel of margin) and the output voxels over it.
+        where = np.argwhere(array == label)
+        lo = np.maximum(where.min(axis=0) - 1, 0)
+        hi = np.minimum(where.max(axis=0) + 1, n - 1)
+        out_lo = np.ceil(lo * ratio - 1e-9).astype(int)
+        out_hi = np.where(hi < n - 1, np.floor(hi * ratio + 1e-9).astype(int),
+                          np.asarray(shape) - 1)
+        box = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+        indicator = Volume((array[box] == label).astype(np.float32), volume.spacing,
+                           volume.voxel_to_world(lo), volume.direction)
+        size = out_hi - out_lo + 1
+        origin = volume.voxel_to_world(out_lo / ratio)
+        resampled = _resample_image(_volume_to_image(indicator), new, size, sitk.sitkLinear,
+                                    sitk.sitkFloat32, origin=origin)
+        target = out[tuple(slice(a, b + 1) for a, b in zip(out_lo, out_hi))]
+        target[sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0) > 0.5] = label
     return Volume(out, tuple(new), volume.origin, volume.direction, volume.path)
 
 
