@@ -140,7 +140,8 @@ def _image_to_volume(image, path: Optional[str] = None) -> Volume:
     """A SimpleITK image as a `Volume` (the array transposed to (x, y, z))."""
     import SimpleITK as sitk  # on first use, as everywhere in this module
 
-    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    # One copy, from a view of the image's buffer (GetArrayFromImage would copy twice).
+    array = np.array(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0), order="C", copy=True)
     return Volume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
 
 
