@@ -1,9 +1,10 @@
 """Configuration: frozen dataclasses with the paper's and the release's defaults.
 
-`PretrainConfig` holds the proxy-task schedule (REFERENCE 5), `FinetuneConfig` the target-task
-protocol (REFERENCE 6), and `TARGET_TASKS` states only what differs between the five target tasks
-(paper Table 1). Override a field with `dataclasses.replace(config, field=value)`; `to_json` /
-`from_json` store a config next to the checkpoints it produced.
+`PretrainConfig` holds the proxy-task schedule (docs/release_reference.md, 'Pre-training schedule'),
+`FinetuneConfig` the target-task protocol (docs/release_reference.md, 'Target tasks'), and
+`TARGET_TASKS` states only what differs between the five target tasks (paper Table 1). Override a
+field with `dataclasses.replace(config, field=value)`; `to_json` / `from_json` store a config next
+to the checkpoints it produced.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class _JsonConfig:
 
 @dataclass(frozen=True)
 class TargetTask(_JsonConfig):
-    """The single definition of one target task (paper Table 1, Sec. 3.2; REFERENCE 6).
+    """The single definition of one target task (paper Table 1, Sec. 3.2; docs/release_reference.md,
+    'Target tasks').
 
     It states the data layout, the preprocessing, the split, the head and the metric. Fine-tuning
     writes the task of each run, with the values that run used, as `task.json` next to the model
@@ -197,7 +199,8 @@ _INITS = METHOD_NAMES + SCRATCH_INITS
 
 @dataclass(frozen=True)
 class FinetuneConfig(_JsonConfig):
-    """One fine-tuning run on a target task (paper Sec. 3.2, REFERENCE 6).
+    """One fine-tuning run on a target task (paper Sec. 3.2;
+    docs/release_reference.md, 'Target tasks').
 
     Fields left `None` take the task's value from `TARGET_TASKS`; call `resolve()` to fill them.
 
@@ -330,8 +333,9 @@ _LOSSES = ("mse", "mae")
 
 @dataclass(frozen=True)
 class PretrainConfig(_JsonConfig):
-    """One pre-training run (paper Sec. 2, REFERENCE 3 and 5): Models Genesis' restoration or
-    another proxy task of `models_genesis.methods` (`method`, paper Table 3 and App. A).
+    """One pre-training run (paper Sec. 2, docs/release_reference.md, 'Cube extraction' and
+    'Pre-training schedule'): Models Genesis' restoration or another proxy task of
+    `models_genesis.methods` (`method`, paper Table 3 and App. A).
 
     Defaults are the release's; `PretrainConfig.preset("demo")` is the small phantom setting.
 
@@ -339,7 +343,7 @@ class PretrainConfig(_JsonConfig):
         data_dir: folder of cube files `bat_{scale}_s_{r}x{c}x{d}_{subset}.npy`.
         out_dir: run folder (config, weights, logs, figures, resumable backup).
         cube_shape: cube (rows, cols, deps), each divisible by `2**(depth-1)`; (64, 64, 32).
-            With `dims=2`: (rows, cols, 1), the slices of `data.slices` (one voxel deep).
+            With `dims=2`: (rows, cols, 1), the slices of `data.pretraining.slices` (one voxel deep).
         dims: 3 (Genesis Chest CT, `unet_model_3d`) or 2 (Genesis Chest CT 2D / X-ray,
             `unet_model_2d` on slices or radiographs); presets `release_2d`, `demo_2d`.
         train_subsets, val_subsets: cube-file subsets; LUNA16 0-4 and 5-6.
@@ -529,8 +533,8 @@ PRETRAIN_PRESETS = {
         "patience": 10,
     },
 }
-# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.slices`) or
-# radiographs (`data.xray`), one voxel deep, with `unet_model_2d`; the 2D file names of
+# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.pretraining.slices`) or
+# radiographs (`data.pretraining.xray_crops`), one voxel deep, with `unet_model_2d`; the 2D file names of
 # `models.presets`. The slice size of the paper's 2D models is not stated: 64 x 64 here; the demo
 # cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
 # give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.

@@ -6,8 +6,8 @@ import numpy as np
 
 from models_genesis.cli import main
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import find_cube_files, open_cubes
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.volumes import write_volume
 
 
 def _mri_head(rng, shape=(40, 40, 40)):

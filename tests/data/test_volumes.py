@@ -1,4 +1,4 @@
-"""Tests for models_genesis.data.volumes: formats, geometry, resampling, intensities, CSVs."""
+"""Tests for models_genesis.data.io.volumes: formats, geometry, resampling, intensities, CSVs."""
 
 import os
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from models_genesis.data.volumes import (
-    Volume, index_volumes, match_csv_to_volumes, normalize_intensity, read_volume,
-    resample_volume, write_volume,
-)
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import (Volume, index_volumes, match_csv_to_volumes, read_volume, resample_volume, write_volume)
 
 # A proper rotation (about z by 30 degrees, then about x by 10 degrees), row-major.
 _RZ = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])
@@ -176,7 +174,7 @@ RAS_OBLIQUE = tuple((np.diag([-1.0, -1.0, 1.0]) @ np.reshape(ROTATION, (3, 3))).
 
 
 def test_identity_direction_reads_bit_identical(tmp_path, rng):
-    from models_genesis.data.volumes import orientation_of, reorient_volume
+    from models_genesis.data.io.volumes import orientation_of, reorient_volume
 
     hu = rng.integers(-1000, 1000, (9, 7, 5)).astype(np.int16)
     path = write_volume(hu, tmp_path / "scan.mhd", spacing=SPACING, origin=ORIGIN)
@@ -187,7 +185,7 @@ def test_identity_direction_reads_bit_identical(tmp_path, rng):
 
 
 def test_reorient_keeps_world_positions_and_goes_back_exactly(tmp_path, rng):
-    from models_genesis.data.volumes import orientation_of, reorient_volume, to_geometry_of
+    from models_genesis.data.io.volumes import orientation_of, reorient_volume, to_geometry_of
 
     array = rng.random((9, 7, 5)).astype(np.float32)
     path = write_volume(array, tmp_path / "ras.nii.gz", spacing=SPACING, origin=ORIGIN,
@@ -229,7 +227,7 @@ def test_resample_matches_linear_interpolation_and_keeps_direction(rng):
 
 
 def test_resample_mask_per_label_strictly_above_half():
-    from models_genesis.data.volumes import resample_mask
+    from models_genesis.data.io.volumes import resample_mask
 
     labels = np.zeros((4, 4, 4), np.uint8)
     labels[:, :, 1] = 2  # one slice of label 2
@@ -243,7 +241,7 @@ def test_resample_mask_per_label_strictly_above_half():
 
 
 def test_resample_mask_by_bounding_box_equals_the_whole_volume(rng):
-    from models_genesis.data.volumes import (_resample_image, _resampled_shape, _volume_to_image,
+    from models_genesis.data.io.volumes import (_resample_image, _resampled_shape, _volume_to_image,
                                              resample_mask)
 
     for trial in range(6):

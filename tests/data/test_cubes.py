@@ -1,4 +1,4 @@
-"""Tests for models_genesis.data.subvolumes: the tissue filter, seeding, files and skips."""
+"""Tests for models_genesis.data.pretraining.cubes: the tissue filter, seeding, files and skips."""
 
 import json
 import os
@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from models_genesis.data.cube_files import find_cube_files, open_cubes
-from models_genesis.data.subvolumes import (
-    ExtractionConfig, ScanTooSmallError, extract_cubes, extract_cubes_from_volume,
-    sample_cube_starts, tissue_fractions, tissue_weights,
-)
-from models_genesis.data.volumes import normalize_intensity, write_volume
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
+from models_genesis.data.pretraining.cubes import (ExtractionConfig, ScanTooSmallError, extract_cubes_from_volume, sample_cube_starts, tissue_fractions, tissue_weights)
+from models_genesis.pipeline.extract_cubes import extract_cubes
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import write_volume
 
 SMALL = ExtractionConfig(cube_shape=(8, 8, 4), scale=4, border_xy=2, border_z=1)
 
@@ -164,7 +163,7 @@ def test_extract_cubes_missing_or_empty_subset(tmp_path):
 
 def test_find_scans_any_layout_and_dicom_with_a_missing_slice(tmp_path, rng):
     from models_genesis.data.phantoms.lidc import write_dicom_series
-    from models_genesis.data.subvolumes import extract_cubes_from_folder, find_scans
+    from models_genesis.pipeline.extract_cubes import extract_cubes_from_folder, find_scans
 
     hu = _lung_like(rng, (20, 20, 12)).astype(np.int16)
     write_volume(hu, tmp_path / "a" / "scan.nii.gz")
@@ -190,7 +189,7 @@ def test_find_scans_any_layout_and_dicom_with_a_missing_slice(tmp_path, rng):
 
 
 def test_split_and_modality_rules():
-    from models_genesis.data.subvolumes import scan_modality, split_scans
+    from models_genesis.pipeline.extract_cubes import scan_modality, split_scans
 
     names = [f"s{i}.nii.gz" for i in range(10)]
     split = split_scans(names, val_ratio=0.3, seed=1)
