@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import PretrainConfig
@@ -19,6 +20,7 @@ def _mri_head(rng, shape=(40, 40, 40)):
     return np.clip(image, 0, None).astype(np.float32)
 
 
+@pytest.mark.large
 def test_extract_cubes_from_a_folder_of_mri_then_pretrain(tmp_path, capsys):
     rng = np.random.default_rng(0)
     data = tmp_path / "my_mri"
