@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 
 
 def register(subparsers) -> None:
@@ -25,15 +25,15 @@ def register(subparsers) -> None:
                    help="more Genesis 2D columns, e.g. genesis_xray=Genesis_Chest_Xray.h5 (Fig. 7)")
     p.add_argument("--imagenet", default=None,
                    help="keras-hub preset for the ImageNet cells, e.g. resnet_50_imagenet")
-    p.add_argument("--runs", type=int, default=10, help="runs per cell (paper: 10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--depth-2d", type=int, default=4)
-    p.add_argument("--n-base-filters-2d", type=int, default=32)
-    p.add_argument("--n-base-filters-3d", type=int, default=32)
+    p.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per cell (paper: 10)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), default=100)
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=16)
+    p.add_argument("--patience", type=ranged(RANGES["patience"]), default=10)
+    p.add_argument("--depth-2d", type=ranged(RANGES["depth"]), default=4)
+    p.add_argument("--n-base-filters-2d", type=ranged(RANGES["n_base_filters"]), default=32)
+    p.add_argument("--n-base-filters-3d", type=ranged(RANGES["n_base_filters"]), default=32)
     p.set_defaults(func=_compare_2d)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 
 
 def register(subparsers) -> None:
@@ -20,15 +20,15 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe", "xray"), default="chest",
                    help="which data set to write (default chest)")
     p.add_argument("--out", default="datasets/phantom", help="output folder")
-    p.add_argument("--n", type=int, default=None,
+    p.add_argument("--n", type=ranged(RANGES["n_scans"]), default=None,
                    help="number of scans (chest: default 20, >= --subsets; others: default 6)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subsets", type=int, default=None,
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=None,
                    help="chest only: number of subset folders (default 10, or --n if fewer)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier phantom set with the same names (only the "
                    "files this command writes); without it, existing files are never replaced")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+    p.add_argument("--shape", type=ranged(RANGES["side"]), nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="voxels per scan (default: the generator's, e.g. 192 192 96 for chest)")
     p.set_defaults(func=_make_phantoms)
 
@@ -41,15 +41,15 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
-    p.add_argument("--cube-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--slices", type=int, nargs=2, metavar=("R", "C"), default=None,
+    p.add_argument("--cube-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--slices", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=None,
                    help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
                    "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
-    p.add_argument("--scale", type=int, default=None, help="cubes per scan")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=None, help="cubes per scan")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (0/1: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None, help="processes (0/1: none)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace cube files (and manifests) of the same names in --out")
     p.set_defaults(func=_extract_cubes)
@@ -62,13 +62,16 @@ def register(subparsers) -> None:
         "crops and write one file per patient-level subset (data.xray).")
     p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
     p.add_argument("--out", required=True, help="output folder for the crop files")
-    p.add_argument("--subsets", type=int, default=10, help="patient-level subsets (default 10)")
-    p.add_argument("--scale", type=int, default=8, help="crops per radiograph (default 8)")
-    p.add_argument("--crop-shape", type=int, nargs=2, metavar=("R", "C"), default=(64, 64))
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("R", "C"), default=(256, 256),
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10, help="patient-level subsets (default 10)")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=8, help="crops per radiograph (default 8)")
+    p.add_argument("--crop-shape", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(64, 64))
+    p.add_argument("--image-size", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(256, 256),
                    help="radiographs are resized to this first (default 256 256)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder holding other files, and replace crop files (and "
+                   "manifests) of the same names; other files are kept")
     p.set_defaults(func=_extract_xray_crops)
 
 

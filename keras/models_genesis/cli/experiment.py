@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
 from models_genesis.outputs import check_output_dir
 
@@ -85,27 +85,27 @@ def _add_training_options(p, experiment: bool = False) -> None:
         p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
         p.add_argument("--data", required=True, help="folder of the target-task data")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 10000; early stopping)")
-    p.add_argument("--batch-size", type=int, help="default: the task's (Table 1)")
-    p.add_argument("--learning-rate", "--lr", type=float, help="default: the task's")
-    p.add_argument("--patience", type=int, help="early-stopping patience; default: the task's")
-    p.add_argument("--n-base-filters", type=int, help="U-Net width (default 32, the release)")
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("R", "C", "D"),
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0, help="seed (default 0)")
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), help="maximum epochs (default 10000; early stopping)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), help="default: the task's (Table 1)")
+    p.add_argument("--learning-rate", "--lr", type=ranged(RANGES["learning_rate"]), help="default: the task's")
+    p.add_argument("--patience", type=ranged(RANGES["patience"]), help="early-stopping patience; default: the task's")
+    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), help="U-Net width (default 32, the release)")
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
                    help="crop size, each divisible by 8; default: the task's")
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
-    p.add_argument("--validation-steps", type=int, help="default: one pass")
-    p.add_argument("--fold", type=int, help="cross-validation fold (BMS)")
-    p.add_argument("--workers", type=int, help="data-loading workers (default 1)")
+    p.add_argument("--steps-per-epoch", type=ranged(RANGES["steps_per_epoch"]), help="default: one pass over the data")
+    p.add_argument("--validation-steps", type=ranged(RANGES["validation_steps"]), help="default: one pass")
+    p.add_argument("--fold", type=ranged(RANGES["fold"]), help="cross-validation fold (BMS)")
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), help="data-loading workers (default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
     p.add_argument("--head", choices=("release", "linear"), help="classification head: release "
                    "(Dense 1024 -> Dense 1, default) or linear (pooled encoder -> Dense 1: the "
                    "linear probe of transfer scenario 1, Sec. 3.2)")
     p.add_argument("--freeze-encoder", action="store_true", help="keep the encoder (depth_0..7) "
                    "fixed, BatchNorm in inference mode (with --head linear: a linear probe)")
-    p.add_argument("--freeze-blocks", type=int, nargs="+", metavar="I", help="keep the U-Net "
+    p.add_argument("--freeze-blocks", type=ranged(RANGES["block"]), nargs="+", metavar="I", help="keep the U-Net "
                    "blocks depth_I fixed (0..13; e.g. 0 1 2 3: the first two encoder stages)")
-    p.add_argument("--bn-momentum", type=float, metavar="M", help="BatchNorm momentum of the "
+    p.add_argument("--bn-momentum", type=ranged(RANGES["bn_momentum"]), metavar="M", help="BatchNorm momentum of the "
                    "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
                    "e.g. 0.9 for runs of a few dozen steps)")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
@@ -225,7 +225,7 @@ def register(subparsers) -> None:
                    help="a pre-training method (needs --weights: the Keras 2 .h5 file "
                    "`pretrain --method M` wrote; genesis also takes a preset name) or a scratch "
                    "initialiser")
-    f.add_argument("--label-fraction", type=float, default=1.0,
+    f.add_argument("--label-fraction", type=ranged(RANGES["label_fraction"]), default=1.0,
                    help="fraction of the training labels used, in (0, 1] (default 1)")
     f.add_argument("--overwrite", action="store_true",
                    help="delete an earlier run's files in --out (only those a run writes) and "
@@ -240,8 +240,8 @@ def register(subparsers) -> None:
                    help="named initialisations, Table 3's rows: scratch (uniform glorot_uniform "
                    "he_uniform), METHOD=FILE (genesis=G.h5 rubik=R.h5 ...), METHOD_LABEL=FILE "
                    "(genesis_nonlinear=N.h5: Fig. 3's schemes), or a bare method with --weights")
-    e.add_argument("--runs", type=int, default=10, help="runs per method (default 10)")
-    e.add_argument("--label-fractions", type=float, nargs="+", default=[1.0],
+    e.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per method (default 10)")
+    e.add_argument("--label-fractions", type=ranged(RANGES["label_fraction"]), nargs="+", default=[1.0],
                    help="fractions of the training labels (default 1.0; several: Fig. 6)")
     e.add_argument("--curve", choices=("metric", "loss"), default="metric",
                    help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
@@ -252,18 +252,18 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="model.keras from `finetune`, or its run folder")
     p.add_argument("--input", required=True, help="scan (.nii/.nii.gz/.mhd)")
     p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz)")
-    p.add_argument("--window", type=int, nargs=3, metavar=("R", "C", "D"),
+    p.add_argument("--window", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
                    help="window size; default: the run's crop (task.json), else the model's "
                    "input size")
-    p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (0.5)")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground threshold (0.5)")
+    p.add_argument("--overlap", type=ranged(RANGES["overlap"]), default=0.5, help="window overlap in [0, 1) (0.5)")
+    p.add_argument("--threshold", type=ranged(RANGES["threshold"]), default=0.5, help="foreground threshold (0.5)")
     p.add_argument("--normalization", choices=("ct", "minmax", "mri", "none"),
                    help="default: the run's (task.json, written by finetune); only to override "
                    "it: ct (clip [-1000, 1000] HU, scale), mri or minmax (per-scan min-max, as "
                    "the MRI loaders), none (already in [0, 1]). A run without task.json: ct")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per model call (4)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=4, help="windows per model call (4)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    p.add_argument("--crop-scale", type=float,
+    p.add_argument("--crop-scale", type=ranged(RANGES["crop_scale"]),
                    help="scan voxels per model voxel (BMS: 1.5625, 100x100x50 crops resized to "
                    "64x64x32); default: the run's (task.json), else 1")
     p.add_argument("--candidates", help="NCC/ECC models: CSV of candidates (coordX, coordY, "
