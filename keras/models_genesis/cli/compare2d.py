@@ -34,6 +34,11 @@ def register(subparsers) -> None:
     p.add_argument("--depth-2d", type=ranged(RANGES["depth"]), default=4)
     p.add_argument("--n-base-filters-2d", type=ranged(RANGES["n_base_filters"]), default=32)
     p.add_argument("--n-base-filters-3d", type=ranged(RANGES["n_base_filters"]), default=32)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished comparison's files (results.json, table4.md, "
+                   "fig7.png, runs/3d_*), or write into a non-empty folder that is not a "
+                   "comparison; other files are kept. Without it such a folder is refused "
+                   "before any data is read")
     p.set_defaults(func=_compare_2d)
 
 
@@ -41,8 +46,9 @@ def _compare_2d(args) -> int:
     from models_genesis.data.target_tasks import load_target_data
     from models_genesis.data.target_tasks.common import TargetData
     from models_genesis.models.presets import resolve_weights
-    from models_genesis.pipeline.compare2d import run_2d_comparison
+    from models_genesis.pipeline.compare2d import claim_comparison_dir, run_2d_comparison
 
+    claim_comparison_dir(args.out, overwrite=args.overwrite, data_dir=args.data)
     data = load_target_data(args.task, args.data, seed=args.seed,
                             input_shape=tuple(args.input_shape) if args.input_shape else None)
     if not isinstance(data, TargetData):
@@ -59,7 +65,8 @@ def _compare_2d(args) -> int:
                             seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                             patience=args.patience, depth_2d=args.depth_2d,
                             n_base_filters_2d=args.n_base_filters_2d,
-                            n_base_filters_3d=args.n_base_filters_3d, extra_2d=extra, **weights)
+                            n_base_filters_3d=args.n_base_filters_3d, extra_2d=extra,
+                            overwrite=args.overwrite, **weights)
     print(out["table"])
     print(json.dumps(out["paths"], indent=2))
     return 0

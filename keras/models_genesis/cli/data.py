@@ -103,6 +103,7 @@ def _make_phantoms(args) -> int:
 def _extract_cubes(args) -> int:
     import dataclasses
 
+    from models_genesis.config import PretrainConfig
     from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
 
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
@@ -115,6 +116,15 @@ def _extract_cubes(args) -> int:
     overrides = {"cube_shape": tuple(args.cube_shape) if args.cube_shape else None,
                  "scale": args.scale, "dtype": args.dtype}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    # `pretrain`'s U-Net (depth 4) pools three times: refuse now what it would refuse later.
+    factor = 2 ** (PretrainConfig.depth - 1)
+    sides = config.cube_shape[:2] if args.slices else config.cube_shape
+    if any(int(s) % factor for s in sides):
+        flag = "--slices" if args.slices else "--cube-shape"
+        raise UserError(f"{flag} sides must be multiples of {factor}: pretrain's depth-"
+                        f"{PretrainConfig.depth} U-Net pools {PretrainConfig.depth - 1} times "
+                        f"and refuses other cubes. Received: {flag} "
+                        f"{' '.join(str(s) for s in (args.slices or args.cube_shape))}.")
     summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
                             workers=args.workers, pattern=args.pattern,
                             overwrite=args.overwrite)
@@ -135,6 +145,6 @@ def _extract_xray_crops(args) -> int:
     summary = prepare_xray_crops(args.data, args.out, n_subsets=args.subsets, scale=args.scale,
                                  crop_shape=tuple(args.crop_shape),
                                  image_size=tuple(args.image_size), seed=args.seed,
-                                 dtype=args.dtype)
+                                 dtype=args.dtype, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return 0

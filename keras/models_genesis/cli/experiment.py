@@ -15,7 +15,7 @@ import os
 
 from models_genesis.cli import RANGES, UserError, ranged
 from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
-from models_genesis.outputs import check_output_dir
+from models_genesis.outputs import check_output_dir, claim_output_dir
 
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
 # paper's scratch initialisers.
@@ -119,6 +119,9 @@ def _finetune(args) -> int:
     from models_genesis.config import FinetuneConfig
     from models_genesis.training.finetune import finetune
 
+    claim_output_dir(args.out, "finetune", overwrite=args.overwrite, inputs=[("--data", args.data)],
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder,
+                                                                       "finetune_config.json")))
     config = FinetuneConfig(task=args.task, init=args.init, weights=args.weights,
                             data_dir=args.data, out_dir=args.out, seed=args.seed,
                             label_fraction=args.label_fraction, **_overrides(args))
@@ -130,9 +133,11 @@ def _finetune(args) -> int:
 def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
 
-    check_output_dir(args.out, name="--out")
     data = _data_dirs(args.data)
     dirs = data if isinstance(data, dict) else {t: data for t in args.tasks}
+    claim_output_dir(args.out, "experiment", overwrite=args.overwrite,
+                     inputs=[("--data", d) for d in sorted(set(dirs.values()))],
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder, "results.csv")))
     options = {t: _data_options(t, args, dirs.get(t)) for t in args.tasks}
     out = run_experiment(args.tasks, args.inits, args.runs, args.label_fractions, data, args.out,
                          weights=args.weights, seed=args.seed,
@@ -178,12 +183,48 @@ def _check_predict_args(args) -> str:
     return model_path
 
 
+# What `--output` may be: a volume SimpleITK writes (a mask), or a CSV (scored candidates).
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+
+def _check_predict_output(args, task) -> None:
+    """Refuse, before the model is loaded, an `--output` of the wrong kind and an option the run
+    would ignore (`--candidates` for a segmentation model)."""
+    output = args.output.lower()
+    if task is not None and task.kind == "classification":
+        if not args.candidates:
+            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
+                            "of coordX, coordY, coordZ in world mm) to score them.")
+        if not output.endswith(".csv"):
+            raise UserError(f"--output must be a .csv file: a {task.code} classifier writes the "
+                            f"candidates with a probability column. Received: --output "
+                            f"{args.output}.")
+        if not os.path.isfile(args.candidates):
+            raise FileNotFoundError(f"--candidates: no CSV at {args.candidates!r}.")
+        return
+    if args.candidates:
+        what = f"a {task.code} segmentation model" if task is not None else "a model without task.json"
+        raise UserError(f"--candidates is for NCC/ECC classifiers; {args.model} is {what}, "
+                        f"which segments the whole scan and would ignore it. Received: "
+                        f"--candidates {args.candidates}.")
+    if not output.endswith(_VOLUME_SUFFIXES):
+        raise UserError(f"--output must be a volume file ({', '.join(_VOLUME_SUFFIXES)}): the "
+                        f"mask is written with the scan's geometry. Received: --output "
+                        f"{args.output}.")
+
+
 def _predict_volume(args) -> int:
     model_path = _check_predict_args(args)
+    from models_genesis.evaluation.whole_volume import load_run_task
+
+    # task.json first (named in every error about it), then the cheap checks, then the model.
+    task, notes = load_run_task(model_path, normalization=args.normalization,
+                                crop_scale=args.crop_scale, window=args.window)
+    _check_predict_output(args, task)
     import keras
 
     from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
+    from models_genesis.evaluation.whole_volume import (score_candidates_to_file,
                                                         segment_volume_to_file)
 
     try:
@@ -191,14 +232,9 @@ def _predict_volume(args) -> int:
     except (ValueError, OSError, TypeError) as exc:  # Keras says "File not found" for any bad file
         raise UserError(f"Cannot load --model {model_path!r} as a Keras model (the `model.keras` "
                         f"that `models-genesis finetune` writes?): {exc}") from exc
-    task, notes = load_run_task(model_path, normalization=args.normalization,
-                                crop_scale=args.crop_scale, window=args.window)
     for note in notes:
         print(note)
     if task is not None and task.kind == "classification":
-        if not args.candidates:
-            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
-                            "of coordX, coordY, coordZ in world mm) to score them.")
         path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
                                         batch_size=args.batch_size)
     elif task is not None:
@@ -243,6 +279,10 @@ def register(subparsers) -> None:
     e.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per method (default 10)")
     e.add_argument("--label-fractions", type=ranged(RANGES["label_fraction"]), nargs="+", default=[1.0],
                    help="fractions of the training labels (default 1.0; several: Fig. 6)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not an experiment's (only the "
+                   "experiment's files are written there; other files are kept). An "
+                   "experiment's own folder is resumed without it")
     e.add_argument("--curve", choices=("metric", "loss"), default="metric",
                    help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
     e.set_defaults(func=_experiment)

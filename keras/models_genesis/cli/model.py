@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from models_genesis.cli import RANGES, ranged
 
 
@@ -23,11 +25,12 @@ def _summary(args) -> int:
 
 
 def _demo(args) -> int:
-    from models_genesis.outputs import check_output_dir
+    from models_genesis.outputs import claim_output_dir
     from models_genesis.pipeline.demo import run_demo
 
     out = args.out or ("runs/demo_long" if args.long else "runs/demo")
-    check_output_dir(out, name="--out")
+    claim_output_dir(out, "demo", overwrite=args.overwrite, legacy=lambda folder: any(
+        os.path.isdir(os.path.join(folder, name)) for name in ("pretrain", "comparison")))
     run_demo(out, overwrite=args.overwrite, long=args.long)
     return 0
 

@@ -17,7 +17,7 @@ def _prepare(args) -> int:
         input_shape=None if args.input_shape is None else tuple(args.input_shape),
         spacing="task" if args.spacing is None else tuple(args.spacing),
         candidates_csv=args.candidates_csv, consensus_level=args.consensus_level,
-        min_readers=args.min_readers)
+        min_readers=args.min_readers, overwrite=args.overwrite)
     done = sum(1 for c in manifest["cases"].values() if c.get("status") == "done")
     print(f"{args.task}: {done} case(s) prepared in {args.out} ({manifest['n_done']} now, "
           f"{manifest['n_resumed']} already done)")
@@ -49,5 +49,9 @@ def register(subparsers) -> None:
     from models_genesis.data.target_tasks.options import add_loader_arguments
 
     add_loader_arguments(p, ["consensus_level", "min_readers"])
+    p.add_argument("--overwrite", action="store_true",
+                   help="prepare every case again; also write into a non-empty folder that is "
+                   "not a prepared set (only the prepared layout's files are replaced). Without "
+                   "it such a folder is refused and a prepared one is resumed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_prepare)

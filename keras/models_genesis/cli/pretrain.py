@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 
 from models_genesis.cli import UserError
+from models_genesis.outputs import claim_output_dir
 
 # Options with a name other than the field's.
 _RENAMED = {"data_dir": ("--data", "--data-dir"), "out_dir": ("--out", "--out-dir")}
@@ -105,6 +107,9 @@ def _pretrain(args) -> int:
     from models_genesis.training.pretrain import pretrain
 
     config = config_from_args(args)
+    claim_output_dir(config.out_dir, "pretrain", overwrite=args.overwrite,
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder, "config.json")),
+                     inputs=[("--data", config.data_dir)])
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     paths = result["paths"]
     print(f"best weights: {paths['best_weights']} and {paths['keras2_weights']}")

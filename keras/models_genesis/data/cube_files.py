@@ -8,11 +8,14 @@ float16 or float32; it is opened memory-mapped so memory stays flat in the data 
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from models_genesis.outputs import claim_output_dir
 
 _NAME = re.compile(r"^bat_(?P<scale>\d+)_(?:s_)?(?P<r>\d+)x(?P<c>\d+)x(?P<d>\d+)_(?P<subset>\w+?)\.npy$")
 
@@ -21,6 +24,19 @@ def cube_file_name(scale: int, cube_shape: Sequence[int], subset) -> str:
     """Return the trainer's file name, e.g. `bat_32_s_64x64x32_0.npy`."""
     r, c, d = (int(v) for v in cube_shape)
     return f"bat_{int(scale)}_s_{r}x{c}x{d}_{subset}.npy"
+
+
+def claim_cube_dir(out_dir, command: str, *, overwrite: bool = False, data_dir=None) -> str:
+    """Check before any scan is read that `command` (`extract-cubes`, `extract-xray-crops`) may
+    write cube files in `out_dir`: new, empty, or its own (its `bat_*.json` manifests name it;
+    cube files without manifests, of runs older than the stamp, count as `extract-cubes`');
+    anything else only with `overwrite`. `out_dir` must not be, lie in or hold `data_dir`."""
+    legacy = None
+    if command == "extract-cubes":
+        def legacy(folder):
+            return bool(glob.glob(os.path.join(glob.escape(folder), "bat_*.npy")))
+    return claim_output_dir(out_dir, command, markers=("bat_*.json",), legacy=legacy,
+                            overwrite=overwrite, inputs=[("data_dir", data_dir)], name="out_dir")
 
 
 def parse_cube_file_name(name: str) -> Optional[dict]:

@@ -35,9 +35,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.cube_files import claim_cube_dir, cube_file_name, save_cubes
 from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
-from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
+from models_genesis.outputs import owner_stamp, refuse_to_replace, remove_outputs
 
 log = logging.getLogger(__name__)
 
@@ -419,7 +419,7 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     subsets = [str(s) for s in subsets]
     if not subsets:
         raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    check_output_dir(out_dir, name="out_dir")
+    claim_cube_dir(out_dir, "extract-cubes", overwrite=overwrite, data_dir=data_dir)
     if not overwrite:
         names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
         refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
@@ -460,7 +460,8 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
         for rec in skipped:
             log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
         name = cube_file_name(config.scale, config.cube_shape, subset)
-        manifest = {"file": name, "subset": subset, "seed": int(seed),
+        manifest = {**owner_stamp("extract-cubes"), "file": name, "subset": subset,
+                    "seed": int(seed),
                     "parameters": config.to_dict(), "n_scans": len(records),
                     "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
                     "sources": [rec for rec, _ in ok], "skipped": skipped,
