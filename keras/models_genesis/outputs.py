@@ -140,7 +140,7 @@ def check_not_nested(out, inputs: Sequence[Tuple[str, object]], *, name: str = "
         else:
             continue
         raise ValueError(f"{name} {os.fspath(out)!r} {relation} {option} {os.fspath(folder)!r}: "
-                         f"the output must be a folder outside {option} (and not above it). "
+                         f"the output must differ from {option}, outside it and not above it. "
                          f"Received: {name} {os.fspath(out)}, {option} {os.fspath(folder)}.")
 
 

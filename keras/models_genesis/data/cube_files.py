@@ -26,17 +26,18 @@ def cube_file_name(scale: int, cube_shape: Sequence[int], subset) -> str:
     return f"bat_{int(scale)}_s_{r}x{c}x{d}_{subset}.npy"
 
 
-def claim_cube_dir(out_dir, command: str, *, overwrite: bool = False, data_dir=None) -> str:
+def claim_cube_dir(out_dir, command: str, *, overwrite: bool = False, inputs=()) -> str:
     """Check before any scan is read that `command` (`extract-cubes`, `extract-xray-crops`) may
     write cube files in `out_dir`: new, empty, or its own (its `bat_*.json` manifests name it;
     cube files without manifests, of runs older than the stamp, count as `extract-cubes`');
-    anything else only with `overwrite`. `out_dir` must not be, lie in or hold `data_dir`."""
+    anything else only with `overwrite`. `out_dir` must not be, lie in or hold the folders
+    `inputs` (`(name, folder)` pairs: the scans' folders)."""
     legacy = None
     if command == "extract-cubes":
         def legacy(folder):
             return bool(glob.glob(os.path.join(glob.escape(folder), "bat_*.npy")))
     return claim_output_dir(out_dir, command, markers=("bat_*.json",), legacy=legacy,
-                            overwrite=overwrite, inputs=[("data_dir", data_dir)], name="out_dir")
+                            overwrite=overwrite, inputs=inputs, name="out_dir")
 
 
 def parse_cube_file_name(name: str) -> Optional[dict]:

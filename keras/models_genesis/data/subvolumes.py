@@ -419,7 +419,8 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     subsets = [str(s) for s in subsets]
     if not subsets:
         raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    claim_cube_dir(out_dir, "extract-cubes", overwrite=overwrite, data_dir=data_dir)
+    claim_cube_dir(out_dir, "extract-cubes", overwrite=overwrite, inputs=[
+        ("subset folder", os.path.join(data_dir, subset_dir.format(s))) for s in subsets])
     if not overwrite:
         names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
         refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names

@@ -73,9 +73,6 @@ def read_radiograph(path) -> np.ndarray:
     if lo < 0 or hi > MAX_16BIT:
         raise ValueError(f"{path!r} holds values in [{lo}, {hi}] (mode {mode!r}); expected an 8- or "
                          f"16-bit grey radiograph with values in [0, {MAX_16BIT}].")
-    if min(arr.shape) < MIN_RADIOGRAPH_SIDE:
-        raise ValueError(f"{path!r} is {arr.shape[0]}x{arr.shape[1]} pixels; a radiograph must be "
-                         f"at least {MIN_RADIOGRAPH_SIDE} pixels a side (ChestX-ray14: 1024).")
     if lo == hi:
         raise ValueError(f"{path!r} is constant (every pixel {lo}): nothing to normalise.")
     return ((arr.astype(np.float32) - np.float32(lo)) / np.float32(hi - lo)).astype(np.float32)
@@ -186,7 +183,8 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
     """
     check_crop_settings(scale, crop_shape, image_size, n_subsets)
     out_dir = os.fspath(out_dir)
-    claim_cube_dir(out_dir, "extract-xray-crops", overwrite=overwrite, data_dir=root)
+    claim_cube_dir(out_dir, "extract-xray-crops", overwrite=overwrite,
+                   inputs=[("images folder", os.path.join(os.fspath(root), "images"))])
     rows = read_data_entry(root)
     split = patient_subsets(rows, n_subsets, seed=seed)
     wanted = [str(s) for s in (subsets if subsets is not None else split)]
@@ -208,7 +206,12 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
         try:
             for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
                 rng = np.random.default_rng((int(seed), int(s), i))
-                image = read_radiograph(os.path.join(os.fspath(root), "images", name))
+                image_path = os.path.join(os.fspath(root), "images", name)
+                image = read_radiograph(image_path)
+                if min(image.shape) < MIN_RADIOGRAPH_SIDE:
+                    raise ValueError(f"{image_path!r} is {image.shape[0]}x{image.shape[1]} pixels; "
+                                     f"a radiograph must be at least {MIN_RADIOGRAPH_SIDE} pixels "
+                                     "a side (ChestX-ray14: 1024).")
                 out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
                     image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
             out.flush()
