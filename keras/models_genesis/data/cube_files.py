@@ -102,6 +102,35 @@ def find_cube_files(directory, subsets: Iterable, cube_shape: Optional[Sequence[
     return out
 
 
+def check_cube_values(path, cubes: np.ndarray, *, chunk: int = 256) -> None:
+    """Check, in one pass before training, that the cubes of a file are usable: finite, within
+    [0, 1] (the normalised intensities the proxy tasks restore, Sec. 2.1) and not all one value.
+
+    The pass reads `chunk` cubes at a time (a memory-mapped file stays on disk), so a NaN is
+    reported here, naming the file and the cube, not from inside a training step.
+
+    Raises:
+        ValueError: naming `path`, the first bad cube and what is wrong.
+    """
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(cubes), chunk):
+        block = np.asarray(cubes[start:start + chunk], dtype=np.float32)
+        finite = np.isfinite(block)
+        if not finite.all():
+            k = start + int(np.argmin(finite.reshape(len(block), -1).all(axis=1)))
+            raise ValueError(f"Cube file {os.fspath(path)!r} holds NaN or infinite values (first "
+                             f"in cube {k}); re-extract the cubes from the scans.")
+        bmin, bmax = float(block.min()), float(block.max())
+        if bmin < -1e-3 or bmax > 1 + 1e-3:
+            raise ValueError(f"Cube file {os.fspath(path)!r} holds values in [{bmin:.4g}, "
+                             f"{bmax:.4g}] (cubes {start}..{start + len(block) - 1}); cubes must "
+                             "be intensities scaled to [0, 1], as extract-cubes writes them.")
+        lo, hi = min(lo, bmin), max(hi, bmax)
+    if len(cubes) and lo == hi:
+        raise ValueError(f"Cube file {os.fspath(path)!r} holds one value only ({lo:g} in every "
+                         "voxel): there is nothing to restore or learn from.")
+
+
 def open_cubes(path, cube_shape: Optional[Sequence[int]] = None, mmap: bool = True) -> np.ndarray:
     """Open a cube file memory-mapped and check its layout.
 
