@@ -39,6 +39,12 @@ def newer(world, tmp_path_factory):  # noqa: F811
     volume = next((root / "lits_cut").glob("volume-0.nii*"))
     data = volume.read_bytes()
     volume.write_bytes(data[:len(data) // 2])  # a download cut short
+    dup = root / "dup_annotations"
+    dup.mkdir()
+    for sub in ("subset0", "subset1", "masks"):
+        os.symlink(root / "phantom" / sub, dup / sub)
+    table = (root / "phantom" / "annotations.csv").read_text(encoding="utf-8").splitlines()
+    (dup / "annotations.csv").write_text("\n".join(table + table[1:2]) + "\n", encoding="utf-8")
     xray = root / "xray"
     (xray / "images").mkdir(parents=True)
     Image.fromarray(np.array([[0, 9], [3, 4], [5, 200]], np.uint8)).save(xray / "images" / "a.png")
@@ -105,6 +111,9 @@ CASES = [
     ("experiment-into-user-folder", ["experiment", "--task", "ncs", "--inits", "he_uniform",
                                      "--data", W + "/ncs", "--out", T + "/e", *TINY_FINETUNE],
      ["/e'", "notes.txt", "--overwrite"], _files(T, ["e/notes.txt"]), False),
+    ("prepare-duplicated-annotation-rows", ["prepare", "--task", "ncs", "--data",
+                                            W + "/dup_annotations", "--out", T + "/p"],
+     ["annotations.csv", "rows 1 and", "Remove one"], None, False),
     # --out inside --data, refused before any work
     ("prepare-out-inside-data", ["prepare", "--task", "lcs", "--data", W + "/lits", "--out",
                                  W + "/lits/prepared"], ["--out", "lies inside --data"], None,
