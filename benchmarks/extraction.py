@@ -43,10 +43,10 @@ def _loop_filter(x01, start, config, threshold):
 
 def main(argv=None) -> int:
     from models_genesis.data.phantoms.chest import make_chest_phantom
-    from models_genesis.data.subvolumes import (
+    from models_genesis.data.pretraining.cubes import (
         ExtractionConfig, extract_cubes_from_volume, sample_cube_starts, tissue_fractions,
     )
-    from models_genesis.data.volumes import normalize_intensity
+    from models_genesis.data.io.intensity import normalize_intensity
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loop-candidates", type=int, default=3)

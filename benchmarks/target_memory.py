@@ -39,7 +39,7 @@ def make_sets(out: str, base: int, shape) -> dict:
     import pandas as pd
 
     from models_genesis.data.phantoms.chest import make_chest_phantoms
-    from models_genesis.data.volumes import index_volumes, read_volume
+    from models_genesis.data.io.volumes import index_volumes, read_volume
 
     scans = os.path.join(out, "scans")
     if not os.path.isfile(os.path.join(scans, "phantoms.json")):

@@ -533,7 +533,7 @@ class PretrainConfig(_JsonConfig):
         data_dir: folder of cube files `bat_{scale}_s_{r}x{c}x{d}_{subset}.npy`.
         out_dir: run folder (config, weights, logs, figures, resumable backup).
         cube_shape: cube (rows, cols, deps), each divisible by `2**(depth-1)`; (64, 64, 32).
-            With `dims=2`: (rows, cols, 1), the slices of `data.slices` (one voxel deep).
+            With `dims=2`: (rows, cols, 1), the slices of `data.pretraining.slices` (one voxel deep).
         dims: 3 (Genesis Chest CT, `unet_model_3d`) or 2 (Genesis Chest CT 2D / X-ray,
             `unet_model_2d` on slices or radiographs); presets `release_2d`, `demo_2d`.
         train_subsets, val_subsets: cube-file subsets; LUNA16 0-4 and 5-6.
@@ -734,8 +734,8 @@ PRETRAIN_PRESETS = {
         "patience": 10,
     },
 }
-# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.slices`) or
-# radiographs (`data.xray`), one voxel deep, with `unet_model_2d`; the 2D file names of
+# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.pretraining.slices`) or
+# radiographs (`data.pretraining.xray_crops`), one voxel deep, with `unet_model_2d`; the 2D file names of
 # `models.presets`. The slice size of the paper's 2D models is not stated: 64 x 64 here; the demo
 # cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
 # give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.

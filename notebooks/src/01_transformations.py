@@ -37,7 +37,7 @@
 
 # %%
 from models_genesis.data.phantoms.chest import make_chest_phantom
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes_from_volume
+from models_genesis.data.pretraining.cubes import ExtractionConfig, extract_cubes_from_volume
 
 phantom = make_chest_phantom(np.random.default_rng([0, 0]),
                              shape=(128, 128, 64) if SMALL else (192, 192, 96))

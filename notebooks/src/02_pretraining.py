@@ -32,7 +32,7 @@
 import dataclasses
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.subvolumes import ExtractionConfig
+from models_genesis.data.pretraining.cubes import ExtractionConfig
 
 release, demo = PretrainConfig.preset("release"), PretrainConfig.preset("demo")
 print(f"{'field':18s} {'release (paper)':>16s} {'demo (phantoms)':>16s}")
@@ -54,7 +54,7 @@ print("cube extraction, demo:   ", ExtractionConfig.demo().to_dict())
 # %% include: _genesis_weights.py
 
 # %%
-from models_genesis.data.volumes import index_volumes, read_volume
+from models_genesis.data.io.volumes import index_volumes, read_volume
 
 if not (CHEST_DIR / "phantoms.json").is_file():
     make_chest_phantoms(CHEST_DIR, n=10 if SMALL else 20, seed=0,
@@ -80,7 +80,7 @@ show(fig, "02_scan.png")
 # intensities are clipped to [-1000, 1000] HU and scaled to [0, 1].
 
 # %%
-from models_genesis.data.subvolumes import extract_cubes_from_volume
+from models_genesis.data.pretraining.cubes import extract_cubes_from_volume
 
 extraction = ExtractionConfig.demo()
 cubes, info = extract_cubes_from_volume(scan, rng=np.random.default_rng(0), config=extraction,
@@ -106,7 +106,7 @@ show(fig, "02_cubes.png")
 # the same whatever the number of workers, and validation pairs repeat every epoch.
 
 # %%
-from models_genesis.data.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 
 generator = RestorationDataset(cubes, batch_size=6, seed=0)
 x, y = generator[0]
@@ -154,7 +154,7 @@ print("weights in the release's Keras 2 layout:", os.path.relpath(paths["keras2_
 # original: a qualitative check of what the model has learned.
 
 # %%
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.training.restoration_figures import (
     difference_map, plot_difference_map, plot_restoration_combinations,
@@ -179,7 +179,7 @@ display(Image(filename=plot_restoration_combinations(model, val_cube,
 # and outside it.
 
 # %%
-from models_genesis.data.volumes import normalize_intensity
+from models_genesis.data.io.intensity import normalize_intensity
 
 r, c, d = config["cube_shape"]
 lungs = scan.array < -500  # air and lung

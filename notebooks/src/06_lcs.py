@@ -81,7 +81,7 @@ plot_segmentations(data.x_test, data.y_test, predictions, "06_lcs_predictions.pn
 # from the command line).
 
 # %%
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.evaluation.metrics import dice_coefficient
 from models_genesis.evaluation.sliding_window import predict_volume_to_file
 

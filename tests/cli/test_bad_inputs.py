@@ -17,9 +17,9 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.data.phantoms.chest import make_chest_phantoms
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 from tests.training.test_finetune import make_data, write_release_arrays

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 from models_genesis.cli import build_parser, main
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.data.phantoms.abdomen import make_abdomen_phantoms
 from tests.cli.test_bad_inputs import (TINY_FINETUNE, TINY_PRETRAIN, T, W, _files, _snapshot,
                                        _without_progress_bars)

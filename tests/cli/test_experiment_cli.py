@@ -8,7 +8,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import FinetuneConfig
-from models_genesis.data.volumes import read_volume, write_volume
+from models_genesis.data.io.volumes import read_volume, write_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 from models_genesis.models.heads import segmentation_model
 from tests.training.test_finetune import SHAPE, make_data, write_release_arrays

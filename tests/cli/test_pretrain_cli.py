@@ -10,7 +10,7 @@ import pytest
 from models_genesis.cli import build_parser, main
 from models_genesis.cli.pretrain import config_from_args
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
 
 def _pretrain_parser():

@@ -1,4 +1,4 @@
-"""Tests for models_genesis.data.volumes: formats, geometry, resampling, intensities, CSVs."""
+"""Tests for models_genesis.data.io.volumes: formats, geometry, resampling, intensities, CSVs."""
 
 import os
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from models_genesis.data.volumes import (
-    Volume, index_volumes, match_csv_to_volumes, normalize_intensity, read_volume,
-    resample_volume, write_volume,
-)
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import (Volume, index_volumes, match_csv_to_volumes, read_volume, resample_volume, write_volume)
 
 # A proper rotation (about z by 30 degrees, then about x by 10 degrees), row-major.
 _RZ = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])

@@ -12,7 +12,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import FinetuneConfig, TargetTask
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.pipeline.prepare import prepare_dataset
 from models_genesis.training.finetune import finetune
 

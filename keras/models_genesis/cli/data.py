@@ -59,7 +59,7 @@ def register(subparsers) -> None:
         "(Genesis X-ray; bat_*_RxCx1_{subset}.npy for pretrain --dims 2)",
         description="Read ROOT/images/*.png and ROOT/Data_Entry_2017.csv, normalise each "
         "radiograph to [0, 1] by its min and max (no clipping, Sec. 2.1), resize, cut random "
-        "crops and write one file per patient-level subset (data.xray).")
+        "crops and write one file per patient-level subset (data.pretraining.xray_crops).")
     p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
     p.add_argument("--out", required=True, help="output folder for the crop files")
     p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10, help="patient-level subsets (default 10)")
@@ -104,11 +104,12 @@ def _extract_cubes(args) -> int:
     import dataclasses
 
     from models_genesis.config import PretrainConfig
-    from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+    from models_genesis.data.pretraining.cubes import ExtractionConfig
+    from models_genesis.pipeline.extract_cubes import extract_cubes
 
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
     if args.slices:
-        from models_genesis.data.slices import slice_config
+        from models_genesis.data.pretraining.slices import slice_config
 
         if args.cube_shape:
             raise UserError("--slices and --cube-shape exclude each other. Received both.")
@@ -140,7 +141,7 @@ def _extract_cubes(args) -> int:
 
 
 def _extract_xray_crops(args) -> int:
-    from models_genesis.data.xray import prepare_xray_crops
+    from models_genesis.data.pretraining.xray_crops import prepare_xray_crops
 
     summary = prepare_xray_crops(args.data, args.out, n_subsets=args.subsets, scale=args.scale,
                                  crop_shape=tuple(args.crop_shape),

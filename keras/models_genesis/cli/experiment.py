@@ -30,7 +30,7 @@ _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_bas
 def _data_options(task: str, args, data_dir) -> dict:
     """The task loader's options from the flags (for several tasks: those the task takes)."""
     from models_genesis.data.target_tasks.options import options_from_args, task_options
-    from models_genesis.data.target_tasks.prepared import with_negative_sampling
+    from models_genesis.data.target_tasks.prepared_data import with_negative_sampling
 
     if getattr(args, "tasks", None) and len(args.tasks) > 1:
         valid = task_options(task)

@@ -15,7 +15,8 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import read_volume, write_volume
 
 _BLENDS = ("gaussian", "constant")
 
@@ -142,7 +143,7 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
 
     Args:
         model: Keras model or predict function (see `sliding_window_inference`).
-        in_path: scan readable by `models_genesis.data.volumes.read_volume`.
+        in_path: scan readable by `models_genesis.data.io.volumes.read_volume`.
         out_path: mask file to write (atomic; the folder is created).
         window, overlap, batch_size, blend, data_format: see `sliding_window_inference`.
         threshold: foreground where probability `> threshold` (channel 0 of a single-channel

@@ -27,7 +27,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 from tqdm.auto import tqdm
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _clustering, _encoder
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
 from models_genesis.models.unet3d import resolve_initializer

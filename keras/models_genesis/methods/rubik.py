@@ -32,7 +32,7 @@ import math
 import keras
 import numpy as np
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _encoder, _puzzle
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
 from models_genesis.models.unet3d import resolve_initializer

@@ -1,6 +1,6 @@
 """`models-genesis prepare`: read a downloaded target-task data set once, write the prepared one.
 
-Cases (listed by `models_genesis.data.prepare_sources.list_cases`) are prepared in parallel
+Cases (listed by `models_genesis.data.target_tasks.case_sources.list_cases`) are prepared in parallel
 worker processes (`workers`), with a progress bar. The manifest is rewritten atomically after
 each finished case, so a killed run resumes where it stopped: a case whose files exist and that
 the manifest lists as done is not redone. A bad case stops the run (`on_error="stop"`, with a
@@ -23,10 +23,11 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
-from models_genesis.data.prepare import (FORMAT, MANIFEST, case_checksums, case_damage,
-                                         prepare_case, read_manifest, write_annotation_table,
-                                         write_candidate_table)
-from models_genesis.data.prepare_sources import list_cases
+from models_genesis.data.target_tasks.case_sources import list_cases
+from models_genesis.data.target_tasks.prepare_case import (FORMAT, MANIFEST, case_checksums,
+                                                           case_damage, prepare_case,
+                                                           read_manifest, write_annotation_table,
+                                                           write_candidate_table)
 from models_genesis.outputs import claim_output_dir, owner_stamp
 
 _ON_ERROR = ("stop", "skip")

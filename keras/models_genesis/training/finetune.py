@@ -38,8 +38,8 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import FinetuneConfig
-from models_genesis.data.candidate_crops import predict_candidates
-from models_genesis.data.target_dataset import TargetDataset
+from models_genesis.data.target_tasks.candidate_crops import predict_candidates
+from models_genesis.data.target_tasks.target_dataset import TargetDataset
 from models_genesis.data.target_tasks import subsample_fraction
 from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThresholds, auc_score,
                                                dice_coefficient, dice_loss, iou_score, mean_iou)

@@ -22,8 +22,8 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
-from models_genesis.data.cube_files import check_cube_values, find_cube_files, open_cubes
-from models_genesis.data.run_batches import RunBatches
+from models_genesis.data.io.cube_files import check_cube_values, find_cube_files, open_cubes
+from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.evaluation.restoration import evaluate_restoration
 from models_genesis.methods import get_method, make_options
 from models_genesis.models.presets import resolve_weights
@@ -159,7 +159,7 @@ def _datasets(config, files, batch_size):
 
 def _training_data(config, train, method_callbacks):
     """What `fit` trains on: `RunBatches(train, config.epochs)`, the run's batches read through
-    one iterator whose prefetching crosses epoch boundaries (`data.run_batches`; `fit` then
+    one iterator whose prefetching crosses epoch boundaries (`data.pretraining.run_batches`; `fit` then
     needs `steps_per_epoch=len(train)`), or `train` itself (a new iterator at every epoch)."""
     if train.workers > 1 or (train.workers > 0 and train.use_multiprocessing):
         # Keras' OrderedEnqueuer feeds it: stopped at every epoch end, restarted from batch 0.

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.phantoms import shapes
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CHEST_HU = {"air": -1000.0, "fat": -100.0, "soft_tissue": 40.0, "lung": -850.0, "blood": 40.0,

@@ -7,7 +7,7 @@ holding any `*_{flair,t1,t1ce,t2,seg}.nii[.gz]` file is a case; BMS reads the FL
 segmentation (`required`, default `("flair", "seg")`), and a case missing one is a bad case
 (raised, or skipped with `errors="skip"`) named with the missing file. Labels 0, 1, 2, 4;
 tumour (whole tumour) = label > 0. Intensities: `normalize_intensity(x, "mri")`, min-max scaled
-per patient over the whole scan (`models_genesis.data.volumes.intensity_window`).
+per patient over the whole scan (`models_genesis.data.io.volumes.intensity_window`).
 
 Folds: three lists of patient ids (one per line, no header; the release publishes them as
 `fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `split_dir` (`fold_dir` is the

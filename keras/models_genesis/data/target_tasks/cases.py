@@ -16,7 +16,7 @@ from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, 
                                                      check_same_grid, extract_crops,
                                                      intensity_window, progress_bar,
                                                      sample_crop_centers, scale_to_unit)
-from models_genesis.data.volumes import read_volume, resample_volume
+from models_genesis.data.io.volumes import read_volume, resample_volume
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,

@@ -25,7 +25,7 @@ from models_genesis.data.target_tasks.candidates import check_candidate_table, l
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids,
                                                      read_id_list, seeded_split)
-from models_genesis.data.volumes import volume_key
+from models_genesis.data.io.volumes import volume_key
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
 RELEASE_SPLIT_FILES = {"train": "train_cv-{fold}.csv", "valid": "val_cv-{fold}.csv",

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 from models_genesis.data.target_tasks.candidates import check_candidate_table, load_candidate_task
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids)
-from models_genesis.data.volumes import index_volumes
+from models_genesis.data.io.volumes import index_volumes
 
 LUNA16_SUBSETS = {"train": (0, 1, 2, 3, 4), "valid": (5, 6), "test": (7, 8, 9)}
 _SUBSET = re.compile(r"subset(\d+)$")

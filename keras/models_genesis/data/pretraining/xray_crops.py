@@ -17,7 +17,7 @@ line naming the file.
 image is resized to `image_size` (anti-aliased), `scale` random `crop_shape` crops are cut from
 it, and the crops of each patient-level subset are written, memory-mapped as they are made, to
 `bat_{scale}_s_{rows}x{cols}x1_{subset}.npy` (`(N, rows, cols, 1)` in [0, 1], the slice files
-of `data.slices`). The paper does not state the input size of Genesis X-ray; 64 x 64 crops of
+of `data.pretraining.slices`). The paper does not state the input size of Genesis X-ray; 64 x 64 crops of
 256 x 256 images are this package's choice.
 """
 
@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.config import SIDE_RANGE, Range
-from models_genesis.data.cube_files import claim_cube_dir, cube_file_name
+from models_genesis.data.io.cube_files import claim_cube_dir, cube_file_name
 from models_genesis.outputs import owner_stamp
 
 CSV_NAME = "Data_Entry_2017.csv"

@@ -31,11 +31,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from models_genesis.atomic import write_csv
-from models_genesis.data.crop_files import write_crop_file
+from models_genesis.data.io.crop_files import write_crop_file
 from models_genesis.data.target_tasks.cases import read_case
 from models_genesis.data.target_tasks.common import (SkipLog, extract_crops, intensity_window,
                                                      scale_to_unit)
-from models_genesis.data.volumes import Volume, read_volume, resample_volume, write_volume
+from models_genesis.data.io.volumes import Volume, read_volume, resample_volume, write_volume
 
 MANIFEST = "manifest.json"
 FORMAT = "models-genesis-prepared/1"

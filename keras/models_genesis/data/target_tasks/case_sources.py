@@ -15,15 +15,15 @@ from typing import Optional
 import numpy as np
 
 from models_genesis.config import get_target_task
-from models_genesis.data.lidc import lidc_prepare_jobs
+from models_genesis.data.target_tasks.lidc_consensus import lidc_prepare_jobs
 from models_genesis.data.target_tasks.bms import BRATS_LABELS, find_brats_cases
 from models_genesis.data.target_tasks.candidates import check_candidate_table
 from models_genesis.data.target_tasks.common import SkipLog, check_input_shape
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
-from models_genesis.data.tables import ANNOTATION_COLUMNS, read_table
-from models_genesis.data.volumes import index_volumes, volume_key
+from models_genesis.data.io.csv_tables import ANNOTATION_COLUMNS, read_table
+from models_genesis.data.io.volumes import index_volumes, volume_key
 
 
 def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
@@ -93,7 +93,7 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         candidates_csv: NCC/ECC candidate CSV name or path (default: `candidates.csv`, and for
             NCC also `candidates_V2.csv`).
         **reader_options: options of the LIDC-IDRI reader (`consensus_level`, `min_readers`;
-            see `models_genesis.data.lidc`), NCS only; None values are left out.
+            see `models_genesis.data.target_tasks.lidc_consensus`), NCS only; None values are left out.
 
     Returns:
         `(jobs, parameters, loader_options, refused)`.
