@@ -110,13 +110,16 @@ def _check_metaimage(path: str) -> None:
     if not os.path.isfile(data_path):
         raise FileNotFoundError(f"MetaImage header {path!r} refers to data file {data_path!r}, "
                                 f"which does not exist.")
-    if header.get("CompressedData", "False").lower() == "true":
-        return
     try:
         dims = [int(v) for v in header["DimSize"].split()]
         n_bytes = _META_BYTES[header["ElementType"]] * int(header.get("ElementNumberOfChannels", 1))
     except (KeyError, ValueError):
         return  # let SimpleITK report a malformed header
+    if header.get("CompressedData", "False").lower() == "true":  # zlib: inflated to its end
+        with open(data_path, "rb") as f:
+            _truncated(data_path, "image data (inflated)", _stream_length(f, data_path, wbits=47),
+                       int(np.prod(dims)) * n_bytes)
+        return
     expected = int(np.prod(dims)) * n_bytes + max(int(header.get("HeaderSize", 0)), 0)
     actual = os.path.getsize(data_path)
     if actual < expected:
