@@ -1,4 +1,4 @@
-"""Benchmark: 2D restoration pairs per second per core (Genesis 2D, issue 13).
+"""Benchmark: 2D restoration pairs per second per core (Genesis 2D, docs/genesis_2d.md).
 
 Makes `(transformed, original)` batches with `RestorationDataset(dims=2)` from a memory-mapped
 slice file (`bat_*_RxCx1_*.npy`, as `pretrain --dims 2` reads them) in this process only (one

@@ -1,6 +1,6 @@
 """Peak memory of NCC at scale: preparing and one training epoch, 1x against 10x the candidates.
 
-Goal (issue 11): memory flat in the candidate count, peak RSS(10x) / peak RSS(1x) <= 1.2, for
+Goal: memory flat in the candidate count, peak RSS(10x) / peak RSS(1x) <= 1.2, for
 `models-genesis prepare` (crops streamed to per-scan float16 `.npy` files) and for one training
 epoch on the prepared folder (crops read batch by batch, `negative_ratio` negatives per positive
 drawn each epoch).

@@ -1,9 +1,10 @@
 """Configuration: frozen dataclasses with the paper's and the release's defaults.
 
-`PretrainConfig` holds the proxy-task schedule (REFERENCE 5), `FinetuneConfig` the target-task
-protocol (REFERENCE 6), and `TARGET_TASKS` states only what differs between the five target tasks
-(paper Table 1). Override a field with `dataclasses.replace(config, field=value)`; `to_json` /
-`from_json` store a config next to the checkpoints it produced.
+`PretrainConfig` holds the proxy-task schedule (docs/release_reference.md, 'Pre-training schedule'),
+`FinetuneConfig` the target-task protocol (docs/release_reference.md, 'Target tasks'), and
+`TARGET_TASKS` states only what differs between the five target tasks (paper Table 1). Override a
+field with `dataclasses.replace(config, field=value)`; `to_json` / `from_json` store a config next
+to the checkpoints it produced.
 """
 
 from __future__ import annotations
@@ -224,7 +225,8 @@ class _JsonConfig:
 
 @dataclass(frozen=True)
 class TargetTask(_JsonConfig):
-    """The single definition of one target task (paper Table 1, Sec. 3.2; REFERENCE 6).
+    """The single definition of one target task (paper Table 1, Sec. 3.2; docs/release_reference.md,
+    'Target tasks').
 
     It states the data layout, the preprocessing, the split, the head and the metric. Fine-tuning
     writes the task of each run, with the values that run used, as `task.json` next to the model
@@ -383,7 +385,8 @@ _INITS = METHOD_NAMES + SCRATCH_INITS
 
 @dataclass(frozen=True)
 class FinetuneConfig(_JsonConfig):
-    """One fine-tuning run on a target task (paper Sec. 3.2, REFERENCE 6).
+    """One fine-tuning run on a target task (paper Sec. 3.2;
+    docs/release_reference.md, 'Target tasks').
 
     Fields left `None` take the task's value from `TARGET_TASKS`; call `resolve()` to fill them.
 
@@ -524,8 +527,9 @@ _LOSSES = ("mse", "mae")
 
 @dataclass(frozen=True)
 class PretrainConfig(_JsonConfig):
-    """One pre-training run (paper Sec. 2, REFERENCE 3 and 5): Models Genesis' restoration or
-    another proxy task of `models_genesis.methods` (`method`, paper Table 3 and App. A).
+    """One pre-training run (paper Sec. 2, docs/release_reference.md, 'Cube extraction' and
+    'Pre-training schedule'): Models Genesis' restoration or another proxy task of
+    `models_genesis.methods` (`method`, paper Table 3 and App. A).
 
     Defaults are the release's; `PretrainConfig.preset("demo")` is the small phantom setting.
 

@@ -7,9 +7,9 @@
 # Liver is a different organ and disease than the source (chest CT), same modality (Table 2).
 #
 # **Model**: the whole Genesis U-Net -> Conv3D(1, 1x1x1) -> sigmoid; 1 - Dice loss, Adam
-# **lr 1e-2**, batch 16, patience 20 (REFERENCE 6); against scratch `he_uniform`. Whole scans are
-# larger than the training crop: at the end we segment a full test scan with overlapping
-# sliding windows and write the mask with the scan's geometry.
+# **lr 1e-2**, batch 16, patience 20 (docs/release_reference.md, 'Target tasks'); against scratch
+# `he_uniform`. Whole scans are larger than the training crop: at the end we segment a full test
+# scan with overlapping sliding windows and write the mask with the scan's geometry.
 
 # %% include: _setup.py
 

@@ -1,4 +1,4 @@
-"""Every command fails safe on bad input (issue 14): a table of mistakes a new user makes.
+"""Every command fails safe on bad input: a table of mistakes a new user makes.
 
 Each case runs `models_genesis.cli.main` in this process and asserts exit status 2, one line
 `models-genesis CMD: error: ...` naming the file or option and what was expected, no traceback,

@@ -1,5 +1,5 @@
 """Each target task from a miniature download through `prepare`, `finetune` and
-`predict-volume --model RUN`, with no preprocessing flag repeated (issue 11's "done when")."""
+`predict-volume --model RUN`, with no preprocessing flag repeated."""
 
 import glob
 import json

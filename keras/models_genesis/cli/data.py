@@ -34,8 +34,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "extract-cubes", help="extract proxy-task cubes from scans (bat_*.npy per subset)",
-        description="Random crops away from the borders, filtered for tissue (REFERENCE 3), "
-        "written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
+        description="Random crops away from the borders, filtered for tissue "
+        "(docs/release_reference.md, 'Cube extraction'), written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
     p.add_argument("--data", required=True, help="folder holding subsetK/ folders")
     p.add_argument("--subsets", nargs="+", required=True, help="subsets, e.g. 0 1 2 3 4")
     p.add_argument("--out", required=True, help="output folder for the cube files")

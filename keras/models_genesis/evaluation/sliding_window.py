@@ -1,10 +1,11 @@
 """Whole-volume inference by overlapping sliding windows with blending.
 
-LCS and BMS scans are larger than the training crop (64x64x32, REFERENCE 6). The volume is
-covered by windows whose starts step by `window * (1 - overlap)` (the last one is moved back to
-end at the border); windows are gathered by fancy indexing, predicted in batches, weighted
-(Gaussian, sigma = window / 8, or constant) and averaged: out = sum(w * pred) / sum(w). A
-volume smaller than the window is padded, and the result cropped back.
+LCS and BMS scans are larger than the training crop (64x64x32; docs/release_reference.md,
+'Target tasks'). The volume is covered by windows whose starts step by `window * (1 - overlap)`
+(the last one is moved back to end at the border); windows are gathered by fancy indexing,
+predicted in batches, weighted (Gaussian, sigma = window / 8, or constant) and averaged:
+out = sum(w * pred) / sum(w). A volume smaller than the window is padded, and the result cropped
+back.
 """
 
 from __future__ import annotations

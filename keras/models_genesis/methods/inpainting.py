@@ -36,7 +36,8 @@ LOSS_REGIONS = ("cutout", "whole")
 
 @dataclass(frozen=True)
 class Options:
-    """In-painting parameters: the inner cutout's (REFERENCE 4) and where the loss is computed.
+    """In-painting parameters: the inner cutout's (docs/release_reference.md, 'Transformations') and
+    where the loss is computed.
 
     Attributes:
         max_boxes: most boxes per cube (5); the first is always drawn, each further one while a

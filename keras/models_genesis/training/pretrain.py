@@ -4,10 +4,10 @@
 release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
 (the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
 that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
-release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
-best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training
-cubes). What a run writes to `config.out_dir`, and when a rerun resumes it, is
-`training.run_folder`.
+release's (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE,
+ReduceLROnPlateau, EarlyStopping, best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory
+errors, one epoch = all training cubes). What a run writes to `config.out_dir`, and when a rerun
+resumes it, is `training.run_folder`.
 """
 
 from __future__ import annotations
@@ -235,7 +235,8 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
 
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> Dict:
-    """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2, REFERENCE 5).
+    """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2,
+    docs/release_reference.md, 'Pre-training schedule').
 
     Rerunning an interrupted run with the same config continues from its last finished epoch.
 

@@ -1,9 +1,10 @@
 """Cube files: the proxy-task data on disk, in the release's naming.
 
 The release's extractor writes `bat_{scale}_{rows}x{cols}x{deps}_{subset}.npy` while its trainer
-reads `bat_{scale}_s_{rows}x{cols}x{deps}_{subset}.npy` (REFERENCE 3). We write the trainer's name
-and read both. Each file holds an array `(N, rows, cols, deps)` with values in `[0, 1]`, stored as
-float16 or float32; it is opened memory-mapped so memory stays flat in the data set's size.
+reads `bat_{scale}_s_{rows}x{cols}x{deps}_{subset}.npy` (docs/release_reference.md, 'Cube
+extraction'). We write the trainer's name and read both. Each file holds an array `(N, rows, cols,
+deps)` with values in `[0, 1]`, stored as float16 or float32; it is opened memory-mapped so memory
+stays flat in the data set's size.
 """
 
 from __future__ import annotations

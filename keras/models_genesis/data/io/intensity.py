@@ -2,9 +2,10 @@
 
 Intensity normalisation (`normalize_intensity`, the one definition every loader, `prepare` and
 `predict-volume` use): `"ct"` clips to [-1000, 1000] HU and scales to [0, 1] (paper Sec. 3.1,
-REFERENCE 3); `"mri"` scales each patient's scan by its own minimum and maximum (what BMS does on
-BraTS FLAIR, whose intensities have no physical unit). The release's advice for MRI pre-training
-cubes, clipping to [0, 4000], is the explicit window `normalize_intensity(x, (0, 4000))`.
+docs/release_reference.md, 'Pre-training data'); `"mri"` scales each patient's scan by its own
+minimum and maximum (what BMS does on BraTS FLAIR, whose intensities have no physical unit). The
+release's advice for MRI pre-training cubes, clipping to [0, 4000], is the explicit window
+`normalize_intensity(x, (0, 4000))`.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def scale_to_unit(x, window: Tuple[float, float]) -> np.ndarray:
 
 
 def normalize_intensity(x, modality: Union[str, Sequence[float]] = "ct") -> np.ndarray:
-    """Scale a scan's intensities to [0, 1] (paper Sec. 3.1; REFERENCE 3).
+    """Scale a scan's intensities to [0, 1] (paper Sec. 3.1;
+    docs/release_reference.md, 'Pre-training data').
 
     Args:
         x: array of any shape (HU for CT), the whole scan for `"mri"`.

@@ -3,8 +3,9 @@
 Intensities are in `data.io.intensity`.
 
 Arrays are in (x, y, z) order: SimpleITK's (z, y, x) array transposed, as the release does for
-LUNA16 (REFERENCE 3), so `array[i, j, k]` is the voxel at ITK index (i, j, k). World coordinates
-are millimetres, as in LUNA16's `annotations.csv` / `candidates.csv`:
+LUNA16 (docs/release_reference.md, 'Pre-training data'), so `array[i, j, k]` is the voxel at ITK
+index (i, j, k). World coordinates are millimetres, as in LUNA16's `annotations.csv` /
+`candidates.csv`:
 `world = origin + direction @ (spacing * ijk)`.
 """
 

@@ -1,10 +1,11 @@
 """Sub-volume ("cube") extraction: the proxy-task data of Models Genesis (paper Sec. 3.1).
 
 Random `(rows, cols, deps)` crops are drawn away from the scan borders and kept unless they hold
-too much tissue (REFERENCE 3). The release's filter, for each voxel of the crop, looks at the
-voxel and the next `lookahead - 1` slices: the first slice `k` whose intensity is at least the
-threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0 for 3 slices; 0 when
-none is); a crop whose weights sum to more than `tissue_fraction` of its voxels is rejected.
+too much tissue (docs/release_reference.md, 'Cube extraction'). The release's filter, for each voxel
+of the crop, looks at the voxel and the next `lookahead - 1` slices: the first slice `k` whose
+intensity is at least the threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0
+for 3 slices; 0 when none is); a crop whose weights sum to more than `tissue_fraction` of its voxels
+is rejected.
 
 The weights depend only on the volume, not on the crop, so they are computed with array
 operations: per crop for the first few candidates, and, when many candidates are needed, once
@@ -50,7 +51,8 @@ class ScanTooSmallError(ValueError):
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """Parameters of cube extraction (release defaults, REFERENCE 3).
+    """Parameters of cube extraction (release defaults;
+    docs/release_reference.md, 'Cube extraction').
 
     Attributes:
         cube_shape: (rows, cols, deps) of a cube, in (x, y, z) voxels.
@@ -295,7 +297,8 @@ def _accepted_starts(array, starts, config):
 def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
                               config: Optional[ExtractionConfig] = None,
                               return_info: bool = False):
-    """Extract up to `scale` cubes from one scan (paper Sec. 3.1; REFERENCE 3).
+    """Extract up to `scale` cubes from one scan (paper Sec. 3.1;
+    docs/release_reference.md, 'Cube extraction').
 
     Args:
         volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.

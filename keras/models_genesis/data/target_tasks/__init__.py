@@ -1,4 +1,5 @@
-"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; REFERENCE 6) in their formats.
+"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; docs/release_reference.md,
+'Target tasks') in their formats.
 
 `load_target_data("ncs", data_dir, seed=0)` dispatches through `TARGET_LOADERS` to one module per
 task and returns a `TargetData`: crops `(N, rows, cols, deps, 1)` float32 in [0, 1] for train,

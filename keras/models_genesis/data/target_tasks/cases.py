@@ -74,7 +74,7 @@ def crops_from_case(image: np.ndarray, foreground: np.ndarray, centers, shape: S
         modality: `"ct"` (clip [-1000, 1000]) or `"mri"` (this patient's min-max).
         crop_scale: cut `round(shape * crop_scale)` voxels, then resize to `shape` (linear for the
             image; the mask is resized linearly and thresholded at 0.5). BMS uses 100/64 = 1.5625
-            (crops 100x100x50 -> 64x64x32, REFERENCE 6).
+            (crops 100x100x50 -> 64x64x32, docs/release_reference.md, 'Target tasks').
 
     Returns:
         `(x, m)`: float32 `(N, rows, cols, deps)` in [0, 1] and float32 masks in {0, 1}.

@@ -1,4 +1,5 @@
-"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2, REFERENCE 6).
+"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2;
+docs/release_reference.md, 'Target tasks').
 
 Two sources:
 1. The release's preprocessed arrays in `data_dir`: `x_{train,valid,test}_{r}x{c}x{d}.npy`
