@@ -167,6 +167,26 @@ def test_csv_rows_without_volume_are_counted(tmp_path):
         index_volumes(tmp_path, pattern="subset9/*.mhd")
 
 
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha", ".nrrd", ".mhd"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_truncated_volume_is_refused_in_every_format(tmp_path, suffix, compress):
+    """SimpleITK reads a truncated file as a volume with zeros (or garbage) where data is missing;
+    `read_volume` checks the voxel count against the header (compressed data inflated to its
+    end) and names the file."""
+    hu = np.random.default_rng(0).integers(-1000, 400, (12, 10, 6)).astype(np.int16)
+    path = str(tmp_path / f"scan{suffix}")
+    sitk.WriteImage(sitk.GetImageFromArray(hu.transpose(2, 1, 0)), path, compress)
+    np.testing.assert_array_equal(read_volume(path).array, hu)  # complete: read as written
+    data_file = path[:-4] + (".zraw" if compress else ".raw") if suffix == ".mhd" else path
+    data = open(data_file, "rb").read()
+    with open(data_file, "wb") as f:
+        f.write(data[:len(data) - max(len(data) // 4, 20)])
+    with pytest.raises(ValueError, match="truncated") as info:
+        read_volume(path)
+    assert os.path.basename(data_file) in str(info.value) or os.path.basename(path) in str(
+        info.value)
+
+
 # --- orientation (SimpleITK's DICOMOrient) and SimpleITK resampling ------------------------------
 
 # Oblique and not LPS: x points Right, y Anterior (a RAS NIfTI), tilted by ROTATION.

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
+from models_genesis.config import Range
+
+_BORDER = Range(int, 0, 100_000)
+_UNIT = Range(float, 0, 1)
 
 
 def register(subparsers) -> None:
@@ -20,15 +24,15 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe", "xray"), default="chest",
                    help="which data set to write (default chest)")
     p.add_argument("--out", default="datasets/phantom", help="output folder")
-    p.add_argument("--n", type=int, default=None,
+    p.add_argument("--n", type=ranged(RANGES["n_scans"]), default=None,
                    help="number of scans (chest: default 20, >= --subsets; others: default 6)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subsets", type=int, default=None,
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=None,
                    help="chest only: number of subset folders (default 10, or --n if fewer)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier phantom set with the same names (only the "
                    "files this command writes); without it, existing files are never replaced")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+    p.add_argument("--shape", type=ranged(RANGES["side"]), nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="voxels per scan (default: the generator's, e.g. 192 192 96 for chest)")
     p.set_defaults(func=_make_phantoms)
 
@@ -49,34 +53,34 @@ def register(subparsers) -> None:
                    "(per-scan 0.5-99.5 percentile scaling, foreground filter), or GLOB=MODALITY "
                    "rules matched in order against each scan's path below --data, e.g. "
                    "'*_0000.nii.gz=ct' '*=mr'")
-    p.add_argument("--val-ratio", type=float, default=None,
+    p.add_argument("--val-ratio", type=ranged(Range(float, 0, 1, hi_open=True)), default=None,
                    help="any folder: fraction of scans for validation, seeded shuffle (default 0.2)")
     p.add_argument("--train-list", default=None,
                    help="any folder: text file of the training scans, one path a line relative "
                    "to --data (the other scans validate unless --val-list is given)")
     p.add_argument("--val-list", default=None, help="any folder: text file of validation scans")
-    p.add_argument("--foreground-threshold", type=float, default=None,
+    p.add_argument("--foreground-threshold", type=ranged(_UNIT), default=None,
                    help="MR: a voxel scaled to [0, 1] is foreground from this value (default 0.1)")
-    p.add_argument("--min-foreground", type=float, default=None,
+    p.add_argument("--min-foreground", type=ranged(_UNIT), default=None,
                    help="MR: keep a cube when at least this fraction of it is foreground "
                    "(default 0.5; 0 turns the filter off)")
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
-    p.add_argument("--cube-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--slices", type=int, nargs=2, metavar=("R", "C"), default=None,
+    p.add_argument("--cube-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--slices", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=None,
                    help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
                    "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
-    p.add_argument("--scale", type=int, default=None, help="cubes per scan")
-    p.add_argument("--border-xy", type=int, default=None,
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=None, help="cubes per scan")
+    p.add_argument("--border-xy", type=ranged(_BORDER), default=None,
                    help="voxels kept free at each in-plane border (release 100, demo 24; a "
                    "240x240 brain MRI needs less than 100)")
-    p.add_argument("--border-z", type=int, default=None,
+    p.add_argument("--border-z", type=ranged(_BORDER), default=None,
                    help="slices kept free at each end in z (release 30, demo 8)")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (0/1: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None, help="processes (0/1: none)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace cube files (and manifests) of the same names in --out")
     p.set_defaults(func=_extract_cubes)
@@ -89,13 +93,16 @@ def register(subparsers) -> None:
         "crops and write one file per patient-level subset (data.pretraining.xray_crops).")
     p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
     p.add_argument("--out", required=True, help="output folder for the crop files")
-    p.add_argument("--subsets", type=int, default=10, help="patient-level subsets (default 10)")
-    p.add_argument("--scale", type=int, default=8, help="crops per radiograph (default 8)")
-    p.add_argument("--crop-shape", type=int, nargs=2, metavar=("R", "C"), default=(64, 64))
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("R", "C"), default=(256, 256),
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10, help="patient-level subsets (default 10)")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=8, help="crops per radiograph (default 8)")
+    p.add_argument("--crop-shape", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(64, 64))
+    p.add_argument("--image-size", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(256, 256),
                    help="radiographs are resized to this first (default 256 256)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder holding other files, and replace crop files (and "
+                   "manifests) of the same names; other files are kept")
     p.set_defaults(func=_extract_xray_crops)
 
 
@@ -127,6 +134,7 @@ def _make_phantoms(args) -> int:
 def _extract_cubes(args) -> int:
     import dataclasses
 
+    from models_genesis.config import PretrainConfig
     from models_genesis.data.pretraining.cubes import ExtractionConfig
     from models_genesis.pipeline.extract_cubes import extract_cubes, extract_cubes_from_folder
 
@@ -153,6 +161,15 @@ def _extract_cubes(args) -> int:
                  "foreground_threshold": args.foreground_threshold,
                  "min_foreground": args.min_foreground}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    # `pretrain`'s U-Net (depth 4) pools three times: refuse now what it would refuse later.
+    factor = 2 ** (PretrainConfig.depth - 1)
+    sides = config.cube_shape[:2] if args.slices else config.cube_shape
+    if any(int(s) % factor for s in sides):
+        flag = "--slices" if args.slices else "--cube-shape"
+        raise UserError(f"{flag} sides must be multiples of {factor}: pretrain's depth-"
+                        f"{PretrainConfig.depth} U-Net pools {PretrainConfig.depth - 1} times "
+                        f"and refuses other cubes. Received: {flag} "
+                        f"{' '.join(str(s) for s in (args.slices or args.cube_shape))}.")
     if args.subsets is not None:
         summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
                                 workers=args.workers, pattern=args.pattern,
@@ -186,6 +203,6 @@ def _extract_xray_crops(args) -> int:
     summary = prepare_xray_crops(args.data, args.out, n_subsets=args.subsets, scale=args.scale,
                                  crop_shape=tuple(args.crop_shape),
                                  image_size=tuple(args.image_size), seed=args.seed,
-                                 dtype=args.dtype)
+                                 dtype=args.dtype, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return 0

@@ -26,14 +26,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
-from models_genesis.data.io.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import claim_cube_dir, cube_file_name, save_cubes
+from models_genesis.data.io.dicom import read_dicom_series
+from models_genesis.data.io.volumes import read_volume, reorient_volume, volume_key
 from models_genesis.data.pretraining.cubes import (EXTRACTION_MODALITIES, ExtractionConfig,
                                                    ScanTooSmallError, extract_cubes_from_volume,
                                                    implausible_spacing)
 from models_genesis.data.pretraining.slices import check_slice_config, slice_config
-from models_genesis.data.io.dicom import read_dicom_series
-from models_genesis.data.io.volumes import read_volume, reorient_volume, volume_key
-from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
+from models_genesis.outputs import owner_stamp, refuse_to_replace, remove_outputs
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,10 @@ def _extract_scan(task):
     return record, cubes.astype(config.dtype)
 
 
-def _refuse_existing(out_dir, subsets, config, overwrite) -> None:
-    check_output_dir(out_dir, name="out_dir")
+def _claim_outputs(out_dir, subsets, config, overwrite, inputs) -> None:
+    """Before any scan is read: `out_dir` may take extract-cubes' files (`claim_cube_dir`), and
+    without `overwrite` none of the cube files and manifests to write exists."""
+    claim_cube_dir(out_dir, "extract-cubes", overwrite=overwrite, inputs=inputs)
     if not overwrite:
         names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
         refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
@@ -129,7 +131,8 @@ def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[Extr
     subsets = [str(s) for s in subsets]
     if not subsets:
         raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    _refuse_existing(out_dir, subsets, config, overwrite)
+    _claim_outputs(out_dir, subsets, config, overwrite, inputs=[
+        ("subset folder", os.path.join(data_dir, subset_dir.format(s))) for s in subsets])
     groups = {}
     for subset in subsets:
         folder = os.path.join(data_dir, subset_dir.format(subset))
@@ -180,7 +183,8 @@ def _extract_groups(groups: Dict[str, list], out_dir, *, config, seed, workers,
         for rec in skipped:
             log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
         name = cube_file_name(config.scale, config.cube_shape, subset)
-        manifest = {"file": name, "subset": subset, "seed": int(seed),
+        manifest = {**owner_stamp("extract-cubes"), "file": name, "subset": subset,
+                    "seed": int(seed),
                     "parameters": config.to_dict(), "n_scans": len(records),
                     "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
                     "sources": [rec for rec, _ in ok], "skipped": skipped,
@@ -370,7 +374,7 @@ def extract_cubes_from_folder(data_dir, out_dir, *, config: Optional[ExtractionC
     split = split_scans(list(scans), val_ratio=val_ratio, seed=seed, train_list=train_list,
                         val_list=val_list, data_dir=data_dir)
     split = {k: v for k, v in split.items() if v}
-    _refuse_existing(out_dir, list(split), config, overwrite)
+    _claim_outputs(out_dir, list(split), config, overwrite, inputs=[("data folder", data_dir)])
     groups = {subset: [(*scans[name], dataclasses.replace(
         config, modality=scan_modality(name, modality))) for name in names]
         for subset, names in split.items()}

@@ -117,13 +117,16 @@ def _check_metaimage(path: str) -> None:
     if not os.path.isfile(data_path):
         raise FileNotFoundError(f"MetaImage header {path!r} refers to data file {data_path!r}, "
                                 f"which does not exist.")
-    if header.get("CompressedData", "False").lower() == "true":
-        return
     try:
         dims = [int(v) for v in header["DimSize"].split()]
         n_bytes = _META_BYTES[header["ElementType"]] * int(header.get("ElementNumberOfChannels", 1))
     except (KeyError, ValueError):
         return  # let SimpleITK report a malformed header
+    if header.get("CompressedData", "False").lower() == "true":  # zlib: inflated to its end
+        with open(data_path, "rb") as f:
+            _truncated(data_path, "image data (inflated)", _stream_length(f, data_path, wbits=47),
+                       int(np.prod(dims)) * n_bytes)
+        return
     expected = int(np.prod(dims)) * n_bytes + max(int(header.get("HeaderSize", 0)), 0)
     actual = os.path.getsize(data_path)
     if actual < expected:
@@ -211,6 +214,168 @@ def to_geometry_of(volume: Volume, reference: Volume) -> Volume:
                   reference.path)
 
 
+_NRRD_BYTES = {"uchar": 1, "unsigned char": 1, "uint8": 1, "uint8_t": 1, "signed char": 1,
+               "char": 1, "int8": 1, "int8_t": 1, "short": 2, "short int": 2, "signed short": 2,
+               "int16": 2, "int16_t": 2, "ushort": 2, "unsigned short": 2, "uint16": 2,
+               "uint16_t": 2, "int": 4, "signed int": 4, "int32": 4, "int32_t": 4, "uint": 4,
+               "unsigned int": 4, "uint32": 4, "uint32_t": 4, "longlong": 8, "long long": 8,
+               "int64": 8, "int64_t": 8, "ulonglong": 8, "unsigned long long": 8, "uint64": 8,
+               "uint64_t": 8, "float": 4, "double": 8}
+_BLOCK = 2 ** 20
+
+
+def _stream_length(f, path: str, *, wbits: Optional[int] = None) -> int:
+    """Bytes of the rest of `f`: read to the end (a gzip stream's end and CRC checked); `wbits`:
+    inflate the rest as one zlib/gzip stream (47: either), which must end."""
+    import gzip
+    import zlib
+
+    n = 0
+    decoder = None if wbits is None else zlib.decompressobj(wbits)
+    try:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            n += len(block) if decoder is None else len(decoder.decompress(block))
+        if decoder is not None:
+            n += len(decoder.flush())
+            if not decoder.eof:
+                raise EOFError("compressed stream ends early")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"Volume {path!r} is truncated or corrupt: its compressed data ends "
+                         f"before the stream does ({exc}).") from None
+    return n
+
+
+def _truncated(path: str, what: str, actual: int, expected: int) -> None:
+    if actual < expected:
+        raise ValueError(f"Volume {path!r} is truncated: {actual} bytes of {what}, its header "
+                         f"needs {expected}.")
+
+
+def _check_nifti(path: str) -> None:
+    import gzip
+
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        try:
+            head = f.read(540)
+        except (OSError, EOFError) as exc:  # not gzip, or cut inside the header
+            raise ValueError(f"Cannot read volume {path!r}: {exc}.") from None
+        if len(head) < 348:
+            raise ValueError(f"Volume {path!r} is truncated: {len(head)} bytes, shorter than a "
+                             "NIfTI header (348).")
+        for order in ("<", ">"):
+            size = int(np.frombuffer(head[:4], order + "i4")[0])
+            if size in (348, 540):
+                break
+        else:
+            return  # not NIfTI: let SimpleITK say so
+        if size == 348:
+            dims = np.frombuffer(head[40:56], order + "i2").astype(np.int64)
+            bitpix = int(np.frombuffer(head[72:74], order + "i2")[0])
+            offset = int(np.frombuffer(head[108:112], order + "f4")[0])
+        else:
+            dims = np.frombuffer(head[16:80], order + "i8").astype(np.int64)
+            bitpix = int(np.frombuffer(head[14:16], order + "i2")[0])
+            offset = int(np.frombuffer(head[168:176], order + "i8")[0])
+        n_dims = int(dims[0])
+        if not 1 <= n_dims <= 7 or bitpix <= 0 or np.any(dims[1:n_dims + 1] < 0):
+            return  # a malformed header: SimpleITK reports it
+        expected = max(offset, size) + int(np.prod(dims[1:n_dims + 1])) * bitpix // 8
+        actual = len(head) + _stream_length(f, path)
+    _truncated(path, "image data" + (" (uncompressed)" if opener is gzip.open else ""), actual,
+               expected)
+
+
+def _text_header(f, stop) -> Tuple[Dict[str, str], int]:
+    """Lines `key: value` / `key = value` up to `stop(key, line)` (included); their end offset."""
+    header, offset = {}, 0
+    for raw in iter(f.readline, b""):
+        offset += len(raw)
+        line = raw.decode("latin-1").rstrip("\r\n")
+        if stop(line):
+            break
+        for sep in ("=", ":"):
+            key, found, value = line.partition(sep)
+            if found:
+                header[key.strip().lower()] = value.strip()
+                break
+    return header, offset
+
+
+def _check_mha(path: str) -> None:
+    with open(path, "rb") as f:
+        header, offset = _text_header(f, lambda line: line.split("=")[0].strip()
+                                      == "ElementDataFile")
+        f.seek(0)
+        last = [line for line in f.read(offset).decode("latin-1").splitlines() if line][-1:]
+        data = last[0].partition("=")[2].strip() if last else ""
+        if data != "LOCAL":
+            if data:
+                _check_metaimage(path)
+            return
+        try:
+            dims = [int(v) for v in header["dimsize"].split()]
+            n_bytes = _META_BYTES[header["elementtype"]] * int(
+                header.get("elementnumberofchannels", 1))
+        except (KeyError, ValueError):
+            return
+        expected = int(np.prod(dims)) * n_bytes
+        f.seek(offset)
+        if header.get("compresseddata", "false").lower() == "true":
+            actual = _stream_length(f, path, wbits=47)
+        else:
+            actual = os.path.getsize(path) - offset
+    _truncated(path, "image data", actual, expected)
+
+
+def _check_nrrd(path: str) -> None:
+    with open(path, "rb") as f:
+        header, offset = _text_header(f, lambda line: line == "")
+        if "data file" in header or "datafile" in header:
+            return  # detached data: SimpleITK reads (and reports) the named file
+        try:
+            sizes = [int(v) for v in header["sizes"].split()]
+            n_bytes = _NRRD_BYTES[header["type"].lower()]
+        except (KeyError, ValueError):
+            return
+        encoding = header.get("encoding", "raw").lower()
+        expected = int(np.prod(sizes)) * n_bytes
+        f.seek(offset)
+        if encoding == "raw":
+            actual = os.path.getsize(path) - offset
+        elif encoding in ("gzip", "gz"):
+            actual = _stream_length(f, path, wbits=47)
+        else:
+            return  # text or bzip2: SimpleITK parses it
+    _truncated(path, "image data", actual, expected)
+
+
+def check_volume_complete(path) -> None:
+    """Check that a volume file holds every voxel its header declares, before it is read.
+
+    SimpleITK fills the voxels missing from a truncated file with zeros (or garbage) without a
+    word; a download or a copy cut short would then be prepared and trained on. This reads the
+    header of `.mhd` (+ data file), `.mha`, `.nii`, `.nii.gz`, `.nrrd` (raw or gzip) and checks
+    the data's length against it; compressed data (`.nii.gz`, gzip NRRD, compressed MetaImage)
+    is inflated to its end, which also checks the gzip CRC. Other formats are left to SimpleITK.
+
+    Raises:
+        FileNotFoundError: a `.mhd`'s data file is missing.
+        ValueError: the file is truncated or its compressed stream is corrupt (the message names
+            the file and both lengths).
+    """
+    path = os.fspath(path)
+    lower = path.lower()
+    if lower.endswith(".mhd"):
+        _check_metaimage(path)
+    elif lower.endswith(".mha"):
+        _check_mha(path)
+    elif lower.endswith((".nii", ".nii.gz")):
+        _check_nifti(path)
+    elif lower.endswith(".nrrd"):
+        _check_nrrd(path)
+
+
 def read_volume(path, *, series_id: Optional[str] = None,
                 orientation: Optional[str] = STANDARD_ORIENTATION) -> Volume:
     """Read a 3D volume in any format SimpleITK reads, or a DICOM series folder.
@@ -239,6 +404,8 @@ def read_volume(path, *, series_id: Optional[str] = None,
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Volume not found: {path!r}.")
+    if not os.path.isdir(path):
+        check_volume_complete(path)
     try:
         if os.path.isdir(path):
             ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(path))
@@ -255,8 +422,6 @@ def read_volume(path, *, series_id: Optional[str] = None,
                 path, series_id or ids[0]))
             image = reader.Execute()
         else:
-            if path.lower().endswith(".mhd"):
-                _check_metaimage(path)
             image = sitk.ReadImage(path)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())[-300:]
