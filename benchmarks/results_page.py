@@ -28,7 +28,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
 # Files in this order first (the demo, then the benchmarks), any other file after them by name.
 ORDER = ("demo", "transforms", "extraction", "pretrain_throughput", "pairs_2d", "target_memory",
-         "methods", "demo_comparison_log", "demo_pretraining_log")
+         "prepare", "methods", "demo_comparison_log", "demo_pretraining_log")
 HEADER = """# Measured results
 
 Every number this project has measured, with the date, the machine and the command. This page

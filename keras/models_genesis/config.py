@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
@@ -18,59 +20,153 @@ from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
 
 
-def _bounds_text(integer: bool, low, high, low_open: bool, high_open: bool) -> str:
-    """What `check_number` asks for, in words: "a positive integer", "in [0, 1)", "> 0", ..."""
-    if integer and high is None:
-        return "a positive integer" if low == 1 else f"an integer >= {low}"
-    if low is not None and high is not None:
-        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    if low is not None:
-        return f"{'>' if low_open else '>='} {low}"
-    return f"{'<' if high_open else '<='} {high}"
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: `kind` (int or float), finite, within `[lo, hi]`.
+
+    One table of ranges serves the configs' checks and the command line's parsing (the CLI turns
+    a `Range` into an argparse type), so a number is refused where it is parsed, before any work.
+
+    Attributes:
+        kind: `int` or `float`.
+        lo, hi: the bounds (None: unbounded on that side).
+        lo_open, hi_open: exclude the bound itself (e.g. a learning rate > 0).
+    """
+
+    kind: type = int
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        """The range in words, e.g. "an integer in [1, 1000000]"."""
+        what = "an integer" if self.kind is int else "a number"
+        if self.lo is None and self.hi is None:
+            return f"{what} (finite)"
+        def text(v):
+            return str(int(v)) if self.kind is int or float(v).is_integer() else f"{v:g}"
+
+        lo = "-inf" if self.lo is None else text(self.lo)
+        hi = "inf" if self.hi is None else text(self.hi)
+        return (f"{what} in {'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}"
+                f"{')' if self.hi_open or self.hi is None else ']'}")
+
+    def accepts(self, value) -> bool:
+        """Whether `value` lies in the range (bools and non-finite numbers never do)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and int(value) != value or not math.isfinite(value):
+            return False
+        if self.lo is not None and (value < self.lo or self.lo_open and value == self.lo):
+            return False
+        return not (self.hi is not None and (value > self.hi or self.hi_open and value == self.hi))
+
+    def argtype(self, *, optional: bool = False):
+        """An argparse `type` parsing a number in this range, refusing others while the command
+        line is parsed (`optional`: `none` gives None). The range is kept as `.range`."""
+        import argparse
+
+        def parse(text):
+            if optional and str(text).lower() == "none":
+                return None
+            try:
+                value = float(text) if self.kind is float else int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"must be {self.describe()}. Received: {text!r}") from None
+            if not self.accepts(value):
+                raise argparse.ArgumentTypeError(f"must be {self.describe()}. Received: {text}")
+            return value
+
+        parse.__name__ = self.kind.__name__
+        parse.range = self
+        return parse
+
+    def check(self, value, name: str):
+        """Return `value` (as `kind`) if it lies in the range, else raise ValueError naming it."""
+        try:
+            number = float(value) if not isinstance(value, (bool, int)) else value
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not self.accepts(number):
+            raise ValueError(f"`{name}` must be {self.describe()}. Received: {name}={value!r}.")
+        return self.kind(number)
 
 
-def check_number(name: str, value, *, integer: bool = False, low=None, high=None,
-                 low_open: bool = False, high_open: bool = False,
-                 optional: bool = False) -> None:
-    """Raise `ValueError` unless `value` is a number within the bounds: the configs' one check.
+# Bounds of the fields of the configs below (and of the CLI options that set them). The upper
+# bounds are far above any setting of the paper (Tables 1-3, App. A) and below what a machine
+# can hold or finish.
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10_000_000
+CONFIG_RANGES: Dict[str, Range] = {
+    "epochs": Range(int, 1, MAX_EPOCHS),
+    "batch_size": Range(int, 1, 4096),
+    "steps_per_epoch": Range(int, 1, MAX_STEPS),
+    "validation_steps": Range(int, 1, MAX_STEPS),
+    "patience": Range(int, 1, MAX_EPOCHS),
+    "lr_patience": Range(int, 1, MAX_EPOCHS),
+    "n_base_filters": Range(int, 1, 1024),
+    "depth": Range(int, 1, 8),
+    "max_queue_size": Range(int, 1, 10_000),
+    "scale": Range(int, 1, 100_000),
+    "workers": Range(int, 0, 1024),
+    "sample_every": Range(int, 0, MAX_EPOCHS),
+    "seed": Range(int, 0, 2 ** 32 - 1),
+    "learning_rate": Range(float, 0, 100, lo_open=True),
+    "lr_factor": Range(float, 0, 1, lo_open=True, hi_open=True),
+    "min_lr": Range(float, 0, 100, lo_open=True),
+    "adam_epsilon": Range(float, 0, 1, lo_open=True),
+    "momentum": Range(float, 0, 1),
+    "lr_min_delta": Range(float, 0, 1e3),
+    "bn_momentum": Range(float, 0, 1, hi_open=True),
+    "label_fraction": Range(float, 0, 1, lo_open=True),
+    "fold": Range(int, 0, 100),
+}
+SIDE_RANGE = Range(int, 1, 4096)  # a crop, cube, window or image side in voxels
+SPACING_RANGE = Range(float, 0.1, 50.0)  # mm: finer than any CT or MRI, coarser than none
+# Arrays a command allocates are checked against this before they are allocated.
+MAX_ALLOCATION_BYTES = 64 * 2 ** 30
 
-    Args:
-        name: the field's name, shown in the message.
-        value: the value to check; a bool is never a number here.
-        integer: the value must be a whole number (an int, or a float such as 3.0).
-        low, high: bounds; None for no bound.
-        low_open, high_open: exclude the bound itself (`low < value` instead of `<=`).
-        optional: None is accepted.
+
+def check_allocation(n_bytes, what: str, *, limit: Optional[int] = None) -> int:
+    """Refuse, before allocating, arrays of `n_bytes` bytes in all (estimated by the caller).
+
+    The limit is the smaller of `MAX_ALLOCATION_BYTES` and the machine's physical memory (where
+    the OS says it), unless `limit` is given.
 
     Raises:
-        ValueError: e.g. "`batch_size` must be a positive integer. Received: batch_size=0."
-
-    Example:
-        >>> check_number("bn_momentum", 0.99, low=0, high=1, high_open=True)
+        ValueError: naming `what`, the estimate and the limit.
     """
-    if value is None and optional:
-        return
-    try:
-        number = float(value)
-        ok = not isinstance(value, bool) and number == number  # not NaN
-        if integer:
-            ok = ok and number == int(number)
-        if low is not None:
-            ok = ok and (number > low if low_open else number >= low)
-        if high is not None:
-            ok = ok and (number < high if high_open else number <= high)
-    except (TypeError, ValueError, OverflowError):
-        ok = False
-    if not ok:
-        wanted = _bounds_text(integer, low, high, low_open, high_open)
-        raise ValueError(f"`{name}` must be {wanted}{' or None' if optional else ''}. "
-                         f"Received: {name}={value!r}.")
+    if limit is None:
+        limit = MAX_ALLOCATION_BYTES
+        try:
+            limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    n_bytes = float(n_bytes)
+    if not math.isfinite(n_bytes) or n_bytes > limit:
+        raise ValueError(f"{what} would need {_size(n_bytes)} of memory, more than this machine "
+                         f"allows ({_size(limit)}); choose smaller values.")
+    return int(n_bytes)
 
 
-def check_choice(name: str, value, choices) -> None:
-    """Raise `ValueError` unless `value` is one of `choices` (the message lists them)."""
-    if value not in tuple(choices):
-        raise ValueError(f"`{name}` must be one of {list(choices)}. Received: {name}={value!r}.")
+def _size(n_bytes: float) -> str:
+    if not math.isfinite(n_bytes):
+        return "an unbounded amount"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} PiB"
+
+
+def _check_ranges(config, names) -> None:
+    """Check the fields `names` of a config (None allowed) against `CONFIG_RANGES`."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None:
+            CONFIG_RANGES[name].check(value, name)
 
 
 def _check_fields(cls, values: dict) -> dict:
@@ -103,8 +199,28 @@ class _JsonConfig:
 
     @classmethod
     def from_json(cls, path):
+        """Read a config written by `to_json`; every error names the file.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: empty, not JSON, not an object, an unknown field or a bad value.
+        """
+        path = os.fspath(path)
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+            text = f.read()
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            what = "is empty" if not text.strip() else f"is not JSON ({exc})"
+            raise ValueError(f"{path!r} {what}; expected the {cls.__name__} that "
+                             "models-genesis wrote there.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path!r} must hold a JSON object of {cls.__name__} fields. "
+                             f"Received: a JSON {type(values).__name__}.")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -155,8 +271,11 @@ class TargetTask(_JsonConfig):
     head: str = ""
 
     def __post_init__(self):
-        check_choice("kind", self.kind, ("classification", "segmentation"))
-        check_choice("modality", self.modality, ("ct", "mri"))
+        if self.kind not in ("classification", "segmentation"):
+            raise ValueError("`kind` must be 'classification' or 'segmentation'. "
+                             f"Received: kind={self.kind!r}.")
+        if self.modality not in ("ct", "mri"):
+            raise ValueError(f"`modality` must be 'ct' or 'mri'. Received: modality={self.modality!r}.")
         if self.modality == "ct" and self.intensity_window is None:
             raise ValueError("A CT task needs an `intensity_window` (lo, hi) in HU. "
                              "Received: intensity_window=None.")
@@ -167,20 +286,36 @@ class TargetTask(_JsonConfig):
                                  f"Received: intensity_window={self.intensity_window!r}.")
             object.__setattr__(self, "intensity_window", (lo, hi))
         if self.spacing is not None:
-            spacing = tuple(float(v) for v in self.spacing)
-            if len(spacing) != 3 or min(spacing) <= 0:
-                raise ValueError("`spacing` must be 3 positive sizes in mm or None. "
+            if isinstance(self.spacing, (str, bytes)) or len(tuple(self.spacing)) != 3:
+                raise ValueError("`spacing` must be 3 sizes in mm (X, Y, Z) or None. "
                                  f"Received: spacing={self.spacing!r}.")
+            spacing = tuple(SPACING_RANGE.check(v, "spacing") for v in self.spacing)
             object.__setattr__(self, "spacing", spacing)
-        check_number("crop_scale", self.crop_scale, low=1)
+        if not Range(float, 1.0, 100.0).accepts(_number(self.crop_scale)):
+            raise ValueError("`crop_scale` must be a number in [1, 100]. "
+                             f"Received: crop_scale={self.crop_scale!r}.")
         object.__setattr__(self, "crop_scale", float(self.crop_scale))
-        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        shape = self.input_shape
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3 \
+                or not all(SIDE_RANGE.accepts(_number(v)) and int(v) % 8 == 0 for v in shape):
+            raise ValueError("`input_shape` must be 3 sizes, each a positive multiple of 8 (three "
+                             f"2x poolings) up to {SIDE_RANGE.hi}. "
+                             f"Received: input_shape={self.input_shape!r}.")
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+        for name in ("batch_size", "patience"):
+            CONFIG_RANGES[name].check(getattr(self, name), name)
+        CONFIG_RANGES["learning_rate"].check(self.learning_rate, "learning_rate")
 
     def preprocessing(self) -> dict:
         """The preprocessing of this task in one dict (what `task.json` readers need)."""
         return {"modality": self.modality, "intensity_window": self.intensity_window,
                 "spacing": self.spacing, "input_shape": self.input_shape,
                 "crop_scale": self.crop_scale}
+
+
+def _number(value):
+    """`value` as a number where it is one (bools and text are not), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _CLASSIFIER = ("U-Net encoder: depth_7_relu -> GlobalAveragePooling3D -> Dense(1024, relu) -> "
@@ -316,21 +451,41 @@ class FinetuneConfig(_JsonConfig):
         if self.data_options is not None and not isinstance(self.data_options, dict):
             raise ValueError("`data_options` must be a dict of loader options or None. "
                              f"Received: data_options={self.data_options!r}.")
-        check_choice("head", self.head, ("release", "linear"))
+        if self.head not in ("release", "linear"):
+            raise ValueError("`head` must be 'release' or 'linear'. "
+                             f"Received: head={self.head!r}.")
         blocks = tuple(self.freeze_blocks or ())
         if any(isinstance(b, bool) or int(b) != b or not 0 <= b <= 13 for b in blocks):
             raise ValueError("`freeze_blocks` must be U-Net block indices in 0..13 (depth_{i}). "
                              f"Received: freeze_blocks={self.freeze_blocks!r}.")
         object.__setattr__(self, "freeze_blocks", tuple(sorted({int(b) for b in blocks})))
-        check_choice("init", self.init, _INITS)
-        check_number("label_fraction", self.label_fraction, low=0, high=1, low_open=True)
+        if self.init not in _INITS:
+            raise ValueError(f"`init` must be one of {list(_INITS)}. Received: init={self.init!r}.")
+        if self.init in SCRATCH_INITS and self.weights is not None:
+            raise ValueError(f"`weights` is for a pre-training method's init; init={self.init!r} "
+                             "trains from scratch and would ignore it. Drop --weights, or pass "
+                             f"the method that wrote it as --init. Received: weights="
+                             f"{self.weights!r}.")
+        if not 0.0 < float(self.label_fraction) <= 1.0:
+            raise ValueError("`label_fraction` must be in (0, 1]. "
+                             f"Received: label_fraction={self.label_fraction!r}.")
         for name in ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
                      "steps_per_epoch", "validation_steps", "workers"):
-            check_number(name, getattr(self, name), integer=True, low=1, optional=True)
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer. "
+                                 f"Received: {name}={value!r}.")
         for name in ("learning_rate", "lr_factor", "min_lr", "adam_epsilon"):
-            check_number(name, getattr(self, name), low=0, low_open=True, optional=True)
-        check_number("bn_momentum", self.bn_momentum, low=0, high=1, high_open=True,
-                     optional=True)
+            value = getattr(self, name)
+            if value is not None and not float(value) > 0:
+                raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}.")
+        _check_ranges(self, ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
+                             "steps_per_epoch", "validation_steps", "workers", "seed",
+                             "learning_rate", "lr_factor", "min_lr", "adam_epsilon", "fold"))
+        if self.bn_momentum is not None and (isinstance(self.bn_momentum, bool)
+                                             or not 0 <= float(self.bn_momentum) < 1):
+            raise ValueError("`bn_momentum` must be a float in [0, 1) or None. "
+                             f"Received: bn_momentum={self.bn_momentum!r}.")
         if self.input_shape is not None:
             shape = tuple(self.input_shape)
             if len(shape) != 3 or any(int(s) != s or s < 8 or s % 8 for s in shape):
@@ -452,19 +607,11 @@ class PretrainConfig(_JsonConfig):
     figures: bool = True
 
     def __post_init__(self):
-        self._check_method()
-        self._check_schedule()
-        self._check_shape()
-        self._check_subsets()
-        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
-            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
-                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
-
-    def _check_method(self) -> None:
-        """The method, its scheme and options, the strategy, optimizer, loss and precision."""
         for name, choices in (("method", METHOD_NAMES), ("strategy", STRATEGIES),
                               ("optimizer", _OPTIMIZERS), ("loss", _LOSSES)):
-            check_choice(name, getattr(self, name), choices)
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {list(choices)}. "
+                                 f"Received: {name}={getattr(self, name)!r}.")
         TransformConfig.for_scheme(self.scheme)  # named or composed ("a+b"); ValueError if not
         if self.method != "genesis" and self.scheme != "genesis":
             raise ValueError(f"`scheme` is an option of method 'genesis' only. Received: "
@@ -481,26 +628,33 @@ class PretrainConfig(_JsonConfig):
         if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
                              f"Received: mixed_precision={self.mixed_precision!r}.")
-
-    def _check_schedule(self) -> None:
-        """The counts, rates and momenta of the training schedule and the data loading."""
-        for name in ("steps_per_epoch", "validation_steps", "scale"):
-            check_number(name, getattr(self, name), integer=True, low=1, optional=True)
-        for name in ("batch_size", "epochs", "lr_patience", "patience", "n_base_filters", "depth",
-                     "max_queue_size"):
-            check_number(name, getattr(self, name), integer=True, low=1)
+        for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
+                     "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
         for name in ("workers", "sample_every", "seed"):
-            check_number(name, getattr(self, name), integer=True, low=0)
-        check_number("learning_rate", self.learning_rate, low=0, low_open=True)
-        check_number("min_lr", self.min_lr, low=0, low_open=True)
-        check_number("lr_factor", self.lr_factor, low=0, high=1, low_open=True, high_open=True)
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 0:
+                raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}.")
+        for name in ("learning_rate", "lr_factor", "min_lr"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}.")
         for name in ("momentum", "lr_min_delta"):
-            check_number(name, getattr(self, name), low=0)
-        check_number("bn_momentum", self.bn_momentum, low=0, high=1, high_open=True)
-
-    def _check_shape(self) -> None:
-        """`dims` and `cube_shape` against the U-Net's depth; the 2D weight file name."""
-        check_choice("dims", self.dims, (2, 3))
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}.")
+        if not 0 <= float(self.bn_momentum) < 1:
+            raise ValueError(f"`bn_momentum` must be in [0, 1). "
+                             f"Received: bn_momentum={self.bn_momentum!r}.")
+        if not float(self.lr_factor) < 1:
+            raise ValueError(f"`lr_factor` must be < 1. Received: lr_factor={self.lr_factor!r}.")
+        _check_ranges(self, ("batch_size", "epochs", "steps_per_epoch", "validation_steps",
+                             "lr_patience", "patience", "n_base_filters", "depth",
+                             "max_queue_size", "scale", "workers", "sample_every", "seed",
+                             "learning_rate", "lr_factor", "min_lr", "momentum", "lr_min_delta",
+                             "bn_momentum"))
+        if self.dims not in (2, 3):
+            raise ValueError(f"`dims` must be 2 or 3. Received: dims={self.dims!r}.")
         shape = tuple(self.cube_shape)
         factor = 2 ** (int(self.depth) - 1)
         if self.dims == 2 and (len(shape) != 3 or shape[2] != 1):
@@ -516,10 +670,13 @@ class PretrainConfig(_JsonConfig):
                              f"Received: method={self.method!r}.")
         if self.dims == 2 and self.keras2_weights_name == "Genesis_Chest_CT.h5":
             object.__setattr__(self, "keras2_weights_name", "Genesis_Chest_CT_2D.h5")  # not the 3D name
+        if any(s > SIDE_RANGE.hi for s in shape):
+            raise ValueError(f"`cube_shape` sides must be at most {SIDE_RANGE.hi}. "
+                             f"Received: cube_shape={self.cube_shape!r}.")
         object.__setattr__(self, "cube_shape", tuple(int(s) for s in shape))
-
-    def _check_subsets(self) -> None:
-        """Non-empty training and validation subsets, as strings, that share none."""
+        # A batch of input and target cubes (float32) is the least a step holds.
+        check_allocation(2 * 4 * int(self.batch_size) * math.prod(self.cube_shape),
+                         f"a batch of {self.batch_size} cubes of {self.cube_shape}")
         for name in ("train_subsets", "val_subsets"):
             subsets = getattr(self, name)
             if isinstance(subsets, (str, int)) or not len(subsets):
@@ -531,6 +688,9 @@ class PretrainConfig(_JsonConfig):
             raise ValueError(f"`train_subsets` and `val_subsets` must not share subsets: "
                              f"validating on training cubes hides overfitting and picks the "
                              f"best weights on seen data. Received: both hold {shared}.")
+        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
+            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
+                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
 
     @property
     def sample_shape(self) -> Tuple[int, ...]:
@@ -547,14 +707,14 @@ class PretrainConfig(_JsonConfig):
 
 
 # What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 1000 float32 steps (timed on docs/results.md). The release's SGD at lr 1.0
-# stays at the mean (a near-constant output) for the first few hundred steps, and
-# BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
-# after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
-# Why these values, measured: docs/results.md, 'Log: what the demo pre-training learns in its
-# budget' (the number of steps is what moves the result). Mixed bf16 is faster on CPUs with
-# native bf16 but not the default: TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature
-# map has 2 rows (notebook 09's Jigsaw: NaN).
+# 1000 float32 steps (timed on docs/results.md). The release's SGD at lr 1.0 stays at the mean (a
+# near-constant output) for the first few hundred steps, and BatchNormalization's momentum 0.99
+# leaves the moving statistics mostly at their initial values after them (inference then differs
+# from training); Adam at 1e-3 with momentum 0.9 restores. Why these values, measured:
+# docs/results.md, 'Log: what the demo pre-training learns in its budget' (the number of steps is
+# what moves the result). Mixed bf16 is faster on CPUs with native bf16 but not the default:
+# TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's
+# Jigsaw: NaN).
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {

@@ -57,6 +57,10 @@ class Options:
     def __post_init__(self):
         check_count(self.max_boxes, "max_boxes", minimum=1)
         check_count(self.margin, "margin")
+        for name, most in (("max_boxes", 100), ("margin", 4096)):  # Python loops per box
+            if getattr(self, name) > most:
+                raise ValueError(f"`{name}` must be at most {most}. "
+                                 f"Received: {name}={getattr(self, name)!r}.")
         check_prob(self.continue_prob, "continue_prob")
         for name in ("min_size", "max_size"):
             object.__setattr__(self, name, check_fraction(getattr(self, name), name))

@@ -22,7 +22,7 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
-from models_genesis.data.io.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import check_cube_values, find_cube_files, open_cubes
 from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.evaluation.restoration import evaluate_restoration
 from models_genesis.methods import get_method, make_options
@@ -64,6 +64,7 @@ def find_pretraining_cubes(config: PretrainConfig) -> Dict[str, list]:
             cubes = open_cubes(path, config.cube_shape)
             if len(cubes) == 0:
                 raise ValueError(f"Cube file {path!r} holds no cubes.")
+            check_cube_values(path, cubes)  # one pass at load, not inside a training step
         out[split] = files
     return out
 
