@@ -75,7 +75,7 @@ def test_segment_volume_to_file_keeps_geometry(tmp_path, rng):
     hu = rng.uniform(-1000, 1000, (12, 10, 6)).astype(np.float32)
     src = Volume(array=hu, spacing=(0.7, 0.8, 2.5), origin=(10.0, -5.0, 3.0))
     in_path = write_volume(src, str(tmp_path / "scan.nii.gz"))
-    task = preprocessing_task((8, 8, 4), normalization="ct")
+    task = preprocessing_task((8, 8, 8), normalization="ct")  # the scan is padded in z
     out_path = segment_volume_to_file(identity, in_path, tmp_path / "pred" / "mask.nii.gz", task,
                                       overlap=0.5, threshold=0.5, progress=False)
     mask = read_volume(out_path)
@@ -139,12 +139,13 @@ def test_prediction_of_an_oblique_ras_scan_is_written_in_its_own_geometry(tmp_pa
         return batch
 
     out = segment_volume_to_file(identity_recording, in_path, tmp_path / "mask.nii.gz",
-                                 preprocessing_task((12, 10, 6), normalization="ct"),
+                                 preprocessing_task((16, 16, 8), normalization="ct"),
                                  overlap=0.0, progress=False)
     stored = read_volume(in_path, orientation=None)
     assert orientation_of(stored.direction) == "RAS"
     # The model saw the scan in the standard orientation (x and y flipped) ...
-    np.testing.assert_allclose(seen[0][0, ..., 0], (hu[::-1, ::-1] + 1000) / 2000, atol=1e-6)
+    np.testing.assert_allclose(seen[0][0, :12, :10, :6, 0], (hu[::-1, ::-1] + 1000) / 2000,
+                               atol=1e-6)  # one window, the scan padded to its size
     # ... and the mask is on the file's own grid, voxel for voxel.
     mask = read_volume(out, orientation=None)
     np.testing.assert_array_equal(mask.array, (hu > 0).astype(np.uint8))
