@@ -2,12 +2,13 @@
 
 Both run in the same process on the same LUNA16-sized scan (512 x 512 x Z, int16 HU): a chest
 phantom drawn at half the in-plane size and repeated 2x in-plane. The baseline exists in this
-benchmark only: it follows REFERENCE 3 voxel by voxel (crop, the 4-deep `d, i, j, k` loop,
-the weight sum) for a few candidate crops. Ours is `extract_cubes_from_volume` with the
-release's parameters, timed end to end (drawing candidates, filtering, normalising the kept
-cubes) and divided by the number of candidates it examined, i.e. the candidates the release
-would have examined to collect the same cubes. Also printed: the rate of the summed-area table
-on all `max_tries_factor * scale` candidates, and the decisions of both on the looped crops.
+benchmark only: it follows docs/release_reference.md, 'Cube extraction' voxel by voxel (crop, the
+4-deep `d, i, j, k` loop, the weight sum) for a few candidate crops. Ours is
+`extract_cubes_from_volume` with the release's parameters, timed end to end (drawing candidates,
+filtering, normalising the kept cubes) and divided by the number of candidates it examined, i.e. the
+candidates the release would have examined to collect the same cubes. Also printed: the rate of the
+summed-area table on all `max_tries_factor * scale` candidates, and the decisions of both on the
+looped crops.
 
 Run: `python benchmarks/extraction.py [--loop-candidates 3] [--repeats 3] [--depth 128]`
 """
@@ -18,6 +19,8 @@ import argparse
 import time
 
 import numpy as np
+
+from models_genesis.pipeline.result_records import add_record_option, record_run
 
 
 def _loop_filter(x01, start, config, threshold):
@@ -52,6 +55,7 @@ def main(argv=None) -> int:
     parser.add_argument("--loop-candidates", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--depth", type=int, default=128, help="slices of the scan")
+    add_record_option(parser, "benchmarks/results/extraction.json")
     args = parser.parse_args(argv)
 
     config = ExtractionConfig()
@@ -95,6 +99,12 @@ def main(argv=None) -> int:
           f" of one scan)")
     print(f"ratio (end to end) : {loop_per / ours_per:.0f}x")
     print(f"ratio (table, all) : {loop_per / table_per:.0f}x")
+    record_run(args.record, f"extraction.py, scan {hu.shape}",
+               numbers={"baseline, candidates/s": round(1 / loop_per, 1),
+                        "ours end to end, candidates/s": round(1 / ours_per, 1),
+                        "ours, table on all candidates, candidates/s": round(1 / table_per, 1),
+                        "ratio (end to end)": f"{loop_per / ours_per:.0f}x",
+                        "ratio (table, all)": f"{loop_per / table_per:.0f}x"})
     return 0
 
 

@@ -1,9 +1,11 @@
-"""Benchmark: the composed transformation vs a plain loop transcription of REFERENCE 4.
+"""Benchmark: the composed transformation vs a plain loop transcription of
+docs/release_reference.md, 'Transformations'.
 
 Prints samples per second of both on 64x64x32 float32 cubes, measured in the same run on one
-core, and their ratio (issue 3 asks for >= 20x). The baseline below exists for this benchmark
-only: it follows REFERENCE 4 step by step with Python loops (one numpy call per shuffling window,
-a 100,000-point Bezier table per call), drawing from a numpy Generator.
+core, and their ratio (the goal is >= 20x). The baseline below exists for this benchmark
+only: it follows docs/release_reference.md, 'Transformations' step by step with Python loops (one
+numpy call per shuffling window, a 100,000-point Bezier table per call), drawing from a numpy
+Generator.
 
 Run: `python benchmarks/transforms.py [--seconds 10] [--shape 64 64 32]`
 """
@@ -15,6 +17,8 @@ import os
 import time
 
 import numpy as np
+
+from models_genesis.pipeline.result_records import add_record_option, record_run
 
 
 def _baseline_local_shuffle(x, rng, n_windows=10000):
@@ -74,7 +78,10 @@ def _baseline_outer(x, rng):
 
 
 def baseline_pair(cube, rng):
-    """REFERENCE 4 as plain loops (release probabilities). Returns (x, y)."""
+    """The release's transformations as plain loops, at its probabilities.
+
+    See docs/release_reference.md, 'Transformations'. Returns (x, y).
+    """
     x = cube.astype(np.float64)
     y = x.copy()
     cnt = 3
@@ -105,6 +112,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="CPU seconds per method")
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 64, 32))
+    add_record_option(parser, "benchmarks/results/transforms.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from models_genesis.transformations.unified import genesis_transform
@@ -117,6 +125,9 @@ def main(argv=None):
     print(f"baseline (plain loop transcription): {base:9.1f} samples/s  ({1e3 / base:7.2f} ms/sample)")
     print(f"ours (genesis_transform):            {ours:9.1f} samples/s  ({1e3 / ours:7.2f} ms/sample)")
     print(f"ratio: {ours / base:.1f}x")
+    record_run(args.record, f"transforms.py, {'x'.join(map(str, args.shape))} cubes",
+               numbers={"baseline, samples/s": round(base, 1), "ours, samples/s": round(ours, 1),
+                        "ratio": f"{ours / base:.1f}x"})
     return ours / base
 
 

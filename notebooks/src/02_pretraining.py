@@ -15,8 +15,9 @@
 # ## Switching to real data: LUNA16 and the paper's settings
 #
 # > **Real data.** Put LUNA16 in `datasets/luna16/` (`subset0/` ... `subset9/` with `.mhd`/`.raw`
-# > scans, see `datasets/README.md`), then run the release's settings (REFERENCE 3 and 5): cubes of
-# > 64x64x32 from subsets 0-4 (training) and 5-6 (validation), batch 6, SGD lr 1.0 momentum 0.9,
+# > scans, see `datasets/README.md`), then run the release's settings (docs/release_reference.md,
+# > 'Cube extraction' and 'Pre-training schedule'): cubes of 64x64x32 from subsets 0-4 (training)
+# > and 5-6 (validation), batch 6, SGD lr 1.0 momentum 0.9,
 # > ReduceLROnPlateau(0.5, patience 10), EarlyStopping(patience 50), one epoch = all cubes:
 # >
 # > ```bash
@@ -75,9 +76,10 @@ show(fig, "02_scan.png")
 #
 # Random crops away from the borders; a crop is rejected when it holds too much tissue: for each
 # voxel, the first of the next 3 slices above the -150 HU threshold gives a weight of 1, 0.5 or
-# 0, and crops whose weights sum to more than 15% of the voxels are dropped (REFERENCE 3). The
-# paper keeps informative cubes that are neither empty air nor full tissue (Sec. 3.1). The
-# intensities are clipped to [-1000, 1000] HU and scaled to [0, 1].
+# 0, and crops whose weights sum to more than 15% of the voxels are dropped
+# (docs/release_reference.md, 'Cube extraction'). The paper keeps informative cubes that are neither
+# empty air nor full tissue (Sec. 3.1). The intensities are clipped to [-1000, 1000] HU and scaled
+# to [0, 1].
 
 # %%
 from models_genesis.data.pretraining.cubes import extract_cubes_from_volume

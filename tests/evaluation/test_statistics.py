@@ -73,14 +73,12 @@ def test_table3_marks_best_and_not_significant_cells():
 
 def test_plots_written_atomically(tmp_path):
     rows, _, _ = _records()
-    path = S.plot_bars(S.summarize_runs(rows, "iou"), tmp_path / "figs" / "bars.png", label="IoU")
-    assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
     curve = [{"method": m, "label_fraction": f, "iou": v + 0.01 * r}
              for m, base in (("genesis", 0.7), ("scratch", 0.6))
              for f in (0.1, 0.5, 1.0) for r in range(2) for v in [base + 0.1 * f]]
     path = S.plot_annotation_efficiency(curve, tmp_path / "eff.pdf", metric="iou")
     assert open(path, "rb").read(4) == b"%PDF"
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["bars.png", "eff.pdf", "figs"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["eff.pdf"]
 
 
 def test_annotation_saved_interpolates():
@@ -101,3 +99,13 @@ def test_annotation_saved_interpolates():
     assert not res["reached"] and res["saved"] == 0.0
     with pytest.raises(ValueError, match="No runs of method 'models_genesis'"):
         S.annotation_saved(scratch, "iou", method="models_genesis", baseline="scratch")
+
+
+def test_one_run_per_method_is_marked_untested_not_significantly_worse():
+    rows = [{"method": "genesis", "task": "ncs", "iou": 0.8},
+            {"method": "he_uniform", "task": "ncs", "iou": 0.7}]
+    summary = S.compare_to_best(rows, "iou", within=("task",))
+    lines = S.format_table(summary, columns="task", row_order=["genesis", "he_uniform"]
+                           ).splitlines()[2:]
+    assert lines[0].endswith(f" {S.BEST_MARK}")
+    assert lines[1].endswith(f" {S.UNTESTED_MARK}") and S.UNTESTED_MARK in S.TABLE3_LEGEND

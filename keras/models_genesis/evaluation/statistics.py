@@ -104,17 +104,19 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
     return out
 
 
-BEST_MARK, SAME_MARK = "*", "="
+BEST_MARK, SAME_MARK, UNTESTED_MARK = "*", "=", "?"
 TABLE3_LEGEND = (f"{BEST_MARK}: the best in its column (bold in the paper's Table 3); "
                  f"{SAME_MARK}: not significantly different from the best (independent two-sample "
-                 "t-test, p >= alpha; a blue box in the paper); unmarked: significantly worse")
+                 f"t-test, p >= alpha; a blue box in the paper); {UNTESTED_MARK}: no test possible "
+                 "(fewer than 2 runs on either side); unmarked: significantly worse")
 
 
 def _marks(summary: pd.DataFrame) -> list:
     """Table 3's markers per row of a `compare_to_best` table ("" without its columns)."""
     if not {"is_best", "significant"} <= set(summary.columns):
         return [""] * len(summary)
-    return [f" {BEST_MARK}" if best else (f" {SAME_MARK}" if np.isfinite(p) and not sig else "")
+    return [f" {BEST_MARK}" if best else (f" {UNTESTED_MARK}" if not np.isfinite(p) else
+                                          (f" {SAME_MARK}" if not sig else ""))
             for best, p, sig in zip(summary["is_best"], summary["p_value"],
                                     summary["significant"])]
 
@@ -172,25 +174,6 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
             table["p (vs best)"] = [("best *" if b else (f"{p:.2e}" if np.isfinite(p) else "-"))
                                     for b, p in zip(pv["is_best"], pv["p_value"])]
     return table.to_string()
-
-
-def plot_bars(summary: pd.DataFrame, path, *, label: str = "score", percent: bool = True,
-              title: Optional[str] = None) -> str:
-    """Bar plot of mean with ± s.d. error bars, one bar per row of `summary`; returns `path`."""
-    _frame(summary, ["mean", "sd"])
-    names = [c for c in summary.columns if c not in ("mean", "sd", "n", "is_best", "p_value",
-                                                    "significant")]
-    labels = [" / ".join(str(v) for v in r) for r in summary[names].itertuples(index=False)]
-    scale = 100.0 if percent else 1.0
-    fig, ax = new_figure(figsize=(max(4.0, 1.1 * len(labels)), 4.0))
-    ax.bar(range(len(labels)), summary["mean"] * scale, yerr=summary["sd"].fillna(0) * scale,
-           capsize=4, color="tab:blue", alpha=0.8)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=30, ha="right")
-    ax.set_ylabel(f"{label} (%)" if percent else label)
-    if title:
-        ax.set_title(title)
-    return save_figure(fig, path, dpi=150, bbox_inches="tight")
 
 
 def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",

@@ -56,8 +56,9 @@ class Options:
     def __post_init__(self):
         _encoder.check_positive_int("n_permutations", self.n_permutations, 2)
         _encoder.check_fraction("patch_fraction", self.patch_fraction)
-        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0)
-        _encoder.check_positive_int("n_candidates", self.n_candidates, self.n_permutations)
+        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0, 2 ** 32 - 1)
+        _encoder.check_positive_int("n_candidates", self.n_candidates, self.n_permutations,
+                                    1_000_000)
         _encoder.check_positive_int("patch_units", self.patch_units)
         _encoder.check_positive_int("fc_units", self.fc_units)
 

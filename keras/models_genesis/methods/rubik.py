@@ -66,7 +66,7 @@ class Options:
             raise ValueError(f"`n_permutations` must be at most 8! = 40320. "
                              f"Received: n_permutations={self.n_permutations}.")
         _encoder.check_fraction("patch_fraction", self.patch_fraction)
-        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0)
+        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0, 2 ** 32 - 1)
         _encoder.check_positive_int("patch_units", self.patch_units)
 
 

@@ -1,4 +1,5 @@
-"""Fine-tuning on a target task: one run of the paper's protocol (Sec. 3.2, REFERENCE 6).
+"""Fine-tuning on a target task: one run of the paper's protocol (Sec. 3.2,
+docs/release_reference.md, 'Target tasks').
 
 A run builds the task's head model (classification on `depth_7_relu`, segmentation on
 `depth_13_relu`), initialised from a Genesis weight file (`init="genesis"`) or from scratch with

@@ -2,9 +2,10 @@
 
 Intensity normalisation (`normalize_intensity`, the one definition every loader, `prepare` and
 `predict-volume` use): `"ct"` clips to [-1000, 1000] HU and scales to [0, 1] (paper Sec. 3.1,
-REFERENCE 3); `"mri"` scales each patient's scan by its own minimum and maximum (what BMS does on
-BraTS FLAIR, whose intensities have no physical unit). The release's advice for MRI pre-training
-cubes, clipping to [0, 4000], is the explicit window `normalize_intensity(x, (0, 4000))`.
+docs/release_reference.md, 'Pre-training data'); `"mri"` scales each patient's scan by its own
+minimum and maximum (what BMS does on BraTS FLAIR, whose intensities have no physical unit). The
+release's advice for MRI pre-training cubes, clipping to [0, 4000], is the explicit window
+`normalize_intensity(x, (0, 4000))`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ def intensity_window(x, modality: Union[str, Sequence[float]] = "ct") -> Tuple[f
     return window
 
 
+def percentile_window(x, percentiles: Tuple[float, float] = (0.5, 99.5)) -> Tuple[float, float]:
+    """The `(lo, hi)` intensity percentiles of a scan: a window robust to a few outlier voxels.
+
+    Args:
+        x: the whole scan, any shape.
+        percentiles: (low, high) in [0, 100], low < high.
+
+    Returns:
+        `(lo, hi)` floats (`lo == hi` for a constant scan, which then maps to zeros).
+    """
+    lo_p, hi_p = (float(v) for v in percentiles)
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValueError(f"`percentiles` must be (low, high) with 0 <= low < high <= 100. "
+                         f"Received: percentiles={percentiles!r}.")
+    x = np.asarray(x)
+    if not x.size:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(x, [lo_p, hi_p])
+    return float(lo), float(hi)
+
+
 def scale_to_unit(x, window: Tuple[float, float]) -> np.ndarray:
     """Clip `x` to `window` and scale it linearly to [0, 1] (float32; zeros when lo == hi)."""
     lo, hi = window
@@ -55,7 +77,8 @@ def scale_to_unit(x, window: Tuple[float, float]) -> np.ndarray:
 
 
 def normalize_intensity(x, modality: Union[str, Sequence[float]] = "ct") -> np.ndarray:
-    """Scale a scan's intensities to [0, 1] (paper Sec. 3.1; REFERENCE 3).
+    """Scale a scan's intensities to [0, 1] (paper Sec. 3.1;
+    docs/release_reference.md, 'Pre-training data').
 
     Args:
         x: array of any shape (HU for CT), the whole scan for `"mri"`.

@@ -1,4 +1,5 @@
-"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; REFERENCE 6) in their formats.
+"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; docs/release_reference.md,
+'Target tasks') in their formats.
 
 `load_target_data("ncs", data_dir, seed=0)` dispatches through `TARGET_LOADERS` to one module per
 task and returns a `TargetData`: crops `(N, rows, cols, deps, 1)` float32 in [0, 1] for train,
@@ -38,7 +39,7 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
         data_dir: the task's folder, in the format its module documents.
         seed: seeds splits, crop positions and undersampling; same seed, same data.
         input_shape: crop (rows, cols, deps), each a multiple of 8; None takes the task's.
-        **options: the task loader's keyword options (e.g. `fold=2, fold_dir=...` for BMS,
+        **options: the task loader's keyword options (e.g. `fold=2, split_dir=...` for BMS,
             `negative_ratio=10` for NCC/ECC, `errors="skip"` for all).
 
     A folder written by `models-genesis prepare` (it has a `manifest.json`) is read with the

@@ -23,6 +23,7 @@ from models_genesis.data.target_tasks.custom import custom_prepare_jobs
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
+from models_genesis.data.io.csv_tables import ANNOTATION_COLUMNS, read_table
 from models_genesis.data.io.volumes import index_volumes, volume_key
 
 
@@ -60,16 +61,13 @@ def _ncs_jobs(data_dir, common):
     """NCS from LIDC-IDRI as downloaded (DICOM series + XML reading: `lidc_prepare_jobs`), or,
     when `data_dir` holds an `annotations.csv`, from volumes + `masks/` + `annotations.csv` (the
     chest phantoms' layout)."""
-    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
-    import pandas as pd
-
     csv_path = os.path.join(data_dir, "annotations.csv")
     if not os.path.isfile(csv_path):
         return lidc_prepare_jobs(data_dir, common)
     volumes = index_volumes(data_dir, "subset*/*.mhd")
     masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, "masks", "*.mhd"))
              + glob.glob(os.path.join(data_dir, "masks", "*.nii*"))}
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str})
+    table = read_table(csv_path, ANNOTATION_COLUMNS, unique=ANNOTATION_COLUMNS[:4])
     refused = [{"item": f"{csv_path}: seriesuid {uid}", "reason": "has no volume or no mask"}
                for uid in sorted(set(table["seriesuid"]) - (set(volumes) & set(masks)))]
     jobs = []

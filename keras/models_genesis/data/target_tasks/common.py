@@ -1,6 +1,6 @@
 """What the five target-task loaders share: `TargetData`, checks, crops, splits, skip reports.
 
-Conventions (paper Sec. 3.2, REFERENCE 6):
+Conventions (paper Sec. 3.2, docs/release_reference.md, 'Target tasks'):
 - Arrays are in (x, y, z) order as `read_volume` returns them; crops are channels last,
   `(N, rows, cols, deps, 1)` float32. Images lie in [0, 1]; masks are {0, 1} float32.
 - CT is clipped to [-1000, 1000] HU and scaled to [0, 1]; MRI is min-max scaled per patient

@@ -105,7 +105,7 @@ def normalize_channels(array: np.ndarray, scalings: Sequence[str]) -> np.ndarray
                      for c, s in enumerate(scalings)], axis=-1)
 
 
-def _split_4d(path: str, n_channels: int) -> List[Volume]:
+def _split_4d(path: str, n_channels: int, **read_options) -> List[Volume]:
     """The channels of a 4D image (Decathlon), each read back by `read_volume` (same geometry
     handling as any 3D file)."""
     import SimpleITK as sitk
@@ -125,15 +125,17 @@ def _split_4d(path: str, n_channels: int) -> List[Volume]:
         for c in range(n_channels):
             name = os.path.join(folder, f"channel_{c:04d}.nii")
             sitk.WriteImage(image[:, :, :, c], name)
-            volume = read_volume(name)
+            volume = read_volume(name, **read_options)
             out.append(Volume(volume.array, volume.spacing, volume.origin, volume.direction, path))
         return out
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def read_image_channels(paths: Sequence[str], n_channels: int) -> List[Volume]:
-    """Read the channels of one case: one 3D file each, or one 4D file holding all of them.
+def read_image_channels(paths: Sequence[str], n_channels: int,
+                        **read_options) -> List[Volume]:
+    """Read the channels of one case: one 3D file each, or one 4D file holding all of them
+    (`read_options` go to `read_volume`, e.g. `orientation=None`).
 
     Raises:
         ValueError: a 4D file where one 3D file per channel is expected, a channel count other
@@ -141,14 +143,14 @@ def read_image_channels(paths: Sequence[str], n_channels: int) -> List[Volume]:
     """
     paths = [os.fspath(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
     if len(paths) == 1 and n_channels > 1:
-        return _split_4d(paths[0], n_channels)
+        return _split_4d(paths[0], n_channels, **read_options)
     if len(paths) != n_channels:
         raise ValueError(f"Expected {n_channels} channel file(s) (one per channel, or one 4D "
                          f"file). Received {len(paths)}: {paths}.")
     volumes = []
     for path in paths:
         try:
-            volumes.append(read_volume(path))
+            volumes.append(read_volume(path, **read_options))
         except ValueError as exc:
             if "must be a 3D scalar image" in str(exc):
                 raise ValueError(f"{path}: expected a 3D image (one file per channel; "

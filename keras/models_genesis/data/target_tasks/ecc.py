@@ -1,4 +1,5 @@
-"""ECC: pulmonary embolism false-positive reduction (paper Sec. 3.2.3, REFERENCE 6).
+"""ECC: pulmonary embolism false-positive reduction (paper Sec. 3.2.3, docs/release_reference.md,
+'Target tasks').
 
 The PE-CAD data (121 CTPA scans, 687 true and 5,568 false candidates) are not public, so ECC reads
 a generic candidate format:

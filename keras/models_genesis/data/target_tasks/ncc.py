@@ -1,12 +1,14 @@
-"""NCC: lung nodule false-positive reduction on LUNA16 (paper Sec. 3.2.1, REFERENCE 6).
+"""NCC: lung nodule false-positive reduction on LUNA16 (paper Sec. 3.2.1, docs/release_reference.md,
+'Target tasks').
 
 Data layout (LUNA16's): `subset{K}/{seriesuid}.mhd` (+ `.raw`) and `candidates.csv`
 (`seriesuid, coordX, coordY, coordZ, class`, world mm; `candidates_V2.csv` is found too).
 
 Split: the paper uses 445/178/265 patients. LUNA16's ten subsets hold 89 scans each (88 in
 subset 9), so whole subsets give 0-4 -> 445 train, 5-6 -> 178 validation, 7-9 -> 265 test: the
-paper's counts, and the release's pre-training split (subsets 0-4 / 5-6 / 7-9, REFERENCE 3), so no
-test scan was seen in pre-training. Pass `subsets=` to choose others, or `split=` (seriesuids).
+paper's counts, and the release's pre-training split (subsets 0-4 / 5-6 / 7-9,
+docs/release_reference.md, 'Pre-training data'), so no test scan was seen in pre-training. Pass
+`subsets=` to choose others, or `split=` (seriesuids).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2, REFERENCE 6).
+"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2;
+docs/release_reference.md, 'Target tasks').
 
 Two sources:
 1. The release's preprocessed arrays in `data_dir`: `x_{train,valid,test}_{r}x{c}x{d}.npy`
@@ -198,7 +199,8 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
     volumes = index_volumes(data_dir, volume_pattern)
     masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
              + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
-    table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"))
+    table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"),
+                       unique=("seriesuid", "coordX", "coordY", "coordZ"))
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
         skips.bad(f"{csv_path}: seriesuid {uid}", f"has no volume under {data_dir}")
     for uid in sorted(set(table["seriesuid"]) & set(volumes) - set(masks)):
