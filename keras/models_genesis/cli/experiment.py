@@ -219,6 +219,12 @@ def _check_predict_output(args, task) -> None:
     """Refuse, before the model is loaded, an `--output` of the wrong kind and an option the run
     would ignore (`--candidates` for a segmentation model)."""
     output = args.output.lower()
+    if task is not None and task.channels is not None and task.kind == "classification":
+        if args.candidates or not output.endswith(".json"):  # a whole-volume classifier
+            raise UserError(f"{args.model} classifies whole volumes (task custom): --output must "
+                            "be a .json file of the class probabilities, without --candidates. "
+                            f"Received: --output {args.output}.")
+        return
     if task is not None and task.kind == "classification":
         if not args.candidates:
             raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
