@@ -27,8 +27,9 @@ setup(
         "torch": ["torch>=2.1"],
         # keras-hub is optional: only the ImageNet encoder of the 2D baselines needs it.
         "2d": ["keras-hub>=0.20"],
-        # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel.
-        "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
+        # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel;
+        # ipywidgets draws tqdm's progress bars there (without it: "IProgress not found").
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6", "ipywidgets>=8"],
         "dev": [
             "pytest>=7",
             "nbclient>=0.9",

@@ -232,6 +232,8 @@ class FinetuneConfig(_JsonConfig):
             the run, in [0, 1); None keeps the model's (the release's 0.99, which a pre-trained
             model and a scratch one alike need hundreds of steps to move away from: short runs
             on few labels are validated and tested with statistics they were not trained with).
+        tensorboard: write TensorBoard logs to `out_dir/tensorboard` (needs TensorFlow
+            installed), as pre-training does; nothing without an `out_dir`.
     """
 
     task: str = "ncs"
@@ -261,6 +263,7 @@ class FinetuneConfig(_JsonConfig):
     freeze_blocks: Tuple[int, ...] = ()
     data_options: Optional[dict] = None
     bn_momentum: Optional[float] = None
+    tensorboard: bool = True
 
     def __post_init__(self):
         get_target_task(self.task)

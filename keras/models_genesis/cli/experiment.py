@@ -3,8 +3,9 @@
 * `finetune`: one run (`models_genesis.training.finetune.finetune`);
 * `experiment`: the paper's tables: named initialisations x tasks x runs x label fractions, Table
   3's layout and Figs. 3, 5, 6 (`models_genesis.pipeline.experiment.run_experiment`), resumable;
-* `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
-  source geometry (`models_genesis.evaluation.sliding_window.predict_volume_to_file`).
+* `predict-volume`: a fine-tuned model applied to one whole scan
+  (`models_genesis.evaluation.whole_volume.predict_volume`: the run's task decides between
+  segmenting by sliding windows and scoring candidates).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ _TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
-                     "head", "freeze_blocks", "bn_momentum")
+                     "head", "freeze_blocks", "bn_momentum", "tensorboard")
 
 
 def _data_options(task: str, args, data_dir) -> dict:
@@ -112,6 +113,9 @@ def _add_training_options(p, experiment: bool = False) -> None:
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
                          [o.name for o in LOADER_OPTIONS if o.name != "fold"])
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard logs to OUT/tensorboard (default: on, as pretrain; "
+                   "needs TensorFlow)")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
 
 
@@ -147,12 +151,9 @@ def _experiment(args) -> int:
 
 def _check_predict_args(args) -> str:
     """Refuse bad numbers and paths before the model is loaded; return the model file."""
-    model_path = args.model
-    if os.path.isdir(model_path):
-        model_path = os.path.join(model_path, "model.keras")
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"No model file at {model_path!r}: give the `model.keras` that "
-                                "`models-genesis finetune` writes, or its run folder.")
+    from models_genesis.evaluation.whole_volume import run_model_file
+
+    model_path = run_model_file(args.model)
     checks = [("--threshold", args.threshold, 0.0 < args.threshold < 1.0, "in (0, 1)"),
               ("--overlap", args.overlap, 0.0 <= args.overlap < 1.0, "in [0, 1)"),
               ("--batch-size", args.batch_size, args.batch_size >= 1, "an integer >= 1"),
@@ -179,41 +180,16 @@ def _check_predict_args(args) -> str:
 
 
 def _predict_volume(args) -> int:
+    from models_genesis.evaluation.whole_volume import predict_volume
+
     model_path = _check_predict_args(args)
-    import keras
-
-    from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
-                                                        segment_volume_to_file)
-
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except (ValueError, OSError, TypeError) as exc:  # Keras says "File not found" for any bad file
-        raise UserError(f"Cannot load --model {model_path!r} as a Keras model (the `model.keras` "
-                        f"that `models-genesis finetune` writes?): {exc}") from exc
-    task, notes = load_run_task(model_path, normalization=args.normalization,
-                                crop_scale=args.crop_scale, window=args.window)
-    for note in notes:
+    out = predict_volume(model_path, args.input, args.output, candidates=args.candidates,
+                         window=args.window, overlap=args.overlap, threshold=args.threshold,
+                         normalization=args.normalization, crop_scale=args.crop_scale,
+                         batch_size=args.batch_size)
+    for note in out["notes"]:
         print(note)
-    if task is not None and task.kind == "classification":
-        if not args.candidates:
-            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
-                            "of coordX, coordY, coordZ in world mm) to score them.")
-        path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
-                                        batch_size=args.batch_size)
-    elif task is not None:
-        path = segment_volume_to_file(model, args.input, args.output, task,
-                                      threshold=args.threshold, overlap=args.overlap,
-                                      batch_size=args.batch_size)
-    else:  # a run without task.json: the flags and their defaults, as before
-        window = tuple(args.window) if args.window else tuple(model.input_shape[1:4])
-        normalization = args.normalization or "ct"
-        path = predict_volume_to_file(model, args.input, args.output, window=window,
-                                      overlap=args.overlap, threshold=args.threshold,
-                                      normalization=None if normalization == "none"
-                                      else normalization, batch_size=args.batch_size,
-                                      crop_scale=args.crop_scale or 1.0)
-    print(f"wrote {path}")
+    print(f"wrote {out['path']}")
     return 0
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -25,7 +25,8 @@ from models_genesis.data.target_tasks.common import extract_crops
 from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
                                          scale_to_unit, volume_key, write_volume)
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
-from models_genesis.evaluation.sliding_window import sliding_window_inference
+from models_genesis.evaluation.sliding_window import predict_volume_to_file, sliding_window_inference
+from models_genesis.saving import load_model
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
                            "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
@@ -173,3 +174,93 @@ def load_run_task(model_path, *, normalization=None, crop_scale=None, window=Non
             notes.append(f"note: {name}={value} given explicitly; the run was trained with "
                          f"{name}={getattr(task, name)} ({path})")
     return dataclasses.replace(task, **changes), notes
+
+
+def run_model_file(model_path) -> str:
+    """The `model.keras` of a run folder, or `model_path` itself (a file).
+
+    Raises:
+        FileNotFoundError: no such file (naming it).
+    """
+    model_path = os.fspath(model_path)
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, "model.keras")
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"No model file at {model_path!r}: give the `model.keras` that "
+                                "`models-genesis finetune` writes, or its run folder.")
+    return model_path
+
+
+def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, None] = None,
+                   candidates=None, window: Optional[Sequence[int]] = None,
+                   overlap: float = 0.5, threshold: float = 0.5,
+                   normalization: Optional[str] = None, crop_scale: Optional[float] = None,
+                   batch_size: int = 4, progress: bool = True) -> dict:
+    """Apply a fine-tuned model to one whole scan: the one entry point of `predict-volume`.
+
+    The run's `TargetTask` (its `task.json`, written by `finetune`) decides what is done:
+
+    * a segmentation task (NCS, LCS, BMS): the scan is preprocessed as the run's crops were
+      (spacing, intensity window or per-patient min-max, crop scale), segmented by overlapping
+      windows (`sliding_window_inference`) and the mask written with the scan's geometry
+      (`segment_volume_to_file`);
+    * a classification task (NCC, ECC): the candidates of `candidates` (a CSV of world
+      coordinates) are cropped and scored, written as a CSV with a `probability` column
+      (`score_candidates_to_file`);
+    * no task (a model without `task.json`): sliding windows of the model's input size with
+      `normalization` (default "ct") and `crop_scale` (default 1) (`predict_volume_to_file`).
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a fine-tuning run folder (its `model.keras`,
+            whose `task.json` is then read).
+        in_path: the scan (`.nii`, `.nii.gz`, `.mhd`, a DICOM folder).
+        out_path: the mask (e.g. `mask.nii.gz`) or, for a classifier, the CSV to write.
+        task: for a `keras.Model`, its `TargetTask` or the path of a `task.json` (None: no task).
+        candidates: CSV of `coordX, coordY, coordZ` (world mm) for a classification task.
+        window, normalization, crop_scale: None keeps the run's; a value overrides it (a note
+            says so). `normalization` is "ct", "mri", "minmax" or "none".
+        overlap, threshold, batch_size, progress: as in `sliding_window_inference`.
+
+    Returns:
+        dict: `path` (what was written), `mode` ("segmentation", "classification" or
+        "sliding_window"), `notes` (lines for the user: settings that differ from the run's).
+
+    Raises:
+        FileNotFoundError: no model file or scan.
+        ValueError: a `.keras` file that is not a Models Genesis model, a classifier without
+            `candidates`, candidates given to a segmentation model, bad numbers.
+
+    Example:
+        >>> predict_volume("runs/lcs", "liver.nii.gz", "liver_mask.nii.gz")["path"]
+    """
+    notes = []
+    if isinstance(model, (str, os.PathLike)):
+        model_path = run_model_file(model)
+        model = load_model(model_path, compile=False, what="model")
+        task, notes = load_run_task(model_path, normalization=normalization,
+                                    crop_scale=crop_scale, window=window)
+    elif isinstance(task, (str, os.PathLike)):
+        task, notes = load_run_task(os.path.dirname(os.path.abspath(os.fspath(task))),
+                                    normalization=normalization, crop_scale=crop_scale,
+                                    window=window)
+    if task is not None and task.kind == "classification":
+        if not candidates:
+            raise ValueError(f"The model is a {task.code} classifier: give `candidates` (a CSV "
+                             "of coordX, coordY, coordZ in world mm) to score them.")
+        path = score_candidates_to_file(model, in_path, candidates, out_path, task,
+                                        batch_size=batch_size)
+        return {"path": path, "mode": "classification", "notes": notes}
+    if candidates:
+        raise ValueError(f"`candidates` are scored by a classification model; this one segments "
+                         f"(task {getattr(task, 'code', None)!r}). Received: candidates={candidates!r}.")
+    if task is not None:
+        path = segment_volume_to_file(model, in_path, out_path, task, threshold=threshold,
+                                      overlap=overlap, batch_size=batch_size, progress=progress)
+        return {"path": path, "mode": "segmentation", "notes": notes}
+    normalization = normalization or "ct"
+    path = predict_volume_to_file(
+        model, in_path, out_path, window=tuple(window) if window else tuple(model.input_shape[1:4]),
+        overlap=overlap, threshold=threshold,
+        normalization=None if normalization == "none" else normalization,
+        batch_size=batch_size, crop_scale=crop_scale or 1.0, progress=progress)
+    return {"path": path, "mode": "sliding_window", "notes": notes}

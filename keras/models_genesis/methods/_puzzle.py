@@ -160,6 +160,7 @@ def unshuffle_patches(shuffled: np.ndarray, perms: np.ndarray) -> np.ndarray:
     return out
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class MergePatches(keras.layers.Layer):
     """`(B, G, *shape)` -> `(B * G, *shape)`: the G patches of every puzzle as one batch."""
 
@@ -167,6 +168,7 @@ class MergePatches(keras.layers.Layer):
         return keras.ops.reshape(x, (-1,) + tuple(x.shape[2:]))
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class SplitPatches(keras.layers.Layer):
     """`(B * G, F)` -> `(B, G * F)`: the features of each puzzle's G patches side by side."""
 

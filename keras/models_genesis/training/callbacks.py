@@ -113,8 +113,9 @@ class SamplePairs(keras.callbacks.Callback):
                               title=f"epoch {epoch + 1}, val_loss {(logs or {}).get('val_loss', float('nan')):.5f}")
 
 
-def _tensorboard(log_dir: str) -> Optional[keras.callbacks.Callback]:
-    """Keras' TensorBoard callback, or None (said aloud) without TensorFlow and TensorBoard."""
+def tensorboard_callback(log_dir: str) -> Optional[keras.callbacks.Callback]:
+    """Keras' TensorBoard callback writing to `log_dir` (pre-training and fine-tuning runs), or
+    None (said aloud) without TensorFlow and TensorBoard."""
     missing = [m for m in ("tensorflow", "tensorboard") if importlib.util.find_spec(m) is None]
     if missing:
         print(f"TensorBoard logs are off: Keras' TensorBoard callback needs {missing} installed "
@@ -146,7 +147,7 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
     callbacks = [EpochSetter(*datasets), best, early, plateau, EpochLog(paths["csv_log"]),
                  keras.callbacks.TerminateOnNaN()]
     if config.tensorboard:
-        board = _tensorboard(paths["tensorboard"])
+        board = tensorboard_callback(paths["tensorboard"])
         if board is not None:
             callbacks.append(board)
     if samples is not None and config.sample_every:

@@ -20,8 +20,9 @@ mode); `freeze_blocks` fixes chosen blocks.
 Files written to `config.out_dir` (when given): `finetune_config.json`, `task.json` (the run's
 `TargetTask`: crop, intensity normalisation, spacing, crop scale, read back by
 `predict-volume --model RUN`), `best.weights.h5` (the
-best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`) and
-`results.json`. A run into a folder holding any of them is refused unless `overwrite`, which
+best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`),
+`results.json` and, with `config.tensorboard` (the default), the TensorBoard logs in
+`tensorboard/`. A run into a folder holding any of them is refused unless `overwrite`, which
 deletes them (and nothing else) first, so an earlier run's checkpoint is never taken as this
 run's result.
 """
@@ -45,7 +46,7 @@ from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThres
                                                dice_coefficient, dice_loss, iou_score, mean_iou)
 from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, score_test_volumes
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
-from models_genesis.training.callbacks import BestWeights
+from models_genesis.training.callbacks import BestWeights, tensorboard_callback
 from models_genesis.training.finetune_data import (SPLITS, check_candidate_data, check_labels,
                                                    check_split, is_lazy, load_run_data, run_task,
                                                    validate_target_data)
@@ -58,7 +59,7 @@ IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground)
                   "foreground binarised at 0.5")
 # What a run writes in its `out_dir` (see the module docstring).
 RUN_FILES = ("finetune_config.json", "task.json", "best.weights.h5", "history.csv",
-             "model.keras", "results.json")
+             "model.keras", "results.json", "tensorboard")
 
 
 def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False):
@@ -199,6 +200,9 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             BestWeights(model, checkpoint),
             EpochLog(os.path.join(work_dir, "history.csv")),
         ]
+        if config.tensorboard and out_dir is not None:
+            board = tensorboard_callback(os.path.join(work_dir, "tensorboard"))
+            callbacks += [board] if board is not None else []
         start = time.perf_counter()
         history = model.fit(train, validation_data=valid, epochs=config.epochs,
                             steps_per_epoch=config.steps_per_epoch,

@@ -31,6 +31,7 @@ from models_genesis.models.unet2d import restoration_model_2d
 from models_genesis.models.weights import load_keras2_weights
 from models_genesis.training import distribute
 from models_genesis.training.callbacks import BestWeights, restoration_callbacks
+from models_genesis.training.divergence import check_restoration_run, logged_losses
 from models_genesis.training.distribute import fit_distributed
 from models_genesis.training.restoration_figures import draw_run_figures
 from models_genesis.training.resume import RunBackup, epochs_done
@@ -233,7 +234,8 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
 
 
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
-             callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> Dict:
+             callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto",
+             strict: bool = False) -> Dict:
     """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2, REFERENCE 5).
 
     Rerunning an interrupted run with the same config continues from its last finished epoch.
@@ -244,17 +246,28 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         overwrite: delete the outputs of a previous run in `out_dir` and start over.
         callbacks: extra Keras callbacks.
         verbose: `fit`'s verbosity.
+        strict: raise `UndertrainedError` (a ValueError) for a run that completed its schedule
+            but restores worse than doing nothing, instead of warning (`training.divergence`).
 
     Returns:
         dict: `paths` (see `run_paths`), `metrics` (`evaluate_restoration` on the validation
         set with the best weights), `batch_size` (after any out-of-memory fallback), `epochs`
-        (epochs done in all), `best_val_loss`, `best_epoch`, `replicas` (devices the batch
+        (epochs done in all), `best_val_loss`, `best_epoch`, `status` ("trained" or
+        "undertrained": see `training.divergence`) and `status_message` (None, or why the run
+        is undertrained), `replicas` (devices the batch
         was split over), `is_chief` (False on the other workers of a multi-worker run, which write
         to `out_dir/workers/worker_{i}`).
 
     Raises:
         ValueError, FileNotFoundError, FileExistsError: bad config, missing or mis-shaped cubes,
             weights of another architecture, a finished run in `out_dir`; all before training.
+        FloatingPointError: the run diverged (a NaN loss, or a rising loss and weights that
+            restore worse than doing nothing), after its files are written.
+        UndertrainedError: with `strict`, a run that restores worse than doing nothing.
+
+    Warns:
+        UndertrainedWarning: without `strict`, a run that completed its schedule but restores
+            worse than returning the transformed input and than the best constant.
     """
     if not isinstance(config, PretrainConfig):
         raise TypeError(f"`config` must be a PretrainConfig. Received: config={type(config)}.")
@@ -295,7 +308,10 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
                                     unet, model, callbacks, verbose, strategy,
                                     continue_stopped=resume)
-        return {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
+        result = {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
+        status, note = check_restoration_run(result["metrics"], logged_losses(paths["csv_log"]),
+                                             out_dir=paths["out_dir"], strict=strict)
+        return {**result, "status": status, "status_message": note}
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
