@@ -61,6 +61,8 @@ _EXPORTS = {
     "RestorationDataset": f"{_DATA}.restoration_dataset",
     "TargetDataset": f"{_DATA}.target_dataset",
     "TargetData": f"{_DATA}.target_tasks.common",
+    "save_cubes": f"{_DATA}.cube_files",
+    "cube_file_name": f"{_DATA}.cube_files",
     "load_target_data": f"{_DATA}.target_tasks",
     # configuration
     "PretrainConfig": "models_genesis.config",

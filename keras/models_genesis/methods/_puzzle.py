@@ -167,6 +167,10 @@ class MergePatches(keras.layers.Layer):
     def call(self, x):
         return keras.ops.reshape(x, (-1,) + tuple(x.shape[2:]))
 
+    def compute_output_shape(self, input_shape):
+        batch, groups = input_shape[:2]
+        return (None if None in (batch, groups) else batch * groups,) + tuple(input_shape[2:])
+
 
 @keras.saving.register_keras_serializable(package="models_genesis")
 class SplitPatches(keras.layers.Layer):
@@ -178,6 +182,12 @@ class SplitPatches(keras.layers.Layer):
 
     def call(self, x):
         return keras.ops.reshape(x, (-1, self.n_patches * int(x.shape[-1])))
+
+    def compute_output_shape(self, input_shape):
+        # the batch of puzzles is unknown here (JAX traces it symbolically): only (B, G * F)
+        batch = input_shape[0]
+        return (None if batch is None else batch // self.n_patches,
+                self.n_patches * int(input_shape[-1]))
 
     def get_config(self):
         return {**super().get_config(), "n_patches": self.n_patches}
