@@ -90,7 +90,7 @@ def test_every_model_kind_round_trips_under_tensorflow_jax_and_torch(tmp_path):
         assert f"loaded {len(KINDS)}" in out and f"round trips {len(KINDS)} {backend}" in out
 
 
-def test_a_keras_file_of_another_project_is_refused_naming_it(tmp_path):
+def test_a_keras_file_of_another_project_is_refused_naming_it(tmp_path, capsys):
     @keras.saving.register_keras_serializable(package="someone_else")
     class Doubling(keras.layers.Layer):
         def call(self, x):
@@ -104,6 +104,16 @@ def test_a_keras_file_of_another_project_is_refused_naming_it(tmp_path):
     del object_registration.GLOBAL_CUSTOM_OBJECTS["someone_else>Doubling"]  # not importable here
     with pytest.raises(ValueError, match="theirs.keras.*another project"):
         load_model(path)
+    # the command that loads models says it in one line
+    from models_genesis.cli import main
+
+    argv = ["predict-volume", "--model", str(path), "--input", str(tmp_path),
+            "--output", str(tmp_path / "mask.nii.gz")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("models-genesis predict-volume: error: Cannot load model")
+    assert "theirs.keras" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "mask.nii.gz").exists()
     notzip = tmp_path / "notes.keras"
     notzip.write_text("not a model")
     with pytest.raises(ValueError, match="notes.keras.*not a Keras"):
