@@ -95,5 +95,4 @@ def round_trip(model, path):
     assert [layer.trainable for layer in again.layers] == [layer.trainable for layer in model.layers]
     # loss, metrics and optimizer rebuilt from the file serialise as the originals
     assert again.get_compile_config() == model.get_compile_config()
-    assert "models_genesis>" not in str(model.get_compile_config()) or again.compiled
     return again
