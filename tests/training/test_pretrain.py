@@ -181,8 +181,10 @@ def test_bad_inputs_fail_before_training(cube_dir, tmp_path, rng):
                                   str(tmp_path / "foreign.h5"))
     with pytest.raises(ValueError, match="Shape mismatch"):
         pretrain(_config(cube_dir, out, weights=foreign))
-    with pytest.raises(ValueError, match="existing file"):
+    with pytest.raises(FileNotFoundError, match="missing.h5.*presets"):
         pretrain(_config(cube_dir, out, weights=str(tmp_path / "missing.h5")))
+    with pytest.raises(ValueError, match="presets.*genesis_chest_ct.*Received: weights='genesis'"):
+        pretrain(_config(cube_dir, out, weights="genesis"))
     with pytest.raises(ValueError, match="exclude each other"):
         pretrain(_config(cube_dir, out), resume=True, overwrite=True)
     _assert_nothing_written(out)
