@@ -27,7 +27,6 @@ import sys
 __version__ = "0.1.0"
 
 _MODELS = "models_genesis.models"
-_DATA = "models_genesis.data"
 _TRAINING = "models_genesis.training"
 _TRANSFORMATIONS = "models_genesis.transformations"
 _EXPORTS = {
@@ -58,12 +57,12 @@ _EXPORTS = {
     "inner_cutout": f"{_TRANSFORMATIONS}.inner_cutout",
     "flip": f"{_TRANSFORMATIONS}.flip",
     # the pair PyDatasets: restoration pairs, target-task pairs (with the 3D augmentation)
-    "RestorationDataset": f"{_DATA}.restoration_dataset",
-    "TargetDataset": f"{_DATA}.target_dataset",
-    "TargetData": f"{_DATA}.target_tasks.common",
-    "save_cubes": f"{_DATA}.cube_files",
-    "cube_file_name": f"{_DATA}.cube_files",
-    "load_target_data": f"{_DATA}.target_tasks",
+    "RestorationDataset": "models_genesis.data.pretraining.restoration_dataset",
+    "TargetDataset": "models_genesis.data.target_tasks.target_dataset",
+    "TargetData": "models_genesis.data.target_tasks.common",
+    "save_cubes": "models_genesis.data.io.cube_files",
+    "cube_file_name": "models_genesis.data.io.cube_files",
+    "load_target_data": "models_genesis.data.target_tasks",
     # configuration
     "PretrainConfig": "models_genesis.config",
     "FinetuneConfig": "models_genesis.config",

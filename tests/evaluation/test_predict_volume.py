@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from models_genesis.config import TARGET_TASKS
-from models_genesis.data.volumes import Volume, read_volume, write_volume
+from models_genesis.data.io.volumes import Volume, read_volume, write_volume
 from models_genesis.evaluation.whole_volume import predict_volume
 
 

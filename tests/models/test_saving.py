@@ -113,7 +113,7 @@ def test_a_keras_file_of_another_project_is_refused_naming_it(tmp_path, capsys):
             "--output", str(tmp_path / "mask.nii.gz")]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("models-genesis predict-volume: error: Cannot load model")
+    assert err.startswith("models-genesis predict-volume: error: Cannot load --model")
     assert "theirs.keras" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "mask.nii.gz").exists()
     notzip = tmp_path / "notes.keras"

@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from models_genesis.atomic import write_csv
 from models_genesis.config import TargetTask
 from models_genesis.data.target_tasks.common import extract_crops
-from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
-                                         scale_to_unit, volume_key, write_volume)
+from models_genesis.data.io.intensity import intensity_window, scale_to_unit
+from models_genesis.data.io.volumes import read_volume, resample_volume, volume_key, write_volume
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
 from models_genesis.evaluation.sliding_window import predict_volume_to_file, sliding_window_inference
 from models_genesis.saving import load_model
@@ -217,8 +217,11 @@ def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, Non
         out_path: the mask (e.g. `mask.nii.gz`) or, for a classifier, the CSV to write.
         task: for a `keras.Model`, its `TargetTask` or the path of a `task.json` (None: no task).
         candidates: CSV of `coordX, coordY, coordZ` (world mm) for a classification task.
-        window, normalization, crop_scale: None keeps the run's; a value overrides it (a note
-            says so). `normalization` is "ct", "mri", "minmax" or "none".
+        window, normalization, crop_scale: with a run folder or a `task.json` path, None keeps
+            the run's and a value overrides it (a note says so); a `TargetTask` given as `task`
+            already holds them (`load_run_task` applies overrides); without a task they set the
+            sliding windows (defaults: the model's input size, "ct", 1). `normalization` is
+            "ct", "mri", "minmax" or "none".
         overlap, threshold, batch_size, progress: as in `sliding_window_inference`.
 
     Returns:
