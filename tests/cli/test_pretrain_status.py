@@ -21,23 +21,24 @@ def finished_run(monkeypatch, tmp_path):
                      "keras2_weights": "b.h5", "metrics": "metrics.json"}
             return {"paths": paths, "metrics": WORSE, "status": status, "status_message": note}
         monkeypatch.setattr(pretrain_module, "pretrain", fake)
-        return ["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run")]
+        (tmp_path / "cubes").mkdir(exist_ok=True)
+        return ["pretrain", "--data", str(tmp_path / "cubes")]
     return run
 
 
-def test_undertrained_is_a_note_and_exit_0_unless_strict(finished_run, capsys):
+def test_undertrained_is_a_note_and_exit_0_unless_strict(finished_run, capsys, tmp_path):
     argv = finished_run([0.5, 0.4, 0.35])
-    assert main(argv) == 0
+    assert main(argv + ["--out", str(tmp_path / "run")]) == 0
     captured = capsys.readouterr()
     assert "note: pre-training is undertrained" in captured.out and "--strict" in captured.out
     assert "diverged" not in captured.out + captured.err and "Warning" not in captured.err
-    assert main(argv + ["--strict"]) == 2
+    assert main(argv + ["--out", str(tmp_path / "strict"), "--strict"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("models-genesis pretrain: error: pre-training is undertrained")
     assert len(err.splitlines()) == 1 and "run" in err
 
 
-def test_rising_loss_is_diverged_and_exit_2(finished_run, capsys):
-    assert main(finished_run([0.5, 0.7])) == 2
+def test_rising_loss_is_diverged_and_exit_2(finished_run, capsys, tmp_path):
+    assert main(finished_run([0.5, 0.7]) + ["--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "pre-training diverged: the training loss rose" in err and len(err.splitlines()) == 1
