@@ -25,7 +25,8 @@ from models_genesis.data.target_tasks.common import extract_crops
 from models_genesis.data.io.intensity import intensity_window, scale_to_unit
 from models_genesis.data.io.volumes import read_volume, resample_volume, volume_key, write_volume
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
-from models_genesis.evaluation.sliding_window import predict_volume_to_file, sliding_window_inference
+from models_genesis.evaluation.sliding_window import (predict_volume_to_file,
+                                                      sliding_window_inference)
 from models_genesis.saving import load_model
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
@@ -254,8 +255,9 @@ def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, Non
                                         batch_size=batch_size)
         return {"path": path, "mode": "classification", "notes": notes}
     if candidates:
-        raise ValueError(f"`candidates` are scored by a classification model; this one segments "
-                         f"(task {getattr(task, 'code', None)!r}). Received: candidates={candidates!r}.")
+        raise ValueError(f"`candidates` are scored by a classification model; this one "
+                         f"segments (task {getattr(task, 'code', None)!r}). Received: "
+                         f"candidates={candidates!r}.")
     if task is not None:
         path = segment_volume_to_file(model, in_path, out_path, task, threshold=threshold,
                                       overlap=overlap, batch_size=batch_size, progress=progress)

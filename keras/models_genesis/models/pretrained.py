@@ -46,9 +46,11 @@ def from_preset(preset, input_shape: Optional[tuple] = None, *, weights_dir=None
     """
     key = str(preset).lower()
     if PRETRAINED_WEIGHTS.get(key, {}).get("framework") == "torch":
+        keras_presets = sorted(k for k, v in PRETRAINED_WEIGHTS.items()
+                               if v["framework"] == "keras")
         raise ValueError(f"Preset {key!r} is the PyTorch release: load it with "
-                         "`pytorch_compat.UNet3D`, not with Keras. Keras presets: "
-                         f"{sorted(k for k, v in PRETRAINED_WEIGHTS.items() if v['framework'] == 'keras')}.")
+                         f"`pytorch_compat.UNet3D`, not with Keras. Keras presets: "
+                         f"{keras_presets}. Received: preset={preset!r}.")
     path = os.fspath(resolve_weights(preset, weights_dir))
     kernel = read_keras2_weights(path).get("depth_0_conv", [None])[0]
     dims = 2 if kernel is not None and kernel.ndim == 4 else 3
