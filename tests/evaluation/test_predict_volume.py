@@ -28,7 +28,7 @@ def test_without_a_task_it_slides_the_model_s_window(tmp_path, scan):
     path, x = scan
     out = predict_volume(_threshold_model(), path, tmp_path / "mask.nii.gz", normalization="none",
                          progress=False)
-    assert out["mode"] == "sliding_window" and out["notes"] == []
+    assert out["mode"] == "segmentation" and out["notes"] == []
     np.testing.assert_array_equal(read_volume(out["path"]).array, (x > 0.5).astype(np.uint8))
 
 
