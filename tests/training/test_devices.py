@@ -51,7 +51,7 @@ _PRETRAIN = _RECORD + textwrap.dedent("""
 """)
 
 # Fine-tuning on tiny blobs (train 8 = 2 batches of 4, valid 3: a last batch of 1 is validated
-# without the split; test 5).
+# without the split; test 4).
 _FINETUNE = _RECORD + textwrap.dedent("""
     from models_genesis.config import FinetuneConfig
     from models_genesis.data.target_tasks.common import TargetData
@@ -63,7 +63,7 @@ _FINETUNE = _RECORD + textwrap.dedent("""
     def part(k):
         x = rng.random((k, 16, 16, 8, 1), dtype=np.float32)
         return x, (x > 0.6).astype(np.float32)
-    (a, b), (c, d), (e, f) = part(8), part(3), part(5)
+    (a, b), (c, d), (e, f) = part(8), part(3), part(4)
     data = TargetData(task="ncs", x_train=a, y_train=b, x_valid=c, y_valid=d, x_test=e, y_test=f)
     for n in [int(v) for v in sys.argv[2].split(",")]:
         record = Record()
@@ -71,8 +71,7 @@ _FINETUNE = _RECORD + textwrap.dedent("""
                                 batch_size=4, input_shape=(16, 16, 8), augment=False, devices=n,
                                 out_dir=sys.argv[1] + f"/run{n}", mixed_precision=sys.argv[4]
                                 if sys.argv[4] != "none" else None)
-        fit = keras.Model.fit
-        result = finetune(config, data, verbose=0)
+        result = finetune(config, data, verbose=0, callbacks=[record])
         report(n, record, score=result["score"],
                val_loss=result["best_val_loss"], replicas=result["devices"])
 """)
@@ -97,8 +96,10 @@ def _assert_same_steps(one, two):
     assert len(one["losses"]) == len(two["losses"]) >= 2
     np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-4)
     assert len(one["weights"]) == len(two["weights"]) > 10
+    # atol: Adam's normalised first steps turn rounding noise in the ~0 gradient of the conv
+    # biases before BatchNorm into updates of up to ~1e-4 (measured 8.7e-5); kernels agree ~1e-5.
     for a, b in zip(one["weights"], two["weights"]):
-        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5)
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=2e-4)
     np.testing.assert_allclose(two["val_loss"], one["val_loss"], rtol=1e-4)
 
 
@@ -127,19 +128,9 @@ def test_jax_two_devices_pretrain_like_one_device(cube_dir, tmp_path):
     _assert_same_steps(one, two)
 
 
-def _finetune_script():
-    # `finetune` takes no callbacks: the subprocess records fit's steps by wrapping Model.fit.
-    return _FINETUNE.replace(
-        "        fit = keras.Model.fit\n",
-        "        def fit(self, *a, callbacks=(), **k):\n"
-        "            return keras.Model._fit(self, *a, callbacks=list(callbacks) + [record], **k)\n"
-        "        keras.Model._fit = getattr(keras.Model, '_fit', keras.Model.fit)\n"
-        "        keras.Model.fit = fit\n")
-
-
 @pytest.mark.large
 def test_jax_two_devices_finetune_like_one_device(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _finetune_script(), str(tmp_path), "1,2",
+    proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "1,2",
                            "none", "none"], env=_env("jax", **JAX_TWO_DEVICES),
                           capture_output=True, text=True, timeout=300)
     one, two = _results(proc)
@@ -149,7 +140,7 @@ def test_jax_two_devices_finetune_like_one_device(tmp_path):
 
 @pytest.mark.large
 def test_tf_mirrored_strategy_finetunes_over_two_logical_cpus(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _finetune_script(), str(tmp_path), "2",
+    proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "2",
                            "split", "none"], env=_env("tensorflow"), capture_output=True,
                           text=True, timeout=300)
     (two,) = _results(proc)
@@ -160,7 +151,7 @@ def test_tf_mirrored_strategy_finetunes_over_two_logical_cpus(tmp_path):
 
 @pytest.mark.large
 def test_finetune_bf16_keeps_outputs_float32_and_trains(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", _finetune_script(), str(tmp_path), "1",
+    proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "1",
                            "none", "bf16"], env=_env("jax"), capture_output=True, text=True,
                           timeout=300)
     (one,) = _results(proc)

@@ -17,7 +17,7 @@ import argparse
 import dataclasses
 import math
 
-from models_genesis.cli import UserError
+from models_genesis.cli import PLACEMENT_FLAGS, UserError, devices_type
 
 # Options with a name other than the field's.
 _RENAMED = {"data_dir": ("--data", "--data-dir"), "out_dir": ("--out", "--out-dir")}
@@ -30,6 +30,9 @@ _HELP = {
     "method": "pre-training method (proxy task)",
     "mixed_precision": "bf16 or fp16 (float32 outputs and loss); none for float32",
     "strategy": "tf.distribute strategy (TensorFlow backend)",
+    "devices": "devices each batch is split over: N or auto (all present); JAX: "
+               "keras.distribution.DataParallel, TensorFlow: MirroredStrategy over N devices; "
+               "--batch-size must be divisible by N",
     "weights": "initial weights: Keras 2 .h5, Keras 3 .weights.h5 or a preset name",
     "keras2_weights_name": "file name of the best weights in the Keras 2 layout",
     "dims": "3: cubes, unet_model_3d; 2: slices or radiographs one voxel deep (--cube-shape R C 1), "
@@ -57,6 +60,8 @@ def _add_field(parser, f) -> None:
         kw.update(type=_scheme, metavar="SCHEME")
     elif f.name == "strategy":
         kw["choices"] = STRATEGIES
+    elif f.name == "devices":
+        kw.update(type=devices_type, metavar="N|auto")
     elif f.name == "mixed_precision":
         kw.update(type=_optional(str), choices=[*MIXED_PRECISION, None])
     elif kind == "bool":
@@ -103,7 +108,11 @@ def config_from_args(args):
 def _pretrain(args) -> int:
     from models_genesis.training.pretrain import pretrain
 
+    from models_genesis.training.devices import check_options
+
     config = config_from_args(args)
+    check_options(config.strategy, config.devices, config.batch_size, config.mixed_precision,
+                  names=PLACEMENT_FLAGS)  # before any work, naming the flags
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     paths = result["paths"]
     print(f"best weights: {paths['best_weights']} and {paths['keras2_weights']}")

@@ -184,6 +184,18 @@ def device_groups(parallel_runs: int, devices: Union[int, str], *,
     return [indices[k * per_run:(k + 1) * per_run] for k in range(int(parallel_runs))]
 
 
+def check_options(strategy: str, devices: Union[int, str], batch_size: int,
+                  mixed_precision: Optional[str], *,
+                  names: Optional[Dict[str, str]] = None) -> None:
+    """The checks of `placement` without creating anything, for a command line to run first
+    with its flag names. With a tf.distribute `strategy` the devices are the strategy's: it must
+    be created before TensorFlow lists any device, so the checks wait for `placement`."""
+    if strategy != "none":
+        return
+    resolve_devices(devices, batch_size, names=names)
+    check_mixed_precision(mixed_precision, names=names)
+
+
 def _distribution(n: int):
     """`keras.distribution.DataParallel` over the first `n` devices (JAX), or None."""
     if n <= 1 or keras.backend.backend() != "jax":
