@@ -50,8 +50,8 @@ _PRETRAIN = _RECORD + textwrap.dedent("""
         report(n, record, replicas=result["replicas"], val_loss=result["best_val_loss"])
 """)
 
-# Fine-tuning on tiny blobs (train 8 = 2 batches of 4, valid 3: a last batch of 1 is validated
-# without the split; test 4).
+# Fine-tuning on random crops (train 8 = 2 batches of 4; valid argv[5]: JAX validates a last batch
+# of 1 without the split, TensorFlow's replicas need one they can share; test 4).
 _FINETUNE = _RECORD + textwrap.dedent("""
     from models_genesis.config import FinetuneConfig
     from models_genesis.data.target_tasks.common import TargetData
@@ -63,7 +63,7 @@ _FINETUNE = _RECORD + textwrap.dedent("""
     def part(k):
         x = rng.random((k, 16, 16, 8, 1), dtype=np.float32)
         return x, (x > 0.6).astype(np.float32)
-    (a, b), (c, d), (e, f) = part(8), part(3), part(4)
+    (a, b), (c, d), (e, f) = part(8), part(int(sys.argv[5])), part(4)
     data = TargetData(task="ncs", x_train=a, y_train=b, x_valid=c, y_valid=d, x_test=e, y_test=f)
     for n in [int(v) for v in sys.argv[2].split(",")]:
         record = Record()
@@ -131,7 +131,7 @@ def test_jax_two_devices_pretrain_like_one_device(cube_dir, tmp_path):
 @pytest.mark.large
 def test_jax_two_devices_finetune_like_one_device(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "1,2",
-                           "none", "none"], env=_env("jax", **JAX_TWO_DEVICES),
+                           "none", "none", "3"], env=_env("jax", **JAX_TWO_DEVICES),
                           capture_output=True, text=True, timeout=300)
     one, two = _results(proc)
     _assert_same_steps(one, two)
@@ -141,7 +141,7 @@ def test_jax_two_devices_finetune_like_one_device(tmp_path):
 @pytest.mark.large
 def test_tf_mirrored_strategy_finetunes_over_two_logical_cpus(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "2",
-                           "split", "none"], env=_env("tensorflow"), capture_output=True,
+                           "split", "none", "6"], env=_env("tensorflow"), capture_output=True,
                           text=True, timeout=300)
     (two,) = _results(proc)
     assert two["replicas"] == 2 and len(two["losses"]) == 2
@@ -152,7 +152,7 @@ def test_tf_mirrored_strategy_finetunes_over_two_logical_cpus(tmp_path):
 @pytest.mark.large
 def test_finetune_bf16_keeps_outputs_float32_and_trains(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _FINETUNE, str(tmp_path), "1",
-                           "none", "bf16"], env=_env("jax"), capture_output=True, text=True,
+                           "none", "bf16", "3"], env=_env("jax"), capture_output=True, text=True,
                           timeout=300)
     (one,) = _results(proc)
     assert np.isfinite(one["losses"]).all() and np.isfinite(one["score"])
@@ -256,3 +256,10 @@ def test_one_device_placement_changes_nothing():
     assert place.strategy is None and place.n_devices == 1 and place.callbacks() == []
     with place.scope(), place.build_scope():
         assert not place.splits_with_keras
+
+
+def test_tf_strategies_need_an_even_last_validation_batch():
+    devices.check_even_validation(6, 4, 2)
+    devices.check_even_validation(8, 4, 2)
+    with pytest.raises(ValueError, match=r"last validation batch \(3 of 7 samples"):
+        devices.check_even_validation(7, 4, 2)

@@ -293,6 +293,20 @@ def whole_batches(dataset, n_samples: int, batch_size: int, n_devices: int):
     return _WholeBatches(dataset, kept // int(batch_size))
 
 
+def check_even_validation(n_samples: int, batch_size: int, n_replicas: int) -> None:
+    """Under a tf.distribute strategy, refuse a validation set whose last batch the replicas
+    cannot share evenly: Keras' TensorFlow trainer fails on it mid-training (measured with
+    TensorFlow 2.21: "Inputs to operation AddN ... must have the same size and shape"). JAX
+    validates such batches without the split (`EvaluateWithoutSplit`)."""
+    last = int(n_samples) % int(batch_size)
+    if last % int(n_replicas):
+        raise ValueError(
+            f"Under a tf.distribute strategy over {n_replicas} replicas the last validation batch "
+            f"({last} of {n_samples} samples, batch_size={batch_size}) must split evenly over "
+            "the replicas: choose a batch size for which it does, or use the JAX backend. "
+            f"Received: {n_samples} validation samples.")
+
+
 class Placement:
     """Where a run trains: `strategy` (a `tf.distribute` strategy or None), `n_devices` (the
     devices or replicas a batch is split over) and `scope()` to build, compile and fit in."""

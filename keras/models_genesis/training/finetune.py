@@ -197,9 +197,11 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
                                   augment=False, seed=config.seed, **loader)
             counts = {name: len(splits[name][0]) for name in SPLITS}
-        if placement.splits_with_keras:  # every training batch split evenly over the devices
+        if placement.n_devices > 1:  # every training batch split evenly over the devices
             n_train = len(train.x) if hasattr(train, "x") else len(getattr(train, "labels", ()))
             train = devices.whole_batches(train, n_train, config.batch_size, placement.n_devices)
+        if placement.strategy is not None:
+            devices.check_even_validation(counts["valid"], config.batch_size, placement.n_devices)
         for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
                                      ("validation_steps", config.validation_steps, valid)):
             if steps is not None and steps > len(dataset):
