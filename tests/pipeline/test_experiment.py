@@ -286,7 +286,7 @@ def test_parallel_runs_give_the_results_of_runs_one_after_another(tmp_path):
 
     (a, b), (c, d), (e, f) = split(8), split(8), split(4)
     data = TargetData(task="ncs", x_train=a, y_train=b, x_valid=c, y_valid=d, x_test=e, y_test=f)
-    kwargs = dict(data=data, overrides=dict(TINY, epochs=1), progress=False)
+    kwargs = dict(data=data, overrides=dict(TINY, epochs=1), progress=False, run_eagerly=True)
     one = run_experiment(["ncs"], ["he_uniform", "uniform"], 2, [1.0], None,
                          tmp_path / "sequential", **kwargs)
     two = run_experiment(["ncs"], ["he_uniform", "uniform"], 2, [1.0], None,
