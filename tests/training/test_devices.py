@@ -105,7 +105,7 @@ def _assert_same_steps(one, two):
 
 @pytest.fixture(scope="module")
 def cube_dir(tmp_path_factory):
-    from models_genesis.data.cube_files import cube_file_name, save_cubes
+    from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
     folder = tmp_path_factory.mktemp("cubes")
     rng = np.random.default_rng(0)

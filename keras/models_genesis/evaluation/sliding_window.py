@@ -1,10 +1,11 @@
 """Whole-volume inference by overlapping sliding windows with blending.
 
-LCS and BMS scans are larger than the training crop (64x64x32, REFERENCE 6). The volume is
-covered by windows whose starts step by `window * (1 - overlap)` (the last one is moved back to
-end at the border); windows are gathered by fancy indexing, predicted in batches, weighted
-(Gaussian, sigma = window / 8, or constant) and averaged: out = sum(w * pred) / sum(w). A
-volume smaller than the window is padded, and the result cropped back.
+LCS and BMS scans are larger than the training crop (64x64x32; docs/release_reference.md,
+'Target tasks'). The volume is covered by windows whose starts step by `window * (1 - overlap)`
+(the last one is moved back to end at the border); windows are gathered by fancy indexing,
+predicted in batches, weighted (Gaussian, sigma = window / 8, or constant) and averaged:
+out = sum(w * pred) / sum(w). A volume smaller than the window is padded, and the result cropped
+back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import (Volume, read_volume, reorient_volume, to_geometry_of,
+                                            write_volume)
 
 _BLENDS = ("gaussian", "constant")
 
@@ -140,9 +143,12 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
                            crop_scale: float = 1.0, progress: bool = True) -> str:
     """Segment one scan and write its binary mask with the source geometry (e.g. `.nii.gz`).
 
+    The scan is segmented in the standard orientation (`read_volume`'s) and the mask written on
+    the file's own grid (`to_geometry_of`: its size, spacing, origin and direction).
+
     Args:
         model: Keras model or predict function (see `sliding_window_inference`).
-        in_path: scan readable by `models_genesis.data.volumes.read_volume`.
+        in_path: scan readable by `models_genesis.data.io.volumes.read_volume`.
         out_path: mask file to write (atomic; the folder is created).
         window, overlap, batch_size, blend, data_format: see `sliding_window_inference`.
         threshold: foreground where probability `> threshold` (channel 0 of a single-channel
@@ -161,7 +167,8 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
                          f"Received: out_path={out_path!r}.")
-    source = read_volume(in_path)
+    stored = read_volume(in_path, orientation=None)
+    source = reorient_volume(stored)
     x = np.asarray(source.array, np.float32)
     if callable(normalization):
         x = normalization(x)
@@ -185,5 +192,6 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
     else:
         mask = np.argmax(prob, axis=-1).astype(np.uint8)
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    write_volume(mask, out_path, like=source)
+    write_volume(to_geometry_of(Volume(mask, source.spacing, source.origin, source.direction),
+                                stored), out_path)
     return out_path

@@ -104,17 +104,19 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
     return out
 
 
-BEST_MARK, SAME_MARK = "*", "="
+BEST_MARK, SAME_MARK, UNTESTED_MARK = "*", "=", "?"
 TABLE3_LEGEND = (f"{BEST_MARK}: the best in its column (bold in the paper's Table 3); "
                  f"{SAME_MARK}: not significantly different from the best (independent two-sample "
-                 "t-test, p >= alpha; a blue box in the paper); unmarked: significantly worse")
+                 f"t-test, p >= alpha; a blue box in the paper); {UNTESTED_MARK}: no test possible "
+                 "(fewer than 2 runs on either side); unmarked: significantly worse")
 
 
 def _marks(summary: pd.DataFrame) -> list:
     """Table 3's markers per row of a `compare_to_best` table ("" without its columns)."""
     if not {"is_best", "significant"} <= set(summary.columns):
         return [""] * len(summary)
-    return [f" {BEST_MARK}" if best else (f" {SAME_MARK}" if np.isfinite(p) and not sig else "")
+    return [f" {BEST_MARK}" if best else (f" {UNTESTED_MARK}" if not np.isfinite(p) else
+                                          (f" {SAME_MARK}" if not sig else ""))
             for best, p, sig in zip(summary["is_best"], summary["p_value"],
                                     summary["significant"])]
 

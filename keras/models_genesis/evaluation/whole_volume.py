@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from models_genesis.atomic import write_csv
 from models_genesis.config import TargetTask
 from models_genesis.data.target_tasks.common import extract_crops
-from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
-                                         scale_to_unit, volume_key, write_volume)
+from models_genesis.data.io.intensity import intensity_window, scale_to_unit
+from models_genesis.data.io.volumes import (Volume, read_volume, reorient_volume, resample_volume,
+                                            to_geometry_of, volume_key, write_volume)
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 
@@ -92,15 +93,23 @@ def score_test_volumes(model, volumes: Sequence[Tuple[str, str]], task, *,
 def segment_volume_to_file(model, in_path, out_path, task, *, threshold: float = 0.5,
                            overlap: float = 0.5, batch_size: int = 4,
                            progress: bool = True) -> str:
-    """Segment one scan with the run's preprocessing; write the mask with the scan's geometry."""
+    """Segment one scan with the run's preprocessing; write the mask in the scan's geometry.
+
+    The scan is segmented in the standard orientation every loader reads (`read_volume`), and
+    the mask is put back on the file's own grid (`to_geometry_of`): same size, spacing, origin
+    and direction as `in_path`, whatever its orientation (RAS NIfTI, oblique).
+    """
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
                          f"Received: out_path={out_path!r}.")
-    volume = read_volume(in_path)
+    stored = read_volume(in_path, orientation=None)
+    volume = reorient_volume(stored)
     prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size,
                                  progress=progress)
-    return write_volume((prob > threshold).astype(np.uint8), out_path, like=volume)
+    mask = Volume((prob > threshold).astype(np.uint8), volume.spacing, volume.origin,
+                  volume.direction)
+    return write_volume(to_geometry_of(mask, stored), out_path)
 
 
 def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,

@@ -1,10 +1,11 @@
 """Sub-volume ("cube") extraction: the proxy-task data of Models Genesis (paper Sec. 3.1).
 
 Random `(rows, cols, deps)` crops are drawn away from the scan borders and kept unless they hold
-too much tissue (REFERENCE 3). The release's filter, for each voxel of the crop, looks at the
-voxel and the next `lookahead - 1` slices: the first slice `k` whose intensity is at least the
-threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0 for 3 slices; 0 when
-none is); a crop whose weights sum to more than `tissue_fraction` of its voxels is rejected.
+too much tissue (docs/release_reference.md, 'Cube extraction'). The release's filter, for each voxel
+of the crop, looks at the voxel and the next `lookahead - 1` slices: the first slice `k` whose
+intensity is at least the threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0
+for 3 slices; 0 when none is); a crop whose weights sum to more than `tissue_fraction` of its voxels
+is rejected.
 
 The weights depend only on the volume, not on the crop, so they are computed with array
 operations: per crop for the first few candidates, and, when many candidates are needed, once
@@ -13,31 +14,31 @@ summed-area table (O(1) per crop). Both give the release's decisions exactly.
 
 Two checks the release does not make, so that nothing silently wrong reaches pre-training: a
 crop of one constant value after clipping (e.g. all air, an empty scan) has nothing to restore
-and is rejected like a crop with too much tissue; and `extract_cubes` skips, with the reason in
+and is rejected like a crop with too much tissue; and the folder loop
+(`pipeline.extract_cubes`) skips, with the reason in
 its report, a scan whose voxel spacing is implausible for CT (outside `PLAUSIBLE_SPACING_MM`, or
 slices more than `MAX_ANISOTROPY` times thicker than the pixels).
+
+MR (`ExtractionConfig(modality="mr")`) has no Hounsfield units, so neither the window nor the
+-150 HU threshold means anything there. Each MR scan is first scaled to [0, 1] by its own 0.5th
+and 99.5th intensity percentiles (`MR_PERCENTILES`, clipped), and the filter is turned around:
+a voxel is foreground when its scaled intensity is at least `foreground_threshold` (0.1: above
+the dark background of air and noise), and a crop is kept when at least `min_foreground` (0.5)
+of its voxels are foreground, i.e. when it holds mostly anatomy rather than background.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
-import glob
 import logging
-import multiprocessing
-import os
-import zlib
-from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from models_genesis.atomic import write_json
-from models_genesis.data.cube_files import cube_file_name, save_cubes
-from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
-from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
+from models_genesis.data.io.intensity import (normalize_intensity, percentile_window,
+                                             scale_to_unit)
+from models_genesis.data.io.volumes import Volume
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,9 @@ MAX_ANISOTROPY = 20.0
 # crop voxel (about 15x on one core); used to pick the cheaper path.
 _TABLE_COST = 10
 
+EXTRACTION_MODALITIES = ("ct", "mr")
+MR_PERCENTILES = (0.5, 99.5)
+
 
 class ScanTooSmallError(ValueError):
     """The scan is smaller than a crop plus its borders (the release skips such scans)."""
@@ -58,7 +62,8 @@ class ScanTooSmallError(ValueError):
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """Parameters of cube extraction (release defaults, REFERENCE 3).
+    """Parameters of cube extraction (release defaults;
+    docs/release_reference.md, 'Cube extraction').
 
     Attributes:
         cube_shape: (rows, cols, deps) of a cube, in (x, y, z) voxels.
@@ -71,6 +76,12 @@ class ExtractionConfig:
         max_tries_factor: at most `max_tries_factor * scale` candidate crops per scan.
         intensity_range: window clipped and scaled to [0, 1] (CT: -1000..1000 HU).
         dtype: storage dtype of the cube files ("float16" halves their size).
+        modality: "ct" (the release: HU window and tissue filter) or "mr" (per-scan percentile
+            scaling, foreground filter; `intensity_range`, `hu_threshold`, `lookahead` and
+            `tissue_fraction` are then unused).
+        foreground_threshold: MR: a voxel scaled to [0, 1] is foreground from this value on.
+        min_foreground: MR: keep a crop when at least this fraction of it is foreground
+            (0 turns the MR filter off).
     """
 
     cube_shape: Tuple[int, int, int] = (64, 64, 32)
@@ -83,6 +94,9 @@ class ExtractionConfig:
     max_tries_factor: int = 50
     intensity_range: Tuple[float, float] = (-1000.0, 1000.0)
     dtype: str = "float32"
+    modality: str = "ct"
+    foreground_threshold: float = 0.1
+    min_foreground: float = 0.5
 
     def __post_init__(self):
         shape = tuple(int(v) for v in np.asarray(self.cube_shape).reshape(-1))
@@ -104,6 +118,10 @@ class ExtractionConfig:
              "'float16', 'float32' or 'float64'"),
             ("hu_threshold", self.hu_threshold is None or np.isfinite(self.hu_threshold),
              "a finite number or None"),
+            ("modality", self.modality in EXTRACTION_MODALITIES,
+             " or ".join(repr(m) for m in EXTRACTION_MODALITIES)),
+            ("foreground_threshold", 0.0 <= self.foreground_threshold <= 1.0, "in [0, 1]"),
+            ("min_foreground", 0.0 <= self.min_foreground <= 1.0, "in [0, 1]"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -119,6 +137,25 @@ class ExtractionConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def filter_config(self) -> "ExtractionConfig":
+        """The config the filter runs with on the array `extract_cubes_from_volume` crops.
+
+        CT: itself. MR: the scan is already in [0, 1], so the window is (0, 1), the threshold is
+        `foreground_threshold` and one slice is looked at (`lookahead=2`: weight 1 for a
+        foreground voxel, 0 otherwise), which makes `tissue_fractions` the foreground fraction.
+        """
+        if self.modality == "ct":
+            return self
+        return dataclasses.replace(self, intensity_range=(0.0, 1.0), lookahead=2,
+                                   hu_threshold=self.foreground_threshold
+                                   if self.min_foreground > 0 else None)
+
+    def keeps(self, fractions: np.ndarray) -> np.ndarray:
+        """Which crops pass the filter, from `tissue_fractions` of `filter_config()`."""
+        if self.modality == "ct":
+            return fractions <= self.tissue_fraction
+        return fractions >= self.min_foreground
 
     @property
     def crop_depth(self) -> int:
@@ -269,13 +306,15 @@ def _has_contrast(array, start, config) -> bool:
     return min(max(float(block.max()), lo), hi) > min(max(float(block.min()), lo), hi)
 
 
-def _accepted_starts(array, starts, config):
+def _accepted_starts(array, starts, config, keeps=None):
     """The first `scale` accepted corners, how many candidates were examined to find them, and
     how many passed the tissue filter but were rejected as constant (`_has_contrast`).
 
     Candidates are examined in order, in chunks sized from the acceptance rate so far; a chunk
     uses per-crop arrays, or the summed-area table when that is cheaper (then for all the rest).
+    `keeps` maps fractions to the crops kept (default: at most `tissue_fraction`, the release).
     """
+    keeps = keeps or (lambda fractions: fractions <= config.tissue_fraction)
     kept, done, n_flat = [], 0, 0
     crop_cost = np.prod(config.cube_shape[:2]) * config.crop_depth
     while done < len(starts) and len(kept) < config.scale:
@@ -288,7 +327,7 @@ def _accepted_starts(array, starts, config):
         part = rest if method == "table" else rest[:want]
         fractions = tissue_fractions(array, part, config=config, method=method)
         good = []
-        for i in np.flatnonzero(fractions <= config.tissue_fraction):
+        for i in np.flatnonzero(keeps(fractions)):
             if len(good) == missing:
                 break
             if _has_contrast(array, part[i], config):
@@ -303,10 +342,11 @@ def _accepted_starts(array, starts, config):
 def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
                               config: Optional[ExtractionConfig] = None,
                               return_info: bool = False):
-    """Extract up to `scale` cubes from one scan (paper Sec. 3.1; REFERENCE 3).
+    """Extract up to `scale` cubes from one scan (paper Sec. 3.1;
+    docs/release_reference.md, 'Cube extraction').
 
     Args:
-        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.
+        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU (MR: in the scanner's units).
         rng: the random generator (seed it per scan).
         config: `ExtractionConfig`; defaults to the release's.
         return_info: also return `{"n_tries": candidates examined, "starts": (n, 3) corners,
@@ -327,11 +367,14 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("The scan holds NaN or infinite values.")
     starts = sample_cube_starts(array.shape, rng=rng, config=config)
-    kept, n_tries, n_flat = _accepted_starts(array, starts, config)
+    if config.modality == "mr":
+        array = scale_to_unit(array, percentile_window(array, MR_PERCENTILES))
+    filt = config.filter_config()
+    kept, n_tries, n_flat = _accepted_starts(array, starts, filt, keeps=config.keeps)
     r, c, d = config.cube_shape
     cubes = np.zeros((len(kept), r, c, d), np.float32)
     for i, (x, y, z) in enumerate(kept):
-        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], config.intensity_range)
+        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], filt.intensity_range)
     info = {"n_tries": int(n_tries), "starts": kept, "n_flat": int(n_flat)}
     return (cubes, info) if return_info else cubes
 
@@ -348,134 +391,3 @@ def implausible_spacing(spacing) -> Optional[str]:
                 f"{spacing.max() / spacing.min():.0f}x thicker than pixels (at most "
                 f"{MAX_ANISOTROPY:g}x accepted)")
     return None
-
-
-def _subset_key(subset) -> int:
-    text = str(subset)
-    return int(text) if text.isdigit() else zlib.crc32(text.encode())
-
-
-def _extract_scan(task):
-    """Worker: read one scan and extract its cubes; skips are returned with their reason."""
-    subset, index, path, config, seed = task
-    record = {"subset": str(subset), "index": index, "path": path, "seriesuid": volume_key(path)}
-    rng = np.random.default_rng([int(seed), _subset_key(subset), int(index)])
-    try:
-        volume = read_volume(path)
-        problem = implausible_spacing(volume.spacing)
-        if problem:
-            return {**record, "status": "skipped", "reason": "implausible spacing",
-                    "detail": problem}, None
-        cubes, info = extract_cubes_from_volume(volume, rng=rng, config=config, return_info=True)
-    except ScanTooSmallError as exc:
-        return {**record, "status": "skipped", "reason": "too small", "detail": str(exc)}, None
-    except (ValueError, FileNotFoundError) as exc:
-        return {**record, "status": "skipped", "reason": "unreadable", "detail": str(exc)}, None
-    if len(cubes) == 0:
-        flat = (f"; {info['n_flat']} had one constant value (e.g. all air)"
-                if info["n_flat"] else "")
-        return {**record, "status": "skipped", "reason": "no cube passed the tissue filter",
-                "detail": f"0 of {info['n_tries']} candidates passed{flat}"}, None
-    record.update(status="ok", n_cubes=len(cubes), n_tries=info["n_tries"],
-                  shape=list(volume.shape), spacing=list(volume.spacing))
-    return record, cubes.astype(config.dtype)
-
-
-def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[ExtractionConfig] = None,
-                  seed: int = 0, workers: Optional[int] = None, pattern: str = "*.mhd",
-                  subset_dir: str = "subset{}", progress: bool = True,
-                  overwrite: bool = False) -> dict:
-    """Extract the cubes of every scan in `data_dir/subset{K}/` and write one file per subset.
-
-    Writes `out_dir/bat_{scale}_s_{r}x{c}x{d}_{subset}.npy` (`cube_files.save_cubes`, in
-    `config.dtype`) and a JSON manifest beside it (same name, `.json`): sources, parameters,
-    seed, counts and skipped scans with their reasons. Scan `i` of subset `K` is seeded with
-    `(seed, K, i)`, so the output does not depend on `workers`.
-
-    Args:
-        data_dir: folder holding the subset folders (LUNA16 layout).
-        subsets: subset names, e.g. `[0, 1, 2, 3, 4]`.
-        out_dir: output folder (created).
-        config: `ExtractionConfig` (default: the release's; `ExtractionConfig.demo()` for phantoms).
-        seed: base seed.
-        workers: processes (default: CPU count, at most 8); 0 or 1 runs in this process.
-        pattern: file pattern of the scans in a subset folder.
-        subset_dir: subset folder name, `{}` replaced by the subset.
-        progress: show a tqdm bar.
-        overwrite: replace cube files and manifests of the same names in `out_dir`.
-
-    Returns:
-        Summary dict: `files`, `n_cubes` and `n_scans` per subset, `n_skipped`,
-        `skipped_by_reason`, `skipped` (path, reason, detail), `seed`, `config`.
-
-    Raises:
-        FileNotFoundError: a subset folder is missing or holds no scan matching `pattern`.
-        FileExistsError: a cube file or manifest to write exists and `overwrite` is False.
-        NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
-        All before any scan is read.
-    """
-    config = config or ExtractionConfig()
-    data_dir, out_dir = os.fspath(data_dir), os.fspath(out_dir)
-    subsets = [str(s) for s in subsets]
-    if not subsets:
-        raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    check_output_dir(out_dir, name="out_dir")
-    if not overwrite:
-        names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
-        refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
-                           for ext in (".npy", ".json")], where=out_dir, what="cube files")
-    tasks = []
-    for subset in subsets:
-        folder = os.path.join(data_dir, subset_dir.format(subset))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"Subset folder not found: {folder!r} (data_dir={data_dir!r}).")
-        paths = sorted(glob.glob(os.path.join(folder, pattern)))
-        if not paths:
-            raise FileNotFoundError(f"Subset {subset!r} is empty: no scan matching {pattern!r} "
-                                    f"in {folder!r}.")
-        tasks += [(subset, i, p, config, seed) for i, p in enumerate(paths)]
-    workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
-    results = {}
-    bar = tqdm(total=len(tasks), desc="extract-cubes", unit="scan", disable=not progress)
-    if workers <= 1:
-        for task in tasks:
-            results[task[:2]] = _extract_scan(task)
-            bar.update()
-    else:
-        with cf.ProcessPoolExecutor(min(workers, len(tasks)),
-                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_extract_scan, t): t[:2] for t in tasks}
-            for future in cf.as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-    bar.close()
-    os.makedirs(out_dir, exist_ok=True)
-    summary = {"data_dir": data_dir, "out_dir": out_dir, "seed": int(seed),
-               "config": config.to_dict(), "files": {}, "n_cubes": {}, "n_scans": {},
-               "skipped": [], "n_skipped": 0, "skipped_by_reason": {}}
-    for subset in subsets:
-        records = [results[k] for k in sorted(k for k in results if k[0] == subset)]
-        ok = [(rec, cubes) for rec, cubes in records if cubes is not None]
-        skipped = [rec for rec, cubes in records if cubes is None]
-        for rec in skipped:
-            log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
-        name = cube_file_name(config.scale, config.cube_shape, subset)
-        manifest = {"file": name, "subset": subset, "seed": int(seed),
-                    "parameters": config.to_dict(), "n_scans": len(records),
-                    "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
-                    "sources": [rec for rec, _ in ok], "skipped": skipped,
-                    "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped))}
-        if ok:
-            path = save_cubes(os.path.join(out_dir, name),
-                              np.concatenate([cubes for _, cubes in ok]), dtype=config.dtype)
-            summary["files"][subset] = path
-        else:
-            log.warning("Subset %s: no scan gave a cube; no file written.", subset)
-            remove_outputs([os.path.join(out_dir, name)])  # an earlier run's, with `overwrite`
-        write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
-        summary["n_cubes"][subset] = manifest["n_cubes"]
-        summary["n_scans"][subset] = len(records)
-        summary["skipped"] += [{k: rec[k] for k in ("path", "reason", "detail")} for rec in skipped]
-    summary["n_skipped"] = len(summary["skipped"])
-    summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in summary["skipped"]))
-    return summary

@@ -18,9 +18,9 @@ From the readers' outlines to one mask per nodule (NCS, paper Sec. 3.2.2):
    of the readers *in the group* marked it (a reader with two masks in one group counts once,
    with their union) -- pylidc's `consensus(clevel=0.5)`. Groups with fewer than `min_readers`
    readers are dropped (LUNA16 keeps nodules seen by >= 3 of the 4 readers; default 1 keeps all).
-4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the mask as a
-   thresholded (>= 0.5) linear interpolation of the nodule mask, with nodule labels carried over
-   from the nearest labelled voxel.
+4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the labels
+   per nodule, each nodule's indicator linearly with a > 0.5 threshold (`resample_mask`, as
+   nnU-Net resamples segmentations).
 
 The returned labels are 0 (background) and k = the k-th nodule, like the chest phantoms' masks.
 """
@@ -35,9 +35,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from skimage.draw import polygon, polygon_perimeter
 
-from models_genesis.data.dicom import DicomSeries, read_dicom_series, read_header
-from models_genesis.data.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
-from models_genesis.data.volumes import Volume, resample_volume
+from models_genesis.data.io.dicom import DicomSeries, read_dicom_series, read_header
+from models_genesis.data.io.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
+from models_genesis.data.io.volumes import Volume, resample_mask, resample_volume
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +74,7 @@ def _slice_of(series: DicomSeries, outline, by_uid: Dict[str, int], xml_path: st
         gaps = np.abs(series.z_positions - outline.z_position)
         k = int(np.argmin(gaps))
         if gaps[k] <= 0.25 * series.volume.spacing[2] + 1e-3:
-            return k
+            return series.grid_index(k)
     raise ValueError(f"LIDC XML {xml_path} names a slice that is not in the series "
                      f"{series.folder}: imageSOP_UID={outline.sop_uid!r}, "
                      f"imageZposition={outline.z_position}.")
@@ -128,28 +128,6 @@ def consensus_mask(masks_by_reader: Dict[str, List[np.ndarray]], level: float) -
     unions = [np.unique(np.concatenate(m)) for m in masks_by_reader.values()]
     voxels, counts = np.unique(np.concatenate(unions), return_counts=True)
     return voxels[counts >= level * len(unions) - 1e-9]
-
-
-def resample_labels(labels: Volume, spacing) -> Volume:
-    """Resample labels: foreground by thresholded linear interpolation, labels by nearest."""
-    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
-    from scipy import ndimage
-
-    fg = resample_volume(Volume((labels.array > 0).astype(np.float32), labels.spacing,
-                                labels.origin, labels.direction), spacing, order=1).array >= 0.5
-    nearest = resample_volume(labels, spacing, order=0).array
-    out = np.where(fg, nearest, 0).astype(labels.array.dtype)
-    gap = fg & (nearest == 0)
-    if gap.any():  # foreground voxels whose nearest source voxel was background
-        lo = np.maximum(np.argwhere(fg).min(axis=0) - 1, 0)
-        hi = np.argwhere(fg).max(axis=0) + 2
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        sub = out[box]
-        idx = ndimage.distance_transform_edt(sub == 0, return_distances=False, return_indices=True)
-        filled = sub[tuple(idx)]
-        sub[gap[box]] = filled[gap[box]]
-    return Volume(out, tuple(float(s) for s in np.broadcast_to(spacing, (3,))), labels.origin,
-                  labels.direction, labels.path)
 
 
 def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1.0, 1.0, 1.0),
@@ -234,10 +212,12 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
         if np.issubdtype(vol.array.dtype, np.integer):
             image = Volume(np.rint(image.array).astype(np.int16), image.spacing, image.origin,
                            image.direction, vol.path)
-        label_volume = resample_labels(label_volume, spacing)
+        label_volume = resample_mask(label_volume, spacing)
     info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
             "point_marks": reading.n_point_marks, "groups_dropped": dropped,
             "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
+    if series.note:
+        info["note"] = series.note
     return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
                     series_uid=series.series_uid, patient_id=series.patient_id,
                     folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
@@ -309,6 +289,8 @@ def read_lidc_job(job: dict):
                           errors="skip" if job.get("on_error") == "skip" else "raise")
     job["nodules"] = [list(n["center_mm"]) + [n["diameter_mm"]] for n in scan.nodules]
     job["skipped_items"] = list(scan.skipped)
+    if scan.info.get("note"):
+        job["notes"] = [scan.info["note"]]
     return scan.image, np.asarray(scan.labels.array)
 
 
