@@ -71,7 +71,8 @@ def gpu_compute_capabilities() -> List[tuple]:
     if backend == "torch":
         import torch
 
-        return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+        return [tuple(torch.cuda.get_device_capability(i))
+                for i in range(torch.cuda.device_count())]
     return []
 
 
@@ -317,7 +318,7 @@ class Placement:
 
     @property
     def splits_with_keras(self) -> bool:
-        """True where `keras.distribution.DataParallel` splits the batches (JAX, several devices)."""
+        """True where `keras.distribution.DataParallel` splits the batches (JAX, devices > 1)."""
         return self.strategy is None and self.n_devices > 1 and keras.backend.backend() == "jax"
 
     def build_scope(self):

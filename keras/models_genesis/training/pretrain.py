@@ -335,8 +335,8 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     strategy, n_split = placement.strategy, placement.n_devices
     batch = config.batch_size
     while True:
-        train, val = (data if batch == config.batch_size else
-                      _datasets(config, files, batch, n_split if placement.splits_with_keras else 1))
+        split = n_split if placement.splits_with_keras else 1
+        train, val = data if batch == config.batch_size else _datasets(config, files, batch, split)
         own = get_method(config.method).callbacks(method_options(config), unet, model,
                                                   (train, val))
         fed = (train if config.strategy == "multiworker"
