@@ -132,7 +132,7 @@ def test_brats_unreadable_case_skipped_and_per_patient_normalisation(brats, tmp_
     assert ids[1] in data.info["skipped"][0]["item"]
     ref = load_target_data("bms", brats, **kwargs)
     np.testing.assert_allclose(data.x_train[:2], ref.x_train[:2], atol=1e-6)
-    with pytest.raises(ValueError, match="once"):
+    with pytest.raises(ValueError, match="fold_dir"):  # the older name of split_dir is gone
         load_target_data("bms", root, fold_dir=brats, **kwargs)
 
 

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from models_genesis.data.io.intensity import normalize_intensity
-from models_genesis.data.io.volumes import (Volume, index_volumes, match_csv_to_volumes, read_volume, resample_volume, write_volume)
+from models_genesis.data.io.volumes import (Volume, index_volumes, read_volume, resample_volume, write_volume)
 
 # A proper rotation (about z by 30 degrees, then about x by 10 degrees), row-major.
 _RZ = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])
@@ -148,21 +148,12 @@ def test_normalize_intensity_ranges():
         normalize_intensity(hu, (5, 5))
 
 
-def test_csv_rows_without_volume_are_counted(tmp_path):
+def test_index_volumes_finds_the_scans_by_seriesuid(tmp_path):
     for uid in ("1.2.3", "1.2.4"):
         write_volume(np.zeros((2, 2, 2), np.int16), tmp_path / "subset0" / f"{uid}.mhd")
     index = index_volumes(tmp_path)
     assert sorted(index) == ["1.2.3", "1.2.4"]
-    (tmp_path / "a.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n"
-                                    "1.2.3,1,2,3,4\n9.9,1,2,3,4\n9.9,0,0,0,5\n1.2.4,0,0,0,6\n")
-    table, report = match_csv_to_volumes(tmp_path / "a.csv", index)
-    assert list(table["seriesuid"]) == ["1.2.3", "1.2.4"]
-    assert table["path"][0] == index["1.2.3"]
-    assert report["skipped"] == {"no volume for seriesuid": 2}
-    assert report["missing_seriesuids"] == ["9.9"]
-    (tmp_path / "b.csv").write_text("seriesuid,x\n1.2.3,1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="missing"):
-        match_csv_to_volumes(tmp_path / "b.csv", index)
+    assert index["1.2.3"].endswith("1.2.3.mhd")
     with pytest.raises(FileNotFoundError):
         index_volumes(tmp_path, pattern="subset9/*.mhd")
 

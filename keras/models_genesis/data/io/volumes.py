@@ -17,16 +17,13 @@ the identity direction: LUNA16 scans are read as stored) with `sitk.DICOMOrient`
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 STANDARD_ORIENTATION = "LPS"  # DICOM code of the identity direction (x Left, y Posterior, z Sup.)
@@ -633,43 +630,3 @@ def index_volumes(data_dir, pattern: str = "subset*/*.mhd") -> Dict[str, str]:
             raise ValueError(f"Two volumes share the series id {key!r}: {index[key]!r}, {p!r}.")
         index[key] = p
     return index
-
-
-def match_csv_to_volumes(csv_path, volumes: Dict[str, str],
-                         columns: Sequence[str] = ("seriesuid", "coordX", "coordY", "coordZ")):
-    """Read a LUNA16-style CSV (world mm) and keep the rows whose `seriesuid` has a volume.
-
-    Rows without a volume are dropped, logged and counted (never silently).
-
-    Args:
-        csv_path: e.g. `annotations.csv` or `candidates.csv`.
-        volumes: series id -> path, e.g. from `index_volumes`.
-        columns: columns that must be present.
-
-    Returns:
-        `(table, report)`: a pandas DataFrame with an added `path` column, and a dict with
-        `rows`, `kept`, `skipped` ({reason: count}) and `missing_seriesuids` (sorted).
-    """
-    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
-    import pandas as pd
-
-    csv_path = os.fspath(csv_path)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"CSV file not found: {csv_path!r}.")
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str})
-    missing_cols = [c for c in columns if c not in table.columns]
-    if missing_cols:
-        raise ValueError(f"CSV {csv_path!r} must have columns {list(columns)}; missing "
-                         f"{missing_cols}. Received columns: {list(table.columns)}.")
-    has_volume = table["seriesuid"].isin(list(volumes))
-    missing = sorted(set(table.loc[~has_volume, "seriesuid"]))
-    n_skip = int((~has_volume).sum())
-    if n_skip:
-        log.warning("%s: skipped %d row(s) of %d series without a volume (e.g. %s).",
-                    csv_path, n_skip, len(missing), missing[:3])
-    table = table.loc[has_volume].reset_index(drop=True)
-    table["path"] = table["seriesuid"].map(volumes)
-    report = {"rows": int(has_volume.size), "kept": int(len(table)),
-              "skipped": {"no volume for seriesuid": n_skip} if n_skip else {},
-              "missing_seriesuids": missing}
-    return table, report

@@ -167,6 +167,32 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
     if reading.series_uid and reading.series_uid != series.series_uid:
         raise ValueError(f"LIDC XML {xml_path} reads series {reading.series_uid}, not the series "
                          f"{series.series_uid} in {series.folder}.")
+    masks, kept, skipped = _reader_masks(reading, series, xml_path,
+                                         include_outline=include_outline, errors=errors)
+    vol = series.volume
+    labels, nodules, dropped = _consensus_labels(masks, kept, vol, consensus_level, min_readers,
+                                                 series.folder)
+    image, label_volume = _resampled(vol, Volume(labels, vol.spacing, vol.origin, vol.direction,
+                                                 xml_path), spacing)
+    info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
+            "point_marks": reading.n_point_marks, "groups_dropped": dropped,
+            "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
+    if series.note:
+        info["note"] = series.note
+    return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
+                    series_uid=series.series_uid, patient_id=series.patient_id,
+                    folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
+                    info=info)
+
+
+def _reader_masks(reading: LidcReading, series, xml_path, *, include_outline: bool,
+                  errors: str):
+    """Each reader nodule's voxel mask (flat indices) on the series' grid.
+
+    Returns:
+        `(masks, kept, skipped)`: the non-empty masks, the reader nodules they belong to, and
+        the nodules left out with `errors="skip"` (`{"item", "reason"}`).
+    """
     skipped, masks, kept = [], [], []
     for nodule in reading.nodules:
         try:
@@ -180,8 +206,22 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
         if mask.size:
             masks.append(mask)
             kept.append(nodule)
+    return masks, kept, skipped
+
+
+def _consensus_labels(masks, kept, vol: Volume, consensus_level: float, min_readers: int,
+                      folder):
+    """Group overlapping reader masks into nodules and label their consensus voxels.
+
+    Returns:
+        `(labels, nodules, dropped)`: uint8 labels of `vol`'s shape (k = the k-th nodule), one
+        dict per nodule (label, centre and volume in mm, diameter, readers), and the number of
+        groups dropped (fewer than `min_readers` readers, or no voxel at `consensus_level`).
+
+    Raises:
+        ValueError: more than 255 nodules (uint8 labels).
+    """
     groups = cluster_by_overlap(masks) if masks else np.zeros(0, int)
-    vol = series.volume
     labels = np.zeros(vol.shape, np.uint8)
     nodules, dropped = [], 0
     for g in np.unique(groups):
@@ -194,8 +234,7 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
             dropped += 1
             continue
         if len(nodules) == 255:
-            raise ValueError(f"{series.folder}: more than 255 nodules; uint8 labels cannot hold "
-                             f"them.")
+            raise ValueError(f"{folder}: more than 255 nodules; uint8 labels cannot hold them.")
         label = len(nodules) + 1
         labels.reshape(-1)[voxels] = label
         ijk = np.stack(np.unravel_index(voxels, vol.shape), axis=1)
@@ -205,23 +244,19 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
                         "diameter_mm": float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0)),
                         "n_readers": len(by_reader), "readers": sorted(by_reader),
                         "nodule_ids": [kept[i].nodule_id for i in members]})
-    label_volume = Volume(labels, vol.spacing, vol.origin, vol.direction, xml_path)
-    image = vol
-    if spacing is not None:
-        image = resample_volume(vol, spacing, order=1)
-        if np.issubdtype(vol.array.dtype, np.integer):
-            image = Volume(np.rint(image.array).astype(np.int16), image.spacing, image.origin,
-                           image.direction, vol.path)
-        label_volume = resample_mask(label_volume, spacing)
-    info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
-            "point_marks": reading.n_point_marks, "groups_dropped": dropped,
-            "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
-    if series.note:
-        info["note"] = series.note
-    return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
-                    series_uid=series.series_uid, patient_id=series.patient_id,
-                    folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
-                    info=info)
+    return labels, nodules, dropped
+
+
+def _resampled(image: Volume, labels: Volume, spacing):
+    """`(image, labels)` resampled to `spacing` mm (linear; labels by `resample_mask`); an
+    integer image stays int16. `spacing` None returns both unchanged."""
+    if spacing is None:
+        return image, labels
+    resampled = resample_volume(image, spacing, order=1)
+    if np.issubdtype(image.array.dtype, np.integer):
+        resampled = Volume(np.rint(resampled.array).astype(np.int16), resampled.spacing,
+                           resampled.origin, resampled.direction, image.path)
+    return resampled, resample_mask(labels, spacing)
 
 
 def find_reading(folder, series_uid: str, xml_dirs: Sequence = ()) -> str:
