@@ -14,7 +14,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
@@ -418,6 +418,11 @@ class FinetuneConfig(_JsonConfig):
             on few labels are validated and tested with statistics they were not trained with).
         tensorboard: write TensorBoard logs to `out_dir/tensorboard` (needs TensorFlow
             installed), as pre-training does; nothing without an `out_dir`.
+        devices: devices each batch is split over (`training.devices`): an integer or
+            `"auto"` (all present); JAX: `keras.distribution.DataParallel`, TensorFlow:
+            `tf.distribute.MirroredStrategy`. `batch_size` must be divisible by it.
+        strategy: `none`, `mirrored` or `multiworker` (tf.distribute, TensorFlow backend).
+        mixed_precision: None, `bf16` or `fp16` (the head's output and the loss stay float32).
     """
 
     task: str = "ncs"
@@ -448,9 +453,13 @@ class FinetuneConfig(_JsonConfig):
     data_options: Optional[dict] = None
     bn_momentum: Optional[float] = None
     tensorboard: bool = True
+    devices: Union[int, str] = 1
+    strategy: str = "none"
+    mixed_precision: Optional[str] = None
 
     def __post_init__(self):
         get_target_task(self.task)
+        _check_placement(self)
         if self.data_options is not None and not isinstance(self.data_options, dict):
             raise ValueError("`data_options` must be a dict of loader options or None. "
                              f"Received: data_options={self.data_options!r}.")
@@ -519,6 +528,35 @@ PRETRAIN_SCHEMES = ("genesis", "identity", "nonlinear", "local_shuffling", "oute
                     "inner_cutout")
 STRATEGIES = ("none", "mirrored", "multiworker")
 MIXED_PRECISION = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def parse_devices(value) -> Union[int, str]:
+    """A device count: a positive integer (also given as text) or `"auto"` (every device).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or number < 1 or number != float(value):
+        raise ValueError(f"`devices` must be a positive integer or 'auto'. "
+                         f"Received: devices={value!r}.")
+    return number
+
+
+def _check_placement(config) -> None:
+    """Check (and normalise) `devices`, `strategy` and `mixed_precision` of a config."""
+    object.__setattr__(config, "devices", parse_devices(config.devices))
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. "
+                         f"Received: strategy={config.strategy!r}.")
+    if config.mixed_precision is not None and config.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
+                         f"Received: mixed_precision={config.mixed_precision!r}.")
 _OPTIMIZERS = ("sgd", "adam")
 _LOSSES = ("mse", "mae")
 
@@ -562,6 +600,9 @@ class PretrainConfig(_JsonConfig):
         weights: Keras 2 `.h5` or Keras 3 `.weights.h5` file to start from; None for scratch.
         mixed_precision: None, `bf16` or `fp16` (outputs and loss stay float32).
         strategy: `none`, `mirrored` or `multiworker` (tf.distribute, TensorFlow backend).
+        devices: devices each batch is split over (`training.devices`): an integer or `"auto"`
+            (all present); JAX: `keras.distribution.DataParallel`, TensorFlow (with strategy
+            `none`): a MirroredStrategy over that many devices. `batch_size` must be divisible.
         workers, use_multiprocessing, max_queue_size: data loading of the `PyDataset`.
         seed: seed of the pairs (batch i of epoch e depends on seed, e and i) and the model.
         keras2_weights_name: file name of the best weights in the Keras 2 layout.
@@ -600,6 +641,7 @@ class PretrainConfig(_JsonConfig):
     weights: Optional[str] = None
     mixed_precision: Optional[str] = None
     strategy: str = "none"
+    devices: Union[int, str] = 1
     workers: int = 1
     use_multiprocessing: bool = False
     max_queue_size: int = 10
@@ -628,9 +670,7 @@ class PretrainConfig(_JsonConfig):
             object.__setattr__(self, "method_options", {
                 str(k): tuple(v) if isinstance(v, list) else v
                 for k, v in self.method_options.items()})
-        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
-                             f"Received: mixed_precision={self.mixed_precision!r}.")
+        _check_placement(self)
         for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
                      "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
             value = getattr(self, name)

@@ -14,8 +14,8 @@ import argparse
 import json
 import os
 
-from models_genesis.cli import RANGES, UserError, ranged
-from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
+from models_genesis.cli import PLACEMENT_FLAGS, RANGES, UserError, devices_type, ranged
+from models_genesis.config import METHOD_NAMES, MIXED_PRECISION, SCRATCH_INITS, STRATEGIES
 from models_genesis.outputs import check_output_dir, claim_output_dir
 
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
@@ -25,7 +25,8 @@ _TASKS = ("ncc", "ncs", "ecc", "lcs", "bms")
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
-                     "head", "freeze_blocks", "bn_momentum", "tensorboard")
+                     "head", "freeze_blocks", "bn_momentum", "tensorboard", "devices", "strategy",
+                     "mixed_precision")
 
 
 def _data_options(task: str, args, data_dir) -> dict:
@@ -41,6 +42,8 @@ def _data_options(task: str, args, data_dir) -> dict:
 
 def _overrides(args, with_data_options: bool = True) -> dict:
     values = {k: getattr(args, k) for k in _TRAINING_OPTIONS if getattr(args, k) is not None}
+    if values.get("mixed_precision") == "none":
+        values.pop("mixed_precision")
     for name in ("input_shape", "freeze_blocks"):
         if name in values:
             values[name] = tuple(values[name])
@@ -131,6 +134,15 @@ def _add_training_options(p, experiment: bool = False) -> None:
     p.add_argument("--bn-momentum", type=ranged(RANGES["bn_momentum"]), metavar="M", help="BatchNorm momentum of the "
                    "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
                    "e.g. 0.9 for runs of a few dozen steps)")
+    p.add_argument("--devices", type=devices_type, metavar="N|auto", help="devices each batch is "
+                   "split over (default 1; auto: all present). JAX: keras.distribution."
+                   "DataParallel; TensorFlow: a MirroredStrategy over N devices. The batch size "
+                   "must be divisible by N")
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (TensorFlow "
+                   "backend; default none)")
+    p.add_argument("--mixed-precision", choices=[*MIXED_PRECISION, "none"], help="bf16 or fp16 "
+                   "compute (outputs and loss float32); default none. fp16 needs a GPU, bf16 on "
+                   "a GPU compute capability 8.0+")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
@@ -143,10 +155,26 @@ def _add_training_options(p, experiment: bool = False) -> None:
                    "(default 2)")
 
 
+def _check_placement(args, tasks, parallel_runs: int = 1) -> None:
+    """The devices, batch size and mixed precision of the command, checked before any work
+    (`training.devices`), with errors naming the flags."""
+    from models_genesis.config import get_target_task
+    from models_genesis.training import devices
+
+    for task in tasks:
+        batch = args.batch_size or get_target_task(task).batch_size
+        mixed = None if args.mixed_precision in (None, "none") else args.mixed_precision
+        devices.check_options(args.strategy or "none", args.devices or 1, batch, mixed,
+                              names=PLACEMENT_FLAGS)
+    if parallel_runs != 1:
+        devices.device_groups(parallel_runs, args.devices or 1, names=PLACEMENT_FLAGS)
+
+
 def _finetune(args) -> int:
     from models_genesis.config import FinetuneConfig
     from models_genesis.training.finetune import finetune
 
+    _check_placement(args, [args.task])
     claim_output_dir(args.out, "finetune", overwrite=args.overwrite, inputs=[("--data", args.data)],
                      legacy=lambda folder: os.path.isfile(os.path.join(folder,
                                                                        "finetune_config.json")))
@@ -161,6 +189,7 @@ def _finetune(args) -> int:
 def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
 
+    _check_placement(args, args.tasks, args.parallel_runs)
     data = _data_dirs(args.data)
     dirs = data if isinstance(data, dict) else {t: data for t in args.tasks}
     claim_output_dir(args.out, "experiment", overwrite=args.overwrite,
@@ -171,7 +200,8 @@ def _experiment(args) -> int:
                          weights=args.weights, seed=args.seed,
                          overrides=_overrides(args, with_data_options=False),
                          data_options={t: o for t, o in options.items() if o},
-                         verbose=args.verbose, curve=args.curve)
+                         verbose=args.verbose, curve=args.curve,
+                         parallel_runs=args.parallel_runs)
     print(out["table"])
     print(f"\n{out['n_trained']} run(s) trained, {out['n_resumed']} found in {out['results_csv']}")
     print("figures: " + ", ".join(out["figures"].values()))
@@ -290,6 +320,11 @@ def register(subparsers) -> None:
                    "experiment's own folder is resumed without it")
     e.add_argument("--curve", choices=("metric", "loss"), default="metric",
                    help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
+    e.add_argument("--parallel-runs", type=ranged(RANGES["processes"]), default=1, metavar="K",
+                   help="train K independent runs at once, each in its own process: on GPUs each "
+                   "run gets its own --devices of them (K x --devices must not exceed the GPUs); "
+                   "on CPUs the K processes share the cores. The results are those of one run "
+                   "after another (default 1)")
     e.set_defaults(func=_experiment)
 
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "

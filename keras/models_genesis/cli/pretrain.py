@@ -18,7 +18,7 @@ import dataclasses
 import os
 import warnings
 
-from models_genesis.cli import UserError
+from models_genesis.cli import PLACEMENT_FLAGS, UserError, devices_type
 from models_genesis.outputs import claim_output_dir
 
 # Options with a name other than the field's.
@@ -85,6 +85,9 @@ _HELP = {
     "sample_every": "save a PNG of input, restoration and original every N epochs (0: never)",
     "figures": "draw the restoration figures (per transformation combination, difference map) "
                "at the end of the run",
+    "devices": "devices each batch is split over: N or auto (all present); JAX: "
+               "keras.distribution.DataParallel, TensorFlow: MirroredStrategy over N devices; "
+               "--batch-size must be divisible by N",
 }
 
 
@@ -130,6 +133,8 @@ def _add_field(parser, f) -> None:
         kw.update(type=_scheme, metavar="SCHEME")
     elif f.name == "strategy":
         kw["choices"] = STRATEGIES
+    elif f.name == "devices":
+        kw.update(type=devices_type, metavar="N|auto")
     elif f.name == "mixed_precision":
         kw.update(type=_optional(str), choices=[*MIXED_PRECISION, None])
     elif kind == "bool":
@@ -177,7 +182,11 @@ def _pretrain(args) -> int:
     from models_genesis.training.divergence import UndertrainedWarning
     from models_genesis.training.pretrain import pretrain
 
+    from models_genesis.training.devices import check_options
+
     config = config_from_args(args)
+    check_options(config.strategy, config.devices, config.batch_size, config.mixed_precision,
+                  names=PLACEMENT_FLAGS)  # before any work, naming the flags
     claim_output_dir(config.out_dir, "pretrain", overwrite=args.overwrite,
                      legacy=lambda folder: os.path.isfile(os.path.join(folder, "config.json")),
                      inputs=[("--data", config.data_dir)])

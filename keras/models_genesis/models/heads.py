@@ -144,11 +144,13 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
         if head == "release":
             x = layers.Dense(dense_units, activation="relu", kernel_initializer=init,
                              name="fc1")(x)
+        # float32 outputs (and so loss) under a mixed-precision policy; the same under float32.
         outputs = layers.Dense(n_classes, activation=activation, kernel_initializer=init,
-                               name="classifier")(x)
+                               dtype="float32", name="classifier")(x)
     else:
         x = layers.Conv3D(n_classes, 1, kernel_initializer=init, name="segmentation_conv")(body["decoder"])
-        x = layers.Activation(activation, name="segmentation")(x)  # softmax: channel axis (-1)
+        # softmax: channel axis (-1); float32 under a mixed-precision policy, like the classifier.
+        x = layers.Activation(activation, dtype="float32", name="segmentation")(x)
         outputs = channels_last_to(x, data_format)
     model = keras.Model(inputs, outputs, name=name or f"genesis_{kind}")
     if weights is not None:

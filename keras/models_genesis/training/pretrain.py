@@ -12,6 +12,7 @@ resumes it, is `training.run_folder`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -29,7 +30,7 @@ from models_genesis.methods import get_method, make_options
 from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import restoration_model_2d
 from models_genesis.models.weights import load_keras2_weights
-from models_genesis.training import distribute
+from models_genesis.training import devices, distribute
 from models_genesis.training.callbacks import BestWeights, restoration_callbacks
 from models_genesis.training.divergence import check_restoration_run, logged_losses
 from models_genesis.training.distribute import fit_distributed
@@ -138,10 +139,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
-def _datasets(config, files, batch_size):
+def _datasets(config, files, batch_size, n_split: int = 1):
     """Training and validation pair generators. `steps_per_epoch` / `validation_steps` become the
     generators' `samples_per_epoch`, so each epoch is one whole pass of its generator: batch i of
-    epoch e is made from (seed, e, i), and validation sees the same pairs every epoch."""
+    epoch e is made from (seed, e, i), and validation sees the same pairs every epoch. With
+    batches split over `n_split` devices by Keras (`devices.data_parallel`), a last training
+    batch they cannot share evenly is left out (`devices.whole_batch_samples`)."""
     make_dataset = get_method(config.method).make_dataset
     kw = dict(options=method_options(config), cube_shape=config.sample_shape,
               seed=config.seed, workers=config.workers,
@@ -153,6 +156,12 @@ def _datasets(config, files, batch_size):
     samples = {k: None if v is None else v * batch_size for k, v in steps.items()}
     train = make_dataset(files["train"], batch_size, shuffle=True, validation=False,
                          samples_per_epoch=samples["train"], **kw)
+    whole = devices.whole_batch_samples(train.samples_per_epoch, batch_size, n_split)
+    if whole != train.samples_per_epoch:
+        print(f"{train.samples_per_epoch - whole} training samples per epoch left out: the last "
+              f"batch cannot be split evenly over {n_split} devices.")
+        train = make_dataset(files["train"], batch_size, shuffle=True, validation=False,
+                             samples_per_epoch=whole, **kw)
     val = make_dataset(files["val"], batch_size, shuffle=False, validation=True,
                        samples_per_epoch=samples["val"], **kw)
     return train, val
@@ -276,7 +285,11 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.out_dir is None:
         raise ValueError("`out_dir` must name the run folder. Received: out_dir=None.")
 
-    strategy = distribute.get_strategy(config.strategy)  # first: before any other TF op
+    # First: a tf.distribute strategy must precede any other TF op. Devices, batch and mixed
+    # precision are checked before any work.
+    placement = devices.placement(config.strategy, config.devices, config.batch_size,
+                                  config.mixed_precision)
+    strategy = placement.strategy
     is_chief, task = distribute.worker_role()
     out_dir = config.out_dir if is_chief else os.path.join(config.out_dir, "workers", f"worker_{task}")
     method_options(config)  # an unknown method or option fails before the data are read
@@ -288,14 +301,17 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.mixed_precision:
         _warn_if_cpu_bf16_conv_gradient_is_wrong(config)
         keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
+    run_scope = contextlib.ExitStack()
     try:
+        run_scope.enter_context(placement.scope())  # JAX: keras.distribution over the devices
         keras.utils.set_random_seed(config.seed)
-        with distribute.strategy_scope(strategy):
+        with placement.build_scope():
             unet, model = build_restoration_model(config)
             if config.weights is not None:
                 load_initial_weights(unet, config.weights)
             _compile(model, config)
-        data = _datasets(config, files, config.batch_size)
+        n_split = placement.n_devices if placement.splits_with_keras else 1
+        data = _datasets(config, files, config.batch_size, n_split)
         samples = data[1][0]  # one batch of pairs: shape or transformation errors show here
         restores = get_method(config.method).WRITES == "unet"
         samples = (samples[0], samples[1][..., :1]) if restores else None  # drop a mask
@@ -308,18 +324,19 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         os.makedirs(paths["out_dir"], exist_ok=True)
         config.to_json(paths["config"])
         result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
-                                    unet, model, callbacks, verbose, strategy,
+                                    unet, model, callbacks, verbose, placement,
                                     continue_stopped=resume)
-        result = {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
+        result = {**result, "replicas": placement.n_devices, "is_chief": is_chief}
         status, note = check_restoration_run(result["metrics"], logged_losses(paths["csv_log"]),
                                              out_dir=paths["out_dir"], strict=strict)
         return {**result, "status": status, "status_message": note}
     finally:
+        run_scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose,
-                       strategy=None, continue_stopped: bool = False) -> Dict:
+                       placement=None, continue_stopped: bool = False) -> Dict:
     """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release).
 
     Under `multiworker`, `distribute.fit_distributed` trains instead of `fit` (which cannot run
@@ -328,10 +345,14 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     from (seed, epoch), while Keras' shuffle would draw from Python's global `random`, reseeded
     when a run restarts, so a resumed run would differ from an uninterrupted one. Where it can
     (`_training_data`), `fit` reads the whole run through one iterator (`RunBatches`), so its
-    prefetching does not restart at every epoch."""
+    prefetching does not restart at every epoch. `placement` (`devices.placement`) says where
+    the batches train; batches split by Keras are scored without the split (`devices`)."""
+    placement = placement or devices.Placement(None, 1)
+    strategy, n_split = placement.strategy, placement.n_devices
     batch = config.batch_size
     while True:
-        train, val = data if batch == config.batch_size else _datasets(config, files, batch)
+        split = n_split if placement.splits_with_keras else 1
+        train, val = data if batch == config.batch_size else _datasets(config, files, batch, split)
         own = get_method(config.method).callbacks(method_options(config), unet, model,
                                                   (train, val))
         fed = (train if config.strategy == "multiworker"
@@ -341,6 +362,7 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         # The method's own (deepcluster: re-cluster before each epoch), after the backup's
         # restore at the start of training.
         cbs += own
+        cbs += placement.callbacks()
         cbs += list(extra)
         try:
             if config.strategy == "multiworker":
@@ -353,7 +375,7 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
                                     callbacks=cbs, verbose=verbose, shuffle=False)
             break
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
-            if not is_out_of_memory(exc) or batch - 2 < 1:
+            if not is_out_of_memory(exc) or batch - 2 < 1 or (batch - 2) % n_split:
                 raise
             print(f"Out of memory with batch size {batch}: retrying with batch size {batch - 2} "
                   f"({type(exc).__name__}).")
@@ -367,7 +389,8 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
             f"`optimizer='adam'`.")
     if os.path.isfile(paths["best_weights"]):
         unet.load_weights(paths["best_weights"])
-    metrics = final_metrics(config, model, val)
+    with devices.without_split():
+        metrics = final_metrics(config, model, val)
     result = {"paths": paths, "metrics": metrics, "batch_size": batch,
               "epochs": epochs_done(history, backup),
               "best_val_loss": best.best, "best_epoch": best.best_epoch,
