@@ -289,7 +289,6 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     # precision are checked before any work.
     placement = devices.placement(config.strategy, config.devices, config.batch_size,
                                   config.mixed_precision)
-    strategy = placement.strategy
     is_chief, task = distribute.worker_role()
     out_dir = config.out_dir if is_chief else os.path.join(config.out_dir, "workers", f"worker_{task}")
     method_options(config)  # an unknown method or option fails before the data are read
