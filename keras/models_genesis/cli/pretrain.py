@@ -26,12 +26,19 @@ _HELP = {
     "out_dir": "run folder (config, weights, logs, figures); rerun to resume after a kill",
     "scheme": "genesis (combined), identity, nonlinear, local_shuffling, outer_cutout, "
               "inner_cutout, or transformations joined with + (nonlinear+local_shuffling); "
-              "method genesis only",
+              "method genesis only; sizes of the release by default, of the paper text with "
+              "--option preset=paper_text (docs/methods.md)",
     "method": "pre-training method (proxy task)",
     "mixed_precision": "bf16 or fp16 (float32 outputs and loss); none for float32",
     "strategy": "tf.distribute strategy (TensorFlow backend)",
     "weights": "initial weights: Keras 2 .h5, Keras 3 .weights.h5 or a preset name",
     "keras2_weights_name": "file name of the best weights in the Keras 2 layout",
+    "optimizer": "sgd or adam; default: the method's own (docs/methods.md)",
+    "learning_rate": "default: the method's own (genesis: 1.0; docs/methods.md)",
+    "momentum": "SGD momentum; default: the method's own",
+    "weight_decay": "default: the method's own (deepcluster: 1e-5)",
+    "schedule": "plateau (release: LR plateau, early stopping, best val_loss kept) or fixed "
+                "(all epochs, last weights kept); default: the method's own",
     "dims": "3: cubes, unet_model_3d; 2: slices or radiographs one voxel deep (--cube-shape R C 1), "
             "unet_model_2d, exported as Genesis_Chest_CT_2D.h5",
 }
@@ -69,6 +76,8 @@ def _add_field(parser, f) -> None:
         kw["type"] = int if kind == "int" else _optional(int)
     elif kind == "float":
         kw["type"] = float
+    elif kind == "Optional[float]":
+        kw["type"] = _optional(float)
     elif kind == "Optional[str]":
         kw["type"] = _optional(str)
     parser.add_argument(*flags, **kw)

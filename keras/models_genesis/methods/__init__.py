@@ -62,7 +62,7 @@ def make_options(name, values: Optional[dict] = None, *, scheme: str = "genesis"
     if isinstance(values, module.Options):
         values = dataclasses.asdict(values)
     values = dict(values or {})
-    valid = option_names(name)
+    valid = option_names(name) + (["preset"] if hasattr(module, "options_for_scheme") else [])
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown} of method {name!r}. Valid options: "
