@@ -117,7 +117,8 @@ def test_saved_encoder_loads_into_the_unet_by_name(method, options, shape, tmp_p
 
 
 def test_chance_level():
-    assert jigsaw.chance_level(jigsaw.Options()) == {"loss": pytest.approx(np.log(100))}
+    assert jigsaw.chance_level(jigsaw.Options()) == {"loss": pytest.approx(np.log(100)),
+                                                     "accuracy": pytest.approx(0.01)}
     assert dataclasses.asdict(jigsaw.Options())["n_permutations"] == 100
 
 

@@ -69,11 +69,31 @@ def test_check_refuses_cubes_too_small_for_the_grid():
 
 
 def test_chance_level():
+    p = 1 / 3
+    entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     level = rubik.chance_level(rubik.Options(n_permutations=10))
     assert level["ordering_loss"] == pytest.approx(math.log(10))
-    p = 1 / 3
-    assert level["orientation_loss"] == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+    assert level["orientation_loss"] == pytest.approx(16 * entropy)  # summed over the 16 outputs
     assert level["loss"] == pytest.approx(level["ordering_loss"] + level["orientation_loss"])
+    assert (level["ordering_accuracy"], level["orientation_accuracy"]) == pytest.approx((0.1, 2 / 3))
+    mean = rubik.chance_level(rubik.Options(n_permutations=10, orientation_reduction="mean",
+                                            orientation_weight=2.0))
+    assert mean["orientation_loss"] == pytest.approx(2 * entropy)
+
+
+def test_orientation_loss_sums_the_16_outputs_and_matches_its_chance_level():
+    y = np.zeros((64, 16), np.float32)
+    y[:, :5] = 1.0  # any labels: the loss of a constant 1/3 prediction is what is measured
+    pred = np.full((64, 16), 1 / 3, np.float32)
+    for reduction, weight in (("sum", 1.0), ("mean", 1.0), ("sum", 0.5)):
+        options = rubik.Options(orientation_reduction=reduction, orientation_weight=weight)
+        value = float(rubik.loss(options)["orientation"](y, pred))
+        bce = -(5 * math.log(1 / 3) + 11 * math.log(2 / 3)) / 16
+        assert value == pytest.approx(weight * (16 if reduction == "sum" else 1) * bce, rel=1e-5)
+    with pytest.raises(ValueError, match="orientation_reduction"):
+        rubik.Options(orientation_reduction="max")
+    with pytest.raises(ValueError, match="orientation_weight"):
+        rubik.Options(orientation_weight=-1)
 
 
 @pytest.mark.large
