@@ -95,7 +95,8 @@ def test_no_t_test_of_identical_runs_or_one_run_and_no_scipy_warning():
     one = [{"method": m, "task": "ncc", "auc": v} for m, v in (("genesis", 0.6), ("rubik", 0.7))]
     out = S.compare_to_best(one, "auc", within=("task",)).set_index("method")
     assert out.loc["genesis", "test"] == S.ONE_RUN and not out.loc["genesis", "significant"]
-    assert S.format_table(out.reset_index(), columns="task").splitlines()[-1].endswith("?")
+    lines = S.format_table(out.reset_index(), columns="task").splitlines()
+    assert lines[-2].endswith("60.00 ± 0.00 ?") and lines[-1].endswith("70.00 ± 0.00 *")
     assert S.why_untestable([1, 2], [3, 4]) is None
     assert S.why_untestable([1], [3, 4]) == S.ONE_RUN
     assert S.why_untestable([1, 1], [3, 4]) == S.IDENTICAL
