@@ -38,11 +38,12 @@ def family_cubes(n, shape, rng, n_families=4, noise=0.1):
 
 def train_and_evaluate(method, options, cubes, val_cubes, *, epochs, batch_size=4,
                        learning_rate=3e-3, depth=2, n_base_filters=4, seed=0,
-                       samples_per_epoch=None, loss=None):
+                       samples_per_epoch=None, loss=None, return_val=False):
     """Train `method` on `cubes` for `epochs` (Adam; BatchNormalization momentum 0.9, the demo's,
     so inference-mode statistics follow a short run), return (validation losses and accuracies,
-    chance levels). `loss` replaces the method's (e.g. a head's loss by a constant: the check
-    that the accuracy assertions can fail)."""
+    chance levels), and with `return_val` the validation dataset too. `loss` replaces the
+    method's (e.g. a head's loss by a constant: the check that the accuracy assertions can
+    fail)."""
     keras.utils.set_random_seed(seed)
     cube_shape = cubes.shape[1:]
     encoder, model = method.build_model(cube_shape, options, n_base_filters=n_base_filters,
@@ -61,7 +62,7 @@ def train_and_evaluate(method, options, cubes, val_cubes, *, epochs, batch_size=
     chance = method.chance_level(options)
     print(f"{method.NAME}: validation {result} vs chance {chance}")
     assert all(math.isfinite(v) for v in result.values())
-    return result, chance
+    return (result, chance, val) if return_val else (result, chance)
 
 
 def above_chance(accuracy, chance, n_val, margin=0.15):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models_genesis.methods import _puzzle, rubik
-from tests.methods.encoder_method_helpers import ramp_cubes, train_and_evaluate
+from tests.methods.encoder_method_helpers import above_chance, cell_ramp_cubes, train_and_evaluate
 
 
 def _assemble(sub_cubes):
@@ -97,13 +97,20 @@ def test_orientation_loss_sums_the_16_outputs_and_matches_its_chance_level():
 
 
 @pytest.mark.large
-def test_demo_run_learns_below_chance():
+def test_a_small_run_learns_ordering_and_orientation_above_chance():
+    # Each cell of these cubes holds its own rising ramp, so a 180-degree turn is visible in one
+    # sub-cube; no gap (patch_fraction 1) keeps the ramps whole. Measured (2 shared cores): ordering
+    # accuracy 0.47 against chance 0.1, orientation 0.99 against 2/3 (every output "not
+    # rotated"), 8 epochs. On `ramp_cubes` (one ramp over the whole cube) the orientation stayed
+    # at 0.62-0.64 after 6 and 20 epochs (summed loss): a small run cannot learn it there. With
+    # either head's loss replaced by a constant that head stays at chance (checked by hand).
     rng = np.random.default_rng(0)
-    options = rubik.Options(n_permutations=10, patch_units=16)
-    result, chance = train_and_evaluate(rubik, options, ramp_cubes(48, (16, 16, 16), rng),
-                                        ramp_cubes(16, (16, 16, 16), rng), epochs=6)
-    assert result["loss"] < 0.8 * chance["loss"]
-    assert result["ordering_loss"] < 0.8 * chance["ordering_loss"]
-    # The orientation head stays near its chance level in so short a run (measured: 0.67 to
-    # 0.75 vs 0.64), though the labels are exact (`test_labels_rebuild_the_original_cube_exactly`).
-    assert result["orientation_loss"] < 2 * chance["orientation_loss"]
+    options = rubik.Options(n_permutations=10, patch_units=32, patch_fraction=1.0)
+    val = cell_ramp_cubes(32, (16, 16, 16), rng, noise=0.02)
+    result, chance = train_and_evaluate(rubik, options,
+                                        cell_ramp_cubes(48, (16, 16, 16), rng, noise=0.02), val,
+                                        epochs=8)
+    assert above_chance(result["ordering_accuracy"], chance["ordering_accuracy"], len(val))
+    # 16 binary outputs per cube: 16 x 32 samples, and a margin well above 3 standard errors
+    assert above_chance(result["orientation_accuracy"], chance["orientation_accuracy"],
+                        16 * len(val))
