@@ -6,6 +6,8 @@ Keras 3's `.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStoppin
 `TensorBoard`, `SamplePairs` (PNGs of input / restoration / original) and, last, `RunBackup`
 (`models_genesis.training.resume`: a crash-safe backup of the weights, the optimizer and the
 counters of the callbacks above, so a rerun resumes exactly where the last finished epoch left).
+With `schedule="fixed"` (DeepCluster's, `config.METHOD_TRAINING`) there is no EarlyStopping or
+ReduceLROnPlateau and `BestWeights` keeps the last epoch's weights.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Pre-training Models Genesis: restore original cubes from transformed ones (paper Sec. 2).
 
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
-release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
-(the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
-that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
-release's (REFERENCE 5: SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping,
-best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training
-cubes); the classification baselines train with their authors' optimiser and schedule
-(`config.METHOD_TRAINING`: DeepCluster a fixed number of epochs, keeping the last weights). What a run writes to `config.out_dir`, and when a rerun resumes it, is
+release's schedule (SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping, best-val_loss
+checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training cubes);
+`config.method` selects another proxy task of `models_genesis.methods` (the self-supervised
+baselines of Table 3, App. A) with the same outputs (methods that train an encoder save the
+encoder layers `depth_0..7` only), each with its authors' optimiser and schedule
+(`config.METHOD_TRAINING`, docs/methods.md: DeepCluster a fixed number of epochs, keeping the
+last weights). What a run writes to `config.out_dir`, and when a rerun resumes it, is
 `training.run_folder`.
 """
 
