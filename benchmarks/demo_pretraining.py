@@ -32,7 +32,7 @@ import keras
 import numpy as np
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.evaluation.restoration import restoration_by_combination
 from models_genesis.pipeline.demo import load_run_model
 from models_genesis.pipeline.pretrain_demo import run_demo_pretraining

@@ -2,12 +2,13 @@
 
 Both run in the same process on the same LUNA16-sized scan (512 x 512 x Z, int16 HU): a chest
 phantom drawn at half the in-plane size and repeated 2x in-plane. The baseline exists in this
-benchmark only: it follows REFERENCE 3 voxel by voxel (crop, the 4-deep `d, i, j, k` loop,
-the weight sum) for a few candidate crops. Ours is `extract_cubes_from_volume` with the
-release's parameters, timed end to end (drawing candidates, filtering, normalising the kept
-cubes) and divided by the number of candidates it examined, i.e. the candidates the release
-would have examined to collect the same cubes. Also printed: the rate of the summed-area table
-on all `max_tries_factor * scale` candidates, and the decisions of both on the looped crops.
+benchmark only: it follows docs/release_reference.md, 'Cube extraction' voxel by voxel (crop, the
+4-deep `d, i, j, k` loop, the weight sum) for a few candidate crops. Ours is
+`extract_cubes_from_volume` with the release's parameters, timed end to end (drawing candidates,
+filtering, normalising the kept cubes) and divided by the number of candidates it examined, i.e. the
+candidates the release would have examined to collect the same cubes. Also printed: the rate of the
+summed-area table on all `max_tries_factor * scale` candidates, and the decisions of both on the
+looped crops.
 
 Run: `python benchmarks/extraction.py [--loop-candidates 3] [--repeats 3] [--depth 128]`
 """
@@ -43,10 +44,10 @@ def _loop_filter(x01, start, config, threshold):
 
 def main(argv=None) -> int:
     from models_genesis.data.phantoms.chest import make_chest_phantom
-    from models_genesis.data.subvolumes import (
+    from models_genesis.data.pretraining.cubes import (
         ExtractionConfig, extract_cubes_from_volume, sample_cube_starts, tissue_fractions,
     )
-    from models_genesis.data.volumes import normalize_intensity
+    from models_genesis.data.io.intensity import normalize_intensity
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loop-candidates", type=int, default=3)

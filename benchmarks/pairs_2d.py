@@ -1,4 +1,4 @@
-"""Benchmark: 2D restoration pairs per second per core (Genesis 2D, issue 13).
+"""Benchmark: 2D restoration pairs per second per core (Genesis 2D, docs/genesis_2d.md).
 
 Makes `(transformed, original)` batches with `RestorationDataset(dims=2)` from a memory-mapped
 slice file (`bat_*_RxCx1_*.npy`, as `pretrain --dims 2` reads them) in this process only (one
@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 
 
 def pairs_per_second(files, seconds: float, dims: int, batch_size: int = 6) -> float:
-    from models_genesis.data.restoration_dataset import RestorationDataset
+    from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 
     ds = RestorationDataset(files, batch_size, dims=dims, seed=0)
     ds.pairs(0, 0)  # warm-up (opens the memory map, builds the Bezier tables)
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
     args = parser.parse_args()
-    from models_genesis.data.cube_files import cube_file_name, save_cubes
+    from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:

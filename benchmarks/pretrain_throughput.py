@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     import keras
 
     from models_genesis.config import MIXED_PRECISION, PretrainConfig
-    from models_genesis.data.restoration_dataset import RestorationDataset
+    from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
     from models_genesis.training.pretrain import _compile, build_restoration_model
 
     if args.mixed_precision != "none":

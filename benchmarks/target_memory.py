@@ -1,6 +1,6 @@
 """Peak memory of NCC at scale: preparing and one training epoch, 1x against 10x the candidates.
 
-Goal (issue 11): memory flat in the candidate count, peak RSS(10x) / peak RSS(1x) <= 1.2, for
+Goal: memory flat in the candidate count, peak RSS(10x) / peak RSS(1x) <= 1.2, for
 `models-genesis prepare` (crops streamed to per-scan float16 `.npy` files) and for one training
 epoch on the prepared folder (crops read batch by batch, `negative_ratio` negatives per positive
 drawn each epoch).
@@ -39,7 +39,7 @@ def make_sets(out: str, base: int, shape) -> dict:
     import pandas as pd
 
     from models_genesis.data.phantoms.chest import make_chest_phantoms
-    from models_genesis.data.volumes import index_volumes, read_volume
+    from models_genesis.data.io.volumes import index_volumes, read_volume
 
     scans = os.path.join(out, "scans")
     if not os.path.isfile(os.path.join(scans, "phantoms.json")):

@@ -1,9 +1,11 @@
-"""Benchmark: the composed transformation vs a plain loop transcription of REFERENCE 4.
+"""Benchmark: the composed transformation vs a plain loop transcription of
+docs/release_reference.md, 'Transformations'.
 
 Prints samples per second of both on 64x64x32 float32 cubes, measured in the same run on one
-core, and their ratio (issue 3 asks for >= 20x). The baseline below exists for this benchmark
-only: it follows REFERENCE 4 step by step with Python loops (one numpy call per shuffling window,
-a 100,000-point Bezier table per call), drawing from a numpy Generator.
+core, and their ratio (the goal is >= 20x). The baseline below exists for this benchmark
+only: it follows docs/release_reference.md, 'Transformations' step by step with Python loops (one
+numpy call per shuffling window, a 100,000-point Bezier table per call), drawing from a numpy
+Generator.
 
 Run: `python benchmarks/transforms.py [--seconds 10] [--shape 64 64 32]`
 """
@@ -74,7 +76,10 @@ def _baseline_outer(x, rng):
 
 
 def baseline_pair(cube, rng):
-    """REFERENCE 4 as plain loops (release probabilities). Returns (x, y)."""
+    """The release's transformations as plain loops, at its probabilities.
+
+    See docs/release_reference.md, 'Transformations'. Returns (x, y).
+    """
     x = cube.astype(np.float64)
     y = x.copy()
     cnt = 3

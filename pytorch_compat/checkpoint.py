@@ -1,9 +1,9 @@
 """Load the released PyTorch checkpoint (`Genesis_Chest_CT.pt`) and state_dicts like it.
 
 The release saved `{'state_dict': ..., 'optimizer_state_dict': ..., 'epoch': ...}` from a
-`DataParallel` model, so every key carries a `module.` prefix (REFERENCE 2). `load_checkpoint`
-accepts that dict, a bare state_dict, or either without the prefix, and checks every key and
-shape before assigning anything (never a partial load).
+`DataParallel` model, so every key carries a `module.` prefix (docs/release_reference.md, 'The
+PyTorch release'). `load_checkpoint` accepts that dict, a bare state_dict, or either without the
+prefix, and checks every key and shape before assigning anything (never a partial load).
 """
 
 from __future__ import annotations

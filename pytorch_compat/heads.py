@@ -1,6 +1,7 @@
 """Target-task models in PyTorch, mirroring `models_genesis.models.heads` layer for layer.
 
-The release README's transfer recipes (REFERENCE 1), with the Keras layer names:
+The release README's transfer recipes (docs/release_reference.md, 'Transfer recipes and input
+sizes'), with the Keras layer names:
 
 * `GenesisClassifier` (NCC, ECC): the encoder's `depth_{2*depth-1}_relu` -> global average pooling
   (`gap`) -> Linear(dense_units) + ReLU (`fc1`) -> Linear(n_classes) (`classifier`) -> activation;

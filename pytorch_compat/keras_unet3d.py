@@ -1,4 +1,5 @@
-"""The Keras 3D U-Net (`unet_model_3d`, REFERENCE 1) as a PyTorch module.
+"""The Keras 3D U-Net (`unet_model_3d`, docs/release_reference.md, 'U-Net topology') as a PyTorch
+module.
 
 Same topology as the Keras model, so Genesis weights convert both ways (`pytorch_compat.convert`):
 conv blocks Conv3d(3x3x3, padding 1, bias) -> BatchNorm3d -> ReLU; MaxPool3d(2) between encoder

@@ -1,8 +1,8 @@
 """The released PyTorch encoder (`Genesis_Chest_CT.pt`, `down_tr*`) in the Keras U-Net.
 
-The released PyTorch model (REFERENCE 2) has the Keras U-Net's encoder: the same four levels of
-two conv blocks, the same widths, max pooling in between. Its eight encoder blocks map one to one
-onto the Keras blocks `depth_0` .. `depth_7`:
+The released PyTorch model (docs/release_reference.md, 'The PyTorch release') has the Keras U-Net's
+encoder: the same four levels of two conv blocks, the same widths, max pooling in between. Its eight
+encoder blocks map one to one onto the Keras blocks `depth_0` .. `depth_7`:
 
 | PyTorch (state_dict, `module.` prefix removed) | Keras |
 |---|---|
@@ -26,7 +26,8 @@ parameter-free UpSampling3D, so the following blocks see other inputs and other 
 therefore initialises the classification tasks (NCC, ECC: head on `depth_7_relu`) from the
 PyTorch release; segmentation (whole U-Net) needs the Keras release `Genesis_Chest_CT.h5`.
 Also note that the released PyTorch BatchNorm normalises with batch statistics even at inference
-(REFERENCE 2); the running statistics converted here are the ones stored in the checkpoint.
+(docs/release_reference.md, 'The PyTorch release'); the running statistics converted here are the
+ones stored in the checkpoint.
 
 Example:
     >>> from pytorch_compat.released import save_released_encoder

@@ -1,4 +1,5 @@
-"""The released PyTorch 3D U-Net (`Genesis_Chest_CT.pt`), module for module (REFERENCE 2).
+"""The released PyTorch 3D U-Net (`Genesis_Chest_CT.pt`), module for module
+(docs/release_reference.md, 'The PyTorch release').
 
 The release's PyTorch model has the Keras model's block pattern (Conv3d 3x3x3, padding 1 ->
 BatchNorm3d -> ReLU) and widths, but its decoder up-samples with ConvTranspose3d(2, stride 2)

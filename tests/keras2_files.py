@@ -1,7 +1,8 @@
 """Test helper: write weight files in the Keras 2.2.4 HDF5 layout with plain h5py.
 
-Independent of the package: the layer list and shapes come from REFERENCE 1 (release topology),
-derived here from first principles, so a test fails if the package's model drifts from it.
+Independent of the package: the layer list and shapes come from the release's topology
+(docs/release_reference.md, 'U-Net topology'), derived here from first principles, so a test fails
+if the package's model drifts from it.
 """
 
 import json

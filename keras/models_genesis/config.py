@@ -1,20 +1,173 @@
 """Configuration: frozen dataclasses with the paper's and the release's defaults.
 
-`PretrainConfig` holds the proxy-task schedule (REFERENCE 5), `FinetuneConfig` the target-task
-protocol (REFERENCE 6), and `TARGET_TASKS` states only what differs between the five target tasks
-(paper Table 1). Override a field with `dataclasses.replace(config, field=value)`; `to_json` /
-`from_json` store a config next to the checkpoints it produced.
+`PretrainConfig` holds the proxy-task schedule (docs/release_reference.md, 'Pre-training schedule'),
+`FinetuneConfig` the target-task protocol (docs/release_reference.md, 'Target tasks'), and
+`TARGET_TASKS` states only what differs between the five target tasks (paper Table 1). Override a
+field with `dataclasses.replace(config, field=value)`; `to_json` / `from_json` store a config next
+to the checkpoints it produced.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: `kind` (int or float), finite, within `[lo, hi]`.
+
+    One table of ranges serves the configs' checks and the command line's parsing (the CLI turns
+    a `Range` into an argparse type), so a number is refused where it is parsed, before any work.
+
+    Attributes:
+        kind: `int` or `float`.
+        lo, hi: the bounds (None: unbounded on that side).
+        lo_open, hi_open: exclude the bound itself (e.g. a learning rate > 0).
+    """
+
+    kind: type = int
+    lo: Optional[float] = None
+    hi: Optional[float] = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def describe(self) -> str:
+        """The range in words, e.g. "an integer in [1, 1000000]"."""
+        what = "an integer" if self.kind is int else "a number"
+        if self.lo is None and self.hi is None:
+            return f"{what} (finite)"
+        def text(v):
+            return str(int(v)) if self.kind is int or float(v).is_integer() else f"{v:g}"
+
+        lo = "-inf" if self.lo is None else text(self.lo)
+        hi = "inf" if self.hi is None else text(self.hi)
+        return (f"{what} in {'(' if self.lo_open or self.lo is None else '['}{lo}, {hi}"
+                f"{')' if self.hi_open or self.hi is None else ']'}")
+
+    def accepts(self, value) -> bool:
+        """Whether `value` lies in the range (bools and non-finite numbers never do)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind is int and int(value) != value or not math.isfinite(value):
+            return False
+        if self.lo is not None and (value < self.lo or self.lo_open and value == self.lo):
+            return False
+        return not (self.hi is not None and (value > self.hi or self.hi_open and value == self.hi))
+
+    def argtype(self, *, optional: bool = False):
+        """An argparse `type` parsing a number in this range, refusing others while the command
+        line is parsed (`optional`: `none` gives None). The range is kept as `.range`."""
+        import argparse
+
+        def parse(text):
+            if optional and str(text).lower() == "none":
+                return None
+            try:
+                value = float(text) if self.kind is float else int(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(
+                    f"must be {self.describe()}. Received: {text!r}") from None
+            if not self.accepts(value):
+                raise argparse.ArgumentTypeError(f"must be {self.describe()}. Received: {text}")
+            return value
+
+        parse.__name__ = self.kind.__name__
+        parse.range = self
+        return parse
+
+    def check(self, value, name: str):
+        """Return `value` (as `kind`) if it lies in the range, else raise ValueError naming it."""
+        try:
+            number = float(value) if not isinstance(value, (bool, int)) else value
+        except (TypeError, ValueError):
+            number = None
+        if number is None or not self.accepts(number):
+            raise ValueError(f"`{name}` must be {self.describe()}. Received: {name}={value!r}.")
+        return self.kind(number)
+
+
+# Bounds of the fields of the configs below (and of the CLI options that set them). The upper
+# bounds are far above any setting of the paper (Tables 1-3, App. A) and below what a machine
+# can hold or finish.
+MAX_EPOCHS = 1_000_000
+MAX_STEPS = 10_000_000
+CONFIG_RANGES: Dict[str, Range] = {
+    "epochs": Range(int, 1, MAX_EPOCHS),
+    "batch_size": Range(int, 1, 4096),
+    "steps_per_epoch": Range(int, 1, MAX_STEPS),
+    "validation_steps": Range(int, 1, MAX_STEPS),
+    "patience": Range(int, 1, MAX_EPOCHS),
+    "lr_patience": Range(int, 1, MAX_EPOCHS),
+    "n_base_filters": Range(int, 1, 1024),
+    "depth": Range(int, 1, 8),
+    "max_queue_size": Range(int, 1, 10_000),
+    "scale": Range(int, 1, 100_000),
+    "workers": Range(int, 0, 1024),
+    "sample_every": Range(int, 0, MAX_EPOCHS),
+    "seed": Range(int, 0, 2 ** 32 - 1),
+    "learning_rate": Range(float, 0, 100, lo_open=True),
+    "lr_factor": Range(float, 0, 1, lo_open=True, hi_open=True),
+    "min_lr": Range(float, 0, 100, lo_open=True),
+    "adam_epsilon": Range(float, 0, 1, lo_open=True),
+    "momentum": Range(float, 0, 1),
+    "weight_decay": Range(float, 0, 1),
+    "lr_min_delta": Range(float, 0, 1e3),
+    "bn_momentum": Range(float, 0, 1, hi_open=True),
+    "label_fraction": Range(float, 0, 1, lo_open=True),
+    "fold": Range(int, 0, 100),
+}
+SIDE_RANGE = Range(int, 1, 4096)  # a crop, cube, window or image side in voxels
+SPACING_RANGE = Range(float, 0.1, 50.0)  # mm: finer than any CT or MRI, coarser than none
+# Arrays a command allocates are checked against this before they are allocated.
+MAX_ALLOCATION_BYTES = 64 * 2 ** 30
+
+
+def check_allocation(n_bytes, what: str, *, limit: Optional[int] = None) -> int:
+    """Refuse, before allocating, arrays of `n_bytes` bytes in all (estimated by the caller).
+
+    The limit is the smaller of `MAX_ALLOCATION_BYTES` and the machine's physical memory (where
+    the OS says it), unless `limit` is given.
+
+    Raises:
+        ValueError: naming `what`, the estimate and the limit.
+    """
+    if limit is None:
+        limit = MAX_ALLOCATION_BYTES
+        try:
+            limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        except (AttributeError, ValueError, OSError):
+            pass
+    n_bytes = float(n_bytes)
+    if not math.isfinite(n_bytes) or n_bytes > limit:
+        raise ValueError(f"{what} would need {_size(n_bytes)} of memory, more than this machine "
+                         f"allows ({_size(limit)}); choose smaller values.")
+    return int(n_bytes)
+
+
+def _size(n_bytes: float) -> str:
+    if not math.isfinite(n_bytes):
+        return "an unbounded amount"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n_bytes < 1024 or unit == "PiB":
+            return f"{n_bytes:.1f} {unit}" if unit != "B" else f"{int(n_bytes)} B"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} PiB"
+
+
+def _check_ranges(config, names) -> None:
+    """Check the fields `names` of a config (None allowed) against `CONFIG_RANGES`."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None:
+            CONFIG_RANGES[name].check(value, name)
 
 
 def _check_fields(cls, values: dict) -> dict:
@@ -47,13 +200,34 @@ class _JsonConfig:
 
     @classmethod
     def from_json(cls, path):
+        """Read a config written by `to_json`; every error names the file.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: empty, not JSON, not an object, an unknown field or a bad value.
+        """
+        path = os.fspath(path)
         with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
+            text = f.read()
+        try:
+            values = json.loads(text)
+        except ValueError as exc:
+            what = "is empty" if not text.strip() else f"is not JSON ({exc})"
+            raise ValueError(f"{path!r} {what}; expected the {cls.__name__} that "
+                             "models-genesis wrote there.") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path!r} must hold a JSON object of {cls.__name__} fields. "
+                             f"Received: a JSON {type(values).__name__}.")
+        try:
+            return cls.from_dict(values)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path!r}: {exc}") from None
 
 
 @dataclass(frozen=True)
 class TargetTask(_JsonConfig):
-    """The single definition of one target task (paper Table 1, Sec. 3.2; REFERENCE 6).
+    """The single definition of one target task (paper Table 1, Sec. 3.2; docs/release_reference.md,
+    'Target tasks').
 
     It states the data layout, the preprocessing, the split, the head and the metric. Fine-tuning
     writes the task of each run, with the values that run used, as `task.json` next to the model
@@ -113,15 +287,25 @@ class TargetTask(_JsonConfig):
                                  f"Received: intensity_window={self.intensity_window!r}.")
             object.__setattr__(self, "intensity_window", (lo, hi))
         if self.spacing is not None:
-            spacing = tuple(float(v) for v in self.spacing)
-            if len(spacing) != 3 or min(spacing) <= 0:
-                raise ValueError("`spacing` must be 3 positive sizes in mm or None. "
+            if isinstance(self.spacing, (str, bytes)) or len(tuple(self.spacing)) != 3:
+                raise ValueError("`spacing` must be 3 sizes in mm (X, Y, Z) or None. "
                                  f"Received: spacing={self.spacing!r}.")
+            spacing = tuple(SPACING_RANGE.check(v, "spacing") for v in self.spacing)
             object.__setattr__(self, "spacing", spacing)
-        if not float(self.crop_scale) >= 1.0:
-            raise ValueError(f"`crop_scale` must be >= 1. Received: crop_scale={self.crop_scale!r}.")
+        if not Range(float, 1.0, 100.0).accepts(_number(self.crop_scale)):
+            raise ValueError("`crop_scale` must be a number in [1, 100]. "
+                             f"Received: crop_scale={self.crop_scale!r}.")
         object.__setattr__(self, "crop_scale", float(self.crop_scale))
-        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
+        shape = self.input_shape
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__len__") or len(shape) != 3 \
+                or not all(SIDE_RANGE.accepts(_number(v)) and int(v) % 8 == 0 for v in shape):
+            raise ValueError("`input_shape` must be 3 sizes, each a positive multiple of 8 (three "
+                             f"2x poolings) up to {SIDE_RANGE.hi}. "
+                             f"Received: input_shape={self.input_shape!r}.")
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in shape))
+        for name in ("batch_size", "patience"):
+            CONFIG_RANGES[name].check(getattr(self, name), name)
+        CONFIG_RANGES["learning_rate"].check(self.learning_rate, "learning_rate")
 
     @property
     def normalization(self) -> str:
@@ -133,6 +317,11 @@ class TargetTask(_JsonConfig):
         return {"modality": self.modality, "intensity_window": self.intensity_window,
                 "spacing": self.spacing, "input_shape": self.input_shape,
                 "crop_scale": self.crop_scale}
+
+
+def _number(value):
+    """`value` as a number where it is one (bools and text are not), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 _CLASSIFIER = ("U-Net encoder: depth_7_relu -> GlobalAveragePooling3D -> Dense(1024, relu) -> "
@@ -197,7 +386,8 @@ _INITS = METHOD_NAMES + SCRATCH_INITS
 
 @dataclass(frozen=True)
 class FinetuneConfig(_JsonConfig):
-    """One fine-tuning run on a target task (paper Sec. 3.2, REFERENCE 6).
+    """One fine-tuning run on a target task (paper Sec. 3.2;
+    docs/release_reference.md, 'Target tasks').
 
     Fields left `None` take the task's value from `TARGET_TASKS`; call `resolve()` to fill them.
 
@@ -277,6 +467,11 @@ class FinetuneConfig(_JsonConfig):
         object.__setattr__(self, "freeze_blocks", tuple(sorted({int(b) for b in blocks})))
         if self.init not in _INITS:
             raise ValueError(f"`init` must be one of {list(_INITS)}. Received: init={self.init!r}.")
+        if self.init in SCRATCH_INITS and self.weights is not None:
+            raise ValueError(f"`weights` is for a pre-training method's init; init={self.init!r} "
+                             "trains from scratch and would ignore it. Drop --weights, or pass "
+                             f"the method that wrote it as --init. Received: weights="
+                             f"{self.weights!r}.")
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ValueError("`label_fraction` must be in (0, 1]. "
                              f"Received: label_fraction={self.label_fraction!r}.")
@@ -290,6 +485,9 @@ class FinetuneConfig(_JsonConfig):
             value = getattr(self, name)
             if value is not None and not float(value) > 0:
                 raise ValueError(f"`{name}` must be > 0. Received: {name}={value!r}.")
+        _check_ranges(self, ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
+                             "steps_per_epoch", "validation_steps", "workers", "seed",
+                             "learning_rate", "lr_factor", "min_lr", "adam_epsilon", "fold"))
         if self.bn_momentum is not None and (isinstance(self.bn_momentum, bool)
                                              or not 0 <= float(self.bn_momentum) < 1):
             raise ValueError("`bn_momentum` must be a float in [0, 1) or None. "
@@ -355,8 +553,9 @@ _METHOD_DEFAULTED = ("optimizer", "learning_rate", "momentum", "weight_decay", "
 
 @dataclass(frozen=True)
 class PretrainConfig(_JsonConfig):
-    """One pre-training run (paper Sec. 2, REFERENCE 3 and 5): Models Genesis' restoration or
-    another proxy task of `models_genesis.methods` (`method`, paper Table 3 and App. A).
+    """One pre-training run (paper Sec. 2, docs/release_reference.md, 'Cube extraction' and
+    'Pre-training schedule'): Models Genesis' restoration or another proxy task of
+    `models_genesis.methods` (`method`, paper Table 3 and App. A).
 
     Defaults are the release's; `PretrainConfig.preset("demo")` is the small phantom setting.
 
@@ -364,7 +563,7 @@ class PretrainConfig(_JsonConfig):
         data_dir: folder of cube files `bat_{scale}_s_{r}x{c}x{d}_{subset}.npy`.
         out_dir: run folder (config, weights, logs, figures, resumable backup).
         cube_shape: cube (rows, cols, deps), each divisible by `2**(depth-1)`; (64, 64, 32).
-            With `dims=2`: (rows, cols, 1), the slices of `data.slices` (one voxel deep).
+            With `dims=2`: (rows, cols, 1), the slices of `data.pretraining.slices` (one voxel deep).
         dims: 3 (Genesis Chest CT, `unet_model_3d`) or 2 (Genesis Chest CT 2D / X-ray,
             `unet_model_2d` on slices or radiographs); presets `release_2d`, `demo_2d`.
         train_subsets, val_subsets: cube-file subsets; LUNA16 0-4 and 5-6.
@@ -494,6 +693,11 @@ class PretrainConfig(_JsonConfig):
                              f"Received: bn_momentum={self.bn_momentum!r}.")
         if not float(self.lr_factor) < 1:
             raise ValueError(f"`lr_factor` must be < 1. Received: lr_factor={self.lr_factor!r}.")
+        _check_ranges(self, ("batch_size", "epochs", "steps_per_epoch", "validation_steps",
+                             "lr_patience", "patience", "n_base_filters", "depth",
+                             "max_queue_size", "scale", "workers", "sample_every", "seed",
+                             "learning_rate", "lr_factor", "min_lr", "momentum", "weight_decay",
+                             "lr_min_delta", "bn_momentum"))
         if self.dims not in (2, 3):
             raise ValueError(f"`dims` must be 2 or 3. Received: dims={self.dims!r}.")
         shape = tuple(self.cube_shape)
@@ -511,7 +715,13 @@ class PretrainConfig(_JsonConfig):
                              f"Received: method={self.method!r}.")
         if self.dims == 2 and self.keras2_weights_name == "Genesis_Chest_CT.h5":
             object.__setattr__(self, "keras2_weights_name", "Genesis_Chest_CT_2D.h5")  # not the 3D name
+        if any(s > SIDE_RANGE.hi for s in shape):
+            raise ValueError(f"`cube_shape` sides must be at most {SIDE_RANGE.hi}. "
+                             f"Received: cube_shape={self.cube_shape!r}.")
         object.__setattr__(self, "cube_shape", tuple(int(s) for s in shape))
+        # A batch of input and target cubes (float32) is the least a step holds.
+        check_allocation(2 * 4 * int(self.batch_size) * math.prod(self.cube_shape),
+                         f"a batch of {self.batch_size} cubes of {self.cube_shape}")
         for name in ("train_subsets", "val_subsets"):
             subsets = getattr(self, name)
             if isinstance(subsets, (str, int)) or not len(subsets):
@@ -575,8 +785,8 @@ PRETRAIN_PRESETS = {
         "patience": 10,
     },
 }
-# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.slices`) or
-# radiographs (`data.xray`), one voxel deep, with `unet_model_2d`; the 2D file names of
+# Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.pretraining.slices`) or
+# radiographs (`data.pretraining.xray_crops`), one voxel deep, with `unet_model_2d`; the 2D file names of
 # `models.presets`. The slice size of the paper's 2D models is not stated: 64 x 64 here; the demo
 # cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
 # give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.

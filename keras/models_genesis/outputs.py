@@ -8,9 +8,15 @@ files that exist.
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
-from typing import Iterable, List
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+# The key, in the JSON file a command already writes in its output folder (a manifest, a run
+# file), that names the command: the folder is then that command's own.
+OWNER_KEY = "written_by"
 
 
 def check_output_dir(path, *, name: str = "out_dir") -> str:
@@ -79,3 +85,98 @@ def remove_outputs(paths: Iterable) -> List[str]:
             os.remove(path)
         removed.append(path)
     return removed
+
+
+def owner_stamp(command: str) -> dict:
+    """The entry that marks a folder's manifest or run file as written by `command`."""
+    return {OWNER_KEY: command}
+
+
+def folder_owner(folder, markers: Sequence[str]) -> Optional[str]:
+    """The command named (`OWNER_KEY`) in the first of `folder`'s marker files that names one.
+
+    Args:
+        folder: an output folder.
+        markers: file names or glob patterns (relative to `folder`) of the JSON files a command
+            writes there (e.g. `"manifest.json"`, `"bat_*.json"`).
+    """
+    for pattern in markers:
+        for path in sorted(glob.glob(os.path.join(glob.escape(os.fspath(folder)), pattern))):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    values = json.load(f)
+            except (OSError, ValueError):
+                continue
+            if isinstance(values, dict) and isinstance(values.get(OWNER_KEY), str):
+                return values[OWNER_KEY]
+    return None
+
+
+def check_not_nested(out, inputs: Sequence[Tuple[str, object]], *, name: str = "--out") -> None:
+    """Refuse an output folder that is, lies inside, or holds one of the input folders.
+
+    A prepared set written inside its download is read back as part of the download on the next
+    run (a patient then appears twice); a download inside the output folder may be replaced.
+
+    Args:
+        out: the output folder.
+        inputs: `(option, folder)` pairs, e.g. `[("--data", "LIDC")]`; None folders are skipped.
+        name: the output option's name, for the message.
+
+    Raises:
+        ValueError: naming both folders.
+    """
+    out_full = os.path.realpath(os.fspath(out))
+    for option, folder in inputs:
+        if folder is None:
+            continue
+        other = os.path.realpath(os.fspath(folder))
+        if out_full == other:
+            relation = "is"
+        elif out_full.startswith(other.rstrip(os.sep) + os.sep):
+            relation = "lies inside"
+        elif other.startswith(out_full.rstrip(os.sep) + os.sep):
+            relation = "holds"
+        else:
+            continue
+        raise ValueError(f"{name} {os.fspath(out)!r} {relation} {option} {os.fspath(folder)!r}: "
+                         f"the output must differ from {option}, outside it and not above it. "
+                         f"Received: {name} {os.fspath(out)}, {option} {os.fspath(folder)}.")
+
+
+def claim_output_dir(path, command: str, *, markers: Sequence[str] = (),
+                     legacy: Optional[Callable[[str], bool]] = None, overwrite: bool = False,
+                     inputs: Sequence[Tuple[str, object]] = (), name: str = "--out") -> str:
+    """Check, before any work, that `command` may write in the folder `path`; return it (absolute).
+
+    The folder may be written when it does not exist, is empty, or is `command`'s own: one of its
+    `markers` (the manifest or run file `command` writes there, carrying `owner_stamp(command)`)
+    names `command`, or, for folders written before the stamp existed, `legacy(folder)` is true.
+    A non-empty folder of anything else (a user's files, another command's run) is refused unless
+    `overwrite`; even then the command replaces only files of its own layout. `inputs` are
+    folders the output must not be, lie in or hold (`check_not_nested`).
+
+    Raises:
+        FileExistsError: a non-empty folder that is not `command`'s, without `overwrite`.
+        ValueError, NotADirectoryError, PermissionError: see `check_not_nested` and
+            `check_output_dir`.
+    """
+    full = check_output_dir(path, name=name)
+    check_not_nested(path, inputs, name=name)
+    if not os.path.isdir(full):
+        return full
+    entries = sorted(os.listdir(full))
+    if not entries:
+        return full
+    owner = folder_owner(full, markers)
+    if owner == command or (owner is None and legacy is not None and legacy(full)):
+        return full
+    if overwrite:
+        return full
+    shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+    whose = (f"a `models-genesis {owner}` output" if owner is not None
+             else f"not a `models-genesis {command}` output")
+    raise FileExistsError(
+        f"{name} {os.fspath(path)!r} is not empty and is {whose} (it holds {shown}). Choose a new "
+        f"or empty folder, or pass --overwrite to write {command}'s files there (only those are "
+        "replaced; other files are kept).")

@@ -82,7 +82,8 @@ print(f"Using {SOURCE}: {model.count_params():,} parameters, window {WINDOW}")
 # highlights what it finds unusual (paper Sec. 5.6).
 
 # %%
-from models_genesis.data.volumes import normalize_intensity, read_volume
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 
 scan_path = sorted((CHEST_DIR / "subset7").glob("*.mhd"))[0] if RELEASED is None else None

@@ -37,7 +37,7 @@
 
 # %%
 from models_genesis.data.phantoms.chest import make_chest_phantom
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes_from_volume
+from models_genesis.data.pretraining.cubes import ExtractionConfig, extract_cubes_from_volume
 
 phantom = make_chest_phantom(np.random.default_rng([0, 0]),
                              shape=(128, 128, 64) if SMALL else (192, 192, 96))
@@ -142,9 +142,10 @@ print(f"voxels moved: {100 * changed_shuffling:.1f}%; mean shift of the sorted i
 # global geometry and spatial layout of organs. **Inner cutout** fills up to five boxes with
 # noise and keeps the surroundings: the model *interpolates*, learning local continuity. Both
 # keep a 3-voxel margin. The paper limits the cut-out region to under 1/4 of the volume; with the
-# release's box sizes (what we match, REFERENCE 4: outer boxes of side `dim - randint(3*dim//7,
-# 4*dim//7)`, inner boxes of side dim/6..dim/3) the inner boxes stay well under 1/4, while the
-# outer boxes reveal about a third of the cube and noise fills the rest, as measured below.
+# release's box sizes (what we match, docs/release_reference.md, 'Transformations': outer boxes of
+# side `dim - randint(3*dim//7, 4*dim//7)`, inner boxes of side dim/6..dim/3) the inner boxes stay
+# well under 1/4, while the outer boxes reveal about a third of the cube and noise fills the rest,
+# as measured below.
 
 # %%
 from models_genesis.transformations.inner_cutout import inner_cutout

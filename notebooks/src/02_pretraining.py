@@ -15,8 +15,9 @@
 # ## Switching to real data: LUNA16 and the paper's settings
 #
 # > **Real data.** Put LUNA16 in `datasets/luna16/` (`subset0/` ... `subset9/` with `.mhd`/`.raw`
-# > scans, see `datasets/README.md`), then run the release's settings (REFERENCE 3 and 5): cubes of
-# > 64x64x32 from subsets 0-4 (training) and 5-6 (validation), batch 6, SGD lr 1.0 momentum 0.9,
+# > scans, see `datasets/README.md`), then run the release's settings (docs/release_reference.md,
+# > 'Cube extraction' and 'Pre-training schedule'): cubes of 64x64x32 from subsets 0-4 (training)
+# > and 5-6 (validation), batch 6, SGD lr 1.0 momentum 0.9,
 # > ReduceLROnPlateau(0.5, patience 10), EarlyStopping(patience 50), one epoch = all cubes:
 # >
 # > ```bash
@@ -32,7 +33,7 @@
 import dataclasses
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.subvolumes import ExtractionConfig
+from models_genesis.data.pretraining.cubes import ExtractionConfig
 
 release, demo = PretrainConfig.preset("release"), PretrainConfig.preset("demo")
 print(f"{'field':18s} {'release (paper)':>16s} {'demo (phantoms)':>16s}")
@@ -54,7 +55,7 @@ print("cube extraction, demo:   ", ExtractionConfig.demo().to_dict())
 # %% include: _genesis_weights.py
 
 # %%
-from models_genesis.data.volumes import index_volumes, read_volume
+from models_genesis.data.io.volumes import index_volumes, read_volume
 
 if not (CHEST_DIR / "phantoms.json").is_file():
     make_chest_phantoms(CHEST_DIR, n=10 if SMALL else 20, seed=0,
@@ -75,12 +76,13 @@ show(fig, "02_scan.png")
 #
 # Random crops away from the borders; a crop is rejected when it holds too much tissue: for each
 # voxel, the first of the next 3 slices above the -150 HU threshold gives a weight of 1, 0.5 or
-# 0, and crops whose weights sum to more than 15% of the voxels are dropped (REFERENCE 3). The
-# paper keeps informative cubes that are neither empty air nor full tissue (Sec. 3.1). The
-# intensities are clipped to [-1000, 1000] HU and scaled to [0, 1].
+# 0, and crops whose weights sum to more than 15% of the voxels are dropped
+# (docs/release_reference.md, 'Cube extraction'). The paper keeps informative cubes that are neither
+# empty air nor full tissue (Sec. 3.1). The intensities are clipped to [-1000, 1000] HU and scaled
+# to [0, 1].
 
 # %%
-from models_genesis.data.subvolumes import extract_cubes_from_volume
+from models_genesis.data.pretraining.cubes import extract_cubes_from_volume
 
 extraction = ExtractionConfig.demo()
 cubes, info = extract_cubes_from_volume(scan, rng=np.random.default_rng(0), config=extraction,
@@ -106,7 +108,7 @@ show(fig, "02_cubes.png")
 # the same whatever the number of workers, and validation pairs repeat every epoch.
 
 # %%
-from models_genesis.data.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 
 generator = RestorationDataset(cubes, batch_size=6, seed=0)
 x, y = generator[0]
@@ -154,7 +156,7 @@ print("weights in the release's Keras 2 layout:", os.path.relpath(paths["keras2_
 # original: a qualitative check of what the model has learned.
 
 # %%
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.training.restoration_figures import (
     difference_map, plot_difference_map, plot_restoration_combinations,
@@ -179,7 +181,7 @@ display(Image(filename=plot_restoration_combinations(model, val_cube,
 # and outside it.
 
 # %%
-from models_genesis.data.volumes import normalize_intensity
+from models_genesis.data.io.intensity import normalize_intensity
 
 r, c, d = config["cube_shape"]
 lungs = scan.array < -500  # air and lung

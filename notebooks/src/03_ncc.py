@@ -8,8 +8,9 @@
 #
 # **Model**: the Genesis U-Net's encoder, `depth_7_relu` -> GlobalAveragePooling3D ->
 # Dense(1024, relu) -> Dense(1, sigmoid); binary cross-entropy, Adam lr 1e-3, batch 24,
-# early-stopping patience 10 (REFERENCE 6). **Comparison**: Genesis initialisation against a
-# scratch baseline (`he_uniform`, the most reliable scratch initialiser in the paper, Sec. 4.2).
+# early-stopping patience 10 (docs/release_reference.md, 'Target tasks'). **Comparison**: Genesis
+# initialisation against a scratch baseline (`he_uniform`, the most reliable scratch initialiser in
+# the paper, Sec. 4.2).
 
 # %% include: _setup.py
 

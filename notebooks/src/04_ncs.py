@@ -9,8 +9,8 @@
 # mean IoU against 59.22% foreground IoU).
 #
 # **Model**: the whole Genesis U-Net, `depth_13_relu` -> Conv3D(1, 1x1x1) -> sigmoid; loss
-# 1 - Dice (smooth 1), Adam lr 1e-3, batch 16, patience 50 (REFERENCE 6); against a scratch
-# `he_uniform` baseline.
+# 1 - Dice (smooth 1), Adam lr 1e-3, batch 16, patience 50 (docs/release_reference.md, 'Target
+# tasks'); against a scratch `he_uniform` baseline.
 
 # %% include: _setup.py
 

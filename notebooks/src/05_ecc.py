@@ -7,9 +7,9 @@
 # project reads a generic candidate format: volume files plus a CSV of candidates.
 #
 # **Model**: the Genesis encoder (`depth_7_relu`) -> GlobalAveragePooling3D -> Dense(1024) ->
-# Dense(1, sigmoid); BCE, Adam lr 1e-3, batch 24, patience 38 (REFERENCE 6); against scratch
-# `he_uniform`. ECC is further from the source than NCC: contrast-enhanced CT, another disease
-# (paper Table 2).
+# Dense(1, sigmoid); BCE, Adam lr 1e-3, batch 24, patience 38 (docs/release_reference.md, 'Target
+# tasks'); against scratch `he_uniform`. ECC is further from the source than NCC: contrast-enhanced
+# CT, another disease (paper Table 2).
 
 # %% include: _setup.py
 

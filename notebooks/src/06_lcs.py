@@ -7,9 +7,9 @@
 # Liver is a different organ and disease than the source (chest CT), same modality (Table 2).
 #
 # **Model**: the whole Genesis U-Net -> Conv3D(1, 1x1x1) -> sigmoid; 1 - Dice loss, Adam
-# **lr 1e-2**, batch 16, patience 20 (REFERENCE 6); against scratch `he_uniform`. Whole scans are
-# larger than the training crop: at the end we segment a full test scan with overlapping
-# sliding windows and write the mask with the scan's geometry.
+# **lr 1e-2**, batch 16, patience 20 (docs/release_reference.md, 'Target tasks'); against scratch
+# `he_uniform`. Whole scans are larger than the training crop: at the end we segment a full test
+# scan with overlapping sliding windows and write the mask with the scan's geometry.
 
 # %% include: _setup.py
 
@@ -81,7 +81,7 @@ plot_segmentations(data.x_test, data.y_test, predictions, "06_lcs_predictions.pn
 # from the command line).
 
 # %%
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.evaluation.metrics import dice_coefficient
 from models_genesis.evaluation.sliding_window import predict_volume_to_file
 

@@ -9,7 +9,7 @@
 # the paper.
 #
 # **Model**: the whole Genesis U-Net -> Conv3D(1, 1x1x1) -> sigmoid; 1 - Dice, Adam lr 1e-3,
-# batch 16, patience 30 (REFERENCE 6); against scratch `he_uniform`.
+# batch 16, patience 30 (docs/release_reference.md, 'Target tasks'); against scratch `he_uniform`.
 
 # %% include: _setup.py
 

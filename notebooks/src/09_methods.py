@@ -97,9 +97,10 @@ for shape in ((32, 32, 16), CUBE):
 # border lowered to 4 slices) to keep enough of them. Subsets 0-4 train, 5-6 validate.
 
 # %%
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.data.phantoms.chest import make_chest_phantoms
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+from models_genesis.data.pretraining.cubes import ExtractionConfig
+from models_genesis.pipeline.extract_cubes import extract_cubes
 
 CHEST_DIR = WORK / "chest_phantoms"  # the phantoms of the other notebooks
 if not (CHEST_DIR / "phantoms.json").is_file():

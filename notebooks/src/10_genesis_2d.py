@@ -60,8 +60,9 @@ print("classification head on 3-channel 2D inputs:", clf.output.shape)
 # at the slice's own pixels: a slice with more than 15% of pixels at or above -150 HU is dropped.
 
 # %%
-from models_genesis.data.restoration_dataset import RestorationDataset
-from models_genesis.data.slices import extract_slices, open_slices, slice_config
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.slices import open_slices, slice_config
+from models_genesis.pipeline.extract_cubes import extract_slices
 
 pretraining_3d = demo_pretraining()  # also makes the chest phantoms
 SLICES = WORK / "slices_2d"
@@ -123,7 +124,7 @@ except ValueError as err:
 
 # %%
 from models_genesis.data.phantoms.xray import make_xray_phantoms
-from models_genesis.data.xray import prepare_xray_crops, read_data_entry, read_radiograph
+from models_genesis.data.pretraining.xray_crops import prepare_xray_crops, read_data_entry, read_radiograph
 
 XRAY = WORK / "xray_phantoms"
 if not (XRAY / "Data_Entry_2017.csv").is_file():

@@ -15,8 +15,9 @@ if keras.backend.backend() == "tensorflow":  # TensorFlow sets its logger to INF
 
     tf.get_logger().setLevel("ERROR")  # e.g. its notices about re-traced functions
 
-# Table 3 of the paper (REFERENCE 7): mean ± s.d. over 10 runs, in %; AUC for NCC and ECC, the
-# paper's IoU (mean over thresholds 0.50:0.05:0.95) for NCS, LCS and BMS.
+# Table 3 of the paper (docs/release_reference.md, 'Headline numbers'): mean ± s.d. over 10 runs,
+# in %; AUC for NCC and ECC, the paper's IoU (mean over thresholds 0.50:0.05:0.95) for NCS, LCS and
+# BMS.
 PAPER_TABLE3 = {
     "uniform": {"ncc": (94.74, 1.97), "ncs": (75.48, 0.43), "ecc": (80.36, 3.58),
                 "lcs": (78.68, 4.23), "bms": (60.79, 1.60)},

@@ -5,7 +5,7 @@ import numpy as np
 from PIL import Image
 
 from models_genesis.cli import main
-from models_genesis.data.slices import open_slices
+from models_genesis.data.pretraining.slices import open_slices
 
 
 def test_xray_phantoms_then_crops_and_a_colour_image(tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import FinetuneConfig
-from models_genesis.data.volumes import read_volume, write_volume
+from models_genesis.data.io.volumes import read_volume, write_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 from models_genesis.models.heads import segmentation_model
 from tests.training.test_finetune import SHAPE, make_data, write_release_arrays
@@ -87,16 +87,16 @@ def test_experiment_refuses_a_resume_with_changed_weights(tmp_path, capsys):
                                                 "label_fraction": 1.0, "score": score})
     run_experiment("ncs", [f"genesis={weights}", "he_uniform"], 2, out_dir=out, progress=False)
     weights.write_bytes(b"other weights")
+    (tmp_path / "data").mkdir()  # beside the experiment's folder, not above it
     code = main(["experiment", "--tasks", "ncs", "--inits", f"genesis={weights}", "he_uniform",
-                 "--runs", "2", "--data", str(tmp_path), "--out", str(out)])
+                 "--runs", "2", "--data", str(tmp_path / "data"), "--out", str(out)])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "the weights of 'genesis' changed" in err and "Traceback" not in err
 
 
 def test_bad_choices_exit_with_usage(capsys):
-    with pytest.raises(SystemExit):
-        main(["finetune", "--task", "ncs", "--init", "xavier", "--data", "D", "--out", "O"])
+    assert main(["finetune", "--task", "ncs", "--init", "xavier", "--data", "D", "--out", "O"]) == 2
     assert "invalid choice" in capsys.readouterr().err
 
 

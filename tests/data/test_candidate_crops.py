@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from models_genesis.data.candidate_crops import CandidateDataset, epoch_rows
-from models_genesis.data.crop_files import CropReader, read_crop_header, write_crop_file
+from models_genesis.data.target_tasks.candidate_crops import CandidateDataset, epoch_rows
+from models_genesis.data.io.crop_files import CropReader, read_crop_header, write_crop_file
 
 SHAPE = (8, 8, 8)
 

@@ -11,7 +11,7 @@ import pytest
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.data.target_tasks.bms import find_brats_cases
 from models_genesis.data.target_tasks.common import SkipLog
-from models_genesis.data.volumes import read_volume, write_volume
+from models_genesis.data.io.volumes import read_volume, write_volume
 
 SHAPE = (32, 32, 16)
 SPLITS_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference_data",
@@ -39,7 +39,7 @@ def brats(tmp_path_factory):
 # --- NCS from LIDC-IDRI as downloaded ----------------------------------------------------------
 
 def test_ncs_reads_lidc_download(lidc):
-    from models_genesis.data.lidc import find_lidc_scans, read_lidc_scan
+    from models_genesis.data.target_tasks.lidc_consensus import find_lidc_scans, read_lidc_scan
 
     scans = find_lidc_scans(lidc)
     n_nodules = sum(len(read_lidc_scan(s["folder"]).nodules) for s in scans.values())

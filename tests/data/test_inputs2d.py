@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models_genesis.data.inputs2d import (
+from models_genesis.data.target_tasks.inputs2d import (
     axial_stack_at, orthogonal_inputs, predict_slicewise, slice_inputs, slicewise_inputs,
     slicewise_targets, stack_slices,
 )

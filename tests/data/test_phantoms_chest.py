@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from models_genesis.data.phantoms.chest import make_chest_phantom, make_chest_phantoms
-from models_genesis.data.subvolumes import ExtractionConfig, sample_cube_starts, tissue_fractions
-from models_genesis.data.volumes import Volume, read_volume
+from models_genesis.data.pretraining.cubes import ExtractionConfig, sample_cube_starts, tissue_fractions
+from models_genesis.data.io.volumes import Volume, read_volume
 
 SHAPE = (112, 112, 56)
 

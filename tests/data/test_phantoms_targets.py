@@ -10,7 +10,7 @@ from models_genesis.data.phantoms.abdomen import draw_abdomen, make_abdomen_phan
 from models_genesis.data.phantoms.brain import BRATS_DIRECTION, draw_brain, make_brain_phantoms
 from models_genesis.data.phantoms.pe import draw_ctpa, make_pe_phantoms
 from models_genesis.data.phantoms.targets import TARGET_PHANTOMS, get_phantom_maker
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 
 ABDOMEN = dict(shape=(64, 64, 32), spacing=(4.0, 4.0, 6.0))
 

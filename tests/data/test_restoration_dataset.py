@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from models_genesis.data.cube_files import save_cubes
-from models_genesis.data.restoration_dataset import RestorationDataset
+from models_genesis.data.io.cube_files import save_cubes
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 from models_genesis.transformations.unified import TransformConfig
 
 CFG = TransformConfig(local_windows=50, local_max_window=(1, 4), margin=1)

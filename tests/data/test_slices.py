@@ -3,13 +3,12 @@
 import numpy as np
 import pytest
 
-from models_genesis.data.cube_files import save_cubes
-from models_genesis.data.restoration_dataset import RestorationDataset
-from models_genesis.data.slices import (
-    extract_slices, open_slices, slice_config, slice_tissue_fraction,
-)
-from models_genesis.data.subvolumes import extract_cubes_from_volume
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.cube_files import save_cubes
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.slices import open_slices, slice_config, slice_tissue_fraction
+from models_genesis.pipeline.extract_cubes import extract_slices
+from models_genesis.data.pretraining.cubes import extract_cubes_from_volume
+from models_genesis.data.io.volumes import write_volume
 
 
 def test_slice_filter_is_the_share_of_tissue_pixels(rng):
@@ -65,7 +64,7 @@ def test_cubes_are_not_slices(tmp_path, rng):
     with pytest.raises(ValueError, match=r"dims=2 needs 2D slices.*\(16, 16, 8\)"):
         RestorationDataset([path], 2, dims=2)
     with pytest.raises(ValueError, match="one voxel deep"):
-        from models_genesis.data.subvolumes import ExtractionConfig
+        from models_genesis.data.pretraining.cubes import ExtractionConfig
 
         extract_slices(tmp_path, [0], tmp_path / "o", config=ExtractionConfig())
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from models_genesis.data.target_dataset import TargetDataset
+from models_genesis.data.target_tasks.target_dataset import TargetDataset
 from models_genesis.transformations.augmentation import AugmentationConfig
 
 SHAPE = (8, 8, 8)

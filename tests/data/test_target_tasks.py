@@ -12,7 +12,7 @@ from models_genesis.data.target_tasks import (TARGET_LOADERS, load_target_data,
 from models_genesis.data.target_tasks.bms import read_folds
 from models_genesis.data.target_tasks.common import extract_crops, seeded_split
 from models_genesis.data.target_tasks.ecc import read_release_split
-from models_genesis.data.volumes import read_volume, write_volume
+from models_genesis.data.io.volumes import read_volume, write_volume
 
 SHAPE = (32, 32, 16)
 SPLITS_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "reference_data",

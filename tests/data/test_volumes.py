@@ -1,4 +1,4 @@
-"""Tests for models_genesis.data.volumes: formats, geometry, resampling, intensities, CSVs."""
+"""Tests for models_genesis.data.io.volumes: formats, geometry, resampling, intensities, CSVs."""
 
 import os
 
@@ -6,10 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from models_genesis.data.volumes import (
-    Volume, index_volumes, match_csv_to_volumes, normalize_intensity, read_volume,
-    resample_volume, write_volume,
-)
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import (Volume, index_volumes, match_csv_to_volumes, read_volume, resample_volume, write_volume)
 
 # A proper rotation (about z by 30 degrees, then about x by 10 degrees), row-major.
 _RZ = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])
@@ -167,3 +165,23 @@ def test_csv_rows_without_volume_are_counted(tmp_path):
         match_csv_to_volumes(tmp_path / "b.csv", index)
     with pytest.raises(FileNotFoundError):
         index_volumes(tmp_path, pattern="subset9/*.mhd")
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz", ".mha", ".nrrd", ".mhd"])
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_truncated_volume_is_refused_in_every_format(tmp_path, suffix, compress):
+    """SimpleITK reads a truncated file as a volume with zeros (or garbage) where data is missing;
+    `read_volume` checks the voxel count against the header (compressed data inflated to its
+    end) and names the file."""
+    hu = np.random.default_rng(0).integers(-1000, 400, (12, 10, 6)).astype(np.int16)
+    path = str(tmp_path / f"scan{suffix}")
+    sitk.WriteImage(sitk.GetImageFromArray(hu.transpose(2, 1, 0)), path, compress)
+    np.testing.assert_array_equal(read_volume(path).array, hu)  # complete: read as written
+    data_file = path[:-4] + (".zraw" if compress else ".raw") if suffix == ".mhd" else path
+    data = open(data_file, "rb").read()
+    with open(data_file, "wb") as f:
+        f.write(data[:len(data) - max(len(data) // 4, 20)])
+    with pytest.raises(ValueError, match="truncated") as info:
+        read_volume(path)
+    assert os.path.basename(data_file) in str(info.value) or os.path.basename(path) in str(
+        info.value)

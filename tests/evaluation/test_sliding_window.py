@@ -81,7 +81,7 @@ def test_bad_arguments():
 
 
 def test_predict_volume_to_file_keeps_geometry(tmp_path, rng):
-    from models_genesis.data.volumes import Volume, read_volume, write_volume
+    from models_genesis.data.io.volumes import Volume, read_volume, write_volume
 
     hu = rng.uniform(-1000, 1000, (12, 10, 6)).astype(np.float32)
     src = Volume(array=hu, spacing=(0.7, 0.8, 2.5), origin=(10.0, -5.0, 3.0))
@@ -99,7 +99,7 @@ def test_predict_volume_to_file_keeps_geometry(tmp_path, rng):
 
 def test_crop_scale_predicts_on_the_resized_scan_and_maps_back(tmp_path):
     """A model trained on resized crops (BMS) sees the scan at its training scale."""
-    from models_genesis.data.volumes import Volume, read_volume, write_volume
+    from models_genesis.data.io.volumes import Volume, read_volume, write_volume
 
     x = np.zeros((40, 40, 20), np.float32)
     x[10:30, 8:28, 5:15] = 1.0  # a bright box on a dark background, already in [0, 1]

@@ -132,3 +132,13 @@ def test_annotation_saved_interpolates():
     assert not res["reached"] and res["saved"] == 0.0
     with pytest.raises(ValueError, match="No runs of method 'models_genesis'"):
         S.annotation_saved(scratch, "iou", method="models_genesis", baseline="scratch")
+
+
+def test_one_run_per_method_is_marked_untested_not_significantly_worse():
+    rows = [{"method": "genesis", "task": "ncs", "iou": 0.8},
+            {"method": "he_uniform", "task": "ncs", "iou": 0.7}]
+    summary = S.compare_to_best(rows, "iou", within=("task",))
+    lines = S.format_table(summary, columns="task", row_order=["genesis", "he_uniform"]
+                           ).splitlines()[2:]
+    assert lines[0].endswith(f" {S.BEST_MARK}")
+    assert lines[1].endswith(f" {S.UNTESTED_MARK}") and S.UNTESTED_MARK in S.TABLE3_LEGEND

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models_genesis.config import TARGET_TASKS
-from models_genesis.data.volumes import Volume
+from models_genesis.data.io.volumes import Volume
 from models_genesis.evaluation.whole_volume import (load_run_task, normalize_for_task,
                                                     predict_probabilities, score_volume)
 

@@ -5,7 +5,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
 SHAPE = (16, 16, 16)
 

@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from models_genesis.data.prepare import MANIFEST, read_manifest
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.target_tasks.prepare_case import MANIFEST, read_manifest
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.pipeline import prepare as prepare_module
 from models_genesis.pipeline.prepare import prepare_dataset
 

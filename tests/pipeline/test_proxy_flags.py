@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from models_genesis.methods import proxy_summary
-from models_genesis.pipeline import experiment, tables
+from models_genesis.pipeline import experiment, results_table
 from models_genesis.pipeline.experiment import read_results, run_experiment
 from models_genesis.pipeline.experiment_key import method_proxy
 
@@ -56,16 +56,17 @@ def _runs(flag_rubik: bool):
 
 
 def test_table3_flags_a_row_whose_pretraining_learned_nothing(tmp_path):
-    out = tables.summarize_experiment(_runs(True), tmp_path, tasks=["ncc"],
+    out = results_table.summarize_experiment(_runs(True), tmp_path, tasks=["ncc"],
                                       methods=["genesis", "rubik", "he_uniform"])
     assert list(out["proxy_flags"]) == ["rubik"]
     row = next(l for l in out["table"].splitlines() if l.startswith("rubik"))
-    assert row.startswith(f"rubik {tables.NOT_LEARNED_MARK}")
-    assert f"{tables.NOT_LEARNED_MARK} rubik: its pre-training did not beat chance" in out["table"]
+    assert row.startswith(f"rubik {results_table.NOT_LEARNED_MARK}")
+    mark = results_table.NOT_LEARNED_MARK
+    assert f"{mark} rubik: its pre-training did not beat chance" in out["table"]
     assert "did not beat chance" in out["markdown"]
     assert (tmp_path / "table.txt").read_text(encoding="utf-8") == out["table"] + "\n"
-    plain = tables.summarize_experiment(_runs(False), tmp_path, tasks=["ncc"])
-    assert plain["proxy_flags"] == {} and tables.NOT_LEARNED_MARK not in plain["table"]
+    plain = results_table.summarize_experiment(_runs(False), tmp_path, tasks=["ncc"])
+    assert plain["proxy_flags"] == {} and results_table.NOT_LEARNED_MARK not in plain["table"]
 
 
 def test_the_runner_records_each_methods_proxy_score(tmp_path, monkeypatch):

@@ -1,5 +1,5 @@
 """Each target task from a miniature download through `prepare`, `finetune` and
-`predict-volume --model RUN`, with no preprocessing flag repeated (issue 11's "done when")."""
+`predict-volume --model RUN`, with no preprocessing flag repeated."""
 
 import glob
 import json
@@ -12,7 +12,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import FinetuneConfig, TargetTask
-from models_genesis.data.volumes import read_volume
+from models_genesis.data.io.volumes import read_volume
 from models_genesis.pipeline.prepare import prepare_dataset
 from models_genesis.training.finetune import finetune
 

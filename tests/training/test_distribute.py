@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.training.distribute import get_strategy, replicas, strategy_scope, worker_role
 
 SHAPE = (16, 16, 16)

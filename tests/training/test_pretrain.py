@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import cube_file_name, save_cubes
-from models_genesis.data.restoration_dataset import RestorationDataset
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 from models_genesis.transformations.unified import TransformConfig

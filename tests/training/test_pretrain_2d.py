@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.models.unet2d import unet_model_2d
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import load_keras2_weights

@@ -1,4 +1,4 @@
-"""A run killed at any moment resumes bit-identically (issue 14): backup, CSV log and counters.
+"""A run killed at any moment resumes bit-identically: backup, CSV log and counters.
 
 The killed runs are subprocesses ended by real SIGKILLs at chosen points: in the middle of
 writing the backup's weight file, after the weight file was renamed but before the backup's commit

@@ -1,4 +1,4 @@
-"""`fit` reads a pre-training run through one iterator (`data.run_batches.RunBatches`).
+"""`fit` reads a pre-training run through one iterator (`data.pretraining.run_batches.RunBatches`).
 
 What reaches the train step is observed, not inferred: `ChecksumModel` adds checksums of each
 batch it trains on to the step's logs (computed inside `train_step`, on the tensors that reach
@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import cube_file_name, save_cubes
-from models_genesis.data.restoration_dataset import RestorationDataset
-from models_genesis.data.run_batches import RunBatches
+from models_genesis.data.io.cube_files import cube_file_name, save_cubes
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.training import pretrain as pretrain_module
 from models_genesis.training.callbacks import EpochSetter
 from models_genesis.training.pretrain import (

@@ -18,6 +18,8 @@ import re
 import sys
 import tempfile
 
+from models_genesis.config import CONFIG_RANGES, SIDE_RANGE, SPACING_RANGE, Range
+
 # One module per pipeline stage; each defines `register(subparsers)`.
 COMMAND_MODULES = (
     "models_genesis.cli.model",
@@ -43,6 +45,37 @@ USER_ERRORS = (ValueError, TypeError, OSError, KeyError, FloatingPointError)
 
 class UserError(Exception):
     """An error a command reports as one line (exit 2), whatever its cause."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors are one line `models-genesis CMD: error: ...`
+    (exit 2), like the commands' own errors; `--help` shows the usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} "
+                  "--help)\n")
+
+
+# Ranges of the options that are no config field (shared by several commands).
+RANGES = {**CONFIG_RANGES, "side": SIDE_RANGE, "spacing": SPACING_RANGE,
+          "runs": Range(int, 1, 1000), "subsets": Range(int, 1, 1000),
+          "n_scans": Range(int, 1, 100_000), "fraction": Range(float, 0, 1, lo_open=True),
+          "threshold": Range(float, 0, 1, lo_open=True, hi_open=True),
+          "overlap": Range(float, 0, 1, hi_open=True),
+          "crop_scale": Range(float, 0, 100, lo_open=True), "channels": Range(int, 1, 64),
+          "block": Range(int, 0, 13),
+          "processes": Range(int, 1, 1024)}
+
+
+def ranged(rng, *, optional: bool = False):
+    """An argparse `type` parsing a number in `rng` (a `models_genesis.config.Range`).
+
+    A value outside it (0 where a count must be positive, a negative, a huge number, NaN) is
+    refused while the command line is parsed, before any work. `optional`: `none` gives None.
+    The `Range` is kept on the function (`.range`), for tests that feed every option bad values.
+    """
+
+    return rng.argtype(optional=optional)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -116,7 +149,7 @@ def import_keras_quietly() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="models-genesis",
         description="Models Genesis for Keras 3: self-supervised 3D pre-training by image "
         "restoration, fine-tuning and evaluation on the five target tasks.",
@@ -131,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line, exit 2) or --help (exit 0)
+        return exc.code if isinstance(exc.code, int) else 2
     if not args.debug:
         quiet_native_logs()
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 
 
 def register(subparsers) -> None:
@@ -25,15 +25,20 @@ def register(subparsers) -> None:
                    help="more Genesis 2D columns, e.g. genesis_xray=Genesis_Chest_Xray.h5 (Fig. 7)")
     p.add_argument("--imagenet", default=None,
                    help="keras-hub preset for the ImageNet cells, e.g. resnet_50_imagenet")
-    p.add_argument("--runs", type=int, default=10, help="runs per cell (paper: 10)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patience", type=int, default=10)
-    p.add_argument("--depth-2d", type=int, default=4)
-    p.add_argument("--n-base-filters-2d", type=int, default=32)
-    p.add_argument("--n-base-filters-3d", type=int, default=32)
+    p.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per cell (paper: 10)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), default=100)
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=16)
+    p.add_argument("--patience", type=ranged(RANGES["patience"]), default=10)
+    p.add_argument("--depth-2d", type=ranged(RANGES["depth"]), default=4)
+    p.add_argument("--n-base-filters-2d", type=ranged(RANGES["n_base_filters"]), default=32)
+    p.add_argument("--n-base-filters-3d", type=ranged(RANGES["n_base_filters"]), default=32)
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished comparison's files (results.json, table4.md, "
+                   "fig7.png, runs/3d_*), or write into a non-empty folder that is not a "
+                   "comparison; other files are kept. Without it such a folder is refused "
+                   "before any data is read")
     p.set_defaults(func=_compare_2d)
 
 
@@ -41,8 +46,9 @@ def _compare_2d(args) -> int:
     from models_genesis.data.target_tasks import load_target_data
     from models_genesis.data.target_tasks.common import TargetData
     from models_genesis.models.presets import resolve_weights
-    from models_genesis.pipeline.compare2d import run_2d_comparison
+    from models_genesis.pipeline.compare2d import claim_comparison_dir, run_2d_comparison
 
+    claim_comparison_dir(args.out, overwrite=args.overwrite, data_dir=args.data)
     data = load_target_data(args.task, args.data, seed=args.seed,
                             input_shape=tuple(args.input_shape) if args.input_shape else None)
     if not isinstance(data, TargetData):
@@ -59,7 +65,8 @@ def _compare_2d(args) -> int:
                             seed=args.seed, epochs=args.epochs, batch_size=args.batch_size,
                             patience=args.patience, depth_2d=args.depth_2d,
                             n_base_filters_2d=args.n_base_filters_2d,
-                            n_base_filters_3d=args.n_base_filters_3d, extra_2d=extra, **weights)
+                            n_base_filters_3d=args.n_base_filters_3d, extra_2d=extra,
+                            overwrite=args.overwrite, **weights)
     print(out["table"])
     print(json.dumps(out["paths"], indent=2))
     return 0

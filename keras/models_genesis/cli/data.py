@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 
 
 def register(subparsers) -> None:
@@ -20,36 +20,36 @@ def register(subparsers) -> None:
     p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe", "xray"), default="chest",
                    help="which data set to write (default chest)")
     p.add_argument("--out", default="datasets/phantom", help="output folder")
-    p.add_argument("--n", type=int, default=None,
+    p.add_argument("--n", type=ranged(RANGES["n_scans"]), default=None,
                    help="number of scans (chest: default 20, >= --subsets; others: default 6)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--subsets", type=int, default=None,
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=None,
                    help="chest only: number of subset folders (default 10, or --n if fewer)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace files of an earlier phantom set with the same names (only the "
                    "files this command writes); without it, existing files are never replaced")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
+    p.add_argument("--shape", type=ranged(RANGES["side"]), nargs=3, metavar=("X", "Y", "Z"), default=None,
                    help="voxels per scan (default: the generator's, e.g. 192 192 96 for chest)")
     p.set_defaults(func=_make_phantoms)
 
     p = subparsers.add_parser(
         "extract-cubes", help="extract proxy-task cubes from scans (bat_*.npy per subset)",
-        description="Random crops away from the borders, filtered for tissue (REFERENCE 3), "
-        "written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
+        description="Random crops away from the borders, filtered for tissue "
+        "(docs/release_reference.md, 'Cube extraction'), written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
     p.add_argument("--data", required=True, help="folder holding subsetK/ folders")
     p.add_argument("--subsets", nargs="+", required=True, help="subsets, e.g. 0 1 2 3 4")
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
-    p.add_argument("--cube-shape", type=int, nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--slices", type=int, nargs=2, metavar=("R", "C"), default=None,
+    p.add_argument("--cube-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
+    p.add_argument("--slices", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=None,
                    help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
                    "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
-    p.add_argument("--scale", type=int, default=None, help="cubes per scan")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=None, help="cubes per scan")
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
-    p.add_argument("--workers", type=int, default=None, help="processes (0/1: none)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None, help="processes (0/1: none)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace cube files (and manifests) of the same names in --out")
     p.set_defaults(func=_extract_cubes)
@@ -59,16 +59,19 @@ def register(subparsers) -> None:
         "(Genesis X-ray; bat_*_RxCx1_{subset}.npy for pretrain --dims 2)",
         description="Read ROOT/images/*.png and ROOT/Data_Entry_2017.csv, normalise each "
         "radiograph to [0, 1] by its min and max (no clipping, Sec. 2.1), resize, cut random "
-        "crops and write one file per patient-level subset (data.xray).")
+        "crops and write one file per patient-level subset (data.pretraining.xray_crops).")
     p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
     p.add_argument("--out", required=True, help="output folder for the crop files")
-    p.add_argument("--subsets", type=int, default=10, help="patient-level subsets (default 10)")
-    p.add_argument("--scale", type=int, default=8, help="crops per radiograph (default 8)")
-    p.add_argument("--crop-shape", type=int, nargs=2, metavar=("R", "C"), default=(64, 64))
-    p.add_argument("--image-size", type=int, nargs=2, metavar=("R", "C"), default=(256, 256),
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10, help="patient-level subsets (default 10)")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=8, help="crops per radiograph (default 8)")
+    p.add_argument("--crop-shape", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(64, 64))
+    p.add_argument("--image-size", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(256, 256),
                    help="radiographs are resized to this first (default 256 256)")
     p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into a folder holding other files, and replace crop files (and "
+                   "manifests) of the same names; other files are kept")
     p.set_defaults(func=_extract_xray_crops)
 
 
@@ -100,11 +103,13 @@ def _make_phantoms(args) -> int:
 def _extract_cubes(args) -> int:
     import dataclasses
 
-    from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+    from models_genesis.config import PretrainConfig
+    from models_genesis.data.pretraining.cubes import ExtractionConfig
+    from models_genesis.pipeline.extract_cubes import extract_cubes
 
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
     if args.slices:
-        from models_genesis.data.slices import slice_config
+        from models_genesis.data.pretraining.slices import slice_config
 
         if args.cube_shape:
             raise UserError("--slices and --cube-shape exclude each other. Received both.")
@@ -112,6 +117,15 @@ def _extract_cubes(args) -> int:
     overrides = {"cube_shape": tuple(args.cube_shape) if args.cube_shape else None,
                  "scale": args.scale, "dtype": args.dtype}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
+    # `pretrain`'s U-Net (depth 4) pools three times: refuse now what it would refuse later.
+    factor = 2 ** (PretrainConfig.depth - 1)
+    sides = config.cube_shape[:2] if args.slices else config.cube_shape
+    if any(int(s) % factor for s in sides):
+        flag = "--slices" if args.slices else "--cube-shape"
+        raise UserError(f"{flag} sides must be multiples of {factor}: pretrain's depth-"
+                        f"{PretrainConfig.depth} U-Net pools {PretrainConfig.depth - 1} times "
+                        f"and refuses other cubes. Received: {flag} "
+                        f"{' '.join(str(s) for s in (args.slices or args.cube_shape))}.")
     summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
                             workers=args.workers, pattern=args.pattern,
                             overwrite=args.overwrite)
@@ -127,11 +141,11 @@ def _extract_cubes(args) -> int:
 
 
 def _extract_xray_crops(args) -> int:
-    from models_genesis.data.xray import prepare_xray_crops
+    from models_genesis.data.pretraining.xray_crops import prepare_xray_crops
 
     summary = prepare_xray_crops(args.data, args.out, n_subsets=args.subsets, scale=args.scale,
                                  crop_shape=tuple(args.crop_shape),
                                  image_size=tuple(args.image_size), seed=args.seed,
-                                 dtype=args.dtype)
+                                 dtype=args.dtype, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
     return 0

@@ -13,9 +13,9 @@ import argparse
 import json
 import os
 
-from models_genesis.cli import UserError
+from models_genesis.cli import RANGES, UserError, ranged
 from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
-from models_genesis.outputs import check_output_dir
+from models_genesis.outputs import check_output_dir, claim_output_dir
 
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
 # paper's scratch initialisers.
@@ -30,7 +30,7 @@ _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_bas
 def _data_options(task: str, args, data_dir) -> dict:
     """The task loader's options from the flags (for several tasks: those the task takes)."""
     from models_genesis.data.target_tasks.options import options_from_args, task_options
-    from models_genesis.data.target_tasks.prepared import with_negative_sampling
+    from models_genesis.data.target_tasks.prepared_data import with_negative_sampling
 
     if getattr(args, "tasks", None) and len(args.tasks) > 1:
         valid = task_options(task)
@@ -85,27 +85,27 @@ def _add_training_options(p, experiment: bool = False) -> None:
         p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
         p.add_argument("--data", required=True, help="folder of the target-task data")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    p.add_argument("--epochs", type=int, help="maximum epochs (default 10000; early stopping)")
-    p.add_argument("--batch-size", type=int, help="default: the task's (Table 1)")
-    p.add_argument("--learning-rate", "--lr", type=float, help="default: the task's")
-    p.add_argument("--patience", type=int, help="early-stopping patience; default: the task's")
-    p.add_argument("--n-base-filters", type=int, help="U-Net width (default 32, the release)")
-    p.add_argument("--input-shape", type=int, nargs=3, metavar=("R", "C", "D"),
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0, help="seed (default 0)")
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), help="maximum epochs (default 10000; early stopping)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), help="default: the task's (Table 1)")
+    p.add_argument("--learning-rate", "--lr", type=ranged(RANGES["learning_rate"]), help="default: the task's")
+    p.add_argument("--patience", type=ranged(RANGES["patience"]), help="early-stopping patience; default: the task's")
+    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), help="U-Net width (default 32, the release)")
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
                    help="crop size, each divisible by 8; default: the task's")
-    p.add_argument("--steps-per-epoch", type=int, help="default: one pass over the data")
-    p.add_argument("--validation-steps", type=int, help="default: one pass")
-    p.add_argument("--fold", type=int, help="cross-validation fold (BMS)")
-    p.add_argument("--workers", type=int, help="data-loading workers (default 1)")
+    p.add_argument("--steps-per-epoch", type=ranged(RANGES["steps_per_epoch"]), help="default: one pass over the data")
+    p.add_argument("--validation-steps", type=ranged(RANGES["validation_steps"]), help="default: one pass")
+    p.add_argument("--fold", type=ranged(RANGES["fold"]), help="cross-validation fold (BMS)")
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), help="data-loading workers (default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
     p.add_argument("--head", choices=("release", "linear"), help="classification head: release "
                    "(Dense 1024 -> Dense 1, default) or linear (pooled encoder -> Dense 1: the "
                    "linear probe of transfer scenario 1, Sec. 3.2)")
     p.add_argument("--freeze-encoder", action="store_true", help="keep the encoder (depth_0..7) "
                    "fixed, BatchNorm in inference mode (with --head linear: a linear probe)")
-    p.add_argument("--freeze-blocks", type=int, nargs="+", metavar="I", help="keep the U-Net "
+    p.add_argument("--freeze-blocks", type=ranged(RANGES["block"]), nargs="+", metavar="I", help="keep the U-Net "
                    "blocks depth_I fixed (0..13; e.g. 0 1 2 3: the first two encoder stages)")
-    p.add_argument("--bn-momentum", type=float, metavar="M", help="BatchNorm momentum of the "
+    p.add_argument("--bn-momentum", type=ranged(RANGES["bn_momentum"]), metavar="M", help="BatchNorm momentum of the "
                    "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
                    "e.g. 0.9 for runs of a few dozen steps)")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
@@ -119,6 +119,9 @@ def _finetune(args) -> int:
     from models_genesis.config import FinetuneConfig
     from models_genesis.training.finetune import finetune
 
+    claim_output_dir(args.out, "finetune", overwrite=args.overwrite, inputs=[("--data", args.data)],
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder,
+                                                                       "finetune_config.json")))
     config = FinetuneConfig(task=args.task, init=args.init, weights=args.weights,
                             data_dir=args.data, out_dir=args.out, seed=args.seed,
                             label_fraction=args.label_fraction, **_overrides(args))
@@ -130,9 +133,11 @@ def _finetune(args) -> int:
 def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
 
-    check_output_dir(args.out, name="--out")
     data = _data_dirs(args.data)
     dirs = data if isinstance(data, dict) else {t: data for t in args.tasks}
+    claim_output_dir(args.out, "experiment", overwrite=args.overwrite,
+                     inputs=[("--data", d) for d in sorted(set(dirs.values()))],
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder, "results.csv")))
     options = {t: _data_options(t, args, dirs.get(t)) for t in args.tasks}
     out = run_experiment(args.tasks, args.inits, args.runs, args.label_fractions, data, args.out,
                          weights=args.weights, seed=args.seed,
@@ -178,12 +183,48 @@ def _check_predict_args(args) -> str:
     return model_path
 
 
+# What `--output` may be: a volume SimpleITK writes (a mask), or a CSV (scored candidates).
+_VOLUME_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd")
+
+
+def _check_predict_output(args, task) -> None:
+    """Refuse, before the model is loaded, an `--output` of the wrong kind and an option the run
+    would ignore (`--candidates` for a segmentation model)."""
+    output = args.output.lower()
+    if task is not None and task.kind == "classification":
+        if not args.candidates:
+            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
+                            "of coordX, coordY, coordZ in world mm) to score them.")
+        if not output.endswith(".csv"):
+            raise UserError(f"--output must be a .csv file: a {task.code} classifier writes the "
+                            f"candidates with a probability column. Received: --output "
+                            f"{args.output}.")
+        if not os.path.isfile(args.candidates):
+            raise FileNotFoundError(f"--candidates: no CSV at {args.candidates!r}.")
+        return
+    if args.candidates:
+        what = f"a {task.code} segmentation model" if task is not None else "a model without task.json"
+        raise UserError(f"--candidates is for NCC/ECC classifiers; {args.model} is {what}, "
+                        f"which segments the whole scan and would ignore it. Received: "
+                        f"--candidates {args.candidates}.")
+    if not output.endswith(_VOLUME_SUFFIXES):
+        raise UserError(f"--output must be a volume file ({', '.join(_VOLUME_SUFFIXES)}): the "
+                        f"mask is written with the scan's geometry. Received: --output "
+                        f"{args.output}.")
+
+
 def _predict_volume(args) -> int:
     model_path = _check_predict_args(args)
+    from models_genesis.evaluation.whole_volume import load_run_task
+
+    # task.json first (named in every error about it), then the cheap checks, then the model.
+    task, notes = load_run_task(model_path, normalization=args.normalization,
+                                crop_scale=args.crop_scale, window=args.window)
+    _check_predict_output(args, task)
     import keras
 
     from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (load_run_task, score_candidates_to_file,
+    from models_genesis.evaluation.whole_volume import (score_candidates_to_file,
                                                         segment_volume_to_file)
 
     try:
@@ -191,14 +232,9 @@ def _predict_volume(args) -> int:
     except (ValueError, OSError, TypeError) as exc:  # Keras says "File not found" for any bad file
         raise UserError(f"Cannot load --model {model_path!r} as a Keras model (the `model.keras` "
                         f"that `models-genesis finetune` writes?): {exc}") from exc
-    task, notes = load_run_task(model_path, normalization=args.normalization,
-                                crop_scale=args.crop_scale, window=args.window)
     for note in notes:
         print(note)
     if task is not None and task.kind == "classification":
-        if not args.candidates:
-            raise UserError(f"{args.model} is a {task.code} classifier: give --candidates (a CSV "
-                            "of coordX, coordY, coordZ in world mm) to score them.")
         path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
                                         batch_size=args.batch_size)
     elif task is not None:
@@ -225,7 +261,7 @@ def register(subparsers) -> None:
                    help="a pre-training method (needs --weights: the Keras 2 .h5 file "
                    "`pretrain --method M` wrote; genesis also takes a preset name) or a scratch "
                    "initialiser")
-    f.add_argument("--label-fraction", type=float, default=1.0,
+    f.add_argument("--label-fraction", type=ranged(RANGES["label_fraction"]), default=1.0,
                    help="fraction of the training labels used, in (0, 1] (default 1)")
     f.add_argument("--overwrite", action="store_true",
                    help="delete an earlier run's files in --out (only those a run writes) and "
@@ -240,9 +276,13 @@ def register(subparsers) -> None:
                    help="named initialisations, Table 3's rows: scratch (uniform glorot_uniform "
                    "he_uniform), METHOD=FILE (genesis=G.h5 rubik=R.h5 ...), METHOD_LABEL=FILE "
                    "(genesis_nonlinear=N.h5: Fig. 3's schemes), or a bare method with --weights")
-    e.add_argument("--runs", type=int, default=10, help="runs per method (default 10)")
-    e.add_argument("--label-fractions", type=float, nargs="+", default=[1.0],
+    e.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per method (default 10)")
+    e.add_argument("--label-fractions", type=ranged(RANGES["label_fraction"]), nargs="+", default=[1.0],
                    help="fractions of the training labels (default 1.0; several: Fig. 6)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="write into a non-empty folder that is not an experiment's (only the "
+                   "experiment's files are written there; other files are kept). An "
+                   "experiment's own folder is resumed without it")
     e.add_argument("--curve", choices=("metric", "loss"), default="metric",
                    help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
     e.set_defaults(func=_experiment)
@@ -252,18 +292,18 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True, help="model.keras from `finetune`, or its run folder")
     p.add_argument("--input", required=True, help="scan (.nii/.nii.gz/.mhd)")
     p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz)")
-    p.add_argument("--window", type=int, nargs=3, metavar=("R", "C", "D"),
+    p.add_argument("--window", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
                    help="window size; default: the run's crop (task.json), else the model's "
                    "input size")
-    p.add_argument("--overlap", type=float, default=0.5, help="window overlap in [0, 1) (0.5)")
-    p.add_argument("--threshold", type=float, default=0.5, help="foreground threshold (0.5)")
+    p.add_argument("--overlap", type=ranged(RANGES["overlap"]), default=0.5, help="window overlap in [0, 1) (0.5)")
+    p.add_argument("--threshold", type=ranged(RANGES["threshold"]), default=0.5, help="foreground threshold (0.5)")
     p.add_argument("--normalization", choices=("ct", "minmax", "mri", "none"),
                    help="default: the run's (task.json, written by finetune); only to override "
                    "it: ct (clip [-1000, 1000] HU, scale), mri or minmax (per-scan min-max, as "
                    "the MRI loaders), none (already in [0, 1]). A run without task.json: ct")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per model call (4)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=4, help="windows per model call (4)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    p.add_argument("--crop-scale", type=float,
+    p.add_argument("--crop-scale", type=ranged(RANGES["crop_scale"]),
                    help="scan voxels per model voxel (BMS: 1.5625, 100x100x50 crops resized to "
                    "64x64x32); default: the run's (task.json), else 1")
     p.add_argument("--candidates", help="NCC/ECC models: CSV of candidates (coordX, coordY, "

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+from models_genesis.cli import RANGES, ranged
+
 
 def _summary(args) -> int:
     from models_genesis.models.unet3d import unet_model_3d
@@ -21,11 +25,12 @@ def _summary(args) -> int:
 
 
 def _demo(args) -> int:
-    from models_genesis.outputs import check_output_dir
+    from models_genesis.outputs import claim_output_dir
     from models_genesis.pipeline.demo import run_demo
 
     out = args.out or ("runs/demo_long" if args.long else "runs/demo")
-    check_output_dir(out, name="--out")
+    claim_output_dir(out, "demo", overwrite=args.overwrite, legacy=lambda folder: any(
+        os.path.isdir(os.path.join(folder, name)) for name in ("pretrain", "comparison")))
     run_demo(out, overwrite=args.overwrite, long=args.long)
     return 0
 
@@ -33,10 +38,10 @@ def _demo(args) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("summary", help="build the release's 3D U-Net, print its layers "
                               "and parameter count, optionally load weights")
-    p.add_argument("--input-shape", type=int, nargs=4, default=[64, 64, 32, 1],
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=4, default=[64, 64, 32, 1],
                    metavar=("R", "C", "D", "CH"), help="model input shape (default 64 64 32 1)")
-    p.add_argument("--n-base-filters", type=int, default=32, help="filters of the first block (32)")
-    p.add_argument("--depth", type=int, default=4, help="encoder levels (4)")
+    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), default=32, help="filters of the first block (32)")
+    p.add_argument("--depth", type=ranged(RANGES["depth"]), default=4, help="encoder levels (4)")
     p.add_argument("--data-format", choices=["channels_last", "channels_first"],
                    default="channels_last")
     p.add_argument("--weights", help="a weight file or preset name (e.g. genesis_chest_ct)")

@@ -16,8 +16,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 
 from models_genesis.cli import UserError
+from models_genesis.outputs import claim_output_dir
 
 # Options with a name other than the field's.
 _RENAMED = {"data_dir": ("--data", "--data-dir"), "out_dir": ("--out", "--out-dir")}
@@ -52,7 +54,8 @@ def _optional(kind):
 
 
 def _add_field(parser, f) -> None:
-    from models_genesis.config import METHOD_NAMES, MIXED_PRECISION, STRATEGIES
+    from models_genesis.config import (CONFIG_RANGES, METHOD_NAMES, MIXED_PRECISION, SIDE_RANGE,
+                                       STRATEGIES)
 
     flags = _RENAMED.get(f.name, ("--" + f.name.replace("_", "-"),))
     kw = dict(dest=f.name, default=argparse.SUPPRESS,
@@ -69,15 +72,13 @@ def _add_field(parser, f) -> None:
     elif kind == "bool":
         kw["action"] = argparse.BooleanOptionalAction
     elif f.name == "cube_shape":
-        kw.update(type=int, nargs=3, metavar=("R", "C", "D"))
+        kw.update(type=SIDE_RANGE.argtype(), nargs=3, metavar=("R", "C", "D"))
+    elif f.name == "dims":
+        kw.update(type=int, choices=(2, 3))
     elif kind.startswith("Tuple"):
         kw.update(nargs="+", metavar="SUBSET")
-    elif kind in ("int", "Optional[int]"):
-        kw["type"] = int if kind == "int" else _optional(int)
-    elif kind == "float":
-        kw["type"] = float
-    elif kind == "Optional[float]":
-        kw["type"] = _optional(float)
+    elif kind in ("int", "Optional[int]", "float", "Optional[float]"):  # every number has its range
+        kw["type"] = CONFIG_RANGES[f.name].argtype(optional=kind.startswith("Optional"))
     elif kind == "Optional[str]":
         kw["type"] = _optional(str)
     parser.add_argument(*flags, **kw)
@@ -113,6 +114,9 @@ def _pretrain(args) -> int:
     from models_genesis.training.pretrain import pretrain
 
     config = config_from_args(args)
+    claim_output_dir(config.out_dir, "pretrain", overwrite=args.overwrite,
+                     legacy=lambda folder: os.path.isfile(os.path.join(folder, "config.json")),
+                     inputs=[("--data", config.data_dir)])
     result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
     paths = result["paths"]
     print(f"best weights: {paths['best_weights']} and {paths['keras2_weights']}")

@@ -1,6 +1,6 @@
 """Target-task metrics: Dice, IoU, the paper's mean IoU over thresholds, and AUC.
 
-Two faces of the same quantities (paper Sec. 3.2, REFERENCE 6):
+Two faces of the same quantities (paper Sec. 3.2, docs/release_reference.md, 'Target tasks'):
 
 * numpy functions for evaluation on whole test sets: `dice_coefficient`, `iou_score`,
   `mean_iou`, `auc_score`;

@@ -1,10 +1,11 @@
 """Whole-volume inference by overlapping sliding windows with blending.
 
-LCS and BMS scans are larger than the training crop (64x64x32, REFERENCE 6). The volume is
-covered by windows whose starts step by `window * (1 - overlap)` (the last one is moved back to
-end at the border); windows are gathered by fancy indexing, predicted in batches, weighted
-(Gaussian, sigma = window / 8, or constant) and averaged: out = sum(w * pred) / sum(w). A
-volume smaller than the window is padded, and the result cropped back.
+LCS and BMS scans are larger than the training crop (64x64x32; docs/release_reference.md,
+'Target tasks'). The volume is covered by windows whose starts step by `window * (1 - overlap)`
+(the last one is moved back to end at the border); windows are gathered by fancy indexing,
+predicted in batches, weighted (Gaussian, sigma = window / 8, or constant) and averaged:
+out = sum(w * pred) / sum(w). A volume smaller than the window is padded, and the result cropped
+back.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Callable, Sequence, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.volumes import normalize_intensity, read_volume, write_volume
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import read_volume, write_volume
 
 _BLENDS = ("gaussian", "constant")
 
@@ -142,7 +144,7 @@ def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = 
 
     Args:
         model: Keras model or predict function (see `sliding_window_inference`).
-        in_path: scan readable by `models_genesis.data.volumes.read_volume`.
+        in_path: scan readable by `models_genesis.data.io.volumes.read_volume`.
         out_path: mask file to write (atomic; the folder is created).
         window, overlap, batch_size, blend, data_format: see `sliding_window_inference`.
         threshold: foreground where probability `> threshold` (channel 0 of a single-channel

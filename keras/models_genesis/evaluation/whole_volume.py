@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from models_genesis.atomic import write_csv
 from models_genesis.config import TargetTask
 from models_genesis.data.target_tasks.common import extract_crops
-from models_genesis.data.volumes import (intensity_window, read_volume, resample_volume,
-                                         scale_to_unit, volume_key, write_volume)
+from models_genesis.data.io.intensity import intensity_window, scale_to_unit
+from models_genesis.data.io.volumes import read_volume, resample_volume, volume_key, write_volume
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 

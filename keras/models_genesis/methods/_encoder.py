@@ -42,10 +42,16 @@ def min_side(depth: int) -> int:
     return 2 ** (int(depth) - 1)
 
 
-def check_positive_int(name: str, value, minimum: int = 1) -> None:
-    """Raise ValueError unless `value` is an int >= `minimum` (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}. Received: {name}={value!r}.")
+# Upper bound of a layer width or a count of an option: far above the paper's values (App. A),
+# below what a model or a loop over it can hold.
+MAX_UNITS = 65536
+
+
+def check_positive_int(name: str, value, minimum: int = 1, maximum: int = MAX_UNITS) -> None:
+    """Raise ValueError unless `value` is an int in [`minimum`, `maximum`] (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise ValueError(f"`{name}` must be an integer in [{minimum}, {maximum}]. "
+                         f"Received: {name}={value!r}.")
 
 
 def check_fraction(name: str, value) -> None:

@@ -98,8 +98,15 @@ def patch_shape(cube_shape: Sequence[int], grid: int, fraction: float) -> Tuple[
 
 def min_cube_side(grid: int, fraction: float, smallest_patch: int) -> int:
     """Smallest cube side whose patches have at least `smallest_patch` voxels a side."""
-    cell = smallest_patch
-    while math.floor(cell * fraction + 1e-9) < smallest_patch:
+    if not 0 < fraction <= 1:
+        raise ValueError(f"`patch_fraction` must be in (0, 1]. Received: patch_fraction={fraction!r}.")
+    # The smallest cell with floor(cell * fraction) >= smallest_patch, in closed form (a count
+    # up to it would take ~1e9 steps for patch_fraction=1e-9), then at most two corrections
+    # for the rounding.
+    cell = max(int(smallest_patch), math.ceil((smallest_patch - 1e-9) / fraction) - 1)
+    for _ in range(3):
+        if math.floor(cell * fraction + 1e-9) >= smallest_patch:
+            break
         cell += 1
     return grid * cell
 

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.models.unet3d import FINAL_CONV_NAME, unet_model_3d
 
 WRITES = "unet"

@@ -37,7 +37,7 @@ import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
 from tqdm.auto import tqdm
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _clustering, _encoder
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
 from models_genesis.models.unet3d import resolve_initializer
@@ -75,9 +75,9 @@ class Options:
     crop_scale: Tuple[float, float] = (0.08, 1.0)
 
     def __post_init__(self):
-        _encoder.check_positive_int("n_clusters", self.n_clusters, 2)
+        _encoder.check_positive_int("n_clusters", self.n_clusters, 2, 100_000)
         _encoder.check_positive_int("pca_dims", self.pca_dims)
-        _encoder.check_positive_int("kmeans_iterations", self.kmeans_iterations)
+        _encoder.check_positive_int("kmeans_iterations", self.kmeans_iterations, 1, 10_000)
         _encoder.check_positive_int("fc_units", self.fc_units)
         for name in ("balanced_sampling", "augment"):
             if not isinstance(getattr(self, name), bool):

@@ -19,6 +19,10 @@ from models_genesis.methods._restoration import (  # noqa: F401  (the method int
 NAME = "denoising"
 
 
+# Noise above the intensity range [0, 1] of the cubes leaves nothing to restore.
+MAX_SIGMA = 1.0
+
+
 @dataclass(frozen=True)
 class Options:
     """De-noising parameters (App. A.1).
@@ -36,8 +40,9 @@ class Options:
         for name in ("sigma_min", "sigma_max"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not 0.0 <= float(value) < np.inf:
-                raise ValueError(f"`{name}` must be a finite number >= 0. "
+                    or not 0.0 <= float(value) <= MAX_SIGMA:
+                raise ValueError(f"`{name}` must be a number in [0, {MAX_SIGMA}] (cubes are in "
+                                 f"[0, 1]; the paper's noise: up to 0.1). "
                                  f"Received: {name}={value!r}.")
         if self.sigma_min > self.sigma_max:
             raise ValueError("`sigma_min` must be <= `sigma_max`. Received: "

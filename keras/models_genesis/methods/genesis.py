@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from models_genesis.data.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 from models_genesis.methods import _restoration
 from models_genesis.methods._restoration import (  # noqa: F401  (the method interface)
     WRITES, build_model, callbacks, chance_level, loss, metrics,

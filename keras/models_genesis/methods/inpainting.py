@@ -36,7 +36,8 @@ LOSS_REGIONS = ("cutout", "whole")
 
 @dataclass(frozen=True)
 class Options:
-    """In-painting parameters: the inner cutout's (REFERENCE 4) and where the loss is computed.
+    """In-painting parameters: the inner cutout's (docs/release_reference.md, 'Transformations') and
+    where the loss is computed.
 
     Attributes:
         max_boxes: most boxes per cube (5); the first is always drawn, each further one while a
@@ -56,6 +57,10 @@ class Options:
     def __post_init__(self):
         check_count(self.max_boxes, "max_boxes", minimum=1)
         check_count(self.margin, "margin")
+        for name, most in (("max_boxes", 100), ("margin", 4096)):  # Python loops per box
+            if getattr(self, name) > most:
+                raise ValueError(f"`{name}` must be at most {most}. "
+                                 f"Received: {name}={getattr(self, name)!r}.")
         check_prob(self.continue_prob, "continue_prob")
         for name in ("min_size", "max_size"):
             object.__setattr__(self, name, check_fraction(getattr(self, name), name))

@@ -24,7 +24,7 @@ import math
 import keras
 import numpy as np
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _encoder, _puzzle
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
 from models_genesis.models.unet3d import resolve_initializer
@@ -56,8 +56,9 @@ class Options:
     def __post_init__(self):
         _encoder.check_positive_int("n_permutations", self.n_permutations, 2)
         _encoder.check_fraction("patch_fraction", self.patch_fraction)
-        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0)
-        _encoder.check_positive_int("n_candidates", self.n_candidates, self.n_permutations)
+        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0, 2 ** 32 - 1)
+        _encoder.check_positive_int("n_candidates", self.n_candidates, self.n_permutations,
+                                    1_000_000)
         _encoder.check_positive_int("patch_units", self.patch_units)
         _encoder.check_positive_int("fc_units", self.fc_units)
 

@@ -28,6 +28,9 @@ from models_genesis.transformations._checks import (
 NAME = "patch_shuffling"
 
 
+MAX_SWAPS = 1000
+
+
 @dataclass(frozen=True)
 class Options:
     """Patch-shuffling parameters (App. A.4).
@@ -44,6 +47,9 @@ class Options:
 
     def __post_init__(self):
         check_count(self.n_swaps, "n_swaps")
+        if self.n_swaps > MAX_SWAPS:  # (n_swaps, 3) int64 arrays per cube, a loop per swap
+            raise ValueError(f"`n_swaps` must be at most {MAX_SWAPS} (the paper: 10). "
+                             f"Received: n_swaps={self.n_swaps!r}.")
         for name in ("min_size", "max_size"):
             object.__setattr__(self, name, check_fraction(getattr(self, name), name))
         num, den = self.max_size

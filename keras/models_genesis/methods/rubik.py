@@ -40,7 +40,7 @@ import math
 import keras
 import numpy as np
 
-from models_genesis.data.restoration_dataset import CubeBatchDataset
+from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _encoder, _puzzle
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
 from models_genesis.models.unet3d import resolve_initializer
@@ -81,7 +81,7 @@ class Options:
             raise ValueError(f"`n_permutations` must be at most 8! = 40320. "
                              f"Received: n_permutations={self.n_permutations}.")
         _encoder.check_fraction("patch_fraction", self.patch_fraction)
-        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0)
+        _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0, 2 ** 32 - 1)
         _encoder.check_positive_int("patch_units", self.patch_units)
         w = self.orientation_weight
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:

@@ -1,6 +1,7 @@
 """Target-task models: the Genesis U-Net with a classification or a segmentation head.
 
-The release README's transfer recipes (REFERENCE 1), with the layer names fixed:
+The release README's transfer recipes (docs/release_reference.md, 'Transfer recipes and input
+sizes'), with the layer names fixed:
 
 * classification (NCC, ECC): `depth_7_relu` (the encoder's output) -> GlobalAveragePooling3D ->
   Dense(1024, relu) -> Dense(n_classes, sigmoid or softmax);

@@ -35,7 +35,7 @@ PRETRAINED_WEIGHTS = {
         "file": "Genesis_Chest_Xray.h5",
         "framework": "keras",
         "description": "Genesis Chest X-ray from `pretrain --preset release_2d "
-        "--keras2-weights-name Genesis_Chest_Xray.h5` on ChestX-ray14 crops (data.xray); fills "
+        "--keras2-weights-name Genesis_Chest_Xray.h5` on ChestX-ray14 crops (data.pretraining.xray_crops); fills "
         "unet_model_2d. Not a release file.",
         "sha256": None,
     },

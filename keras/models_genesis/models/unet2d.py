@@ -58,7 +58,7 @@ def unet_model_2d(input_shape=(64, 64, 1), n_labels: int = 1, depth: int = 4,
         input_shape: tuple. `(rows, cols, channels)` for channels_last (default `(64, 64, 1)`),
             `(channels, rows, cols)` for channels_first. Spatial sizes may be None or any
             multiple of `2**(depth-1)` (8 at depth 4). Channels: 1 for restoration, 3 for the
-            slice-based and 2.5D inputs of `data.inputs2d`.
+            slice-based and 2.5D inputs of `data.target_tasks.inputs2d`.
         n_labels: int. Output channels of the final 1x1 conv. Defaults to 1.
         depth: int. Encoder levels (4); blocks are numbered 0..4*depth-3 as in 3D.
         n_base_filters: int. Filters of the first block (32: 5,449,473 parameters at depth 4

@@ -1,4 +1,5 @@
-"""The release's 3D U-Net (`unet_model_3d`), layer for layer (paper Sec. 3, REFERENCE 1).
+"""The release's 3D U-Net (`unet_model_3d`), layer for layer (paper Sec. 3,
+docs/release_reference.md, 'U-Net topology').
 
 A *conv block* is Conv3D(3x3x3, same, bias) -> BatchNormalization -> ReLU, named
 `depth_{i}_conv`, `depth_{i}_bn`, `depth_{i}_relu` with i counting blocks in build order.

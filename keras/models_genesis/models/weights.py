@@ -4,7 +4,8 @@
 `layer_names`, `keras_version`, `backend`) or as a full model (the same under a `model_weights`
 group, next to a model and optimizer config that Keras 3 cannot parse). Each layer group lists its
 arrays in the attribute `weight_names` (e.g. `depth_0_conv/kernel:0`); kernel shapes do not depend
-on the data format (REFERENCE 1), so one file fills channels_first and channels_last models.
+on the data format (docs/release_reference.md, 'Weight file layout'), so one file fills
+channels_first and channels_last models.
 
 Keras 3's own `model.load_weights("Genesis_Chest_CT.h5")` reads both variants by layer order. The
 functions here add what a user needs on top: loading by name (the release's final conv is the

@@ -25,13 +25,29 @@ from typing import Mapping, Optional
 import numpy as np
 
 from models_genesis.atomic import write_json, write_text
-from models_genesis.config import FinetuneConfig, get_target_task
+from models_genesis.config import CONFIG_RANGES, FinetuneConfig, Range, get_target_task
+from models_genesis.outputs import claim_output_dir, owner_stamp, refuse_to_replace
 from models_genesis.plotting import new_figure, save_figure
 from models_genesis.training.finetune import finetune
 from models_genesis.training.finetune2d import finetune_2d
 
 ROWS = {"2d": "2D slice-based input", "2.5d": "2.5D orthogonal input", "3d": "3D volume-based input"}
 COLUMNS = ("random", "imagenet", "genesis")
+OUTPUTS = ("results.json", "table4.md", "fig7.png")  # and runs/3d_*: the 3D cells' runs
+RUNS_RANGE = Range(int, 1, 1000)
+
+
+def claim_comparison_dir(out_dir, *, overwrite: bool = False, data_dir=None) -> str:
+    """Check, before any data is read, that `compare-2d` may write in `out_dir`: new or empty; a
+    finished comparison (`results.json` names `compare-2d`), a user's folder or another command's
+    run (a fine-tuning run's `results.json`) only with `overwrite`, which replaces only the
+    comparison's files (`OUTPUTS`, `runs/3d_*`)."""
+    full = claim_output_dir(out_dir, "compare-2d", markers=("results.json",), overwrite=overwrite,
+                            inputs=[("--data", data_dir)], name="--out")
+    if not overwrite:
+        refuse_to_replace([os.path.join(full, name) for name in OUTPUTS], where=full,
+                          what="comparison files")
+    return full
 
 
 def _score(kind: str, test: dict) -> float:
@@ -51,7 +67,8 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
                       extra_2d: Optional[Mapping[str, str]] = None, runs: int = 3,
                       seed: int = 0, random_init: str = "he_uniform", epochs: int = 20,
                       batch_size: int = 8, patience: int = 5, depth_2d: int = 4,
-                      n_base_filters_2d: int = 32, n_base_filters_3d: int = 32) -> dict:
+                      n_base_filters_2d: int = 32, n_base_filters_3d: int = 32,
+                      overwrite: bool = False) -> dict:
     """Fine-tune every cell of Table 4 `runs` times on `data` (a `TargetData` of `task`).
 
     Args:
@@ -66,13 +83,23 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
         runs, seed: runs per cell and the first seed.
         random_init: the scratch initialiser of the Random column (2D and 3D).
         epochs, batch_size, patience: training of every cell (Adam 1e-3, early stopping).
+        overwrite: see `claim_comparison_dir`.
 
     Returns:
         `{"results": [rows], "table": markdown, "paths": {...}}`.
     """
     kind = get_target_task(task).kind
     rows = ["2d", "2.5d", "3d"] if kind == "classification" else ["2d", "3d"]
-    out_dir = os.path.abspath(os.fspath(out_dir))
+    RUNS_RANGE.check(runs, "runs")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience),
+                        ("seed", seed)):
+        CONFIG_RANGES[name].check(value, name)
+    empty = [s for s in ("train", "valid", "test") if len(getattr(data, f"y_{s}")) == 0]
+    if empty:
+        raise ValueError(f"The {task} data has no case in its {' and '.join(empty)} split(s); "
+                         "every cell trains, validates and tests: give a data set with cases "
+                         "in all three splits.")
+    out_dir = claim_comparison_dir(out_dir, overwrite=overwrite)
     os.makedirs(out_dir, exist_ok=True)
     settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
                     n_base_filters_3d=n_base_filters_3d)
@@ -112,7 +139,7 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
     paths = {"results": os.path.join(out_dir, "results.json"),
              "table": os.path.join(out_dir, "table4.md"),
              "figure": plot_fig7(results, task, kind, os.path.join(out_dir, "fig7.png"))}
-    write_json(paths["results"], results)
+    write_json(paths["results"], {**owner_stamp("compare-2d"), "task": task, "results": results})
     write_text(paths["table"], table + "\n")
     return {"results": results, "table": table, "paths": paths}
 

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from models_genesis.config import PRETRAIN_PRESETS, PretrainConfig
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.evaluation.restoration import restoration_by_combination
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.pipeline.demo_comparison import run_demo_experiment

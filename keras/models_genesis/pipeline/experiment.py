@@ -10,7 +10,7 @@ stopped; `experiment.json` is its key (`pipeline.experiment_key`: data folders, 
 the SHA-256 of every weight file), so a resume never mixes runs of other data or weights.
 
 Files in `out_dir`: `experiment.json`, `results.csv`, `summary.csv`, `table.txt` and
-`table3.md` (Table 3's layout, `pipeline.tables`), `fig3_bars.png`, `fig5_learning_curves.png`
+`table3.md` (Table 3's layout, `pipeline.results_table`), `fig3_bars.png`, `fig5_learning_curves.png`
 with `learning_curves.csv`, `fig6_label_efficiency.png` with `annotation_saved.csv` (several
 label fractions; `pipeline.figures`), and one folder per run under
 `runs/{task}/{method}/fraction_{f}/run_{r}`. Each run of a pre-trained method also records its
@@ -34,7 +34,7 @@ from models_genesis.config import TARGET_TASKS as TASK_CODES
 from models_genesis.config import FinetuneConfig
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.models.presets import resolve_weights
-from models_genesis.pipeline import figures, tables
+from models_genesis.pipeline import figures, results_table
 from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_methods: public here)
     check_args,
     fraction_key,
@@ -79,10 +79,10 @@ def append_result(path, row: dict) -> None:
 
 def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks=None, methods=None,
                          curve: str = "metric") -> dict:
-    """Table 3 (`tables.summarize_experiment`) and Figs. 3, 5 and 6 (`figures`) of the runs."""
+    """Table 3 (`results_table.summarize_experiment`) and Figs. 3, 5 and 6 (`figures`) of the runs."""
     tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
     methods = list(methods) if methods is not None else list(pd.unique(results["method"]))
-    out = tables.summarize_experiment(results, out_dir, tasks=tasks, methods=methods)
+    out = results_table.summarize_experiment(results, out_dir, tasks=tasks, methods=methods)
     paths = {"bars": figures.plot_method_bars(results, os.path.join(out_dir, "fig3_bars.png"),
                                               tasks=tasks, methods=methods)}
     curves = figures.learning_curves(results, out_dir, curve=curve)

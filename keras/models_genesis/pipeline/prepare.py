@@ -1,6 +1,6 @@
 """`models-genesis prepare`: read a downloaded target-task data set once, write the prepared one.
 
-Cases (listed by `models_genesis.data.prepare_sources.list_cases`) are prepared in parallel
+Cases (listed by `models_genesis.data.target_tasks.case_sources.list_cases`) are prepared in parallel
 worker processes (`workers`), with a progress bar. The manifest is rewritten atomically after
 each finished case, so a killed run resumes where it stopped: a case whose files exist and that
 the manifest lists as done is not redone. A bad case stops the run (`on_error="stop"`, with a
@@ -23,10 +23,12 @@ from typing import Optional
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
-from models_genesis.data.prepare import (FORMAT, MANIFEST, case_is_done, prepare_case,
-                                         read_manifest, write_annotation_table,
-                                         write_candidate_table)
-from models_genesis.data.prepare_sources import list_cases
+from models_genesis.data.target_tasks.case_sources import list_cases
+from models_genesis.data.target_tasks.prepare_case import (FORMAT, MANIFEST, case_checksums,
+                                                           case_damage, prepare_case,
+                                                           read_manifest, write_annotation_table,
+                                                           write_candidate_table)
+from models_genesis.outputs import claim_output_dir, owner_stamp
 
 _ON_ERROR = ("stop", "skip")
 
@@ -43,15 +45,16 @@ def library_versions() -> dict:
 
 
 def _start_manifest(out_dir: str, task: str, data_dir: str, parameters: dict,
-                    loader_options: dict) -> dict:
-    """A new manifest, or the existing one when it was made with the same task and parameters."""
+                    loader_options: dict, overwrite: bool = False) -> dict:
+    """A new manifest (always with `overwrite`), or the existing one when it was made with the
+    same task and parameters."""
     settings = json.loads(json.dumps({"task": task, "parameters": parameters}))
-    existing = read_manifest(out_dir)
+    existing = None if overwrite else read_manifest(out_dir)
     if existing is None:
-        if os.path.isfile(os.path.join(out_dir, MANIFEST)):
+        if os.path.isfile(os.path.join(out_dir, MANIFEST)) and not overwrite:
             raise ValueError(f"{out_dir} holds a {MANIFEST} that is not a prepared data set's; "
                              "use another --out.")
-        return {"format": FORMAT, **settings, "source": os.path.abspath(data_dir),
+        return {"format": FORMAT, **owner_stamp("prepare"), **settings, "source": os.path.abspath(data_dir),
                 "loader_options": loader_options, "versions": library_versions(),
                 "cases": {}, "skipped": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     saved = {"task": existing.get("task"), "parameters": existing.get("parameters")}
@@ -81,7 +84,7 @@ def remove_leftovers(out_dir: str) -> int:
 def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error: str = "stop",
                     retry_skipped: bool = False, progress: bool = True, input_shape=None,
                     spacing="task", candidates_csv: Optional[str] = None,
-                    **reader_options) -> dict:
+                    overwrite: bool = False, **reader_options) -> dict:
     """Prepare (or resume preparing) a target-task data set.
 
     Args:
@@ -94,6 +97,9 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         progress: show a tqdm bar over cases.
         input_shape, spacing, candidates_csv, **reader_options: see `list_cases` (e.g.
             `consensus_level=0.5, min_readers=1` for LIDC-IDRI).
+        overwrite: prepare every case again, and write into a non-empty folder that is not a
+            prepared set (only the prepared layout's files are replaced); without it such a
+            folder is refused before anything is read, and a prepared one is resumed.
 
     Returns:
         The manifest (dict), with `n_done`, `n_skipped` and `n_resumed` counts of this call.
@@ -107,9 +113,7 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}.")
     out_dir = os.fspath(out_dir)
-    if os.path.abspath(out_dir) == os.path.abspath(os.fspath(data_dir)):
-        raise ValueError(f"`out` must differ from `data`; the download is never written to. "
-                         f"Received: out={out_dir!r}.")
+    claim_prepared_dir(out_dir, data_dir, overwrite=overwrite)
     jobs, parameters, loader_options, refused = list_cases(
         task, data_dir, out_dir, on_error=on_error, input_shape=input_shape, spacing=spacing,
         candidates_csv=candidates_csv, **reader_options)
@@ -118,17 +122,32 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
                          "more); pass --on-error skip to leave them out.")
     os.makedirs(out_dir, exist_ok=True)
     resuming = read_manifest(out_dir) is not None
-    manifest = _start_manifest(out_dir, jobs[0]["task"], data_dir, parameters, loader_options)
+    manifest = _start_manifest(out_dir, jobs[0]["task"], data_dir, parameters, loader_options,
+                               overwrite=overwrite)
     if resuming:  # a killed run's temporary files (only in a folder prepare made)
         remove_leftovers(out_dir)
+    manifest.update(owner_stamp("prepare"))  # also on a manifest older than the stamp
     skipped_before = {s["case"] for s in manifest["skipped"] if "case" in s}
     if retry_skipped:
         manifest["skipped"] = [s for s in manifest["skipped"] if "case" not in s]
         skipped_before = set()
     manifest["skipped"] = [s for s in manifest["skipped"] if "case" in s] + \
         [{"item": r["item"], "reason": r["reason"]} for r in refused]
-    todo = [j for j in jobs if j["case"] not in skipped_before
-            and not case_is_done(out_dir, j["task"], j["case"], manifest["cases"].get(j["case"]))]
+    notes = []  # finished cases found damaged: redone
+    todo = []
+    for j in jobs:
+        entry = manifest["cases"].get(j["case"])
+        if j["case"] in skipped_before:
+            continue
+        if entry and entry.get("status") == "done":
+            damage = case_damage(out_dir, j["task"], j["case"], entry)
+            if damage is None:
+                continue
+            notes.append(f"case {j['case']} was finished but {damage}: prepared again")
+            manifest["cases"].pop(j["case"])
+        todo.append(j)
+    for note in notes:
+        print(f"note: {note}")
     n_resumed = len(jobs) - len(todo)
     path = os.path.join(out_dir, MANIFEST)
     write_json(path, manifest)
@@ -138,7 +157,9 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         nonlocal n_done, n_skipped
         if error is None:
             skipped = result.pop("skipped_items", [])  # items inside a case (a candidate)
-            manifest["cases"][job["case"]] = {"status": "done", **result}
+            manifest["cases"][job["case"]] = {
+                "status": "done", **result,
+                "checksums": case_checksums(out_dir, job["task"], job["case"])}
             manifest["skipped"] += [{"item": s["item"], "reason": s["reason"]} for s in skipped]
             n_done += 1
         else:
@@ -192,7 +213,16 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
             write_annotation_table(out_dir, manifest)
     manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     write_json(path, manifest)
-    return {**manifest, "n_done": n_done, "n_skipped": n_skipped, "n_resumed": n_resumed}
+    return {**manifest, "n_done": n_done, "n_skipped": n_skipped, "n_resumed": n_resumed,
+            "notes": notes}
+
+
+def claim_prepared_dir(out_dir, data_dir, *, overwrite: bool = False) -> str:
+    """Check, before the download is read, that `prepare` may write in `out_dir`: new, empty or
+    a prepared set (its manifest); never the download itself, inside it or above it."""
+    return claim_output_dir(out_dir, "prepare", markers=(MANIFEST,),
+                            legacy=lambda folder: read_manifest(folder) is not None,
+                            overwrite=overwrite, inputs=[("--data", data_dir)], name="--out")
 
 
 def skipped_summary(manifest: dict, limit: int = 10) -> str:

@@ -16,9 +16,10 @@ from typing import Dict, Optional, Sequence
 import keras
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.cube_files import find_cube_files
+from models_genesis.data.io.cube_files import find_cube_files
 from models_genesis.data.phantoms.chest import make_chest_phantoms
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes
+from models_genesis.data.pretraining.cubes import ExtractionConfig
+from models_genesis.pipeline.extract_cubes import extract_cubes
 from models_genesis.training.pretrain import find_pretraining_cubes, pretrain, resolve_method
 from models_genesis.training.run_folder import run_paths
 

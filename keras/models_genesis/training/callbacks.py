@@ -1,4 +1,5 @@
-"""Callbacks of a pre-training run (REFERENCE 5): the release's schedule plus resumability.
+"""Callbacks of a pre-training run (docs/release_reference.md, 'Pre-training schedule'): the
+release's schedule plus resumability.
 
 `restoration_callbacks` returns, in order: the data epoch setter, `BestWeights` (best val_loss, in
 Keras 3's `.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStopping`,

@@ -1,4 +1,5 @@
-"""Fine-tuning on a target task: one run of the paper's protocol (Sec. 3.2, REFERENCE 6).
+"""Fine-tuning on a target task: one run of the paper's protocol (Sec. 3.2,
+docs/release_reference.md, 'Target tasks').
 
 A run builds the task's head model (classification on `depth_7_relu`, segmentation on
 `depth_13_relu`), initialised from a Genesis weight file (`init="genesis"`) or from scratch with
@@ -38,8 +39,8 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import FinetuneConfig
-from models_genesis.data.candidate_crops import predict_candidates
-from models_genesis.data.target_dataset import TargetDataset
+from models_genesis.data.target_tasks.candidate_crops import predict_candidates
+from models_genesis.data.target_tasks.target_dataset import TargetDataset
 from models_genesis.data.target_tasks import subsample_fraction
 from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThresholds, auc_score,
                                                dice_coefficient, dice_loss, iou_score, mean_iou)

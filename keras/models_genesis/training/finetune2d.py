@@ -1,7 +1,7 @@
 """Fine-tuning 2D models on the 3D target tasks: the 2D / 2.5D baselines of paper Sec. 4.5.
 
 `finetune_2d(data, inputs="2d" | "2.5d", init=...)` reformats a target task's crops
-(`data.inputs2d`), builds `models.heads2d.target_model_2d`, trains it with the target tasks'
+(`data.target_tasks.inputs2d`), builds `models.heads2d.target_model_2d`, trains it with the target tasks'
 optimiser (Adam 1e-3, beta 0.9 / 0.999, Sec. 3.3) and early stopping on the validation loss, and
 scores the test split the way Sec. 4.5 says:
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from models_genesis.data.inputs2d import (
+from models_genesis.data.target_tasks.inputs2d import (
     orthogonal_inputs, predict_slicewise, slice_inputs, slicewise_inputs, slicewise_targets,
 )
 from models_genesis.evaluation.metrics import dice_loss

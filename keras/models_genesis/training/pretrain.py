@@ -1,7 +1,7 @@
 """Pre-training Models Genesis: restore original cubes from transformed ones (paper Sec. 2).
 
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
-release's schedule (SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping, best-val_loss
+release's schedule (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping, best-val_loss
 checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training cubes);
 `config.method` selects another proxy task of `models_genesis.methods` (the self-supervised
 baselines of Table 3, App. A) with the same outputs (methods that train an encoder save the
@@ -23,8 +23,8 @@ import numpy as np
 
 from models_genesis.atomic import write_json
 from models_genesis.config import MIXED_PRECISION, PretrainConfig
-from models_genesis.data.cube_files import find_cube_files, open_cubes
-from models_genesis.data.run_batches import RunBatches
+from models_genesis.data.io.cube_files import check_cube_values, find_cube_files, open_cubes
+from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.evaluation.restoration import evaluate_restoration
 from models_genesis.methods import get_method, make_options, proxy_summary
 from models_genesis.models.presets import resolve_weights
@@ -65,6 +65,7 @@ def find_pretraining_cubes(config: PretrainConfig) -> Dict[str, list]:
             cubes = open_cubes(path, config.cube_shape)
             if len(cubes) == 0:
                 raise ValueError(f"Cube file {path!r} holds no cubes.")
+            check_cube_values(path, cubes)  # one pass at load, not inside a training step
         out[split] = files
     return out
 
@@ -160,7 +161,7 @@ def _datasets(config, files, batch_size):
 
 def _training_data(config, train, method_callbacks):
     """What `fit` trains on: `RunBatches(train, config.epochs)`, the run's batches read through
-    one iterator whose prefetching crosses epoch boundaries (`data.run_batches`; `fit` then
+    one iterator whose prefetching crosses epoch boundaries (`data.pretraining.run_batches`; `fit` then
     needs `steps_per_epoch=len(train)`), or `train` itself (a new iterator at every epoch)."""
     if train.workers > 1 or (train.workers > 0 and train.use_multiprocessing):
         # Keras' OrderedEnqueuer feeds it: stopped at every epoch end, restarted from batch 0.
@@ -247,7 +248,8 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
 
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
              callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> Dict:
-    """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2, REFERENCE 5).
+    """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2,
+    docs/release_reference.md, 'Pre-training schedule').
 
     Rerunning an interrupted run with the same config continues from its last finished epoch.
 

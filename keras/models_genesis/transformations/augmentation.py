@@ -1,10 +1,11 @@
 """3D augmentation for fine-tuning: flips, transposes, 90-degree rotations, Gaussian noise.
 
-The paper fine-tunes with "heavy 3D augmentation" (REFERENCE 6). One draw of parameters is applied
-to an image and its mask together (STYLE rule 4), so they stay aligned; noise touches only the
-image. Geometric transforms keep the array shape: only axes of equal size are transposed, and a
-90-degree rotation (k = 1 or 3) is drawn only in planes whose two sizes are equal (k = 2, a
-half turn, keeps any shape). The probabilities and noise s.d. are ours; the paper gives none.
+The paper fine-tunes with "heavy 3D augmentation" (docs/release_reference.md, 'Target tasks'). One
+draw of parameters is applied to an image and its mask together (STYLE rule 4), so they stay
+aligned; noise touches only the image. Geometric transforms keep the array shape: only axes of equal
+size are transposed, and a 90-degree rotation (k = 1 or 3) is drawn only in planes whose two sizes
+are equal (k = 2, a half turn, keeps any shape). The probabilities and noise s.d. are ours; the
+paper gives none.
 
 Arrays are channels last: one sample (X, Y, Z) or (X, Y, Z, C), or a batch (B, X, Y, Z, C).
 Each sample of a batch gets its own draw.

@@ -1,12 +1,13 @@
-"""Paired flip: data augmentation applied to the input and the target alike (REFERENCE 4, step 1).
+"""Paired flip: data augmentation applied to the input and the target alike
+(docs/release_reference.md, 'Transformations', step 1).
 
 While a draw is below `prob`, at most `max_flips` times, the release flips the axis
 `random.choice([0, 1, 2])` of a sample shaped (1, rows, cols, deps): axis 0 is the channel, so a
 third of the draws change nothing, the others flip rows or cols, and depth is never flipped
-(REFERENCE 4: rows are flipped in 15.3% of pairs, cols in 15.3%, depth in none, and the target
-equals the input cube in 72.9%; `tests/transformations/test_flip.py` derives these exactly and
-measures them). `FLIP_CHOICES` matches this by default; `choices=(0, 1, 2)`
-flips any of the three spatial axes instead. A flip is not a transformation the network learns
+(docs/release_reference.md, 'Transformations': rows are flipped in 15.3% of pairs, cols in 15.3%,
+depth in none, and the target equals the input cube in 72.9%; `tests/transformations/test_flip.py`
+derives these exactly and measures them). `FLIP_CHOICES` matches this by default;
+`choices=(0, 1, 2)` flips any of the three spatial axes instead. A flip is not a transformation the network learns
 to undo: the restoration target is flipped with the input (STYLE rule 4: one draw, applied to
 both arrays).
 """
@@ -19,7 +20,8 @@ import numpy as np
 
 from models_genesis.transformations._checks import as_cube, check_count, check_prob, restore_channel
 
-# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+# The release's values (docs/release_reference.md, 'Transformations'); `TransformConfig` reads them
+# from here.
 FLIP_PROB = 0.4
 MAX_FLIPS = 3
 # What each draw picks from, uniformly: None is the release's channel axis (a flip that changes

@@ -1,4 +1,5 @@
-"""Inner cutout, i.e. in-painting (paper Sec. 2.1; REFERENCE 4, step 4).
+"""Inner cutout, i.e. in-painting (paper Sec. 2.1; docs/release_reference.md, 'Transformations',
+step 4).
 
 Up to `max_boxes` boxes (release 5; the count goes on while a draw is below `continue_prob`,
 0.95) are filled with uniform noise in [0, 1). Each side is random in `[dim//6, dim//3]` and every
@@ -17,7 +18,8 @@ from models_genesis.transformations._checks import (
     MARGIN, fraction_of,
 )
 
-# The release's values (REFERENCE 4); `TransformConfig` and in-painting read them from here.
+# The release's values (docs/release_reference.md, 'Transformations'); `TransformConfig` and
+# in-painting read them from here.
 MAX_BOXES = 5
 CONTINUE_PROB = 0.95
 MIN_SIZE = (1, 6)

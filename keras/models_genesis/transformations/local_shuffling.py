@@ -1,4 +1,5 @@
-"""Local pixel shuffling (paper Sec. 2.1, "local pixel shuffling"; REFERENCE 4, step 2).
+"""Local pixel shuffling (paper Sec. 2.1, "local pixel shuffling"; docs/release_reference.md,
+'Transformations', step 2).
 
 Many small windows are drawn at random positions; the voxels of each window, read from the
 *original* cube, are randomly permuted and written to the output, later windows overwriting
@@ -21,7 +22,8 @@ from models_genesis.transformations._checks import (
     apply_with_prob, check_count, check_fraction, fraction_of,
 )
 
-# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+# The release's values (docs/release_reference.md, 'Transformations'); `TransformConfig` reads them
+# from here.
 N_WINDOWS = 10000
 MAX_WINDOW = (1, 10)
 MIN_WINDOW = 1

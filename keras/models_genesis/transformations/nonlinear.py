@@ -1,4 +1,5 @@
-"""Non-linear intensity transformation (paper Sec. 2.1; REFERENCE 4, step 3).
+"""Non-linear intensity transformation (paper Sec. 2.1; docs/release_reference.md,
+'Transformations', step 3).
 
 Each voxel value `v` in [0, 1] is mapped through a cubic Bezier curve with end points
 `P0 = (0, 0)`, `P3 = (1, 1)` and random control points `P1`, `P2` in `[0, 1]^2`. With
@@ -20,7 +21,8 @@ import numpy as np
 
 from models_genesis.transformations._checks import apply_with_prob, check_count, check_prob
 
-# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+# The release's values (docs/release_reference.md, 'Transformations'); `TransformConfig` reads them
+# from here.
 INVERT_PROB = 0.5
 TABLE_SIZE = 4097
 

@@ -1,4 +1,5 @@
-"""Outer cutout, i.e. out-painting (paper Sec. 2.1; REFERENCE 4, step 4).
+"""Outer cutout, i.e. out-painting (paper Sec. 2.1; docs/release_reference.md, 'Transformations',
+step 4).
 
 The cube is replaced by uniform noise in [0, 1) except inside one box whose side is
 `dim - randint(3*dim//7, 4*dim//7)` per axis and up to `max_extra_boxes` (4) more boxes of the
@@ -23,7 +24,8 @@ from models_genesis.transformations._checks import (
     MARGIN, fraction_of,
 )
 
-# The release's values (REFERENCE 4); `TransformConfig` reads them from here.
+# The release's values (docs/release_reference.md, 'Transformations'); `TransformConfig` reads them
+# from here.
 MAX_EXTRA_BOXES = 4
 CONTINUE_PROB = 0.95
 MIN_CUT = (3, 7)

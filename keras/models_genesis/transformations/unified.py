@@ -1,12 +1,12 @@
 """The unified self-supervised scheme: transformations composed with probabilities (paper Sec. 2.2).
 
-Order (REFERENCE 4): paired flip (augmentation), local pixel shuffling, non-linear intensity, then
-painting: inner cutout with probability `inpaint_rate`, otherwise outer cutout (never both). The
-target is the original cube, flipped with the input. Named schemes give the paper's ablation
-(Fig. 3): `genesis` (combined, release probabilities), `identity` (no transformation: the target
-is restored from itself), and one transformation applied to every pair (`nonlinear`,
-`local_shuffling`, `outer_cutout`, `inner_cutout`). Flips are augmentation and stay on in every
-scheme; `TransformConfig(flip_prob=0)` turns them off.
+Order (docs/release_reference.md, 'Transformations'): paired flip (augmentation), local pixel
+shuffling, non-linear intensity, then painting: inner cutout with probability `inpaint_rate`,
+otherwise outer cutout (never both). The target is the original cube, flipped with the input. Named
+schemes give the paper's ablation (Fig. 3): `genesis` (combined, release probabilities), `identity`
+(no transformation: the target is restored from itself), and one transformation applied to every
+pair (`nonlinear`, `local_shuffling`, `outer_cutout`, `inner_cutout`). Flips are augmentation and
+stay on in every scheme; `TransformConfig(flip_prob=0)` turns them off.
 
 The 12 combinations (2 shuffling x 2 non-linear x 3 painting, identity included) are listed in
 `COMBINATIONS`; `apply_combination` applies one of them deterministically (paper Fig. 2 / D.13).
@@ -56,7 +56,8 @@ COMBINATIONS: Tuple[Tuple[str, ...], ...] = tuple(
 
 @dataclass(frozen=True)
 class TransformConfig:
-    """Every probability, size and count of the unified scheme (release defaults, REFERENCE 4).
+    """Every probability, size and count of the unified scheme (release defaults,
+    docs/release_reference.md, 'Transformations').
 
     Sizes given as `(num, den)` mean `num * dim // den` per axis, like the release's integer
     arithmetic, so any cube size (and 2D slices) work.

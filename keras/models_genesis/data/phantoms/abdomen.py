@@ -17,7 +17,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from models_genesis.data.phantoms.shapes import ellipsoid_mask, finalize_intensities
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 _INF = np.inf

@@ -18,7 +18,7 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from models_genesis.data.phantoms.shapes import ellipsoid_mask, random_rotation, smooth_noise
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 INSTITUTIONS = ("TCIA01", "TCIA02", "CBICA", "2013")

@@ -10,7 +10,8 @@ scanner noise. Scans are int16, (x, y, z), with LUNA16-like spacing (0.7-0.9 mm 
 
 `make_chest_phantoms` writes `subset{K}/{uid}.mhd/.raw`, `annotations.csv` and `candidates.csv`
 (world mm, as LUNA16) and `masks/{uid}.mhd` (nodule labels 1..n, 0 elsewhere), for the proxy
-task (REFERENCE 3: subsets 0-4 train, 5-6 validate, 7-9 test) and the NCC/NCS target tasks.
+task (docs/release_reference.md, 'Pre-training data': subsets 0-4 train, 5-6 validate, 7-9 test) and
+the NCC/NCS target tasks.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
 from models_genesis.data.phantoms import shapes
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CHEST_HU = {"air": -1000.0, "fat": -100.0, "soft_tissue": 40.0, "lung": -850.0, "blood": 40.0,

@@ -7,7 +7,7 @@ SOPInstanceUIDs and ImagePositionPatient; `write_lidc_xml` writes the readers' o
 `LidcReadMessage` schema (namespace `http://www.nih.gov`). `make_lidc_phantoms` turns chest
 phantoms into such folders, each nodule outlined slice by slice by up to four simulated readers
 (some miss it, some draw it one pixel larger). Tests and `prepare` use them to exercise the LIDC
-reader (`models_genesis.data.lidc`) exactly on the real layout.
+reader (`models_genesis.data.target_tasks.lidc_consensus`) exactly on the real layout.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ import numpy as np
 from models_genesis.data.phantoms.shapes import (branching_tree, ellipsoid_mask,
                                                  finalize_intensities, segment_points, stamp_balls,
                                                  write_csv)
-from models_genesis.data.volumes import write_volume
+from models_genesis.data.io.volumes import write_volume
 from models_genesis.outputs import check_output_dir, refuse_to_replace
 
 CANDIDATE_HEADER = ("seriesuid", "coordX", "coordY", "coordZ", "class")

@@ -10,7 +10,7 @@ and written as 8- or 16-bit PNG with the fixed map `round((1 - exp(-L)) * (2**bi
 per-image window, so values are comparable between images and the integral can be read back).
 
 Layout: `OUT/images/{patient:08d}_000.png` and `OUT/Data_Entry_2017.csv` with ChestX-ray14's
-columns ("No Finding", view "AP"); `data.xray` reads it like the real data set.
+columns ("No Finding", view "AP"); `data.pretraining.xray_crops` reads it like the real data set.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; REFERENCE 6) in their formats.
+"""Target-task data: the five tasks of the paper (Sec. 3.2, Table 1; docs/release_reference.md,
+'Target tasks') in their formats.
 
 `load_target_data("ncs", data_dir, seed=0)` dispatches through `TARGET_LOADERS` to one module per
 task and returns a `TargetData`: crops `(N, rows, cols, deps, 1)` float32 in [0, 1] for train,
@@ -49,15 +50,15 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
     Raises:
         ValueError: an unknown task, an unknown option, or bad data (see each loader).
     """
-    # Here, not at the top: data.prepare imports data.target_tasks (import cycle).
-    from models_genesis.data.prepare import read_manifest
+    # Here, not at the top: data.target_tasks.prepare_case imports data.target_tasks (import cycle).
+    from models_genesis.data.target_tasks.prepare_case import read_manifest
 
     code = get_target_task(task_code).code
     loader = TARGET_LOADERS[code]
     manifest = read_manifest(data_dir) if os.path.isdir(os.fspath(data_dir)) else None
     if manifest is not None:  # a folder written by `models-genesis prepare`
         # Here, not at the top: prepared loads Keras, and this module is on `--help`'s import path.
-        from models_genesis.data.target_tasks.prepared import load_prepared
+        from models_genesis.data.target_tasks.prepared_data import load_prepared
 
         try:
             return load_prepared(code, data_dir, manifest, loader, seed=seed,

@@ -1,4 +1,5 @@
-"""BMS: brain tumour segmentation on BraTS 2018 FLAIR (paper Sec. 3.2.5, REFERENCE 6).
+"""BMS: brain tumour segmentation on BraTS 2018 FLAIR (paper Sec. 3.2.5, docs/release_reference.md,
+'Target tasks').
 
 Data layout (the challenge's download, `MICCAI_BraTS_2018_Data_Training/`): one folder per
 patient under `HGG/` (210) and `LGG/` (75), e.g. `HGG/Brats18_TCIA10_330_1/`, holding
@@ -7,7 +8,7 @@ holding any `*_{flair,t1,t1ce,t2,seg}.nii[.gz]` file is a case; BMS reads the FL
 segmentation (`required`, default `("flair", "seg")`), and a case missing one is a bad case
 (raised, or skipped with `errors="skip"`) named with the missing file. Labels 0, 1, 2, 4;
 tumour (whole tumour) = label > 0. Intensities: `normalize_intensity(x, "mri")`, min-max scaled
-per patient over the whole scan (`models_genesis.data.volumes.intensity_window`).
+per patient over the whole scan (`models_genesis.data.io.volumes.intensity_window`).
 
 Folds: three lists of patient ids (one per line, no header; the release publishes them as
 `fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `split_dir` (`fold_dir` is the
@@ -17,10 +18,11 @@ carved out for validation (the paper names no validation set; early stopping nee
 Patients found on disk but in no fold are listed in `info["unassigned"]`; a fold naming a
 patient without data is an error.
 
-Crops: REFERENCE 6 gives "crops 100x100x50 -> 64x64x32": we cut `input_shape * crop_scale`
-(crop_scale 100/64 = 1.5625: 100x100x50 for 64x64x32) and resize it to `input_shape` (linear; the
-mask is thresholded at 0.5). `crop_scale=1` cuts `input_shape` directly. Of `crops_per_volume`
-crops, a `positive_fraction` is centred on a tumour voxel and the rest on a brain voxel (> 0).
+Crops: docs/release_reference.md, 'Target tasks' gives "crops 100x100x50 -> 64x64x32": we cut
+`input_shape * crop_scale` (crop_scale 100/64 = 1.5625: 100x100x50 for 64x64x32) and resize it to
+`input_shape` (linear; the mask is thresholded at 0.5). `crop_scale=1` cuts `input_shape` directly.
+Of `crops_per_volume` crops, a `positive_fraction` is centred on a tumour voxel and the rest on a
+brain voxel (> 0).
 """
 
 from __future__ import annotations

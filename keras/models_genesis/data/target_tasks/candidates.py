@@ -17,12 +17,12 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from models_genesis.data.tables import CANDIDATE_COLUMNS, check_table
+from models_genesis.data.io.csv_tables import CANDIDATE_COLUMNS, check_table
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, extract_crops,
                                                      intensity_window, progress_bar,
                                                      scale_to_unit)
-from models_genesis.data.volumes import read_volume, resample_volume
+from models_genesis.data.io.volumes import read_volume, resample_volume
 
 COLUMNS = CANDIDATE_COLUMNS
 
@@ -31,7 +31,7 @@ def check_candidate_table(table, source):
     """Check a candidate table (columns, numeric coordinates, class 0 or 1); return it checked.
 
     Raises:
-        ValueError: naming `source`, the column and the row (see `models_genesis.data.tables`).
+        ValueError: naming `source`, the column and the row (see `models_genesis.data.io.csv_tables`).
     """
     table = check_table(table, source, COLUMNS)
     bad = ~table["class"].isin([0, 1]).to_numpy()

@@ -16,7 +16,7 @@ from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, 
                                                      check_same_grid, extract_crops,
                                                      intensity_window, progress_bar,
                                                      sample_crop_centers, scale_to_unit)
-from models_genesis.data.volumes import read_volume, resample_volume
+from models_genesis.data.io.volumes import read_volume, resample_volume
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
@@ -74,7 +74,7 @@ def crops_from_case(image: np.ndarray, foreground: np.ndarray, centers, shape: S
         modality: `"ct"` (clip [-1000, 1000]) or `"mri"` (this patient's min-max).
         crop_scale: cut `round(shape * crop_scale)` voxels, then resize to `shape` (linear for the
             image; the mask is resized linearly and thresholded at 0.5). BMS uses 100/64 = 1.5625
-            (crops 100x100x50 -> 64x64x32, REFERENCE 6).
+            (crops 100x100x50 -> 64x64x32, docs/release_reference.md, 'Target tasks').
 
     Returns:
         `(x, m)`: float32 `(N, rows, cols, deps)` in [0, 1] and float32 masks in {0, 1}.

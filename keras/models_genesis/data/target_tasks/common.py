@@ -1,10 +1,10 @@
 """What the five target-task loaders share: `TargetData`, checks, crops, splits, skip reports.
 
-Conventions (paper Sec. 3.2, REFERENCE 6):
+Conventions (paper Sec. 3.2, docs/release_reference.md, 'Target tasks'):
 - Arrays are in (x, y, z) order as `read_volume` returns them; crops are channels last,
   `(N, rows, cols, deps, 1)` float32. Images lie in [0, 1]; masks are {0, 1} float32.
 - CT is clipped to [-1000, 1000] HU and scaled to [0, 1]; MRI is min-max scaled per patient
-  (`models_genesis.data.volumes.intensity_window`, the one definition of "ct" and "mri").
+  (`models_genesis.data.io.volumes.intensity_window`, the one definition of "ct" and "mri").
 - A crop is centred on a voxel: it starts at `center - shape // 2`. Where it leaves the volume it is
   padded with the background (-1000 HU for CT, the patient's minimum for MRI; both map to 0) and
   the mask with 0.
@@ -26,7 +26,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models_genesis.config import get_target_task
-from models_genesis.data.volumes import CT_WINDOW, intensity_window, scale_to_unit  # noqa: F401
+from models_genesis.data.io.intensity import CT_WINDOW, intensity_window, scale_to_unit  # noqa: F401
 
 SPLITS = ("train", "valid", "test")
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""ECC: pulmonary embolism false-positive reduction (paper Sec. 3.2.3, REFERENCE 6).
+"""ECC: pulmonary embolism false-positive reduction (paper Sec. 3.2.3, docs/release_reference.md,
+'Target tasks').
 
 The PE-CAD data (121 CTPA scans, 687 true and 5,568 false candidates) are not public, so ECC reads
 a generic candidate format:
@@ -25,7 +26,7 @@ from models_genesis.data.target_tasks.candidates import check_candidate_table, l
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids,
                                                      read_id_list, seeded_split)
-from models_genesis.data.volumes import volume_key
+from models_genesis.data.io.volumes import volume_key
 
 VOLUME_EXTENSIONS = (".nii.gz", ".nii", ".mhd", ".mha", ".nrrd")
 RELEASE_SPLIT_FILES = {"train": "train_cv-{fold}.csv", "valid": "val_cv-{fold}.csv",

@@ -1,4 +1,5 @@
-"""LCS: liver segmentation on LiTS 2017 (paper Sec. 3.2.4, REFERENCE 6).
+"""LCS: liver segmentation on LiTS 2017 (paper Sec. 3.2.4;
+docs/release_reference.md, 'Target tasks').
 
 Data layout (the challenge's): `volume-N.nii` and `segmentation-N.nii` (also `.nii.gz`), in one
 folder or any sub-folders. Labels 0 background, 1 liver, 2 tumour; the liver is labels 1 and 2

@@ -1,12 +1,14 @@
-"""NCC: lung nodule false-positive reduction on LUNA16 (paper Sec. 3.2.1, REFERENCE 6).
+"""NCC: lung nodule false-positive reduction on LUNA16 (paper Sec. 3.2.1, docs/release_reference.md,
+'Target tasks').
 
 Data layout (LUNA16's): `subset{K}/{seriesuid}.mhd` (+ `.raw`) and `candidates.csv`
 (`seriesuid, coordX, coordY, coordZ, class`, world mm; `candidates_V2.csv` is found too).
 
 Split: the paper uses 445/178/265 patients. LUNA16's ten subsets hold 89 scans each (88 in
 subset 9), so whole subsets give 0-4 -> 445 train, 5-6 -> 178 validation, 7-9 -> 265 test: the
-paper's counts, and the release's pre-training split (subsets 0-4 / 5-6 / 7-9, REFERENCE 3), so no
-test scan was seen in pre-training. Pass `subsets=` to choose others, or `split=` (seriesuids).
+paper's counts, and the release's pre-training split (subsets 0-4 / 5-6 / 7-9,
+docs/release_reference.md, 'Pre-training data'), so no test scan was seen in pre-training. Pass
+`subsets=` to choose others, or `split=` (seriesuids).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Dict, Optional, Sequence
 from models_genesis.data.target_tasks.candidates import check_candidate_table, load_candidate_task
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      check_input_shape, check_split_ids)
-from models_genesis.data.volumes import index_volumes
+from models_genesis.data.io.volumes import index_volumes
 
 LUNA16_SUBSETS = {"train": (0, 1, 2, 3, 4), "valid": (5, 6), "test": (7, 8, 9)}
 _SUBSET = re.compile(r"subset(\d+)$")

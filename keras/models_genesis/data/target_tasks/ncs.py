@@ -1,4 +1,5 @@
-"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2, REFERENCE 6).
+"""NCS: lung nodule segmentation on LIDC-IDRI (paper Sec. 3.2.2;
+docs/release_reference.md, 'Target tasks').
 
 Two sources:
 1. The release's preprocessed arrays in `data_dir`: `x_{train,valid,test}_{r}x{c}x{d}.npy`
@@ -10,7 +11,7 @@ Two sources:
    them. Split: by series, seeded, in the paper's proportions 510/100/408, or `split=`.
 3. LIDC-IDRI as TCIA ships it (no `annotations.csv` in `data_dir`): every CT DICOM series under
    `data_dir` with its XML reading; the nodule masks are the readers' consensus
-   (`models_genesis.data.lidc`: at least `consensus_level` of the readers who marked a nodule,
+   (`models_genesis.data.target_tasks.lidc_consensus`: at least `consensus_level` of the readers who marked a nodule,
    nodules grouped across readers by overlap). Split: by patient (`LIDC-IDRI-NNNN`), seeded,
    510/100/408, or `split=` (patient ids).
 
@@ -28,12 +29,12 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from models_genesis.data.tables import read_table
+from models_genesis.data.io.csv_tables import read_table
 from models_genesis.data.target_tasks.cases import crops_from_case, read_case
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, check_input_shape,
                                                      check_split_ids, progress_bar, seeded_split)
-from models_genesis.data.volumes import index_volumes, volume_key
+from models_genesis.data.io.volumes import index_volumes, volume_key
 
 LIDC_SPLIT = (510, 100, 408)
 NODULE_LABELS = tuple(range(256))  # {0, 1}, or one uint8 label per nodule (> 0: nodule)
@@ -107,8 +108,8 @@ def _nodule_crops(image, labels: np.ndarray, centres_mm, shape, what: str, sourc
 def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, split_fractions,
               consensus_level: float, min_readers: int, progress: bool) -> TargetData:
     """NCS crops from LIDC-IDRI as downloaded (DICOM series + XML readings), split by patient."""
-    # data.lidc pulls scipy and scikit-image onto `models-genesis --help`'s import path.
-    from models_genesis.data.lidc import find_lidc_scans, read_lidc_scan
+    # data.target_tasks.lidc_consensus pulls scipy and scikit-image onto `models-genesis --help`'s import path.
+    from models_genesis.data.target_tasks.lidc_consensus import find_lidc_scans, read_lidc_scan
 
     scans = find_lidc_scans(data_dir)
     by_patient: Dict[str, list] = {}
@@ -170,7 +171,7 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
         split: split -> seriesuids (LIDC-IDRI: patient ids), overriding the drawn split.
         split_fractions: train/valid/test proportions of the drawn split.
         annotations_csv, mask_dir, volume_pattern: names inside `data_dir`.
-        consensus_level, min_readers: LIDC-IDRI consensus rule (see `models_genesis.data.lidc`).
+        consensus_level, min_readers: LIDC-IDRI consensus rule (see `models_genesis.data.target_tasks.lidc_consensus`).
         errors: `"raise"` on a bad case, or `"skip"` to record it in `info["skipped"]`.
         progress: show a progress bar over the scans.
 
@@ -198,7 +199,8 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
     volumes = index_volumes(data_dir, volume_pattern)
     masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
              + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
-    table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"))
+    table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"),
+                       unique=("seriesuid", "coordX", "coordY", "coordZ"))
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
         skips.bad(f"{csv_path}: seriesuid {uid}", f"has no volume under {data_dir}")
     for uid in sorted(set(table["seriesuid"]) & set(volumes) - set(masks)):

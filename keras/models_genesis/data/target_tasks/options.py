@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import os
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from models_genesis.config import CONFIG_RANGES, SPACING_RANGE, Range
+
 ALL = ("ncc", "ncs", "ecc", "lcs", "bms")
 
 
@@ -41,6 +43,7 @@ class LoaderOption:
     type: Any
     help: str
     choices: Tuple[str, ...] = ()
+    range: Optional[Range] = None
 
 
 LOADER_OPTIONS: Tuple[LoaderOption, ...] = (
@@ -52,27 +55,30 @@ LOADER_OPTIONS: Tuple[LoaderOption, ...] = (
                  "BMS fold_1..3.csv (default: a seeded split)"),
     LoaderOption("fold", "--fold", ("ecc", "bms"), int,
                  "cross-validation fold 1-3 (BMS: the test fold, default 1; ECC: needs "
-                 "--split-dir)"),
+                 "--split-dir)", range=CONFIG_RANGES["fold"]),
     LoaderOption("negative_ratio", "--negative-ratio", ("ncc", "ecc"), float,
                  "false-positive candidates per true one in training and validation (default "
                  "10, drawn afresh each epoch from a prepared folder; 0 keeps all); the test "
-                 "split keeps every candidate"),
+                 "split keeps every candidate", range=Range(float, 0, 10_000)),
     LoaderOption("candidates_csv", "--candidates-csv", ("ncc", "ecc"), str,
                  "candidate CSV name or path (default candidates.csv; NCC also "
                  "candidates_V2.csv)"),
     LoaderOption("crops_per_volume", "--crops-per-volume", ("lcs", "bms"), int,
-                 "training crops cut from each scan (default 16)"),
+                 "training crops cut from each scan (default 16)", range=Range(int, 1, 10_000)),
     LoaderOption("positive_fraction", "--positive-fraction", ("lcs", "bms"), float,
-                 "share of the crops centred on the foreground (default 0.5)"),
+                 "share of the crops centred on the foreground (default 0.5)", range=Range(float, 0, 1)),
     LoaderOption("valid_fraction", "--valid-fraction", ("bms",), float,
-                 "share of the training patients held out for validation (default 0.1)"),
+                 "share of the training patients held out for validation (default 0.1)",
+                 range=Range(float, 0, 1, lo_open=True, hi_open=True)),
     LoaderOption("spacing", "--spacing", ("ncc", "ncs", "ecc", "lcs"), "triple",
                  "resample scans to this spacing in mm, X Y Z (default: NCS 1 1 1, others keep "
-                 "each scan's grid)"),
+                 "each scan's grid)", range=SPACING_RANGE),
     LoaderOption("consensus_level", "--consensus-level", ("ncs",), float,
-                 "LIDC-IDRI: share of a nodule's readers who must mark a voxel (default 0.5)"),
+                 "LIDC-IDRI: share of a nodule's readers who must mark a voxel (default 0.5)",
+                 range=Range(float, 0, 1, lo_open=True)),
     LoaderOption("min_readers", "--min-readers", ("ncs",), int,
-                 "LIDC-IDRI: drop nodules marked by fewer readers (default 1)"),
+                 "LIDC-IDRI: drop nodules marked by fewer readers (default 1; LIDC-IDRI has 4 "
+                 "readers per scan)", range=Range(int, 1, 4)),
 )
 OPTIONS_BY_NAME: Dict[str, LoaderOption] = {o.name: o for o in LOADER_OPTIONS}
 
@@ -122,6 +128,9 @@ def loader_options(task: str, data_dir=None, **values) -> Dict[str, Any]:
                 raise ValueError(f"{option.flag} takes 3 numbers (X Y Z). Received: {value}.")
         elif option.type in (int, float):
             value = option.type(value)
+        if option.range is not None:  # the same range as on the command line
+            for v in (value if isinstance(value, tuple) else (value,)):
+                option.range.check(v, option.flag)
         if name == "split_dir" and not os.path.isdir(os.fspath(value)):
             raise FileNotFoundError(f"{option.flag} folder not found: {value} (data: {data_dir}).")
         out[name] = value
@@ -136,9 +145,10 @@ def add_loader_arguments(parser, names: Optional[Sequence[str]] = None) -> None:
         kwargs: Dict[str, Any] = {"dest": option.name, "default": None,
                                   "help": f"{option.help} [{', '.join(option.tasks)}]"}
         if option.type == "triple":
-            kwargs.update(type=float, nargs=3, metavar=("X", "Y", "Z"))
+            kwargs.update(type=option.range.argtype() if option.range else float, nargs=3,
+                          metavar=("X", "Y", "Z"))
         else:
-            kwargs["type"] = option.type
+            kwargs["type"] = option.range.argtype() if option.range else option.type
         if option.choices:
             kwargs["choices"] = option.choices
         parser.add_argument(option.flag, **kwargs)

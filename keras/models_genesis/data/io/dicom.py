@@ -11,7 +11,7 @@ the array is in Hounsfield units. On top of that this module:
 - returns each slice's SOPInstanceUID and position, so annotations that name slices (the LIDC
   XML's `imageSOP_UID`, `imageZposition`) can be matched to the volume's z index.
 
-Arrays are in (x, y, z) order like `models_genesis.data.volumes.read_volume` (x = DICOM column,
+Arrays are in (x, y, z) order like `models_genesis.data.io.volumes.read_volume` (x = DICOM column,
 y = row, z = slice index along the normal).
 """
 
@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from models_genesis.data.volumes import Volume
+from models_genesis.data.io.volumes import Volume
 
 TAGS = {"modality": "0008|0060", "sop_uid": "0008|0018", "series_uid": "0020|000e",
         "study_uid": "0020|000d", "position": "0020|0032", "orientation": "0020|0037",
@@ -62,7 +62,7 @@ class DicomSeries:
 
 def read_header(path: str) -> Dict[str, str]:
     """The header fields of `TAGS` of one DICOM file ("" when absent)."""
-    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
+    # SimpleITK (0.5 s) on first use: data.target_tasks.lidc_consensus and the prepare CLI import this module.
     import SimpleITK as sitk
 
     reader = sitk.ImageFileReader()
@@ -78,7 +78,7 @@ def read_header(path: str) -> Dict[str, str]:
 
 def list_series(folder) -> Dict[str, Tuple[str, List[str]]]:
     """Map each SeriesInstanceUID in `folder` (not its sub-folders) to `(modality, files)`."""
-    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
+    # SimpleITK (0.5 s) on first use: data.target_tasks.lidc_consensus and the prepare CLI import this module.
     import SimpleITK as sitk
 
     folder = os.fspath(folder)
@@ -149,7 +149,7 @@ def read_dicom_series(folder, *, modality: str = "CT",
         ValueError: no series or several series of `modality`; unreadable files; slices missing,
             duplicated or unevenly spaced.
     """
-    # SimpleITK (0.5 s) on first use: data.lidc and the prepare CLI import this module.
+    # SimpleITK (0.5 s) on first use: data.target_tasks.lidc_consensus and the prepare CLI import this module.
     import SimpleITK as sitk
 
     folder = os.fspath(folder)

@@ -1,15 +1,12 @@
-"""Volumes: read any SimpleITK format, world <-> voxel geometry, resampling, intensities.
+"""Volumes: read any SimpleITK format, world <-> voxel geometry, resampling, indexing.
+
+Intensities are in `data.io.intensity`.
 
 Arrays are in (x, y, z) order: SimpleITK's (z, y, x) array transposed, as the release does for
-LUNA16 (REFERENCE 3), so `array[i, j, k]` is the voxel at ITK index (i, j, k). World coordinates
-are millimetres, as in LUNA16's `annotations.csv` / `candidates.csv`:
+LUNA16 (docs/release_reference.md, 'Pre-training data'), so `array[i, j, k]` is the voxel at ITK
+index (i, j, k). World coordinates are millimetres, as in LUNA16's `annotations.csv` /
+`candidates.csv`:
 `world = origin + direction @ (spacing * ijk)`.
-
-Intensity normalisation (`normalize_intensity`, the one definition every loader, `prepare` and
-`predict-volume` use): `"ct"` clips to [-1000, 1000] HU and scales to [0, 1] (paper Sec. 3.1,
-REFERENCE 3); `"mri"` scales each patient's scan by its own minimum and maximum (what BMS does on
-BraTS FLAIR, whose intensities have no physical unit). The release's advice for MRI pre-training
-cubes, clipping to [0, 4000], is the explicit window `normalize_intensity(x, (0, 4000))`.
 """
 
 from __future__ import annotations
@@ -20,15 +17,13 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
-CT_WINDOW = (-1000.0, 1000.0)
-MODALITIES = ("ct", "mri", "minmax")  # "minmax" is another name for "mri"
 _META_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4,
                "MET_INT": 4, "MET_ULONG": 8, "MET_LONG": 8, "MET_ULONG_LONG": 8,
                "MET_LONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
@@ -116,18 +111,183 @@ def _check_metaimage(path: str) -> None:
     if not os.path.isfile(data_path):
         raise FileNotFoundError(f"MetaImage header {path!r} refers to data file {data_path!r}, "
                                 f"which does not exist.")
-    if header.get("CompressedData", "False").lower() == "true":
-        return
     try:
         dims = [int(v) for v in header["DimSize"].split()]
         n_bytes = _META_BYTES[header["ElementType"]] * int(header.get("ElementNumberOfChannels", 1))
     except (KeyError, ValueError):
         return  # let SimpleITK report a malformed header
+    if header.get("CompressedData", "False").lower() == "true":  # zlib: inflated to its end
+        with open(data_path, "rb") as f:
+            _truncated(data_path, "image data (inflated)", _stream_length(f, data_path, wbits=47),
+                       int(np.prod(dims)) * n_bytes)
+        return
     expected = int(np.prod(dims)) * n_bytes + max(int(header.get("HeaderSize", 0)), 0)
     actual = os.path.getsize(data_path)
     if actual < expected:
         raise ValueError(f"Data file {data_path!r} of {path!r} is truncated: {actual} bytes, the "
                          f"header needs {expected} (DimSize={dims}, {header['ElementType']}).")
+
+
+_NRRD_BYTES = {"uchar": 1, "unsigned char": 1, "uint8": 1, "uint8_t": 1, "signed char": 1,
+               "char": 1, "int8": 1, "int8_t": 1, "short": 2, "short int": 2, "signed short": 2,
+               "int16": 2, "int16_t": 2, "ushort": 2, "unsigned short": 2, "uint16": 2,
+               "uint16_t": 2, "int": 4, "signed int": 4, "int32": 4, "int32_t": 4, "uint": 4,
+               "unsigned int": 4, "uint32": 4, "uint32_t": 4, "longlong": 8, "long long": 8,
+               "int64": 8, "int64_t": 8, "ulonglong": 8, "unsigned long long": 8, "uint64": 8,
+               "uint64_t": 8, "float": 4, "double": 8}
+_BLOCK = 2 ** 20
+
+
+def _stream_length(f, path: str, *, wbits: Optional[int] = None) -> int:
+    """Bytes of the rest of `f`: read to the end (a gzip stream's end and CRC checked); `wbits`:
+    inflate the rest as one zlib/gzip stream (47: either), which must end."""
+    import gzip
+    import zlib
+
+    n = 0
+    decoder = None if wbits is None else zlib.decompressobj(wbits)
+    try:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            n += len(block) if decoder is None else len(decoder.decompress(block))
+        if decoder is not None:
+            n += len(decoder.flush())
+            if not decoder.eof:
+                raise EOFError("compressed stream ends early")
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"Volume {path!r} is truncated or corrupt: its compressed data ends "
+                         f"before the stream does ({exc}).") from None
+    return n
+
+
+def _truncated(path: str, what: str, actual: int, expected: int) -> None:
+    if actual < expected:
+        raise ValueError(f"Volume {path!r} is truncated: {actual} bytes of {what}, its header "
+                         f"needs {expected}.")
+
+
+def _check_nifti(path: str) -> None:
+    import gzip
+
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    with opener(path, "rb") as f:
+        try:
+            head = f.read(540)
+        except (OSError, EOFError) as exc:  # not gzip, or cut inside the header
+            raise ValueError(f"Cannot read volume {path!r}: {exc}.") from None
+        if len(head) < 348:
+            raise ValueError(f"Volume {path!r} is truncated: {len(head)} bytes, shorter than a "
+                             "NIfTI header (348).")
+        for order in ("<", ">"):
+            size = int(np.frombuffer(head[:4], order + "i4")[0])
+            if size in (348, 540):
+                break
+        else:
+            return  # not NIfTI: let SimpleITK say so
+        if size == 348:
+            dims = np.frombuffer(head[40:56], order + "i2").astype(np.int64)
+            bitpix = int(np.frombuffer(head[72:74], order + "i2")[0])
+            offset = int(np.frombuffer(head[108:112], order + "f4")[0])
+        else:
+            dims = np.frombuffer(head[16:80], order + "i8").astype(np.int64)
+            bitpix = int(np.frombuffer(head[14:16], order + "i2")[0])
+            offset = int(np.frombuffer(head[168:176], order + "i8")[0])
+        n_dims = int(dims[0])
+        if not 1 <= n_dims <= 7 or bitpix <= 0 or np.any(dims[1:n_dims + 1] < 0):
+            return  # a malformed header: SimpleITK reports it
+        expected = max(offset, size) + int(np.prod(dims[1:n_dims + 1])) * bitpix // 8
+        actual = len(head) + _stream_length(f, path)
+    _truncated(path, "image data" + (" (uncompressed)" if opener is gzip.open else ""), actual,
+               expected)
+
+
+def _text_header(f, stop) -> Tuple[Dict[str, str], int]:
+    """Lines `key: value` / `key = value` up to `stop(key, line)` (included); their end offset."""
+    header, offset = {}, 0
+    for raw in iter(f.readline, b""):
+        offset += len(raw)
+        line = raw.decode("latin-1").rstrip("\r\n")
+        if stop(line):
+            break
+        for sep in ("=", ":"):
+            key, found, value = line.partition(sep)
+            if found:
+                header[key.strip().lower()] = value.strip()
+                break
+    return header, offset
+
+
+def _check_mha(path: str) -> None:
+    with open(path, "rb") as f:
+        header, offset = _text_header(f, lambda line: line.split("=")[0].strip()
+                                      == "ElementDataFile")
+        f.seek(0)
+        last = [line for line in f.read(offset).decode("latin-1").splitlines() if line][-1:]
+        data = last[0].partition("=")[2].strip() if last else ""
+        if data != "LOCAL":
+            if data:
+                _check_metaimage(path)
+            return
+        try:
+            dims = [int(v) for v in header["dimsize"].split()]
+            n_bytes = _META_BYTES[header["elementtype"]] * int(
+                header.get("elementnumberofchannels", 1))
+        except (KeyError, ValueError):
+            return
+        expected = int(np.prod(dims)) * n_bytes
+        f.seek(offset)
+        if header.get("compresseddata", "false").lower() == "true":
+            actual = _stream_length(f, path, wbits=47)
+        else:
+            actual = os.path.getsize(path) - offset
+    _truncated(path, "image data", actual, expected)
+
+
+def _check_nrrd(path: str) -> None:
+    with open(path, "rb") as f:
+        header, offset = _text_header(f, lambda line: line == "")
+        if "data file" in header or "datafile" in header:
+            return  # detached data: SimpleITK reads (and reports) the named file
+        try:
+            sizes = [int(v) for v in header["sizes"].split()]
+            n_bytes = _NRRD_BYTES[header["type"].lower()]
+        except (KeyError, ValueError):
+            return
+        encoding = header.get("encoding", "raw").lower()
+        expected = int(np.prod(sizes)) * n_bytes
+        f.seek(offset)
+        if encoding == "raw":
+            actual = os.path.getsize(path) - offset
+        elif encoding in ("gzip", "gz"):
+            actual = _stream_length(f, path, wbits=47)
+        else:
+            return  # text or bzip2: SimpleITK parses it
+    _truncated(path, "image data", actual, expected)
+
+
+def check_volume_complete(path) -> None:
+    """Check that a volume file holds every voxel its header declares, before it is read.
+
+    SimpleITK fills the voxels missing from a truncated file with zeros (or garbage) without a
+    word; a download or a copy cut short would then be prepared and trained on. This reads the
+    header of `.mhd` (+ data file), `.mha`, `.nii`, `.nii.gz`, `.nrrd` (raw or gzip) and checks
+    the data's length against it; compressed data (`.nii.gz`, gzip NRRD, compressed MetaImage)
+    is inflated to its end, which also checks the gzip CRC. Other formats are left to SimpleITK.
+
+    Raises:
+        FileNotFoundError: a `.mhd`'s data file is missing.
+        ValueError: the file is truncated or its compressed stream is corrupt (the message names
+            the file and both lengths).
+    """
+    path = os.fspath(path)
+    lower = path.lower()
+    if lower.endswith(".mhd"):
+        _check_metaimage(path)
+    elif lower.endswith(".mha"):
+        _check_mha(path)
+    elif lower.endswith((".nii", ".nii.gz")):
+        _check_nifti(path)
+    elif lower.endswith(".nrrd"):
+        _check_nrrd(path)
 
 
 def read_volume(path, *, series_id: Optional[str] = None) -> Volume:
@@ -150,6 +310,8 @@ def read_volume(path, *, series_id: Optional[str] = None) -> Volume:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"Volume not found: {path!r}.")
+    if not os.path.isdir(path):
+        check_volume_complete(path)
     try:
         if os.path.isdir(path):
             ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(path))
@@ -166,8 +328,6 @@ def read_volume(path, *, series_id: Optional[str] = None) -> Volume:
                 path, series_id or ids[0]))
             image = reader.Execute()
         else:
-            if path.lower().endswith(".mhd"):
-                _check_metaimage(path)
             image = sitk.ReadImage(path)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())[-300:]
@@ -269,60 +429,6 @@ def resample_volume(volume: Volume, spacing, *, order: int = 1) -> Volume:
     out = ndimage.affine_transform(array, new / old, output_shape=shape, order=order,
                                    mode="nearest", prefilter=order > 1)
     return Volume(out, tuple(new), volume.origin, volume.direction, volume.path)
-
-
-def intensity_window(x, modality: Union[str, Sequence[float]] = "ct") -> Tuple[float, float]:
-    """The `(lo, hi)` intensities mapped to 0 and 1 for `x`.
-
-    Args:
-        x: the whole scan (the window of `"mri"` depends on it), any shape.
-        modality: `"ct"` ([-1000, 1000] HU), `"mri"` or `"minmax"` (this scan's own min and max:
-            per-patient min-max, as BMS), or an explicit `(lo, hi)` window with lo < hi.
-
-    Returns:
-        `(lo, hi)` floats; for a constant scan `lo == hi` (it then maps to zeros).
-    """
-    if isinstance(modality, str):
-        if modality == "ct":
-            return CT_WINDOW
-        if modality in ("mri", "minmax"):
-            x = np.asarray(x)
-            return (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
-        raise ValueError(f"`modality` must be one of {list(MODALITIES)} or a (lo, hi) window. "
-                         f"Received: modality={modality!r}.")
-    window = tuple(float(v) for v in np.asarray(modality, dtype=float).reshape(-1))
-    if len(window) != 2 or not window[0] < window[1]:
-        raise ValueError(f"An intensity window must be (lo, hi) with lo < hi. "
-                         f"Received: modality={modality!r}.")
-    return window
-
-
-def scale_to_unit(x, window: Tuple[float, float]) -> np.ndarray:
-    """Clip `x` to `window` and scale it linearly to [0, 1] (float32; zeros when lo == hi)."""
-    lo, hi = window
-    out = np.array(x, dtype=np.float32)  # a copy, an array even for a scalar
-    if hi <= lo:
-        return np.zeros(out.shape, np.float32)
-    out -= np.float32(lo)
-    out /= np.float32(hi - lo)
-    return np.clip(out, 0.0, 1.0, out=out)
-
-
-def normalize_intensity(x, modality: Union[str, Sequence[float]] = "ct") -> np.ndarray:
-    """Scale a scan's intensities to [0, 1] (paper Sec. 3.1; REFERENCE 3).
-
-    Args:
-        x: array of any shape (HU for CT), the whole scan for `"mri"`.
-        modality: `"ct"` (clip [-1000, 1000] HU), `"mri"` (= `"minmax"`: per-patient min-max, the
-            BMS rule), or a `(lo, hi)` window (e.g. `(0, 4000)`, the release's MRI advice).
-
-    Returns:
-        float32 array of the same shape, values in [0, 1].
-    """
-    x = np.asarray(x)
-    if x.dtype.kind == "f" and np.isnan(x).any():
-        raise ValueError(f"Cannot normalise an array holding {int(np.isnan(x).sum())} NaN values.")
-    return scale_to_unit(x, intensity_window(x, modality))
 
 
 def volume_key(path) -> str:

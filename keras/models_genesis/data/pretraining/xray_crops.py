@@ -17,7 +17,7 @@ line naming the file.
 image is resized to `image_size` (anti-aliased), `scale` random `crop_shape` crops are cut from
 it, and the crops of each patient-level subset are written, memory-mapped as they are made, to
 `bat_{scale}_s_{rows}x{cols}x1_{subset}.npy` (`(N, rows, cols, 1)` in [0, 1], the slice files
-of `data.slices`). The paper does not state the input size of Genesis X-ray; 64 x 64 crops of
+of `data.pretraining.slices`). The paper does not state the input size of Genesis X-ray; 64 x 64 crops of
 256 x 256 images are this package's choice.
 """
 
@@ -33,10 +33,15 @@ from skimage.transform import resize
 from tqdm.auto import tqdm
 
 from models_genesis.atomic import write_json
-from models_genesis.data.cube_files import cube_file_name
+from models_genesis.config import SIDE_RANGE, Range
+from models_genesis.data.io.cube_files import claim_cube_dir, cube_file_name
+from models_genesis.outputs import owner_stamp
 
 CSV_NAME = "Data_Entry_2017.csv"
 MAX_16BIT = 65535
+# Smallest radiograph accepted (pixels a side): ChestX-ray14's are 1024 x 1024; an image of a few
+# pixels is a thumbnail or a broken file, and resizing it up to `image_size` invents the crops.
+MIN_RADIOGRAPH_SIDE = 64
 
 
 def read_radiograph(path) -> np.ndarray:
@@ -131,9 +136,29 @@ def radiograph_crops(image01: np.ndarray, *, rng: np.random.Generator, scale: in
     return np.clip(small[rows, cols], 0.0, 1.0)  # resize can overshoot by rounding only
 
 
+def check_crop_settings(scale, crop_shape, image_size, n_subsets=1) -> None:
+    """Refuse, before any image is read, crop settings that give empty or absurd files.
+
+    Raises:
+        ValueError: `scale` or `n_subsets` not a positive integer, a side of `crop_shape` or
+            `image_size` outside `SIDE_RANGE`, or a crop larger than the resized image.
+    """
+    Range(int, 1, 100_000).check(scale, "scale")
+    Range(int, 1, 1000).check(n_subsets, "n_subsets")
+    for name, shape in (("crop_shape", crop_shape), ("image_size", image_size)):
+        if len(tuple(shape)) != 2:
+            raise ValueError(f"`{name}` must be 2 sizes (rows, cols). Received: {name}={shape!r}.")
+        for side in shape:
+            SIDE_RANGE.check(side, name)
+    if any(int(c) > int(i) for c, i in zip(crop_shape, image_size)):
+        raise ValueError(f"`crop_shape` {tuple(crop_shape)} exceeds `image_size` "
+                         f"{tuple(image_size)}: crops are cut from the resized radiograph.")
+
+
 def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_subsets: int = 10,
                        scale: int = 8, crop_shape=(64, 64), image_size=(256, 256), seed: int = 0,
-                       dtype: str = "float32", progress: bool = True) -> dict:
+                       dtype: str = "float32", progress: bool = True,
+                       overwrite: bool = False) -> dict:
     """Write the proxy-task crop files of ChestX-ray14 (`pretrain --dims 2 --data OUT_DIR`).
 
     Args:
@@ -144,6 +169,8 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
             cropped with `default_rng((seed, k, i))`.
         scale: crops per radiograph. crop_shape, image_size: see the module docstring.
         dtype: storage dtype ("float16" halves the files).
+        overwrite: write into a non-empty folder that is not this function's, and replace crop
+            files and manifests of the same names (other files are kept).
 
     Returns:
         `{"files": {subset: path}, "n_crops": {subset: n}, "n_images": {subset: n}}`; a JSON
@@ -151,19 +178,24 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
 
     Raises:
         FileNotFoundError, ValueError: layout problems or a bad radiograph (named).
-        FileExistsError: an output file exists.
+        FileExistsError: an output file exists (without `overwrite`), or `out_dir` is a
+            non-empty folder of something else.
     """
+    check_crop_settings(scale, crop_shape, image_size, n_subsets)
+    out_dir = os.fspath(out_dir)
+    claim_cube_dir(out_dir, "extract-xray-crops", overwrite=overwrite,
+                   inputs=[("images folder", os.path.join(os.fspath(root), "images"))])
     rows = read_data_entry(root)
     split = patient_subsets(rows, n_subsets, seed=seed)
     wanted = [str(s) for s in (subsets if subsets is not None else split)]
-    out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
     names = {s: cube_file_name(scale, (*crop_shape, 1), s) for s in wanted}
     for s in wanted:
         if s not in split:
             raise ValueError(f"Unknown subset {s!r}; subsets are 0..{n_subsets - 1}.")
-        if os.path.exists(os.path.join(out_dir, names[s])):
-            raise FileExistsError(f"{os.path.join(out_dir, names[s])!r} exists; choose another --out.")
+        if os.path.exists(os.path.join(out_dir, names[s])) and not overwrite:
+            raise FileExistsError(f"{os.path.join(out_dir, names[s])!r} exists; pass --overwrite "
+                                  "to replace it or choose another --out.")
+    os.makedirs(out_dir, exist_ok=True)
     summary = {"files": {}, "n_crops": {}, "n_images": {}}
     for s in wanted:
         images = split[s]
@@ -174,7 +206,12 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
         try:
             for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
                 rng = np.random.default_rng((int(seed), int(s), i))
-                image = read_radiograph(os.path.join(os.fspath(root), "images", name))
+                image_path = os.path.join(os.fspath(root), "images", name)
+                image = read_radiograph(image_path)
+                if min(image.shape) < MIN_RADIOGRAPH_SIDE:
+                    raise ValueError(f"{image_path!r} is {image.shape[0]}x{image.shape[1]} pixels; "
+                                     f"a radiograph must be at least {MIN_RADIOGRAPH_SIDE} pixels "
+                                     "a side (ChestX-ray14: 1024).")
                 out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
                     image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
             out.flush()
@@ -184,7 +221,7 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
             raise
         del out
         os.replace(tmp, path)
-        write_json(path[:-4] + ".json", {"file": names[s], "subset": s, "images": images,
+        write_json(path[:-4] + ".json", {**owner_stamp("extract-xray-crops"), "file": names[s], "subset": s, "images": images,
                                          "scale": scale, "crop_shape": list(crop_shape),
                                          "image_size": list(image_size), "seed": seed,
                                          "n_subsets": n_subsets})

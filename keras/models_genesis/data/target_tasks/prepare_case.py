@@ -23,6 +23,7 @@ written under a temporary name and renamed, so a killed run leaves no half-writt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Dict, List, Optional
@@ -30,11 +31,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from models_genesis.atomic import write_csv
-from models_genesis.data.crop_files import write_crop_file
+from models_genesis.data.io.crop_files import write_crop_file
 from models_genesis.data.target_tasks.cases import read_case
 from models_genesis.data.target_tasks.common import (SkipLog, extract_crops, intensity_window,
                                                      scale_to_unit)
-from models_genesis.data.volumes import Volume, read_volume, resample_volume, write_volume
+from models_genesis.data.io.volumes import Volume, read_volume, resample_volume, write_volume
 
 MANIFEST = "manifest.json"
 FORMAT = "models-genesis-prepared/1"
@@ -152,12 +153,45 @@ def prepare_case(job: dict) -> dict:
             **job.get("record", {}), **result}
 
 
+def file_checksum(path) -> Dict[str, object]:
+    """`{"size": bytes, "sha256": hex}` of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2 ** 20), b""):
+            digest.update(block)
+    return {"size": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def case_checksums(out_dir, task: str, case_id: str) -> Dict[str, Dict[str, object]]:
+    """`file_checksum` of each file of a finished case, by relative path (for the manifest)."""
+    return {rel: file_checksum(os.path.join(os.fspath(out_dir), rel))
+            for rel in case_outputs(task, case_id).values()}
+
+
+def case_damage(out_dir, task: str, case_id: str, entry: Optional[dict]) -> Optional[str]:
+    """Why a case the manifest lists as done is not intact (a file missing, of another size or
+    checksum than when it was written), or None when it is. Entries without checksums (older
+    manifests) are checked for their files only."""
+    recorded = (entry or {}).get("checksums") or {}
+    for rel in case_outputs(task, case_id).values():
+        path = os.path.join(os.fspath(out_dir), rel)
+        if not os.path.isfile(path):
+            return f"{path} is missing"
+        if rel in recorded:
+            if os.path.getsize(path) != recorded[rel].get("size"):
+                return (f"{path} has {os.path.getsize(path)} bytes, {recorded[rel].get('size')} "
+                        "when it was written")
+            if file_checksum(path)["sha256"] != recorded[rel].get("sha256"):
+                return f"{path} changed since it was written (SHA-256 differs)"
+    return None
+
+
 def case_is_done(out_dir, task: str, case_id: str, entry: Optional[dict]) -> bool:
-    """A case is finished when the manifest lists it and all its files exist."""
+    """A case is finished when the manifest lists it and its files are as they were written
+    (`case_damage`)."""
     if not entry or entry.get("status") != "done":
         return False
-    return all(os.path.isfile(os.path.join(os.fspath(out_dir), p))
-               for p in case_outputs(task, case_id).values())
+    return case_damage(out_dir, task, case_id, entry) is None
 
 
 def write_candidate_table(out_dir, manifest: dict) -> str:

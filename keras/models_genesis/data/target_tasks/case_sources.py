@@ -15,14 +15,15 @@ from typing import Optional
 import numpy as np
 
 from models_genesis.config import get_target_task
-from models_genesis.data.lidc import lidc_prepare_jobs
+from models_genesis.data.target_tasks.lidc_consensus import lidc_prepare_jobs
 from models_genesis.data.target_tasks.bms import BRATS_LABELS, find_brats_cases
 from models_genesis.data.target_tasks.candidates import check_candidate_table
 from models_genesis.data.target_tasks.common import SkipLog, check_input_shape
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
-from models_genesis.data.volumes import index_volumes, volume_key
+from models_genesis.data.io.csv_tables import ANNOTATION_COLUMNS, read_table
+from models_genesis.data.io.volumes import index_volumes, volume_key
 
 
 def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
@@ -59,16 +60,13 @@ def _ncs_jobs(data_dir, common):
     """NCS from LIDC-IDRI as downloaded (DICOM series + XML reading: `lidc_prepare_jobs`), or,
     when `data_dir` holds an `annotations.csv`, from volumes + `masks/` + `annotations.csv` (the
     chest phantoms' layout)."""
-    # pandas (0.7 s) on first use: `prepare` of the segmentation tasks never needs it.
-    import pandas as pd
-
     csv_path = os.path.join(data_dir, "annotations.csv")
     if not os.path.isfile(csv_path):
         return lidc_prepare_jobs(data_dir, common)
     volumes = index_volumes(data_dir, "subset*/*.mhd")
     masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, "masks", "*.mhd"))
              + glob.glob(os.path.join(data_dir, "masks", "*.nii*"))}
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str})
+    table = read_table(csv_path, ANNOTATION_COLUMNS, unique=ANNOTATION_COLUMNS[:4])
     refused = [{"item": f"{csv_path}: seriesuid {uid}", "reason": "has no volume or no mask"}
                for uid in sorted(set(table["seriesuid"]) - (set(volumes) & set(masks)))]
     jobs = []
@@ -95,7 +93,7 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         candidates_csv: NCC/ECC candidate CSV name or path (default: `candidates.csv`, and for
             NCC also `candidates_V2.csv`).
         **reader_options: options of the LIDC-IDRI reader (`consensus_level`, `min_readers`;
-            see `models_genesis.data.lidc`), NCS only; None values are left out.
+            see `models_genesis.data.target_tasks.lidc_consensus`), NCS only; None values are left out.
 
     Returns:
         `(jobs, parameters, loader_options, refused)`.

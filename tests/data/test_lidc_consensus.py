@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from models_genesis.data.dicom import read_dicom_series
-from models_genesis.data.lidc import find_lidc_scans, read_lidc_scan, reader_mask
-from models_genesis.data.lidc_xml import read_lidc_xml
+from models_genesis.data.io.dicom import read_dicom_series
+from models_genesis.data.target_tasks.lidc_consensus import find_lidc_scans, read_lidc_scan, reader_mask
+from models_genesis.data.io.lidc_xml import read_lidc_xml
 from models_genesis.data.phantoms.lidc import slice_uid, write_dicom_series, write_lidc_xml
 
 SERIES, STUDY, PATIENT = "1.2.826.0.1.99.7", "1.2.826.0.1.99", "LIDC-IDRI-0007"

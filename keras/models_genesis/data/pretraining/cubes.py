@@ -1,10 +1,11 @@
 """Sub-volume ("cube") extraction: the proxy-task data of Models Genesis (paper Sec. 3.1).
 
 Random `(rows, cols, deps)` crops are drawn away from the scan borders and kept unless they hold
-too much tissue (REFERENCE 3). The release's filter, for each voxel of the crop, looks at the
-voxel and the next `lookahead - 1` slices: the first slice `k` whose intensity is at least the
-threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0 for 3 slices; 0 when
-none is); a crop whose weights sum to more than `tissue_fraction` of its voxels is rejected.
+too much tissue (docs/release_reference.md, 'Cube extraction'). The release's filter, for each voxel
+of the crop, looks at the voxel and the next `lookahead - 1` slices: the first slice `k` whose
+intensity is at least the threshold (-150 HU) gives the weight `1 - k / (lookahead - 1)` (1, 0.5, 0
+for 3 slices; 0 when none is); a crop whose weights sum to more than `tissue_fraction` of its voxels
+is rejected.
 
 The weights depend only on the volume, not on the crop, so they are computed with array
 operations: per crop for the first few candidates, and, when many candidates are needed, once
@@ -13,31 +14,23 @@ summed-area table (O(1) per crop). Both give the release's decisions exactly.
 
 Two checks the release does not make, so that nothing silently wrong reaches pre-training: a
 crop of one constant value after clipping (e.g. all air, an empty scan) has nothing to restore
-and is rejected like a crop with too much tissue; and `extract_cubes` skips, with the reason in
+and is rejected like a crop with too much tissue; and the folder loop
+(`pipeline.extract_cubes`) skips, with the reason in
 its report, a scan whose voxel spacing is implausible for CT (outside `PLAUSIBLE_SPACING_MM`, or
 slices more than `MAX_ANISOTROPY` times thicker than the pixels).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
-import glob
 import logging
-import multiprocessing
-import os
-import zlib
-from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from models_genesis.atomic import write_json
-from models_genesis.data.cube_files import cube_file_name, save_cubes
-from models_genesis.data.volumes import Volume, normalize_intensity, read_volume, volume_key
-from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import Volume
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +51,8 @@ class ScanTooSmallError(ValueError):
 
 @dataclass(frozen=True)
 class ExtractionConfig:
-    """Parameters of cube extraction (release defaults, REFERENCE 3).
+    """Parameters of cube extraction (release defaults;
+    docs/release_reference.md, 'Cube extraction').
 
     Attributes:
         cube_shape: (rows, cols, deps) of a cube, in (x, y, z) voxels.
@@ -303,7 +297,8 @@ def _accepted_starts(array, starts, config):
 def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
                               config: Optional[ExtractionConfig] = None,
                               return_info: bool = False):
-    """Extract up to `scale` cubes from one scan (paper Sec. 3.1; REFERENCE 3).
+    """Extract up to `scale` cubes from one scan (paper Sec. 3.1;
+    docs/release_reference.md, 'Cube extraction').
 
     Args:
         volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.
@@ -348,134 +343,3 @@ def implausible_spacing(spacing) -> Optional[str]:
                 f"{spacing.max() / spacing.min():.0f}x thicker than pixels (at most "
                 f"{MAX_ANISOTROPY:g}x accepted)")
     return None
-
-
-def _subset_key(subset) -> int:
-    text = str(subset)
-    return int(text) if text.isdigit() else zlib.crc32(text.encode())
-
-
-def _extract_scan(task):
-    """Worker: read one scan and extract its cubes; skips are returned with their reason."""
-    subset, index, path, config, seed = task
-    record = {"subset": str(subset), "index": index, "path": path, "seriesuid": volume_key(path)}
-    rng = np.random.default_rng([int(seed), _subset_key(subset), int(index)])
-    try:
-        volume = read_volume(path)
-        problem = implausible_spacing(volume.spacing)
-        if problem:
-            return {**record, "status": "skipped", "reason": "implausible spacing",
-                    "detail": problem}, None
-        cubes, info = extract_cubes_from_volume(volume, rng=rng, config=config, return_info=True)
-    except ScanTooSmallError as exc:
-        return {**record, "status": "skipped", "reason": "too small", "detail": str(exc)}, None
-    except (ValueError, FileNotFoundError) as exc:
-        return {**record, "status": "skipped", "reason": "unreadable", "detail": str(exc)}, None
-    if len(cubes) == 0:
-        flat = (f"; {info['n_flat']} had one constant value (e.g. all air)"
-                if info["n_flat"] else "")
-        return {**record, "status": "skipped", "reason": "no cube passed the tissue filter",
-                "detail": f"0 of {info['n_tries']} candidates passed{flat}"}, None
-    record.update(status="ok", n_cubes=len(cubes), n_tries=info["n_tries"],
-                  shape=list(volume.shape), spacing=list(volume.spacing))
-    return record, cubes.astype(config.dtype)
-
-
-def extract_cubes(data_dir, subsets: Sequence, out_dir, *, config: Optional[ExtractionConfig] = None,
-                  seed: int = 0, workers: Optional[int] = None, pattern: str = "*.mhd",
-                  subset_dir: str = "subset{}", progress: bool = True,
-                  overwrite: bool = False) -> dict:
-    """Extract the cubes of every scan in `data_dir/subset{K}/` and write one file per subset.
-
-    Writes `out_dir/bat_{scale}_s_{r}x{c}x{d}_{subset}.npy` (`cube_files.save_cubes`, in
-    `config.dtype`) and a JSON manifest beside it (same name, `.json`): sources, parameters,
-    seed, counts and skipped scans with their reasons. Scan `i` of subset `K` is seeded with
-    `(seed, K, i)`, so the output does not depend on `workers`.
-
-    Args:
-        data_dir: folder holding the subset folders (LUNA16 layout).
-        subsets: subset names, e.g. `[0, 1, 2, 3, 4]`.
-        out_dir: output folder (created).
-        config: `ExtractionConfig` (default: the release's; `ExtractionConfig.demo()` for phantoms).
-        seed: base seed.
-        workers: processes (default: CPU count, at most 8); 0 or 1 runs in this process.
-        pattern: file pattern of the scans in a subset folder.
-        subset_dir: subset folder name, `{}` replaced by the subset.
-        progress: show a tqdm bar.
-        overwrite: replace cube files and manifests of the same names in `out_dir`.
-
-    Returns:
-        Summary dict: `files`, `n_cubes` and `n_scans` per subset, `n_skipped`,
-        `skipped_by_reason`, `skipped` (path, reason, detail), `seed`, `config`.
-
-    Raises:
-        FileNotFoundError: a subset folder is missing or holds no scan matching `pattern`.
-        FileExistsError: a cube file or manifest to write exists and `overwrite` is False.
-        NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
-        All before any scan is read.
-    """
-    config = config or ExtractionConfig()
-    data_dir, out_dir = os.fspath(data_dir), os.fspath(out_dir)
-    subsets = [str(s) for s in subsets]
-    if not subsets:
-        raise ValueError("`subsets` must name at least one subset. Received: subsets=[].")
-    check_output_dir(out_dir, name="out_dir")
-    if not overwrite:
-        names = [cube_file_name(config.scale, config.cube_shape, s) for s in subsets]
-        refuse_to_replace([os.path.join(out_dir, n[:-4] + ext) for n in names
-                           for ext in (".npy", ".json")], where=out_dir, what="cube files")
-    tasks = []
-    for subset in subsets:
-        folder = os.path.join(data_dir, subset_dir.format(subset))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"Subset folder not found: {folder!r} (data_dir={data_dir!r}).")
-        paths = sorted(glob.glob(os.path.join(folder, pattern)))
-        if not paths:
-            raise FileNotFoundError(f"Subset {subset!r} is empty: no scan matching {pattern!r} "
-                                    f"in {folder!r}.")
-        tasks += [(subset, i, p, config, seed) for i, p in enumerate(paths)]
-    workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
-    results = {}
-    bar = tqdm(total=len(tasks), desc="extract-cubes", unit="scan", disable=not progress)
-    if workers <= 1:
-        for task in tasks:
-            results[task[:2]] = _extract_scan(task)
-            bar.update()
-    else:
-        with cf.ProcessPoolExecutor(min(workers, len(tasks)),
-                                    mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_extract_scan, t): t[:2] for t in tasks}
-            for future in cf.as_completed(futures):
-                results[futures[future]] = future.result()
-                bar.update()
-    bar.close()
-    os.makedirs(out_dir, exist_ok=True)
-    summary = {"data_dir": data_dir, "out_dir": out_dir, "seed": int(seed),
-               "config": config.to_dict(), "files": {}, "n_cubes": {}, "n_scans": {},
-               "skipped": [], "n_skipped": 0, "skipped_by_reason": {}}
-    for subset in subsets:
-        records = [results[k] for k in sorted(k for k in results if k[0] == subset)]
-        ok = [(rec, cubes) for rec, cubes in records if cubes is not None]
-        skipped = [rec for rec, cubes in records if cubes is None]
-        for rec in skipped:
-            log.warning("Skipped %s: %s (%s)", rec["path"], rec["reason"], rec["detail"])
-        name = cube_file_name(config.scale, config.cube_shape, subset)
-        manifest = {"file": name, "subset": subset, "seed": int(seed),
-                    "parameters": config.to_dict(), "n_scans": len(records),
-                    "n_cubes": sum(rec["n_cubes"] for rec, _ in ok),
-                    "sources": [rec for rec, _ in ok], "skipped": skipped,
-                    "skipped_by_reason": dict(Counter(rec["reason"] for rec in skipped))}
-        if ok:
-            path = save_cubes(os.path.join(out_dir, name),
-                              np.concatenate([cubes for _, cubes in ok]), dtype=config.dtype)
-            summary["files"][subset] = path
-        else:
-            log.warning("Subset %s: no scan gave a cube; no file written.", subset)
-            remove_outputs([os.path.join(out_dir, name)])  # an earlier run's, with `overwrite`
-        write_json(os.path.join(out_dir, name[:-4] + ".json"), manifest)
-        summary["n_cubes"][subset] = manifest["n_cubes"]
-        summary["n_scans"][subset] = len(records)
-        summary["skipped"] += [{k: rec[k] for k in ("path", "reason", "detail")} for rec in skipped]
-    summary["n_skipped"] = len(summary["skipped"])
-    summary["skipped_by_reason"] = dict(Counter(s["reason"] for s in summary["skipped"]))
-    return summary

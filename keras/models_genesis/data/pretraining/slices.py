@@ -2,7 +2,7 @@
 
 "Our Models Genesis 2D are self-supervised pre-trained from LUNA 2016 ... using 2D CT slices in an
 axial view" (Sec. 3.1). The slices are cut from the same scans, with the same machinery, as the
-cubes (`data.subvolumes`): a slice is a crop one voxel deep, `(rows, cols, 1)`, drawn away from
+cubes (`data.pretraining.cubes`): a slice is a crop one voxel deep, `(rows, cols, 1)`, drawn away from
 the borders, and written as a cube file `bat_{scale}_s_{rows}x{cols}x1_{subset}.npy` holding
 `(N, rows, cols, 1)` in [0, 1] (memory-mapped when read, like the cubes).
 
@@ -22,8 +22,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from models_genesis.data.cube_files import open_cubes
-from models_genesis.data.subvolumes import ExtractionConfig, extract_cubes, tissue_fractions
+from models_genesis.data.io.cube_files import open_cubes
+from models_genesis.data.pretraining.cubes import ExtractionConfig, tissue_fractions
 
 SLICE_SHAPE = (64, 64)
 SLICE_LOOKAHEAD = 2  # the slice's own pixels only
@@ -54,22 +54,6 @@ def check_slice_config(config: ExtractionConfig) -> None:
                          f"Received: cube_shape={config.cube_shape}.")
 
 
-def extract_slices(data_dir, subsets: Sequence, out_dir, *,
-                   config: Optional[ExtractionConfig] = None, **kwargs) -> dict:
-    """Cut axial slices from every scan of `data_dir/subset{K}/`; one file per subset.
-
-    Same arguments, seeding, manifests and skipped-scan report as `subvolumes.extract_cubes`
-    (`**kwargs`: seed, workers, pattern, subset_dir, progress, overwrite); `config` defaults to
-    `slice_config()` and must cut crops one voxel deep.
-
-    Returns:
-        The summary of `extract_cubes`; files `bat_{scale}_s_{rows}x{cols}x1_{subset}.npy`.
-    """
-    config = config or slice_config()
-    check_slice_config(config)
-    return extract_cubes(data_dir, subsets, out_dir, config=config, **kwargs)
-
-
 def open_slices(path) -> np.ndarray:
     """Open a slice file memory-mapped; return the `(N, rows, cols)` view (no copy).
 
@@ -88,7 +72,7 @@ def open_slices(path) -> np.ndarray:
 def slice_tissue_fraction(slice_hu: np.ndarray, config: Optional[ExtractionConfig] = None) -> float:
     """The filter's value for one slice `(rows, cols)` in HU: its share of tissue pixels.
 
-    Equal to `subvolumes.tissue_fractions` of the slice as a one-voxel-deep crop (tested).
+    Equal to `cubes.tissue_fractions` of the slice as a one-voxel-deep crop (tested).
     """
     config = config or slice_config(np.shape(slice_hu))
 

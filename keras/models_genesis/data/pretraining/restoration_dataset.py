@@ -23,7 +23,7 @@ import keras
 import numpy as np
 from matplotlib import image as mpimg
 
-from models_genesis.data.cube_files import find_cube_files, open_cubes
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
 from models_genesis.transformations.unified import TransformConfig, genesis_transform
 
 
@@ -126,7 +126,7 @@ class CubeBatchDataset(keras.utils.PyDataset):
         data_format: `"channels_last"` or `"channels_first"` (see `add_channel`).
         samples_per_epoch: cubes per epoch (default: all cubes once).
         dims: 3 (cubes) or 2: 2D slices or radiographs (Genesis 2D), stored one voxel deep
-            (`(N, rows, cols, 1)` files of `data.slices`; arrays `(N, rows, cols)` too) and handed
+            (`(N, rows, cols, 1)` files of `data.pretraining.slices`; arrays `(N, rows, cols)` too) and handed
             to `make_batch` as `(B, rows, cols)`.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` for `PyDataset`.
     """

@@ -1,4 +1,4 @@
-"""Tests for models_genesis.data.subvolumes: the tissue filter, seeding, files and skips."""
+"""Tests for models_genesis.data.pretraining.cubes: the tissue filter, seeding, files and skips."""
 
 import json
 import os
@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pytest
 
-from models_genesis.data.cube_files import find_cube_files, open_cubes
-from models_genesis.data.subvolumes import (
-    ExtractionConfig, ScanTooSmallError, extract_cubes, extract_cubes_from_volume,
-    sample_cube_starts, tissue_fractions, tissue_weights,
-)
-from models_genesis.data.volumes import normalize_intensity, write_volume
+from models_genesis.data.io.cube_files import find_cube_files, open_cubes
+from models_genesis.data.pretraining.cubes import (ExtractionConfig, ScanTooSmallError, extract_cubes_from_volume, sample_cube_starts, tissue_fractions, tissue_weights)
+from models_genesis.pipeline.extract_cubes import extract_cubes
+from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.volumes import write_volume
 
 SMALL = ExtractionConfig(cube_shape=(8, 8, 4), scale=4, border_xy=2, border_z=1)
 

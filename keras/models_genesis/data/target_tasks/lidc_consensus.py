@@ -35,9 +35,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from skimage.draw import polygon, polygon_perimeter
 
-from models_genesis.data.dicom import DicomSeries, read_dicom_series, read_header
-from models_genesis.data.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
-from models_genesis.data.volumes import Volume, resample_volume
+from models_genesis.data.io.dicom import DicomSeries, read_dicom_series, read_header
+from models_genesis.data.io.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
+from models_genesis.data.io.volumes import Volume, resample_volume
 
 
 @dataclass(frozen=True, eq=False)

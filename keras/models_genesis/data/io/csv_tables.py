@@ -19,7 +19,8 @@ ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 NUMERIC = ("coordX", "coordY", "coordZ", "class", "diameter_mm")
 
 
-def check_table(table, source, required: Sequence[str], numeric: Sequence[str] = NUMERIC):
+def check_table(table, source, required: Sequence[str], numeric: Sequence[str] = NUMERIC, *,
+                unique: Sequence[str] = ()):
     """Check columns and numbers of a DataFrame read from `source`; return it with numeric columns.
 
     Args:
@@ -27,12 +28,15 @@ def check_table(table, source, required: Sequence[str], numeric: Sequence[str] =
         source: the file (for the messages).
         required: columns that must be present.
         numeric: columns (those present) that must hold finite numbers in every row.
+        unique: columns whose values together must not repeat (e.g. a nodule's series and
+            centre in `annotations.csv`: a duplicated row would count the nodule twice).
 
     Returns:
         The table with the numeric columns converted to numbers (float, or int when integral).
 
     Raises:
-        ValueError: a missing column, or a non-numeric, empty or infinite value.
+        ValueError: a missing column, a non-numeric, empty or infinite value, or a repeated
+            row of the `unique` columns.
     """
     # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
     import pandas as pd
@@ -56,11 +60,21 @@ def check_table(table, source, required: Sequence[str], numeric: Sequence[str] =
             raise ValueError(f"{source}: column {column} must hold numbers; row {row + 1} "
                              f"(line {row + 2}) holds {table[column].iloc[row]!r}.")
         table[column] = values
+    if unique:
+        repeated = table.duplicated(subset=list(unique), keep=False).to_numpy()
+        if repeated.any():
+            first = int(np.flatnonzero(repeated)[0])
+            key = table[list(unique)].iloc[first]
+            same = (table[list(unique)] == key).all(axis=1).to_numpy()
+            second = int(np.flatnonzero(same)[1])
+            raise ValueError(f"{source}: rows {first + 1} and {second + 1} (lines {first + 2} and "
+                             f"{second + 2}) repeat the same {', '.join(unique)}; a duplicated "
+                             "row would count it twice. Remove one.")
     return table
 
 
 def read_table(path, required: Sequence[str], numeric: Sequence[str] = NUMERIC, *,
-               rename: Optional[Dict[str, str]] = None):
+               rename: Optional[Dict[str, str]] = None, unique: Sequence[str] = ()):
     """Read a CSV (ids as text), rename columns (e.g. ECC's `FileName` -> `seriesuid`), check it.
 
     Raises:
@@ -80,4 +94,4 @@ def read_table(path, required: Sequence[str], numeric: Sequence[str] = NUMERIC, 
     if rename:
         table = table.rename(columns={k: v for k, v in rename.items()
                                       if k in table.columns and v not in table.columns})
-    return check_table(table, path, required, numeric)
+    return check_table(table, path, required, numeric, unique=unique)

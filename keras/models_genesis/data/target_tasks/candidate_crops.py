@@ -2,7 +2,7 @@
 
 LUNA16's `candidates_V2.csv` lists 754,975 candidates; cut into 64x64x32 float32 crops they would
 take about 370 GiB. `models-genesis prepare` writes each scan's crops once to a crop file
-(`models_genesis.data.crop_files`) and a table of every crop; training never holds more than one
+(`models_genesis.data.io.crop_files`) and a table of every crop; training never holds more than one
 batch of crops:
 
 - `CandidateDataset` is a `keras.utils.PyDataset` over rows of the table with per-epoch negative
@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.crop_files import CropReader
+from models_genesis.data.io.crop_files import CropReader
 from models_genesis.transformations.augmentation import augment_pair
 
 DEFAULT_NEGATIVE_RATIO = 10.0

@@ -1,4 +1,4 @@
-"""Reading a prepared folder (`models-genesis prepare`; see `models_genesis.data.prepare`).
+"""Reading a prepared folder (`models-genesis prepare`; see `models_genesis.data.target_tasks.prepare_case`).
 
 Segmentation tasks (NCS, LCS, BMS): the prepared files are in the layout the task loader reads,
 so the loader runs on them with the options the manifest records (e.g. NCS is already at 1 mm).
@@ -18,8 +18,8 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from models_genesis.data.candidate_crops import DEFAULT_NEGATIVE_RATIO, CandidateDataset
-from models_genesis.data.prepare import read_manifest
+from models_genesis.data.target_tasks.candidate_crops import DEFAULT_NEGATIVE_RATIO, CandidateDataset
+from models_genesis.data.target_tasks.prepare_case import read_manifest
 from models_genesis.data.target_tasks.common import SPLITS, check_split_ids, seeded_split
 from models_genesis.data.target_tasks.ecc import read_release_split
 from models_genesis.data.target_tasks.ncc import LUNA16_SUBSETS

@@ -7,9 +7,9 @@ from PIL import Image
 from models_genesis.data.phantoms.xray import (
     MU_WATER_PER_MM, attenuation_integral, drr, make_xray_phantoms, to_png_levels, write_png,
 )
-from models_genesis.data.restoration_dataset import RestorationDataset
-from models_genesis.data.slices import open_slices
-from models_genesis.data.xray import (
+from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
+from models_genesis.data.pretraining.slices import open_slices
+from models_genesis.data.pretraining.xray_crops import (
     patient_subsets, prepare_xray_crops, read_data_entry, read_radiograph,
 )
 

@@ -1,18 +1,22 @@
 """Cube files: the proxy-task data on disk, in the release's naming.
 
 The release's extractor writes `bat_{scale}_{rows}x{cols}x{deps}_{subset}.npy` while its trainer
-reads `bat_{scale}_s_{rows}x{cols}x{deps}_{subset}.npy` (REFERENCE 3). We write the trainer's name
-and read both. Each file holds an array `(N, rows, cols, deps)` with values in `[0, 1]`, stored as
-float16 or float32; it is opened memory-mapped so memory stays flat in the data set's size.
+reads `bat_{scale}_s_{rows}x{cols}x{deps}_{subset}.npy` (docs/release_reference.md, 'Cube
+extraction'). We write the trainer's name and read both. Each file holds an array `(N, rows, cols,
+deps)` with values in `[0, 1]`, stored as float16 or float32; it is opened memory-mapped so memory
+stays flat in the data set's size.
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 from typing import Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from models_genesis.outputs import claim_output_dir
 
 _NAME = re.compile(r"^bat_(?P<scale>\d+)_(?:s_)?(?P<r>\d+)x(?P<c>\d+)x(?P<d>\d+)_(?P<subset>\w+?)\.npy$")
 
@@ -21,6 +25,20 @@ def cube_file_name(scale: int, cube_shape: Sequence[int], subset) -> str:
     """Return the trainer's file name, e.g. `bat_32_s_64x64x32_0.npy`."""
     r, c, d = (int(v) for v in cube_shape)
     return f"bat_{int(scale)}_s_{r}x{c}x{d}_{subset}.npy"
+
+
+def claim_cube_dir(out_dir, command: str, *, overwrite: bool = False, inputs=()) -> str:
+    """Check before any scan is read that `command` (`extract-cubes`, `extract-xray-crops`) may
+    write cube files in `out_dir`: new, empty, or its own (its `bat_*.json` manifests name it;
+    cube files without manifests, of runs older than the stamp, count as `extract-cubes`');
+    anything else only with `overwrite`. `out_dir` must not be, lie in or hold the folders
+    `inputs` (`(name, folder)` pairs: the scans' folders)."""
+    legacy = None
+    if command == "extract-cubes":
+        def legacy(folder):
+            return bool(glob.glob(os.path.join(glob.escape(folder), "bat_*.npy")))
+    return claim_output_dir(out_dir, command, markers=("bat_*.json",), legacy=legacy,
+                            overwrite=overwrite, inputs=inputs, name="out_dir")
 
 
 def parse_cube_file_name(name: str) -> Optional[dict]:
@@ -83,6 +101,35 @@ def find_cube_files(directory, subsets: Iterable, cube_shape: Optional[Sequence[
     if len(shapes) > 1:
         raise ValueError(f"Cube files of different shapes: {sorted(shapes)} in {out}.")
     return out
+
+
+def check_cube_values(path, cubes: np.ndarray, *, chunk: int = 256) -> None:
+    """Check, in one pass before training, that the cubes of a file are usable: finite, within
+    [0, 1] (the normalised intensities the proxy tasks restore, Sec. 2.1) and not all one value.
+
+    The pass reads `chunk` cubes at a time (a memory-mapped file stays on disk), so a NaN is
+    reported here, naming the file and the cube, not from inside a training step.
+
+    Raises:
+        ValueError: naming `path`, the first bad cube and what is wrong.
+    """
+    lo, hi = np.inf, -np.inf
+    for start in range(0, len(cubes), chunk):
+        block = np.asarray(cubes[start:start + chunk], dtype=np.float32)
+        finite = np.isfinite(block)
+        if not finite.all():
+            k = start + int(np.argmin(finite.reshape(len(block), -1).all(axis=1)))
+            raise ValueError(f"Cube file {os.fspath(path)!r} holds NaN or infinite values (first "
+                             f"in cube {k}); re-extract the cubes from the scans.")
+        bmin, bmax = float(block.min()), float(block.max())
+        if bmin < -1e-3 or bmax > 1 + 1e-3:
+            raise ValueError(f"Cube file {os.fspath(path)!r} holds values in [{bmin:.4g}, "
+                             f"{bmax:.4g}] (cubes {start}..{start + len(block) - 1}); cubes must "
+                             "be intensities scaled to [0, 1], as extract-cubes writes them.")
+        lo, hi = min(lo, bmin), max(hi, bmax)
+    if len(cubes) and lo == hi:
+        raise ValueError(f"Cube file {os.fspath(path)!r} holds one value only ({lo:g} in every "
+                         "voxel): there is nothing to restore or learn from.")
 
 
 def open_cubes(path, cube_shape: Optional[Sequence[int]] = None, mmap: bool = True) -> np.ndarray:
