@@ -29,6 +29,9 @@ setup(
         "2d": ["keras-hub>=0.20"],
         # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel.
         "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
+        # nnU-Net v2 for benchmarks/prepare.py's comparison only (it needs torch: the "torch"
+        # extra; with the pinned CPU torch, install it without letting pip replace torch).
+        "benchmark": ["nnunetv2>=2.5"],
         "dev": [
             "pytest>=7",
             "nbclient>=0.9",

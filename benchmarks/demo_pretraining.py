@@ -1,4 +1,7 @@
-"""One setting of the demo pre-training, measured: the row of benchmarks/demo_pretraining.md.
+"""One setting of the demo pre-training, measured: one row of the pre-training log.
+
+The rows measured so far are in docs/results.md, 'Log: what the demo pre-training learns in its
+budget' (records in benchmarks/results/demo_pretraining_log.json).
 
 Runs `run_demo_pretraining` (phantoms and cubes written once into --data, reused by every
 setting) with the demo preset plus the options given, then evaluates the best weights on the

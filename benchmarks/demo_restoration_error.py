@@ -1,4 +1,6 @@
-"""Where a demo pre-training's error on untransformed cubes lies (benchmarks/demo_pretraining.md).
+"""Where a demo pre-training's error on untransformed cubes lies.
+
+Measured so far: docs/results.md, 'Log: what the demo pre-training learns in its budget'.
 
 Loads the restoration model of a finished pre-training run and, on 32 validation cubes (the
 first of `config.val_subsets`, as `make demo`'s restoration table), prints:

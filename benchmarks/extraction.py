@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from models_genesis.pipeline.result_records import add_record_option, record_run
+
 
 def _loop_filter(x01, start, config, threshold):
     """The release's per-candidate test, transcribed literally (baseline only)."""
@@ -53,6 +55,7 @@ def main(argv=None) -> int:
     parser.add_argument("--loop-candidates", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--depth", type=int, default=128, help="slices of the scan")
+    add_record_option(parser, "benchmarks/results/extraction.json")
     args = parser.parse_args(argv)
 
     config = ExtractionConfig()
@@ -96,6 +99,12 @@ def main(argv=None) -> int:
           f" of one scan)")
     print(f"ratio (end to end) : {loop_per / ours_per:.0f}x")
     print(f"ratio (table, all) : {loop_per / table_per:.0f}x")
+    record_run(args.record, f"extraction.py, scan {hu.shape}",
+               numbers={"baseline, candidates/s": round(1 / loop_per, 1),
+                        "ours end to end, candidates/s": round(1 / ours_per, 1),
+                        "ours, table on all candidates, candidates/s": round(1 / table_per, 1),
+                        "ratio (end to end)": f"{loop_per / ours_per:.0f}x",
+                        "ratio (table, all)": f"{loop_per / table_per:.0f}x"})
     return 0
 
 

@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from models_genesis.pipeline.result_records import add_record_option, record_run
+
 
 def _maker_rate(method, options, cubes, batch_size: int, batches: int):
     """(samples/s, one batch) of `method.make_dataset` over in-memory `cubes`, epoch 0."""
@@ -72,6 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps (compilation)")
     p.add_argument("--no-own-steps", action="store_true",
                    help="skip timing each method's own model (only the demo model)")
+    add_record_option(p, "benchmarks/results/methods.json")
     args = p.parse_args(argv)
 
     import keras
@@ -103,6 +106,7 @@ def main(argv=None) -> int:
               f"{'own step ms':>11} {'/ own step':>10}")
     print(header)
     print("-" * len(header))
+    rows = []
     for name in METHODS:
         try:  # a method being written, or one that does not fit these cubes, is skipped
             method = get_method(name)
@@ -117,13 +121,20 @@ def main(argv=None) -> int:
             continue
         rate, batch = _maker_rate(method, options, cubes, args.batch_size, args.batches)
         per_batch = args.batch_size / rate
-        own = ""
+        own, own_cells = "", ["", ""]
         if not args.no_own_steps:
             step = _step_seconds(keras, model, method.loss(options), batch, args.warmup,
                                  args.steps)
             own = f"{step * 1e3:>11.1f} {per_batch / step:>10.3f}"
+            own_cells = [f"{step * 1e3:.1f}", f"{per_batch / step:.3f}"]
         print(f"{name:<16} {rate:>18.1f} {per_batch * 1e3:>9.1f} "
               f"{per_batch / demo_step:>11.3f} {own}", flush=True)
+        rows.append([name, f"{rate:.1f}", f"{per_batch * 1e3:.1f}", f"{per_batch / demo_step:.3f}",
+                     *own_cells])
+    record_run(args.record, f"cubes {'x'.join(map(str, shape))}; demo step "
+               f"{demo_step * 1e3:.0f} ms", table={
+                   "columns": ["method", "samples/s", "ms per batch", "/ demo step",
+                               "own step ms", "/ own step"], "rows": rows})
     return 0
 
 

@@ -20,6 +20,8 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from models_genesis.pipeline.result_records import add_record_option, record_run
+
 
 def pairs_per_second(files, seconds: float, dims: int, batch_size: int = 6) -> float:
     from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
@@ -34,24 +36,29 @@ def pairs_per_second(files, seconds: float, dims: int, batch_size: int = 6) -> f
     return n / (time.perf_counter() - start)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
-    args = parser.parse_args()
+    add_record_option(parser, "benchmarks/results/pairs_2d.json")
+    args = parser.parse_args(argv)
     from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 
     rng = np.random.default_rng(0)
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             path = save_cubes(os.path.join(tmp, cube_file_name(32, (size, size, 1), "0")),
                               rng.random((120, size, size, 1), dtype=np.float32))
             rate = pairs_per_second([path], args.seconds, dims=2)
             print(f"2D {size}x{size} slices: {rate:8.1f} pairs/s on one core")
+            rows.append([f"2D {size}x{size} slices", f"{rate:.1f}"])
         path = save_cubes(os.path.join(tmp, cube_file_name(32, (64, 64, 32), "0")),
                           rng.random((24, 64, 64, 32), dtype=np.float32))
-        print(f"3D 64x64x32 cubes (for scale): {pairs_per_second([path], args.seconds, 3):8.1f} "
-              "pairs/s on one core")
+        rate = pairs_per_second([path], args.seconds, 3)
+        print(f"3D 64x64x32 cubes (for scale): {rate:8.1f} pairs/s on one core")
+        rows.append(["3D 64x64x32 cubes (for scale)", f"{rate:.1f}"])
+    record_run(args.record, "pairs_2d.py", table={"columns": ["input", "pairs/s"], "rows": rows})
 
 
 if __name__ == "__main__":

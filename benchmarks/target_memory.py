@@ -25,6 +25,8 @@ import time
 
 import numpy as np
 
+from models_genesis.pipeline.result_records import add_record_option, record_run
+
 
 def peak_rss_mib() -> float:
     with open("/proc/self/status") as f:
@@ -108,6 +110,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    add_record_option(parser, "benchmarks/results/target_memory.json")
     args = parser.parse_args(argv)
     if args.child:
         what, *rest = args.child
@@ -127,9 +130,18 @@ def main(argv=None) -> int:
               f"prepare: peak RSS {prep['peak_rss_mib']:.0f} MiB, {prep['seconds']:.1f} s | "
               f"one epoch ({epoch['samples']} of {epoch['train_candidates']} training "
               f"candidates): peak RSS {epoch['peak_rss_mib']:.0f} MiB, {epoch['seconds']:.1f} s")
+    table = [[f"{factor}x ({r['n_candidates']:,})", f"{r['prepare']['peak_rss_mib']:,.0f} MiB",
+              f"{r['prepare']['seconds']:.1f} s", f"{r['epoch']['peak_rss_mib']:,.0f} MiB",
+              f"{r['epoch']['samples']} of {r['epoch']['train_candidates']:,} training candidates"]
+             for factor, r in rows.items()]
+    ratios = {}
     for stage in ("prepare", "epoch"):
-        ratio = rows[10][stage]["peak_rss_mib"] / rows[1][stage]["peak_rss_mib"]
-        print(f"{stage}: peak RSS 10x / 1x = {ratio:.3f} (goal <= 1.2)")
+        ratios[stage] = rows[10][stage]["peak_rss_mib"] / rows[1][stage]["peak_rss_mib"]
+        print(f"{stage}: peak RSS 10x / 1x = {ratios[stage]:.3f} (goal <= 1.2)")
+    table.append(["10x / 1x", f"{ratios['prepare']:.3f}", "", f"{ratios['epoch']:.3f}", ""])
+    record_run(args.record, "target_memory.py", table={
+        "columns": ["candidates", "prepare: peak RSS", "prepare time", "one epoch: peak RSS",
+                    "samples in the epoch"], "rows": table})
     if not args.keep:
         shutil.rmtree(args.out, ignore_errors=True)
     return 0

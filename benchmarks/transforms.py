@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+from models_genesis.pipeline.result_records import add_record_option, record_run
+
 
 def _baseline_local_shuffle(x, rng, n_windows=10000):
     out = x.copy()
@@ -110,6 +112,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="CPU seconds per method")
     parser.add_argument("--shape", type=int, nargs=3, default=(64, 64, 32))
+    add_record_option(parser, "benchmarks/results/transforms.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from models_genesis.transformations.unified import genesis_transform
@@ -122,6 +125,9 @@ def main(argv=None):
     print(f"baseline (plain loop transcription): {base:9.1f} samples/s  ({1e3 / base:7.2f} ms/sample)")
     print(f"ours (genesis_transform):            {ours:9.1f} samples/s  ({1e3 / ours:7.2f} ms/sample)")
     print(f"ratio: {ours / base:.1f}x")
+    record_run(args.record, f"transforms.py, {'x'.join(map(str, args.shape))} cubes",
+               numbers={"baseline, samples/s": round(base, 1), "ours, samples/s": round(ours, 1),
+                        "ratio": f"{ours / base:.1f}x"})
     return ours / base
 
 

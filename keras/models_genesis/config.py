@@ -307,11 +307,6 @@ class TargetTask(_JsonConfig):
             CONFIG_RANGES[name].check(getattr(self, name), name)
         CONFIG_RANGES["learning_rate"].check(self.learning_rate, "learning_rate")
 
-    @property
-    def normalization(self) -> str:
-        """`"ct"` (clip `intensity_window`, scale to [0, 1]) or `"mri"` (per-patient min-max)."""
-        return self.modality
-
     def preprocessing(self) -> dict:
         """The preprocessing of this task in one dict (what `task.json` readers need)."""
         return {"modality": self.modality, "intensity_window": self.intensity_window,
@@ -759,16 +754,14 @@ class PretrainConfig(_JsonConfig):
 
 
 # What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 1000 float32 steps (about 6 minutes on 2 free cores, 0.28 s a step). The release's SGD at lr 1.0
-# stays at the mean (a near-constant output) for the first few hundred steps, and
-# BatchNormalization's momentum 0.99 leaves the moving statistics mostly at their initial values
-# after them (inference then differs from training); Adam at 1e-3 with momentum 0.9 restores.
-# Measured (benchmarks/demo_pretraining.md, every setting tried): the number of steps is what
-# moves the result (learning rate, cosine decay, batch size, 16 base filters, BatchNorm momentum
-# 0.99: no better at 500 steps); 1000 steps beat doing nothing on all 11 transformed combinations
-# (500: 10 of 11, local shuffling 1.10x), in the time 500 took before `fit` kept one iterator
-# for the run. Mixed bf16 is faster on CPUs with native bf16 but not the default: TensorFlow's
-# CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's Jigsaw: NaN).
+# 1000 float32 steps (timed on docs/results.md). The release's SGD at lr 1.0 stays at the mean (a
+# near-constant output) for the first few hundred steps, and BatchNormalization's momentum 0.99
+# leaves the moving statistics mostly at their initial values after them (inference then differs
+# from training); Adam at 1e-3 with momentum 0.9 restores. Why these values, measured:
+# docs/results.md, 'Log: what the demo pre-training learns in its budget' (the number of steps is
+# what moves the result). Mixed bf16 is faster on CPUs with native bf16 but not the default:
+# TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's
+# Jigsaw: NaN).
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {
@@ -788,8 +781,8 @@ PRETRAIN_PRESETS = {
 # Genesis 2D (paper Sec. 3.1, Table 1): the same schedule on 2D slices (`data.pretraining.slices`) or
 # radiographs (`data.pretraining.xray_crops`), one voxel deep, with `unet_model_2d`; the 2D file names of
 # `models.presets`. The slice size of the paper's 2D models is not stated: 64 x 64 here; the demo
-# cuts 32 x 32 slices, the demo cubes' in-plane size: the tissue filter let three chest phantoms
-# give 21 of the 96 wanted 64 x 64 slices (32 per scan), and all 96 of 32 x 32.
+# cuts 32 x 32 slices, the demo cubes' in-plane size (the tissue filter keeps too few 64 x 64
+# slices of the small chest phantoms).
 PRETRAIN_PRESETS["release_2d"] = {"dims": 2, "cube_shape": (64, 64, 1)}
 # `demo_2d` keeps the 500 steps it was measured with (docs/genesis_2d.md).
 PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1),

@@ -75,7 +75,7 @@ plot_segmentations(data.x_test, data.y_test, predictions, "06_lcs_predictions.pn
 # %% [markdown]
 # ## 3. A whole test scan by sliding windows
 #
-# `predict_volume_to_file` normalises the scan like the training crops, covers it with windows
+# `segment_volume_to_file` normalises the scan like the training crops, covers it with windows
 # of the training size (50% overlap, Gaussian blending), thresholds at 0.5 and writes the mask
 # with the scan's spacing, origin and direction (`models-genesis predict-volume` does the same
 # from the command line).
@@ -83,13 +83,13 @@ plot_segmentations(data.x_test, data.y_test, predictions, "06_lcs_predictions.pn
 # %%
 from models_genesis.data.io.volumes import read_volume
 from models_genesis.evaluation.metrics import dice_coefficient
-from models_genesis.evaluation.sliding_window import predict_volume_to_file
+from models_genesis.evaluation.whole_volume import preprocessing_task, segment_volume_to_file
 
 volume_path, truth_path = data.test_volumes[0]
-mask_path = predict_volume_to_file(models["genesis"], volume_path,
+mask_path = segment_volume_to_file(models["genesis"], volume_path,
                                    WORK / "lcs" / "predicted_mask.nii.gz",
-                                   window=settings["input_shape"], overlap=0.5, normalization="ct",
-                                   batch_size=16)
+                                   preprocessing_task(settings["input_shape"], normalization="ct"),
+                                   overlap=0.5, batch_size=16)
 scan, predicted = read_volume(volume_path), read_volume(mask_path)
 truth = read_volume(truth_path).array > 0
 whole_dice = dice_coefficient(truth, predicted.array)

@@ -23,7 +23,7 @@
 # > **Real data.** The BraTS 2018 training folder (`HGG/` and `LGG/` with one folder per
 # > patient holding `*_flair.nii.gz` and `*_seg.nii.gz`). Intensities are min-max normalised per
 # > patient. The three folds come from CSV files you point to (`fold_files=[...]` or
-# > `fold_dir=`; the release publishes its lists) or are drawn with the seed; `fold=` picks the
+# > `split_dir=`; the release publishes its lists) or are drawn with the seed; `fold=` picks the
 # > test fold. Set `DATA_DIR`; the paper's settings replace the demo's: 64x64x32 crops (cut at
 # > 100x100x50), 32 base filters, the released weights, batch 16, lr 1e-3, patience 30.
 

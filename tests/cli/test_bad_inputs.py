@@ -22,7 +22,7 @@ from models_genesis.data.phantoms.chest import make_chest_phantoms
 from models_genesis.data.io.volumes import write_volume
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
-from tests.training.test_finetune import make_data, write_release_arrays
+from tests.helpers import make_data, write_release_arrays
 
 TINY_PRETRAIN = ["--cube-shape", "16", "16", "16", "--n-base-filters", "2", "--batch-size", "2",
                  "--epochs", "1", "--steps-per-epoch", "1", "--validation-steps", "1",

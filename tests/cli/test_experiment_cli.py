@@ -11,7 +11,7 @@ from models_genesis.config import FinetuneConfig
 from models_genesis.data.io.volumes import read_volume, write_volume
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 from models_genesis.models.heads import segmentation_model
-from tests.training.test_finetune import SHAPE, make_data, write_release_arrays
+from tests.helpers import SHAPE, make_data, write_release_arrays
 
 TRAINING = ["--epochs", "1", "--batch-size", "4", "--n-base-filters", "2", "--input-shape",
             "16", "16", "8", "--no-augment", "--patience", "3", "--verbose", "0"]
@@ -145,9 +145,9 @@ def test_predict_volume_needs_a_model_file(tmp_path, capsys):
 def test_predict_volume_window_defaults_to_the_model_input(rng, tmp_path):
     model = segmentation_model(SHAPE + (1,), n_base_filters=2)
     model.save(tmp_path / "model.keras")
-    hu = rng.uniform(-1000, 400, (20, 18, 8)).astype(np.int16)
-    scan = write_volume(hu, tmp_path / "scan.nii.gz")
+    x = rng.random((20, 18, 8), dtype=np.float32)  # already in [0, 1]: --normalization none
+    scan = write_volume(x, tmp_path / "scan.nii.gz")
     assert main(["predict-volume", "--model", str(tmp_path / "model.keras"), "--input", scan,
                  "--output", str(tmp_path / "mask.nii.gz"), "--normalization", "none"]) == 0
-    prob = sliding_window_inference(model, hu.astype(np.float32), window=SHAPE, progress=False)
+    prob = sliding_window_inference(model, x, window=SHAPE, progress=False)
     np.testing.assert_array_equal(read_volume(tmp_path / "mask.nii.gz").array, prob > 0.5)

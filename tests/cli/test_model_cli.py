@@ -3,15 +3,8 @@
 import subprocess
 import sys
 
-from models_genesis.cli import build_parser, main
+from models_genesis.cli import main
 from tests.keras2_files import release_weights, write_keras2_file
-
-
-def test_help_lists_every_stage():
-    parser = build_parser()
-    text = parser.format_help()
-    for command in ("summary", "demo"):
-        assert command in text
 
 
 def test_console_help_runs_without_heavy_imports():

@@ -159,3 +159,65 @@ def test_extract_cubes_missing_or_empty_subset(tmp_path):
     with pytest.raises(FileNotFoundError, match="subset3"):
         extract_cubes(tmp_path, [3], tmp_path / "out", config=SMALL, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_find_scans_any_layout_and_dicom_with_a_missing_slice(tmp_path, rng):
+    from models_genesis.data.phantoms.lidc import write_dicom_series
+    from models_genesis.pipeline.extract_cubes import extract_cubes_from_folder, find_scans
+
+    hu = _lung_like(rng, (20, 20, 12)).astype(np.int16)
+    root = tmp_path / "scans"
+    write_volume(hu, root / "a" / "scan.nii.gz")
+    write_volume(hu, root / "a" / "scan.mhd")  # its .raw is not a scan
+    series = root / "b" / "study" / "series"
+    write_dicom_series(series, hu, (1.0, 1.0, 2.0), (0.0, 0.0, 0.0), series_uid="1.2.3.4",
+                       study_uid="1.2.3", patient_id="P1", omit_slices=(5,))
+    (root / "b" / "README.txt").write_text("notes", encoding="utf-8")
+    assert find_scans(root) == [(str(root / "a" / "scan.mhd"), None),
+                                (str(root / "a" / "scan.nii.gz"), None), (str(series), "1.2.3.4")]
+    summary = extract_cubes_from_folder(root, tmp_path / "out", config=SMALL, val_ratio=0.0,
+                                        workers=0, progress=False)
+    assert summary["split"] == {"train": ["a/scan.mhd", "a/scan.nii.gz",
+                                          "b/study/series#1.2.3.4"]}
+    assert summary["n_cubes"] == {"train": 12} and not summary["skipped"]
+    manifest = json.loads((tmp_path / "out" / "bat_4_s_8x8x4_train.json").read_text("utf-8"))
+    dicom = manifest["sources"][2]
+    assert dicom["seriesuid"] == "1.2.3.4" and dicom["shape"] == [20, 20, 12]
+    assert "resampled from 11 slices" in dicom["note"]
+    with pytest.raises(FileNotFoundError, match="No scan"):
+        find_scans(tmp_path / "out")
+
+
+def test_split_and_modality_rules():
+    from models_genesis.pipeline.extract_cubes import scan_modality, split_scans
+
+    names = [f"s{i}.nii.gz" for i in range(10)]
+    split = split_scans(names, val_ratio=0.3, seed=1)
+    assert len(split["val"]) == 3 and sorted(split["train"] + split["val"]) == names
+    assert split == split_scans(names, val_ratio=0.3, seed=1)
+    assert split != split_scans(names, val_ratio=0.3, seed=2)
+    assert len(split_scans(names[:2], val_ratio=0.1)["val"]) == 1  # at least one each
+    rules = ["t1/*=mr", "*_0000.nii.gz=ct", "*=mr"]
+    assert [scan_modality(n, rules) for n in ("t1/a.nii", "x/c_0000.nii.gz", "d.nrrd")] == \
+        ["mr", "ct", "mr"]
+    assert scan_modality("anything", "ct") == "ct"
+    with pytest.raises(ValueError, match="No modality rule"):
+        scan_modality("d.nrrd", ["*.nii=mr"])
+    with pytest.raises(ValueError, match="val_ratio"):
+        split_scans(names, val_ratio=1.0)
+
+
+def test_mr_filter_keeps_anatomy_rejects_background_and_ignores_outliers(rng):
+    config = ExtractionConfig(cube_shape=(8, 8, 4), scale=200, border_xy=0, border_z=0,
+                              modality="mr", max_tries_factor=1)
+    mri = rng.normal(5, 2, (32, 16, 12)).clip(0)  # dark background ...
+    mri[16:] += 800  # ... and anatomy in the upper half of x
+    mri[0, 0, 0] = 1e6  # a single outlier
+    cubes, info = extract_cubes_from_volume(mri, rng=rng, config=config, return_info=True)
+    starts = info["starts"]
+    fractions = ((starts[:, 0] + 8).clip(16) - starts[:, 0].clip(16)) / 8  # anatomy in x
+    assert len(cubes) and (fractions >= 0.5).all()  # no crop mostly background
+    assert cubes.mean() > 0.3  # the outlier did not squash the anatomy to ~0
+    assert (cubes >= 0).all() and (cubes <= 1).all()
+    off = ExtractionConfig(**{**config.to_dict(), "min_foreground": 0.0})
+    assert len(extract_cubes_from_volume(mri, rng=np.random.default_rng(0), config=off)) == 200

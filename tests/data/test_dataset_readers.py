@@ -60,12 +60,34 @@ def test_ncs_reads_lidc_download(lidc):
 def test_ncs_lidc_unreadable_scan_is_skipped_not_fatal(lidc, tmp_path):
     root = shutil.copytree(lidc, tmp_path / "lidc")
     folder = sorted(glob.glob(str(root / "LIDC-IDRI-0002" / "*" / "*")))[0]
-    os.remove(sorted(glob.glob(os.path.join(folder, "*.dcm")))[5])  # a missing slice
-    with pytest.raises(ValueError, match="missing slice"):
+    import SimpleITK as sitk
+
+    files = sorted(glob.glob(os.path.join(folder, "*.dcm")))
+    image = sitk.ReadImage(files[5])
+    image.SetOrigin(sitk.ReadImage(files[4]).GetOrigin())  # two slices at one position
+    image.SetMetaData("0020|0032", "\\".join(f"{v:.4f}" for v in image.GetOrigin()))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(files[5])
+    writer.Execute(image)
+    with pytest.raises(ValueError, match="same position"):
         load_target_data("ncs", root, input_shape=SHAPE, progress=False)
     data = load_target_data("ncs", root, input_shape=SHAPE, errors="skip", progress=False)
     assert data.info["n_skipped"] == 1 and data.info["skipped"][0]["item"] == folder
     assert sum(len(v) for v in data.info["split"].values()) == 2
+
+
+def test_ncs_lidc_series_with_a_missing_slice_is_prepared_with_a_note(lidc, tmp_path):
+    from models_genesis.pipeline.prepare import prepare_dataset
+
+    root = shutil.copytree(lidc, tmp_path / "lidc")
+    folder = sorted(glob.glob(str(root / "LIDC-IDRI-0002" / "*" / "*")))[0]
+    os.remove(sorted(glob.glob(os.path.join(folder, "*.dcm")))[1])  # no outline on it
+    manifest = prepare_dataset("ncs", root, tmp_path / "prepared", progress=False)
+    assert manifest["n_done"] == 3 and not manifest["skipped"]
+    notes = {case: entry.get("notes", []) for case, entry in manifest["cases"].items()}
+    assert sum(len(n) for n in notes.values()) == 1
+    assert any(folder in note and "even grid" in note for n in notes.values() for note in n)
 
 
 def test_ncs_without_any_layout_names_all_three(tmp_path):
@@ -110,7 +132,7 @@ def test_brats_unreadable_case_skipped_and_per_patient_normalisation(brats, tmp_
     assert ids[1] in data.info["skipped"][0]["item"]
     ref = load_target_data("bms", brats, **kwargs)
     np.testing.assert_allclose(data.x_train[:2], ref.x_train[:2], atol=1e-6)
-    with pytest.raises(ValueError, match="once"):
+    with pytest.raises(ValueError, match="fold_dir"):  # the older name of split_dir is gone
         load_target_data("bms", root, fold_dir=brats, **kwargs)
 
 

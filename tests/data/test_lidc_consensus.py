@@ -190,9 +190,35 @@ def test_find_scans_ignores_radiographs(case, tmp_path):
 
 # --- bad input ---------------------------------------------------------------------------------
 
-def test_missing_slice_is_an_error_naming_the_folder(tmp_path):
-    folder, _ = write_case(str(tmp_path), omit=(6,))
-    with pytest.raises(ValueError, match=r"not evenly spaced.*missing slice") as err:
+def test_missing_slice_is_resampled_onto_an_even_grid_with_a_note(tmp_path):
+    folder, hu = write_case(str(tmp_path), omit=(6,))
+    series = read_dicom_series(folder)
+    assert series.volume.shape == hu.shape  # 11 files, 12 slices again
+    np.testing.assert_allclose(series.volume.spacing, SPACING, atol=1e-4)
+    keep = [k for k in range(12) if k != 6]
+    np.testing.assert_array_equal(series.volume.array[:, :, keep], hu[:, :, keep])
+    # The missing slice half-way between its neighbours, rounded back to integer HU.
+    between = np.rint((hu[:, :, 5].astype(np.float32) + hu[:, :, 7]) / 2).astype(np.int16)
+    np.testing.assert_array_equal(series.volume.array[:, :, 6], between)
+    assert series.slice_index()[slice_uid(SERIES, 7)] == 7  # file 7 of 11 is slice 7 again
+    assert folder in series.note and "resampled from 11 slices" in series.note
+    assert read_dicom_series(write_case(str(tmp_path / "even"))[0]).note == ""
+
+
+def test_two_slices_at_one_position_are_an_error_naming_the_folder(tmp_path):
+    import SimpleITK as sitk
+
+    folder, _ = write_case(str(tmp_path))
+    name = os.path.join(folder, "000007.dcm")
+    image = sitk.ReadImage(name)
+    origin = image.GetOrigin()
+    image.SetOrigin((origin[0], origin[1], z_of(5)))  # file 7 claims file 6's position
+    image.SetMetaData("0020|0032", "\\".join(f"{v:.4f}" for v in image.GetOrigin()))
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(name)
+    writer.Execute(image)
+    with pytest.raises(ValueError, match=r"two slices at the same position") as err:
         read_dicom_series(folder)
     assert folder in str(err.value)
 

@@ -72,9 +72,12 @@ def test_brain_files_in_brats_layout(tmp_path):
     folder = summary["cases"][0]
     pid = os.path.basename(folder)
     assert pid.startswith("Brats18_") and pid.endswith("_1")
-    flair = read_volume(os.path.join(folder, f"{pid}_flair.nii.gz"))
-    seg = read_volume(os.path.join(folder, f"{pid}_seg.nii.gz"))
-    np.testing.assert_allclose(flair.direction, BRATS_DIRECTION)
+    flair = read_volume(os.path.join(folder, f"{pid}_flair.nii.gz"), orientation=None)
+    seg = read_volume(os.path.join(folder, f"{pid}_seg.nii.gz"), orientation=None)
+    np.testing.assert_allclose(flair.direction, BRATS_DIRECTION)  # as stored: RAS
+    # Read as every loader reads it: reoriented to LPS, the x and y axes flipped.
+    standard = read_volume(os.path.join(folder, f"{pid}_flair.nii.gz"))
+    np.testing.assert_array_equal(standard.array, flair.array[::-1, ::-1])
     assert flair.shape == seg.shape == (48, 48, 32)
     healthy = (seg.array == 0) & (flair.array > 0)
     assert flair.array[seg.array > 0].mean() > flair.array[healthy].mean()

@@ -219,7 +219,7 @@ def test_bms_folds_from_files(brats, tmp_path):
     ids = _patients(brats)
     for k in range(3):
         (tmp_path / f"fold_{k + 1}.csv").write_text("\n".join(ids[2 * k:2 * k + 2]) + "\n")
-    data = load_target_data("bms", brats, input_shape=SHAPE, fold=2, fold_dir=tmp_path,
+    data = load_target_data("bms", brats, input_shape=SHAPE, fold=2, split_dir=tmp_path,
                             crops_per_volume=2, valid_fraction=0.25)
     split = data.info["split"]
     assert split["test"] == ids[2:4]

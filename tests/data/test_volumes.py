@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from models_genesis.data.io.intensity import normalize_intensity
-from models_genesis.data.io.volumes import (Volume, index_volumes, match_csv_to_volumes, read_volume, resample_volume, write_volume)
+from models_genesis.data.io.volumes import (Volume, index_volumes, read_volume, resample_volume, write_volume)
 
 # A proper rotation (about z by 30 degrees, then about x by 10 degrees), row-major.
 _RZ = np.array([[np.cos(0.52), -np.sin(0.52), 0], [np.sin(0.52), np.cos(0.52), 0], [0, 0, 1]])
@@ -148,21 +148,12 @@ def test_normalize_intensity_ranges():
         normalize_intensity(hu, (5, 5))
 
 
-def test_csv_rows_without_volume_are_counted(tmp_path):
+def test_index_volumes_finds_the_scans_by_seriesuid(tmp_path):
     for uid in ("1.2.3", "1.2.4"):
         write_volume(np.zeros((2, 2, 2), np.int16), tmp_path / "subset0" / f"{uid}.mhd")
     index = index_volumes(tmp_path)
     assert sorted(index) == ["1.2.3", "1.2.4"]
-    (tmp_path / "a.csv").write_text("seriesuid,coordX,coordY,coordZ,diameter_mm\n"
-                                    "1.2.3,1,2,3,4\n9.9,1,2,3,4\n9.9,0,0,0,5\n1.2.4,0,0,0,6\n")
-    table, report = match_csv_to_volumes(tmp_path / "a.csv", index)
-    assert list(table["seriesuid"]) == ["1.2.3", "1.2.4"]
-    assert table["path"][0] == index["1.2.3"]
-    assert report["skipped"] == {"no volume for seriesuid": 2}
-    assert report["missing_seriesuids"] == ["9.9"]
-    (tmp_path / "b.csv").write_text("seriesuid,x\n1.2.3,1\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="missing"):
-        match_csv_to_volumes(tmp_path / "b.csv", index)
+    assert index["1.2.3"].endswith("1.2.3.mhd")
     with pytest.raises(FileNotFoundError):
         index_volumes(tmp_path, pattern="subset9/*.mhd")
 
@@ -185,3 +176,101 @@ def test_a_truncated_volume_is_refused_in_every_format(tmp_path, suffix, compres
         read_volume(path)
     assert os.path.basename(data_file) in str(info.value) or os.path.basename(path) in str(
         info.value)
+
+
+# --- orientation (SimpleITK's DICOMOrient) and SimpleITK resampling ------------------------------
+
+# Oblique and not LPS: x points Right, y Anterior (a RAS NIfTI), tilted by ROTATION.
+RAS_OBLIQUE = tuple((np.diag([-1.0, -1.0, 1.0]) @ np.reshape(ROTATION, (3, 3))).reshape(-1))
+
+
+def test_identity_direction_reads_bit_identical(tmp_path, rng):
+    from models_genesis.data.io.volumes import orientation_of, reorient_volume
+
+    hu = rng.integers(-1000, 1000, (9, 7, 5)).astype(np.int16)
+    path = write_volume(hu, tmp_path / "scan.mhd", spacing=SPACING, origin=ORIGIN)
+    volume = read_volume(path)
+    assert orientation_of(volume.direction) == "LPS" and volume.array.dtype == np.int16
+    np.testing.assert_array_equal(volume.array, hu)
+    assert reorient_volume(volume) is volume  # nothing to do: no copy
+
+
+def test_reorient_keeps_world_positions_and_goes_back_exactly(tmp_path, rng):
+    from models_genesis.data.io.volumes import orientation_of, reorient_volume, to_geometry_of
+
+    array = rng.random((9, 7, 5)).astype(np.float32)
+    path = write_volume(array, tmp_path / "ras.nii.gz", spacing=SPACING, origin=ORIGIN,
+                        direction=RAS_OBLIQUE)
+    stored = read_volume(path, orientation=None)
+    assert orientation_of(stored.direction) == "RAS"
+    volume = read_volume(path)
+    assert orientation_of(volume.direction) == "LPS" and volume.shape == (9, 7, 5)
+    np.testing.assert_array_equal(volume.array, array[::-1, ::-1, :])  # x and y flipped
+    # The same voxel value sits at the same world position in both.
+    ijk = np.array([2, 5, 3])
+    moved = np.rint(volume.world_to_voxel(stored.voxel_to_world(ijk))).astype(int)
+    assert volume.array[tuple(moved)] == array[tuple(ijk)]
+    back = to_geometry_of(volume, stored)
+    np.testing.assert_array_equal(back.array, array)
+    assert back.spacing == stored.spacing and back.origin == stored.origin
+    assert back.direction == stored.direction
+    with pytest.raises(ValueError, match="reoriented grid"):
+        to_geometry_of(resample_volume(volume, 2.0), stored)
+    # A permutation too: stored axes 0, 1, 2 point along the patient's y, z, x.
+    perm = (0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    swapped = reorient_volume(Volume(array, SPACING, ORIGIN, perm))
+    assert swapped.shape == (5, 9, 7) and swapped.spacing == (SPACING[2], SPACING[0], SPACING[1])
+    np.testing.assert_array_equal(swapped.array, array.transpose(2, 0, 1))
+
+
+def test_resample_matches_linear_interpolation_and_keeps_direction(rng):
+    from scipy import ndimage
+
+    array = rng.normal(size=(8, 7, 6)).astype(np.float32)
+    volume = Volume(array, (0.7, 0.8, 2.5), ORIGIN, ROTATION)
+    out = resample_volume(volume, 1.0)
+    # The affine map of voxel indices, edge values beyond the last voxel centre.
+    ref = ndimage.affine_transform(array, np.array([1.0, 1.0, 1.0]) / (0.7, 0.8, 2.5),
+                                   output_shape=out.shape, order=1, mode="nearest")
+    np.testing.assert_allclose(out.array, ref, atol=1e-5)
+    assert out.direction == volume.direction and out.origin == volume.origin
+    assert out.shape == (6, 6, 15) and out.array.dtype == np.float32
+
+
+def test_resample_mask_per_label_strictly_above_half():
+    from models_genesis.data.io.volumes import resample_mask
+
+    labels = np.zeros((4, 4, 4), np.uint8)
+    labels[:, :, 1] = 2  # one slice of label 2
+    labels[:2, :, 3] = 1  # and label 1 in the last slice
+    out = resample_mask(Volume(labels, (1.0, 1.0, 2.0)), (1.0, 1.0, 1.0))
+    assert out.shape == (4, 4, 8) and out.array.dtype == np.uint8
+    # New slice 2 is old slice 1; new slices 1 and 3 are exact ties (0.5): background, where a
+    # >= 0.5 threshold would have made the one-slice mask three slices thick.
+    assert [int(v) for v in out.array[0, 0, :]] == [0, 0, 2, 0, 0, 0, 1, 1]
+    assert (out.array[2:, :, 6:] == 0).all() and set(np.unique(out.array)) == {0, 1, 2}
+
+
+def test_resample_mask_by_bounding_box_equals_the_whole_volume(rng):
+    from models_genesis.data.io.volumes import (_resample_image, _resampled_shape, _volume_to_image,
+                                             resample_mask)
+
+    for trial in range(6):
+        shape = tuple(int(v) for v in rng.integers(5, 16, 3))
+        labels = np.zeros(shape, np.uint8)
+        for label in (1, 2):  # boxes, some touching the border
+            lo = rng.integers(0, np.array(shape) - 1)
+            hi = lo + rng.integers(1, 6, 3)
+            labels[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = label
+        direction = (0, 1, 0, -1, 0, 0, 0, 0, 1) if trial % 2 else ROTATION
+        volume = Volume(labels, tuple(rng.uniform(0.5, 3, 3)), ORIGIN, direction)
+        spacing = tuple(rng.uniform(0.5, 3, 3))
+        new, out_shape = _resampled_shape(volume, spacing)
+        whole = np.zeros(out_shape, np.uint8)
+        for label in (1, 2):
+            indicator = Volume((labels == label).astype(np.float32), volume.spacing, ORIGIN,
+                               direction)
+            image = _resample_image(_volume_to_image(indicator), new, out_shape,
+                                    sitk.sitkLinear, sitk.sitkFloat32)
+            whole[sitk.GetArrayFromImage(image).transpose(2, 1, 0) > 0.5] = label
+        np.testing.assert_array_equal(resample_mask(volume, spacing).array, whole)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from models_genesis.evaluation.sliding_window import (_window_starts, predict_volume_to_file,
+from models_genesis.evaluation.sliding_window import (_window_starts,
                                                       sliding_window_inference)
 
 
@@ -78,45 +78,3 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="per-voxel map"):
         sliding_window_inference(lambda b: b[:, 0, 0, 0], np.zeros((8, 8, 8)), window=(4, 4, 4),
                                  progress=False)
-
-
-def test_predict_volume_to_file_keeps_geometry(tmp_path, rng):
-    from models_genesis.data.io.volumes import Volume, read_volume, write_volume
-
-    hu = rng.uniform(-1000, 1000, (12, 10, 6)).astype(np.float32)
-    src = Volume(array=hu, spacing=(0.7, 0.8, 2.5), origin=(10.0, -5.0, 3.0))
-    in_path = write_volume(src, str(tmp_path / "scan.nii.gz"))
-    out_path = predict_volume_to_file(_identity, in_path, tmp_path / "pred" / "mask.nii.gz",
-                                      window=(8, 8, 4), overlap=0.5, threshold=0.5,
-                                      normalization="ct", progress=False)
-    mask = read_volume(out_path)
-    np.testing.assert_array_equal(mask.array, (hu > 0).astype(np.uint8))  # HU 0 -> 0.5
-    np.testing.assert_allclose(mask.spacing, (0.7, 0.8, 2.5), rtol=1e-6)
-    np.testing.assert_allclose(mask.origin, (10.0, -5.0, 3.0), rtol=1e-6)
-    with pytest.raises(ValueError, match="out_path"):
-        predict_volume_to_file(_identity, in_path, in_path, window=(8, 8, 4), progress=False)
-
-
-def test_crop_scale_predicts_on_the_resized_scan_and_maps_back(tmp_path):
-    """A model trained on resized crops (BMS) sees the scan at its training scale."""
-    from models_genesis.data.io.volumes import Volume, read_volume, write_volume
-
-    x = np.zeros((40, 40, 20), np.float32)
-    x[10:30, 8:28, 5:15] = 1.0  # a bright box on a dark background, already in [0, 1]
-    in_path = write_volume(Volume(array=x, spacing=(1.0, 1.0, 1.0)), str(tmp_path / "flair.nii.gz"))
-    seen = []
-
-    def model(batch):
-        seen.append(batch.shape)
-        return batch
-
-    out = predict_volume_to_file(model, in_path, tmp_path / "mask.nii.gz", window=(16, 16, 8),
-                                 normalization=None, crop_scale=2.0, progress=False)
-    assert seen and all(s[1:4] == (16, 16, 8) for s in seen)
-    mask = read_volume(out).array
-    assert mask.shape == x.shape
-    # Identity at half resolution, resized back: the box is recovered up to its edge voxels.
-    assert (mask == (x > 0.5)).mean() > 0.97
-    with pytest.raises(ValueError, match="crop_scale"):
-        predict_volume_to_file(model, in_path, tmp_path / "m2.nii.gz", crop_scale=0,
-                               normalization=None, progress=False)

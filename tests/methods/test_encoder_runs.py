@@ -13,7 +13,7 @@ from models_genesis.models.weights import read_keras2_weights
 from models_genesis.training.finetune_model import build_finetune_model
 from models_genesis.training.pretrain import pretrain
 from tests.methods.restoration_helpers import write_cube_files
-from tests.training.test_finetune import make_data, write_release_arrays
+from tests.helpers import make_data, write_release_arrays
 
 CUBE = (32, 32, 32)  # the smallest cubes a depth-4 Jigsaw takes are 30 a side
 TARGET = (16, 16, 8)

@@ -15,7 +15,7 @@ from models_genesis.models.weights import read_keras2_weights, save_keras2_weigh
 from models_genesis.training.finetune_model import build_finetune_model, check_method_weights
 from models_genesis.training.pretrain import pretrain
 from tests.methods.restoration_helpers import write_cube_files
-from tests.training.test_finetune import make_data, write_release_arrays
+from tests.helpers import make_data, write_release_arrays
 
 TARGET = (16, 16, 8)  # the tiny fine-tuning crop of tests/training/test_finetune.py
 

@@ -9,6 +9,8 @@ import pandas as pd
 from models_genesis.cli import main
 from models_genesis.config import PRETRAIN_PRESETS
 from models_genesis.pipeline import demo, demo_comparison, experiment
+from models_genesis.pipeline.result_records import read_results
+from tests.helpers import probe_data
 
 
 def _mock_steps(monkeypatch, tmp_path, calls):
@@ -20,12 +22,17 @@ def _mock_steps(monkeypatch, tmp_path, calls):
 
     def pretraining(out_dir, **kwargs):
         calls["pretrain"] = kwargs
-        return {"paths": {"keras2_weights": str(weights), "out_dir": str(tmp_path / "pretrain")}}
+        return {"paths": {"keras2_weights": str(weights), "out_dir": str(tmp_path / "pretrain")},
+                "model_mse": 0.01, "identity_mse": 0.2, "constant_mse": 0.02}
 
     def comparison(out_dir, *, weights, **kwargs):
         calls["comparison"] = dict(kwargs, weights=weights)
+        runs = pd.DataFrame({"method": ["genesis", "genesis", "he_uniform", "he_uniform"],
+                             "label_fraction": 0.25, "run": [0, 1, 0, 1],
+                             "score": [0.8, 0.9, 0.7, 0.8]})
         return {"verdicts": ["linear probe: genesis is better", "full fine-tuning: no difference"],
-                "figure": str(tmp_path / "comparison" / "comparison.png")}
+                "figure": str(tmp_path / "comparison" / "comparison.png"),
+                "probe": runs, "finetune": {"results": runs}}
 
     monkeypatch.setattr(demo, "show_release_model", lambda: None)
     monkeypatch.setattr(demo, "run_demo_pretraining", pretraining)
@@ -43,6 +50,10 @@ def test_demo_runs_the_steps_and_prints_the_verdicts(tmp_path, monkeypatch, caps
                      "comparison": {"weights": str(weights)}}  # the defaults of each step
     assert os.path.getsize(tmp_path / "restoration_by_combination.png") > 1000
     assert out["restoration_figure"].endswith("restoration_by_combination.png")
+    (record,) = read_results(out["results"])["records"]  # the demo's numbers, as a result record
+    assert record["numbers"]["model / best constant"] == 0.5
+    assert [row[:2] for row in record["table"]["rows"]] == [
+        ["linear probe (BN recomputed), 2 runs", "25%"], ["full fine-tuning, 2 runs", "25%"]]
     printed = capsys.readouterr().out
     assert printed.rstrip().endswith("Verdicts:\nlinear probe: genesis is better\n"
                                      "full fine-tuning: no difference")
@@ -69,10 +80,9 @@ def test_cli_demo_long_defaults_to_its_own_folder(tmp_path, monkeypatch):
 
 def test_demo_experiment_splits_the_target_phantoms_and_runs_both_readouts(tmp_path,
                                                                           monkeypatch, capsys):
-    from tests.pipeline.test_readouts import _data
 
     seen = {}
-    data = _data()
+    data = probe_data()
     runs = pd.DataFrame({"method": ["genesis", "he_uniform"] * 2, "score": [0.9, 0.6, 0.8, 0.7],
                          "label_fraction": 0.25})
 

@@ -9,6 +9,7 @@ from scipy import stats
 
 from models_genesis.pipeline import readouts
 from models_genesis.pipeline.readouts import verdict
+from tests.helpers import probe_data
 
 
 def _runs(a, b):
@@ -64,21 +65,6 @@ def test_run_readouts_runs_the_probe_frozen_and_fine_tuning_in_full(tmp_path, mo
     assert "genesis is better than he_uniform" in printed[1]
 
 
-def _crops(rng, n, shape=(16, 16, 8)):
-    """Crops whose label shows in their mean intensity (a linear probe can find it)."""
-    y = np.arange(n) % 2
-    x = (rng.random((n, *shape, 1)) * 0.5 + 0.4 * y[:, None, None, None, None]).astype("float32")
-    return x, y.astype("int64")
-
-
-def _data(seed=0, n=(24, 8, 20)):
-    from models_genesis.data.target_tasks.common import TargetData
-
-    rng = np.random.default_rng(seed)
-    (xa, ya), (xv, yv), (xt, yt) = (_crops(rng, k) for k in n)
-    return TargetData("ncc", xa, ya, xv, yv, xt, yt, info={"counts": {"train": n[0]}})
-
-
 def test_recompute_batchnorm_normalises_its_inputs_exactly():
     import keras
 
@@ -101,7 +87,7 @@ def test_recompute_batchnorm_normalises_its_inputs_exactly():
 def test_labelled_rows_are_the_crops_finetune_labels():
     from models_genesis.data.target_tasks.common import subsample_fraction
 
-    data = _data()
+    data = probe_data()
     rows = readouts.labelled_rows(data, 0.25, seed=3)
     kept = subsample_fraction(data, 0.25, rng=np.random.default_rng([3, 0x1ABE1]))
     np.testing.assert_array_equal(data.x_train[rows], kept.x_train)
@@ -109,7 +95,7 @@ def test_labelled_rows_are_the_crops_finetune_labels():
 
 
 def test_run_probe_fits_a_linear_classifier_on_frozen_features(tmp_path):
-    data = _data()
+    data = probe_data()
     results = readouts.run_probe(data, {"random": None}, runs=2, label_fractions=(0.5, 1.0),
                                  n_base_filters=2, out_csv=tmp_path / "probe.csv",
                                  progress=False)
@@ -129,7 +115,7 @@ def test_run_probe_reuses_a_pretrained_encoders_features(monkeypatch):
         return f, np.c_[data.y_test, np.ones(len(data.y_test))]
 
     monkeypatch.setattr(readouts, "encoder_features", fake_features)
-    results = readouts.run_probe(_data(), {"genesis": "g.h5", "he_uniform": None}, runs=3,
+    results = readouts.run_probe(probe_data(), {"genesis": "g.h5", "he_uniform": None}, runs=3,
                                  label_fractions=(0.5,), seed=10, progress=False)
     assert calls == [("g.h5", 10), (None, 10), (None, 11), (None, 12)]
     assert results["seed"].tolist() == [10, 11, 12] * 2

@@ -12,7 +12,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import FinetuneConfig, TargetTask
-from models_genesis.data.io.volumes import read_volume
+from models_genesis.data.io.volumes import orientation_of, read_volume, write_volume
 from models_genesis.pipeline.prepare import prepare_dataset
 from models_genesis.training.finetune import finetune
 
@@ -93,6 +93,21 @@ def test_download_prepare_finetune_predict(tmp_path, task, shape, capsys):
         source, mask = read_volume(scan), read_volume(out)
         assert mask.shape == source.shape and np.allclose(mask.spacing, source.spacing)
         assert set(np.unique(mask.array)) <= {0, 1}
+    if task == "lcs":  # the same scan stored as an oblique RAS NIfTI: the same mask, on its grid
+        c, s = np.cos(0.35), np.sin(0.35)
+        ras = tuple((np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.diag([-1.0, -1.0, 1.0]))
+                    .reshape(-1))
+        oblique = write_volume(source.array[::-1, ::-1], tmp_path / "ras.nii.gz",
+                               spacing=source.spacing, origin=(50.0, 60.0, -7.0), direction=ras)
+        assert main(["predict-volume", "--model", str(run), "--input", oblique, "--output",
+                     str(tmp_path / "ras_mask.nii.gz")]) == 0
+        stored = read_volume(oblique, orientation=None)
+        ras_mask = read_volume(tmp_path / "ras_mask.nii.gz", orientation=None)
+        assert orientation_of(stored.direction) == "RAS" and ras_mask.shape == stored.shape
+        np.testing.assert_allclose(ras_mask.spacing, stored.spacing, rtol=1e-6)
+        np.testing.assert_allclose(ras_mask.origin, stored.origin, atol=1e-5)
+        np.testing.assert_allclose(ras_mask.direction, stored.direction, atol=1e-6)
+        np.testing.assert_array_equal(ras_mask.array, mask.array[::-1, ::-1])
 
 
 def test_run_without_task_json_keeps_the_old_flags(tmp_path, capsys):

@@ -14,42 +14,10 @@ from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import read_keras2_weights, save_keras2_weights
 from models_genesis.training.finetune import finetune
 from models_genesis.training.finetune_model import build_finetune_model
+from tests.helpers import SHAPE, make_blobs, make_data
 
-SHAPE = (16, 16, 8)
 TINY = dict(n_base_filters=2, epochs=2, batch_size=4, patience=2, input_shape=SHAPE,
             augment=False)
-
-
-def make_blobs(rng, n, segmentation=True):
-    """Crops holding a bright blob (mask = blob) or, for classification, a blob in half of them."""
-    grid = np.stack(np.meshgrid(*[np.arange(s) for s in SHAPE], indexing="ij"), -1)
-    centers = rng.uniform(4, 12, (n, 3)) * np.array([1, 1, 0.5])
-    radius = rng.uniform(2, 4, (n, 1, 1, 1))
-    dist = np.linalg.norm(grid[None] - centers[:, None, None, None], axis=-1)
-    masks = (dist < radius).astype(np.float32)
-    labels = (np.arange(n) % 2).astype(np.int64)
-    if not segmentation:
-        masks = masks * labels[:, None, None, None]
-    x = np.clip(0.2 + 0.6 * masks + rng.normal(0, 0.05, masks.shape), 0, 1).astype(np.float32)
-    return x[..., None], (masks[..., None] if segmentation else labels)
-
-
-def make_data(rng, segmentation=True, n=(8, 4, 6)):
-    parts = [make_blobs(rng, k, segmentation) for k in n]
-    return TargetData(task="ncs" if segmentation else "ncc",
-                      x_train=parts[0][0], y_train=parts[0][1], x_valid=parts[1][0],
-                      y_valid=parts[1][1], x_test=parts[2][0], y_test=parts[2][1])
-
-
-def write_release_arrays(folder, data):
-    """Save segmentation `data` as the release's arrays `{x,m}_{split}_{r}x{c}x{d}.npy` in the new
-    folder `folder`; return it."""
-    folder.mkdir()
-    size = "x".join(map(str, data.x_train.shape[1:4]))
-    for split in ("train", "valid", "test"):
-        np.save(folder / f"x_{split}_{size}.npy", getattr(data, f"x_{split}")[..., 0])
-        np.save(folder / f"m_{split}_{size}.npy", getattr(data, f"y_{split}")[..., 0])
-    return folder
 
 
 @pytest.fixture

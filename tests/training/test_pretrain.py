@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from models_genesis.config import PretrainConfig
-from models_genesis.data.io.cube_files import cube_file_name, save_cubes
+from models_genesis.data.io.cube_files import cube_file_name
 from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
@@ -24,20 +24,14 @@ from models_genesis.training.pretrain import (
     pretrain,
 )
 from models_genesis.training.run_folder import clear_outputs, prepare_run_dir, run_paths
+from tests.helpers import CUBE_SHAPE, write_cubes
 
-SHAPE = (16, 16, 16)  # the release's outer cutout (3-voxel margin) needs >= 10 voxels per axis
-
-
-def _write_cubes(folder, rng, shape=SHAPE, n=4, subsets=range(7)):
-    for s in subsets:
-        save_cubes(os.path.join(folder, cube_file_name(n, shape, s)),
-                   rng.random((n, *shape), dtype=np.float32))
-    return str(folder)
+SHAPE = CUBE_SHAPE
 
 
 @pytest.fixture(scope="module")
 def cube_dir(tmp_path_factory):
-    return _write_cubes(tmp_path_factory.mktemp("cubes"), np.random.default_rng(0))
+    return write_cubes(tmp_path_factory.mktemp("cubes"), np.random.default_rng(0))
 
 
 def _config(data, out, **kw):
@@ -183,7 +177,7 @@ def test_bad_inputs_fail_before_training(cube_dir, tmp_path, rng):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="No cube file for subset"):
         pretrain(_config(str(empty), out))
-    other = _write_cubes(tmp_path / "other", rng, shape=(16, 16, 24), n=2)
+    other = write_cubes(tmp_path / "other", rng, shape=(16, 16, 24), n=2)
     with pytest.raises(ValueError, match="another shape"):
         pretrain(_config(other, out))
     foreign = save_keras2_weights(unet_model_3d((*SHAPE, 1), n_base_filters=4),

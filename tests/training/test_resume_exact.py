@@ -19,6 +19,7 @@ import pytest
 from models_genesis.config import PretrainConfig
 from models_genesis.training.pretrain import pretrain
 from models_genesis.training.resume import EpochLog, RunBackup, read_backup
+from tests.helpers import write_cubes
 
 EPOCHS = 6
 # Early stopping (patience 3) ends this run after epoch 5 on this data; the plateau halves the
@@ -106,9 +107,7 @@ def _final_state(out):
 
 @pytest.fixture(scope="module")
 def cube_dir(tmp_path_factory):
-    from tests.training.test_pretrain import _write_cubes
-
-    return _write_cubes(tmp_path_factory.mktemp("cubes"), np.random.default_rng(0))
+    return write_cubes(tmp_path_factory.mktemp("cubes"), np.random.default_rng(0))
 
 
 @pytest.mark.large

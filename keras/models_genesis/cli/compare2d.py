@@ -14,9 +14,13 @@ def register(subparsers) -> None:
         "compare-2d", help="Table 4 / Fig. 7: 2D, 2.5D and 3D inputs from Random, ImageNet and "
         "Genesis on one target task",
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=("ncc", "ncs", "ecc", "lcs", "bms"))
+    p.add_argument("--task", required=True, choices=("ncc", "ncs", "ecc", "lcs", "bms"),
+                   help="target task whose crops are fed as 3D cubes, 2D slices and 2.5D "
+                   "orthogonal slices")
     p.add_argument("--data", required=True, help="the task's data folder (as for finetune)")
-    p.add_argument("--out", required=True, help="output folder (results.json, table4.md, runs/)")
+    p.add_argument("--out", required=True,
+                   help="folder for the comparison's results (results.json, table4.md) and its "
+                   "runs (runs/)")
     p.add_argument("--weights-3d", default=None,
                    help="Genesis Chest CT (3D) file or preset for the 3D Genesis cell")
     p.add_argument("--weights-2d", default=None,
@@ -25,15 +29,29 @@ def register(subparsers) -> None:
                    help="more Genesis 2D columns, e.g. genesis_xray=Genesis_Chest_Xray.h5 (Fig. 7)")
     p.add_argument("--imagenet", default=None,
                    help="keras-hub preset for the ImageNet cells, e.g. resnet_50_imagenet")
-    p.add_argument("--runs", type=ranged(RANGES["runs"]), default=10, help="runs per cell (paper: 10)")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
-    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), default=100)
-    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=16)
-    p.add_argument("--patience", type=ranged(RANGES["patience"]), default=10)
-    p.add_argument("--depth-2d", type=ranged(RANGES["depth"]), default=4)
-    p.add_argument("--n-base-filters-2d", type=ranged(RANGES["n_base_filters"]), default=32)
-    p.add_argument("--n-base-filters-3d", type=ranged(RANGES["n_base_filters"]), default=32)
+    p.add_argument("--runs", type=ranged(RANGES["runs"]), default=10,
+                   help="runs per cell, each with its own seed (paper: 10)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the split and of the first run; run r uses seed + r (default 0)")
+    p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3,
+                   metavar=("R", "C", "D"), default=None,
+                   help="crop size in voxels, each divisible by 8 (default: the task's)")
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), default=100,
+                   help="maximum epochs of every cell's training; early stopping usually ends "
+                   "sooner (default 100)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=16,
+                   help="crops per training step in every cell (default 16)")
+    p.add_argument("--patience", type=ranged(RANGES["patience"]), default=10,
+                   help="epochs without improvement of the validation loss before a cell's run "
+                   "stops (default 10)")
+    p.add_argument("--depth-2d", type=ranged(RANGES["depth"]), default=4,
+                   help="encoder levels of the 2D U-Net; must match --weights-2d (default 4)")
+    p.add_argument("--n-base-filters-2d", type=ranged(RANGES["n_base_filters"]), default=32,
+                   help="filters of the 2D U-Net's first convolution; must match --weights-2d "
+                   "(default 32)")
+    p.add_argument("--n-base-filters-3d", type=ranged(RANGES["n_base_filters"]), default=32,
+                   help="filters of the 3D U-Net's first convolution; must match --weights-3d "
+                   "(default and release: 32)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished comparison's files (results.json, table4.md, "
                    "fig7.png, runs/3d_*), or write into a non-empty folder that is not a "

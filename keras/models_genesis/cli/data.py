@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 
 from models_genesis.cli import RANGES, UserError, ranged
+from models_genesis.config import Range
+
+_BORDER = Range(int, 0, 100_000)
+_UNIT = Range(float, 0, 1)
 
 
 def register(subparsers) -> None:
@@ -19,10 +23,13 @@ def register(subparsers) -> None:
         "chest phantoms) + Data_Entry_2017.csv (Genesis X-ray).")
     p.add_argument("--kind", choices=("chest", "abdomen", "brain", "pe", "xray"), default="chest",
                    help="which data set to write (default chest)")
-    p.add_argument("--out", default="datasets/phantom", help="output folder")
+    p.add_argument("--out", default="datasets/phantom",
+                   help="folder the phantom data set is written to (default datasets/phantom)")
     p.add_argument("--n", type=ranged(RANGES["n_scans"]), default=None,
                    help="number of scans (chest: default 20, >= --subsets; others: default 6)")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the phantoms' anatomy and lesions: the same seed writes the "
+                   "same scans (default 0)")
     p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=None,
                    help="chest only: number of subset folders (default 10, or --n if fewer)")
     p.add_argument("--overwrite", action="store_true",
@@ -35,21 +42,62 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "extract-cubes", help="extract proxy-task cubes from scans (bat_*.npy per subset)",
         description="Random crops away from the borders, filtered for tissue "
-        "(docs/release_reference.md, 'Cube extraction'), written as bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest.")
-    p.add_argument("--data", required=True, help="folder holding subsetK/ folders")
-    p.add_argument("--subsets", nargs="+", required=True, help="subsets, e.g. 0 1 2 3 4")
+        "(docs/release_reference.md, 'Cube extraction'), written as "
+        "bat_{scale}_s_{r}x{c}x{d}_{subset}.npy plus a JSON manifest. With --subsets: "
+        "the LUNA16 layout (DATA/subsetK/*.mhd, one file per subset). Without: every scan under "
+        "DATA, recursively (.nii, .nii.gz, .mhd, .mha, .nrrd files and DICOM series folders), "
+        "split into bat_*_train.npy and bat_*_val.npy (pretrain --train-subsets train "
+        "--val-subsets val); see docs/pretrain_your_own_scans.md.")
+    p.add_argument("--data", required=True,
+                   help="folder holding subsetK/ folders (with --subsets) or any scans")
+    p.add_argument("--subsets", nargs="+", default=None,
+                   help="LUNA16 layout: subset folders to read, by number (subsetK), e.g. "
+                   "0 1 2 3 4; one cube file per subset")
+    p.add_argument("--modality", nargs="+", default=None, metavar="MODALITY",
+                   help="any folder: ct (HU window, the release's tissue filter; default) or mr "
+                   "(per-scan 0.5-99.5 percentile scaling, foreground filter), or GLOB=MODALITY "
+                   "rules matched in order against each scan's path below --data, e.g. "
+                   "'*_0000.nii.gz=ct' '*=mr'")
+    p.add_argument("--val-ratio", type=ranged(Range(float, 0, 1, hi_open=True)), default=None,
+                   help="any folder: fraction of scans for validation, seeded shuffle (default 0.2)")
+    p.add_argument("--train-list", default=None,
+                   help="any folder: text file of the training scans, one path a line relative "
+                   "to --data (the other scans validate unless --val-list is given)")
+    p.add_argument("--val-list", default=None,
+                   help="any folder: text file of the validation scans, one path a line "
+                   "relative to --data")
+    p.add_argument("--foreground-threshold", type=ranged(_UNIT), default=None,
+                   help="MR: a voxel scaled to [0, 1] is foreground from this value (default 0.1)")
+    p.add_argument("--min-foreground", type=ranged(_UNIT), default=None,
+                   help="MR: keep a cube when at least this fraction of it is foreground "
+                   "(default 0.5; 0 turns the filter off)")
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
-    p.add_argument("--cube-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"), default=None)
-    p.add_argument("--slices", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=None,
+    p.add_argument("--cube-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
+                   default=None,
+                   help="cube size in voxels, rows cols depth (default: the preset's; release "
+                   "64 64 32)")
+    p.add_argument("--slices", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"),
+                   default=None,
                    help="cut 2D axial slices R x C instead (Genesis Chest CT 2D, pretrain --dims 2): "
                    "crops one voxel deep with the in-slice tissue filter, bat_*_RxCx1_*.npy")
-    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=None, help="cubes per scan")
-    p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None)
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=None,
+                   help="cubes wanted per scan, also in the file name bat_SCALE_s_... (default "
+                   "and release: 32)")
+    p.add_argument("--border-xy", type=ranged(_BORDER), default=None,
+                   help="voxels kept free at each in-plane border (release 100, demo 24; a "
+                   "240x240 brain MRI needs less than 100)")
+    p.add_argument("--border-z", type=ranged(_BORDER), default=None,
+                   help="slices kept free at each end in z (release 30, demo 8)")
+    p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None,
+                   help="number type of the written cubes; float16 halves the files (default: "
+                   "the extraction config's)")
     p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
-    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None, help="processes (0/1: none)")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None,
+                   help="processes reading scans in parallel (0 or 1: none)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the random crop positions (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace cube files (and manifests) of the same names in --out")
     p.set_defaults(func=_extract_cubes)
@@ -60,15 +108,25 @@ def register(subparsers) -> None:
         description="Read ROOT/images/*.png and ROOT/Data_Entry_2017.csv, normalise each "
         "radiograph to [0, 1] by its min and max (no clipping, Sec. 2.1), resize, cut random "
         "crops and write one file per patient-level subset (data.pretraining.xray_crops).")
-    p.add_argument("--data", required=True, help="ChestX-ray14 root (images/, Data_Entry_2017.csv)")
+    p.add_argument("--data", required=True,
+                   help="the ChestX-ray14 folder, holding images/ and Data_Entry_2017.csv")
     p.add_argument("--out", required=True, help="output folder for the crop files")
-    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10, help="patient-level subsets (default 10)")
-    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=8, help="crops per radiograph (default 8)")
-    p.add_argument("--crop-shape", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(64, 64))
-    p.add_argument("--image-size", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"), default=(256, 256),
+    p.add_argument("--subsets", type=ranged(RANGES["subsets"]), default=10,
+                   help="number of subsets the patients are split into, one crop file each "
+                   "(default 10)")
+    p.add_argument("--scale", type=ranged(RANGES["scale"]), default=8,
+                   help="crops per radiograph (default 8)")
+    p.add_argument("--crop-shape", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"),
+                   default=(64, 64),
+                   help="size of each crop in pixels, rows cols (default 64 64)")
+    p.add_argument("--image-size", type=ranged(RANGES["side"]), nargs=2, metavar=("R", "C"),
+                   default=(256, 256),
                    help="radiographs are resized to this first (default 256 256)")
-    p.add_argument("--dtype", choices=("float16", "float32"), default="float32")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0)
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float32",
+                   help="number type of the written crops; float16 halves the files (default "
+                   "float32)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the patient split and the crop positions (default 0)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a folder holding other files, and replace crop files (and "
                    "manifests) of the same names; other files are kept")
@@ -105,8 +163,18 @@ def _extract_cubes(args) -> int:
 
     from models_genesis.config import PretrainConfig
     from models_genesis.data.pretraining.cubes import ExtractionConfig
-    from models_genesis.pipeline.extract_cubes import extract_cubes
+    from models_genesis.pipeline.extract_cubes import extract_cubes, extract_cubes_from_folder
 
+    folder_only = {"--modality": args.modality, "--val-ratio": args.val_ratio,
+                   "--train-list": args.train_list, "--val-list": args.val_list}
+    if args.subsets is not None:
+        given = [k for k, v in folder_only.items() if v is not None]
+        if given:
+            raise UserError(f"{', '.join(given)} read any folder of scans, not the LUNA16 "
+                            f"subsets: drop --subsets, or drop {', '.join(given)}.")
+    if args.val_ratio is not None and (args.train_list or args.val_list):
+        raise UserError("--val-ratio and --train-list/--val-list exclude each other. "
+                        "Received both.")
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
     if args.slices:
         from models_genesis.data.pretraining.slices import slice_config
@@ -115,7 +183,10 @@ def _extract_cubes(args) -> int:
             raise UserError("--slices and --cube-shape exclude each other. Received both.")
         config = slice_config(args.slices, demo=args.preset == "demo")
     overrides = {"cube_shape": tuple(args.cube_shape) if args.cube_shape else None,
-                 "scale": args.scale, "dtype": args.dtype}
+                 "scale": args.scale, "dtype": args.dtype, "border_xy": args.border_xy,
+                 "border_z": args.border_z,
+                 "foreground_threshold": args.foreground_threshold,
+                 "min_foreground": args.min_foreground}
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     # `pretrain`'s U-Net (depth 4) pools three times: refuse now what it would refuse later.
     factor = 2 ** (PretrainConfig.depth - 1)
@@ -126,10 +197,23 @@ def _extract_cubes(args) -> int:
                         f"{PretrainConfig.depth} U-Net pools {PretrainConfig.depth - 1} times "
                         f"and refuses other cubes. Received: {flag} "
                         f"{' '.join(str(s) for s in (args.slices or args.cube_shape))}.")
-    summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
-                            workers=args.workers, pattern=args.pattern,
-                            overwrite=args.overwrite)
-    print(json.dumps({k: v for k, v in summary.items() if k != "skipped"}, indent=2))
+    if args.subsets is not None:
+        summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
+                                workers=args.workers, pattern=args.pattern,
+                                overwrite=args.overwrite)
+    else:
+        summary = extract_cubes_from_folder(
+            args.data, args.out, config=config, modality=args.modality or "ct",
+            val_ratio=0.2 if args.val_ratio is None else args.val_ratio,
+            train_list=args.train_list, val_list=args.val_list, seed=args.seed,
+            workers=args.workers, overwrite=args.overwrite)
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "split")},
+                     indent=2))
+    if "split" in summary:
+        print("split: " + ", ".join(f"{k} {len(v)} scans" for k, v in summary["split"].items())
+              + f" (names in the .json manifests in {args.out}); pre-train with: models-genesis "
+              f"pretrain --data {args.out} --train-subsets train"
+              + (" --val-subsets val" if "val" in summary["split"] else ""))
     for skip in summary["skipped"]:
         print(f"skipped {skip['path']}: {skip['reason']} ({skip['detail']})")
     empty = [s for s, n in summary["n_cubes"].items() if n == 0]

@@ -4,7 +4,7 @@
 * `experiment`: the paper's tables: named initialisations x tasks x runs x label fractions, Table
   3's layout and Figs. 3, 5, 6 (`models_genesis.pipeline.experiment.run_experiment`), resumable;
 * `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
-  source geometry (`models_genesis.evaluation.sliding_window.predict_volume_to_file`).
+  source geometry (`models_genesis.evaluation.whole_volume.segment_volume_to_file`).
 """
 
 from __future__ import annotations
@@ -81,22 +81,44 @@ def _add_training_options(p, experiment: bool = False) -> None:
                        help="the tasks' data: TASK=DIR for each task, or one folder (for several "
                        "tasks, its subfolder named after each task if present, else the folder)")
     else:
-        p.add_argument("--task", required=True, choices=_TASKS, help="target task")
+        p.add_argument("--task", required=True, choices=_TASKS,
+                       help="target task to fine-tune on (paper Table 1); its data set, head, loss "
+                       "and metric follow from it")
         p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
         p.add_argument("--data", required=True, help="folder of the target-task data")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0, help="seed (default 0)")
-    p.add_argument("--epochs", type=ranged(RANGES["epochs"]), help="maximum epochs (default 10000; early stopping)")
-    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), help="default: the task's (Table 1)")
-    p.add_argument("--learning-rate", "--lr", type=ranged(RANGES["learning_rate"]), help="default: the task's")
-    p.add_argument("--patience", type=ranged(RANGES["patience"]), help="early-stopping patience; default: the task's")
-    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), help="U-Net width (default 32, the release)")
+    p.add_argument("--out", required=True,
+                   help="folder the runs write their models, histories and results to (one "
+                   "run: also task.json)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the split, the label subset, the augmentation and the initial "
+                   "weights; run r of an experiment uses seed + r (default 0)")
+    p.add_argument("--epochs", type=ranged(RANGES["epochs"]),
+                   help="maximum number of epochs; early stopping on the validation loss usually "
+                   "ends sooner (default and release: 10000)")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]),
+                   help="crops per training step (default: the task's, paper Table 1: 24 for "
+                   "NCC and ECC, 16 for NCS, LCS and BMS)")
+    p.add_argument("--learning-rate", "--lr", type=ranged(RANGES["learning_rate"]),
+                   help="Adam's learning rate (default: the task's, 1e-3; LCS 1e-2)")
+    p.add_argument("--patience", type=ranged(RANGES["patience"]),
+                   help="epochs without improvement of the validation loss before early "
+                   "stopping (default: the task's: NCC 10, NCS 50, ECC 38, LCS 20, BMS 30)")
+    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]),
+                   help="filters of the U-Net's first convolution; must match --weights "
+                   "(default and release: 32)")
     p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
-                   help="crop size, each divisible by 8; default: the task's")
-    p.add_argument("--steps-per-epoch", type=ranged(RANGES["steps_per_epoch"]), help="default: one pass over the data")
-    p.add_argument("--validation-steps", type=ranged(RANGES["validation_steps"]), help="default: one pass")
-    p.add_argument("--fold", type=ranged(RANGES["fold"]), help="cross-validation fold (BMS)")
-    p.add_argument("--workers", type=ranged(RANGES["workers"]), help="data-loading workers (default 1)")
+                   help="crop size in voxels, each divisible by 8 (default: the task's, "
+                   "64 64 32; ECC 64 64 64)")
+    p.add_argument("--steps-per-epoch", type=ranged(RANGES["steps_per_epoch"]),
+                   help="training steps per epoch (default: one pass over the training data)")
+    p.add_argument("--validation-steps", type=ranged(RANGES["validation_steps"]),
+                   help="validation batches per epoch (default: one pass over the validation "
+                   "data)")
+    p.add_argument("--fold", type=ranged(RANGES["fold"]),
+                   help="which of the three cross-validation folds is the test split (BMS only)")
+    p.add_argument("--workers", type=ranged(RANGES["workers"]),
+                   help="threads loading and augmenting batches while the model trains "
+                   "(default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
     p.add_argument("--head", choices=("release", "linear"), help="classification head: release "
                    "(Dense 1024 -> Dense 1, default) or linear (pooled encoder -> Dense 1: the "
@@ -112,7 +134,9 @@ def _add_training_options(p, experiment: bool = False) -> None:
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
                          [o.name for o in LOADER_OPTIONS if o.name != "fold"])
-    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2), help="Keras fit verbosity")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
+                   help="what Keras prints per epoch: 0 nothing, 1 a progress bar, 2 one line "
+                   "(default 2)")
 
 
 def _finetune(args) -> int:
@@ -223,8 +247,8 @@ def _predict_volume(args) -> int:
     _check_predict_output(args, task)
     import keras
 
-    from models_genesis.evaluation.sliding_window import predict_volume_to_file
-    from models_genesis.evaluation.whole_volume import (score_candidates_to_file,
+    from models_genesis.evaluation.whole_volume import (preprocessing_task,
+                                                        score_candidates_to_file,
                                                         segment_volume_to_file)
 
     try:
@@ -237,18 +261,14 @@ def _predict_volume(args) -> int:
     if task is not None and task.kind == "classification":
         path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
                                         batch_size=args.batch_size)
-    elif task is not None:
+    else:
+        if task is None:  # a run without task.json: the flags and their defaults
+            task = preprocessing_task(args.window or model.input_shape[1:4],
+                                      normalization=args.normalization or "ct",
+                                      crop_scale=args.crop_scale or 1.0)
         path = segment_volume_to_file(model, args.input, args.output, task,
                                       threshold=args.threshold, overlap=args.overlap,
                                       batch_size=args.batch_size)
-    else:  # a run without task.json: the flags and their defaults, as before
-        window = tuple(args.window) if args.window else tuple(model.input_shape[1:4])
-        normalization = args.normalization or "ct"
-        path = predict_volume_to_file(model, args.input, args.output, window=window,
-                                      overlap=args.overlap, threshold=args.threshold,
-                                      normalization=None if normalization == "none"
-                                      else normalization, batch_size=args.batch_size,
-                                      crop_scale=args.crop_scale or 1.0)
     print(f"wrote {path}")
     return 0
 
@@ -290,18 +310,26 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "
                               "and write the mask with the scan's geometry (.nii.gz)")
     p.add_argument("--model", required=True, help="model.keras from `finetune`, or its run folder")
-    p.add_argument("--input", required=True, help="scan (.nii/.nii.gz/.mhd)")
+    p.add_argument("--input", required=True,
+                   help="the scan to segment or score (.nii, .nii.gz, .mhd or another SimpleITK "
+                   "format)")
     p.add_argument("--output", required=True, help="mask file to write (e.g. mask.nii.gz)")
     p.add_argument("--window", type=ranged(RANGES["side"]), nargs=3, metavar=("R", "C", "D"),
                    help="window size; default: the run's crop (task.json), else the model's "
                    "input size")
-    p.add_argument("--overlap", type=ranged(RANGES["overlap"]), default=0.5, help="window overlap in [0, 1) (0.5)")
-    p.add_argument("--threshold", type=ranged(RANGES["threshold"]), default=0.5, help="foreground threshold (0.5)")
+    p.add_argument("--overlap", type=ranged(RANGES["overlap"]), default=0.5,
+                   help="share of a window that overlaps its neighbour, in [0, 1) (default 0.5)")
+    p.add_argument("--threshold", type=ranged(RANGES["threshold"]), default=0.5,
+                   help="probability in (0, 1) above which a voxel is foreground in the mask "
+                   "(default 0.5)")
     p.add_argument("--normalization", choices=("ct", "minmax", "mri", "none"),
-                   help="default: the run's (task.json, written by finetune); only to override "
-                   "it: ct (clip [-1000, 1000] HU, scale), mri or minmax (per-scan min-max, as "
-                   "the MRI loaders), none (already in [0, 1]). A run without task.json: ct")
-    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=4, help="windows per model call (4)")
+                   help="intensity scaling of the scan, only to override the run's own "
+                   "(task.json, written by finetune, is the default): ct (clip [-1000, 1000] "
+                   "HU, scale to [0, 1]), mri or minmax (per-scan min-max, as the MRI "
+                   "loaders), none (already in [0, 1]). A run without task.json: ct")
+    p.add_argument("--batch-size", type=ranged(RANGES["batch_size"]), default=4,
+                   help="windows predicted per model call; lower it when memory runs out "
+                   "(default 4)")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     p.add_argument("--crop-scale", type=ranged(RANGES["crop_scale"]),
                    help="scan voxels per model voxel (BMS: 1.5625, 100x100x50 crops resized to "

@@ -40,10 +40,14 @@ def register(subparsers) -> None:
                               "and parameter count, optionally load weights")
     p.add_argument("--input-shape", type=ranged(RANGES["side"]), nargs=4, default=[64, 64, 32, 1],
                    metavar=("R", "C", "D", "CH"), help="model input shape (default 64 64 32 1)")
-    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), default=32, help="filters of the first block (32)")
-    p.add_argument("--depth", type=ranged(RANGES["depth"]), default=4, help="encoder levels (4)")
+    p.add_argument("--n-base-filters", type=ranged(RANGES["n_base_filters"]), default=32,
+                   help="filters of the first block (32)")
+    p.add_argument("--depth", type=ranged(RANGES["depth"]), default=4,
+                   help="levels of the U-Net's encoder (default and release: 4)")
     p.add_argument("--data-format", choices=["channels_last", "channels_first"],
-                   default="channels_last")
+                   default="channels_last",
+                   help="layout of the model's input: channels_last (default) or channels_first "
+                   "(the release's); the weights are the same")
     p.add_argument("--weights", help="a weight file or preset name (e.g. genesis_chest_ct)")
     p.add_argument("--by-name", action="store_true", help="match layers by name, not order")
     p.set_defaults(func=_summary)
@@ -51,7 +55,8 @@ def register(subparsers) -> None:
     d = subparsers.add_parser("demo", help="the main job on the embedded phantoms: model, "
                               "pre-training (demo preset), linear probe and fine-tuning against "
                               "scratch")
-    d.add_argument("--out", help="output folder (default runs/demo, with --long runs/demo_long)")
+    d.add_argument("--out", help="folder the demo writes everything to (default runs/demo, "
+                   "with --long runs/demo_long)")
     d.add_argument("--long", action="store_true", help="the 25-45 minute version (2 CPU cores): "
                    "2x the pre-training (2,000 steps), 10 runs per arm, fine-tuning at 10 and "
                    "25%% of the labels")

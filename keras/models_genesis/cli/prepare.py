@@ -29,11 +29,14 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "prepare", help="read a target-task data set as downloaded (LUNA16, LIDC-IDRI, LiTS, "
         "BraTS, ECC candidates) and write the prepared one once (resumable)")
-    p.add_argument("--task", required=True, choices=_TASKS, help="target task")
+    p.add_argument("--task", required=True, choices=_TASKS,
+                   help="target task whose data set --data holds (paper Table 1)")
     p.add_argument("--data", required=True, help="the data set as downloaded")
-    p.add_argument("--out", required=True, help="prepared folder (created; a rerun resumes it)")
+    p.add_argument("--out", required=True,
+                   help="folder the prepared data set is written to (created; a rerun with the "
+                   "same settings resumes it)")
     p.add_argument("--workers", type=ranged(RANGES["processes"]), default=1,
-                   help="worker processes (default 1)")
+                   help="processes reading cases in parallel (default 1)")
     p.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                    help="stop at the first bad case (default) or skip it and record why in "
                    "manifest.json")
@@ -53,5 +56,5 @@ def register(subparsers) -> None:
                    help="prepare every case again; also write into a non-empty folder that is "
                    "not a prepared set (only the prepared layout's files are replaced). Without "
                    "it such a folder is refused and a prepared one is resumed")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="do not show the progress bar")
     p.set_defaults(func=_prepare)

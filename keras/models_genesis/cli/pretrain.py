@@ -23,26 +23,74 @@ from models_genesis.outputs import claim_output_dir
 
 # Options with a name other than the field's.
 _RENAMED = {"data_dir": ("--data", "--data-dir"), "out_dir": ("--out", "--out-dir")}
+# What each option does, for a user; `_add_field` appends the release's value and the demo
+# preset's where it differs. Every field of `PretrainConfig` needs an entry (tests/cli check it).
 _HELP = {
-    "data_dir": "folder of cube files bat_{scale}_s_{r}x{c}x{d}_{subset}.npy",
-    "out_dir": "run folder (config, weights, logs, figures); rerun to resume after a kill",
+    "data_dir": "folder of cube files bat_{scale}_s_{r}x{c}x{d}_{subset}.npy, as written by "
+                "extract-cubes",
+    "out_dir": "run folder (config, weights, logs, figures); rerun the same command to resume "
+               "after a kill",
+    "cube_shape": "size of the training cubes in voxels, rows cols depth, each divisible by "
+                  "2**(depth-1); must match the cube files",
+    "dims": "3: cubes, unet_model_3d; 2: slices or radiographs one voxel deep (--cube-shape R C "
+            "1), unet_model_2d, exported as Genesis_Chest_CT_2D.h5",
+    "train_subsets": "subsets of the cube files to train on (the SUBSET of bat_*_SUBSET.npy)",
+    "val_subsets": "subsets of the cube files to validate on; the best-validation weights are "
+                   "kept",
+    "scale": "cubes per scan in the cube file names to pick (bat_SCALE_s_...); none accepts "
+             "the one scale found",
     "scheme": "genesis (combined), identity, nonlinear, local_shuffling, outer_cutout, "
               "inner_cutout, or transformations joined with + (nonlinear+local_shuffling); "
               "method genesis only; sizes of the release by default, of the paper text with "
               "--option preset=paper_text (docs/methods.md)",
-    "method": "pre-training method (proxy task)",
-    "mixed_precision": "bf16 or fp16 (float32 outputs and loss); none for float32",
-    "strategy": "tf.distribute strategy (TensorFlow backend)",
-    "weights": "initial weights: Keras 2 .h5, Keras 3 .weights.h5 or a preset name",
-    "keras2_weights_name": "file name of the best weights in the Keras 2 layout",
-    "optimizer": "sgd or adam; default: the method's own (docs/methods.md)",
-    "learning_rate": "default: the method's own (genesis: 1.0; docs/methods.md)",
-    "momentum": "SGD momentum; default: the method's own",
-    "weight_decay": "default: the method's own (deepcluster: 1e-5)",
-    "schedule": "plateau (release: LR plateau, early stopping, best val_loss kept) or fixed "
-                "(all epochs, last weights kept); default: the method's own",
-    "dims": "3: cubes, unet_model_3d; 2: slices or radiographs one voxel deep (--cube-shape R C 1), "
-            "unet_model_2d, exported as Genesis_Chest_CT_2D.h5",
+    "method": "pre-training method (proxy task): genesis, or a self-supervised baseline of the "
+              "paper's Table 3",
+    "batch_size": "cubes per training step; lowered by 2 after a GPU out-of-memory error",
+    "epochs": "maximum number of epochs; early stopping (--patience) usually ends the run "
+              "sooner",
+    "steps_per_epoch": "training steps per epoch; none: one pass over all training cubes",
+    "validation_steps": "validation batches per epoch; none: one pass over all validation "
+                        "cubes",
+    "optimizer": "sgd (with --momentum) or adam; default: the method's own (docs/methods.md)",
+    "learning_rate": "initial learning rate of the optimizer; default: the method's own "
+                     "(genesis: 1.0; docs/methods.md)",
+    "momentum": "momentum of SGD's updates; adam ignores it; default: the method's own",
+    "weight_decay": "weight decay of the optimizer; default: the method's own (deepcluster: "
+                    "1e-5)",
+    "schedule": "plateau (the release: learning-rate plateau, early stopping, best val_loss "
+                "kept) or fixed (every epoch, the last weights kept); default: the method's own",
+    "loss": "restoration loss over the whole cube: mse (mean squared error) or mae",
+    "lr_factor": "factor the learning rate is multiplied by when the validation loss stops "
+                 "improving (ReduceLROnPlateau)",
+    "lr_patience": "epochs without improvement of the validation loss before the learning rate "
+                   "is lowered",
+    "lr_min_delta": "smallest decrease of the validation loss that counts as an improvement for "
+                    "the learning-rate schedule",
+    "min_lr": "lowest learning rate the schedule goes down to",
+    "patience": "epochs without improvement of the validation loss before training stops "
+                "(early stopping)",
+    "n_base_filters": "filters of the U-Net's first convolution; each level doubles them",
+    "depth": "levels of the U-Net's encoder (each but the last followed by a 2x2x2 pooling)",
+    "kernel_initializer": "Keras initialiser of the convolution kernels when no --weights are "
+                          "given",
+    "bn_momentum": "momentum of the BatchNorm moving statistics, in [0, 1); lower follows "
+                   "recent batches faster (short runs)",
+    "weights": "initial weights: Keras 2 .h5, Keras 3 .weights.h5 or a preset name; none "
+               "starts from --kernel-initializer",
+    "mixed_precision": "bf16 or fp16 computation (float32 outputs and loss); none for float32 "
+                       "throughout",
+    "strategy": "tf.distribute strategy to spread training over GPUs or machines (TensorFlow "
+                "backend only): none, mirrored or multiworker",
+    "workers": "threads (or processes) preparing transformed pairs while the model trains",
+    "use_multiprocessing": "prepare pairs in worker processes instead of threads",
+    "max_queue_size": "batches prepared ahead of the training step",
+    "seed": "seed of the transformations' draws (batch i of epoch e from seed, e, i) and of "
+            "the model's initial weights",
+    "keras2_weights_name": "file name of the best weights in the Keras 2 layout, inside --out",
+    "tensorboard": "write TensorBoard logs to --out/tensorboard (needs TensorFlow)",
+    "sample_every": "save a PNG of input, restoration and original every N epochs (0: never)",
+    "figures": "draw the restoration figures (per transformation combination, difference map) "
+               "at the end of the run",
 }
 
 
@@ -53,13 +101,34 @@ def _optional(kind):
     return parse
 
 
+def _value(value) -> str:
+    """A preset's value as a user types it on the command line."""
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _help(f) -> str:
+    """The help of the option for the `PretrainConfig` field `f`: what it does, then the
+    release's value and the demo preset's where it differs (an empty start when `_HELP` lacks
+    the field, which the CLI's help test reports)."""
+    from models_genesis.config import PRETRAIN_PRESETS
+
+    values = f"release: {_value(f.default)}"
+    demo = PRETRAIN_PRESETS["demo"].get(f.name, f.default)
+    if demo != f.default:
+        values += f"; demo preset: {_value(demo)}"
+    return f"{_HELP.get(f.name, '')} ({values})"
+
+
 def _add_field(parser, f) -> None:
     from models_genesis.config import (CONFIG_RANGES, METHOD_NAMES, MIXED_PRECISION, SIDE_RANGE,
                                        STRATEGIES)
 
     flags = _RENAMED.get(f.name, ("--" + f.name.replace("_", "-"),))
-    kw = dict(dest=f.name, default=argparse.SUPPRESS,
-              help=f"{_HELP.get(f.name, f.name.replace('_', ' '))} (release: {f.default!r})")
+    kw = dict(dest=f.name, default=argparse.SUPPRESS, help=_help(f))
     kind = str(f.type)
     if f.name == "method":
         kw["choices"] = METHOD_NAMES

@@ -5,21 +5,53 @@ LCS and BMS scans are larger than the training crop (64x64x32; docs/release_refe
 (the last one is moved back to end at the border); windows are gathered by fancy indexing,
 predicted in batches, weighted (Gaussian, sigma = window / 8, or constant) and averaged:
 out = sum(w * pred) / sum(w). A volume smaller than the window is padded, and the result cropped
-back.
+back. Writing a scan's mask to a file, with a task's preprocessing, is
+`evaluation.whole_volume.segment_volume_to_file`.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from models_genesis.data.io.intensity import normalize_intensity
-from models_genesis.data.io.volumes import read_volume, write_volume
-
 _BLENDS = ("gaussian", "constant")
+
+
+def _checked(volume, window, overlap, blend, data_format, batch_size):
+    """`(volume, window)` as an array and a tuple of ints, after checking every argument."""
+    volume = np.asarray(volume)
+    if volume.ndim not in (3, 4) or volume.size == 0:
+        raise ValueError(f"`volume` must be a non-empty (X, Y, Z) or (X, Y, Z, C) array. "
+                         f"Received: volume.shape={volume.shape}.")
+    window = tuple(int(w) for w in window)
+    if len(window) != 3 or min(window) < 1:
+        raise ValueError(f"`window` must be 3 positive sizes. Received: window={window}.")
+    if not 0.0 <= float(overlap) < 1.0:
+        raise ValueError(f"`overlap` must be in [0, 1). Received: overlap={overlap}.")
+    if blend not in _BLENDS:
+        raise ValueError(f"`blend` must be one of {_BLENDS}. Received: blend={blend!r}.")
+    if data_format not in ("channels_last", "channels_first"):
+        raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
+                         f"Received: data_format={data_format!r}.")
+    if int(batch_size) < 1:
+        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}.")
+    return volume, window
+
+
+def _predict_windows(predict, windows: np.ndarray, data_format: str) -> np.ndarray:
+    """The model's map of a batch of windows `(B, wx, wy, wz, C)`, as `(B, wx, wy, wz, K)`."""
+    batch = windows.astype(np.float32)
+    if data_format == "channels_first":
+        batch = np.moveaxis(batch, -1, 1)
+    pred = predict(batch)
+    if data_format == "channels_first" and pred.ndim == 5:
+        pred = np.moveaxis(pred, 1, -1)
+    if pred.ndim != 5 or pred.shape[:4] != windows.shape[:4]:
+        raise ValueError(f"The model must return a per-voxel map of shape {windows.shape[:4]} "
+                         f"+ (channels,) ({data_format}). Received: shape {pred.shape}.")
+    return pred
 
 
 def _window_starts(size: int, window: int, overlap: float) -> np.ndarray:
@@ -76,22 +108,7 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
     Raises:
         ValueError: bad `volume`, `window`, `overlap`, `blend`, `data_format` or model output.
     """
-    volume = np.asarray(volume)
-    if volume.ndim not in (3, 4) or volume.size == 0:
-        raise ValueError(f"`volume` must be a non-empty (X, Y, Z) or (X, Y, Z, C) array. "
-                         f"Received: volume.shape={volume.shape}.")
-    window = tuple(int(w) for w in window)
-    if len(window) != 3 or min(window) < 1:
-        raise ValueError(f"`window` must be 3 positive sizes. Received: window={window}.")
-    if not 0.0 <= float(overlap) < 1.0:
-        raise ValueError(f"`overlap` must be in [0, 1). Received: overlap={overlap}.")
-    if blend not in _BLENDS:
-        raise ValueError(f"`blend` must be one of {_BLENDS}. Received: blend={blend!r}.")
-    if data_format not in ("channels_last", "channels_first"):
-        raise ValueError("`data_format` must be 'channels_last' or 'channels_first'. "
-                         f"Received: data_format={data_format!r}.")
-    if int(batch_size) < 1:
-        raise ValueError(f"`batch_size` must be >= 1. Received: batch_size={batch_size}.")
+    volume, window = _checked(volume, window, overlap, blend, data_format, batch_size)
     predict = _predictor(predict_fn_or_model)
 
     vol = volume[..., None] if volume.ndim == 3 else volume
@@ -115,15 +132,7 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
         ix = (s[:, 0, None] + offsets[0])[:, :, None, None]
         iy = (s[:, 1, None] + offsets[1])[:, None, :, None]
         iz = (s[:, 2, None] + offsets[2])[:, None, None, :]
-        batch = vol[ix, iy, iz].astype(np.float32)  # (B, wx, wy, wz, C)
-        if data_format == "channels_first":
-            batch = np.moveaxis(batch, -1, 1)
-        pred = predict(batch)
-        if data_format == "channels_first" and pred.ndim == 5:
-            pred = np.moveaxis(pred, 1, -1)
-        if pred.shape[:4] != (len(s),) + window or pred.ndim != 5:
-            raise ValueError(f"The model must return a per-voxel map of shape {(len(s),) + window} "
-                             f"+ (channels,) ({data_format}). Received: shape {pred.shape}.")
+        pred = _predict_windows(predict, vol[ix, iy, iz], data_format)  # (B, wx, wy, wz, K)
         if acc is None:
             acc = np.zeros(padded + (pred.shape[-1],), np.float32)
         pred = pred.astype(np.float32) * weight
@@ -133,59 +142,3 @@ def sliding_window_inference(predict_fn_or_model, volume, window: Sequence[int] 
 
     out = acc[: size[0], : size[1], : size[2]] / norm[: size[0], : size[1], : size[2], None]
     return out[..., 0] if out.shape[-1] == 1 else out
-
-
-def predict_volume_to_file(model, in_path, out_path, *, window: Sequence[int] = (64, 64, 32),
-                           overlap: float = 0.5, threshold: float = 0.5,
-                           normalization: Union[str, Callable, None] = "ct", batch_size: int = 4,
-                           blend: str = "gaussian", data_format: str = "channels_last",
-                           crop_scale: float = 1.0, progress: bool = True) -> str:
-    """Segment one scan and write its binary mask with the source geometry (e.g. `.nii.gz`).
-
-    Args:
-        model: Keras model or predict function (see `sliding_window_inference`).
-        in_path: scan readable by `models_genesis.data.io.volumes.read_volume`.
-        out_path: mask file to write (atomic; the folder is created).
-        window, overlap, batch_size, blend, data_format: see `sliding_window_inference`.
-        threshold: foreground where probability `> threshold` (channel 0 of a single-channel
-            output; with K > 1 channels the mask holds the argmax label).
-        normalization: modality for `normalize_intensity` (`"ct"`, `"mri"`), a function
-            array -> array, or None for a volume already in [0, 1].
-        crop_scale: voxels of the scan per voxel of the model's input. A model trained on
-            resized crops (BMS: 100x100x50 crops resized to 64x64x32, `crop_scale` 100/64, the
-            loader's `info["crop_scale"]`) sees the scan shrunk by this factor; the
-            probabilities are resized back to the scan's grid before thresholding.
-
-    Returns:
-        `out_path`.
-    """
-    in_path, out_path = os.fspath(in_path), os.fspath(out_path)
-    if os.path.abspath(in_path) == os.path.abspath(out_path):
-        raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
-                         f"Received: out_path={out_path!r}.")
-    source = read_volume(in_path)
-    x = np.asarray(source.array, np.float32)
-    if callable(normalization):
-        x = normalization(x)
-    elif normalization is not None:
-        x = normalize_intensity(x, normalization)
-    if not crop_scale > 0:
-        raise ValueError(f"`crop_scale` must be positive. Received: crop_scale={crop_scale!r}.")
-    if crop_scale != 1.0:
-        # scipy (0.8 s) only for a rescaled crop; this module imports without Keras or scipy.
-        from scipy.ndimage import zoom
-
-        x = zoom(x, 1.0 / crop_scale, order=1)
-    prob = sliding_window_inference(model, x, window=window, overlap=overlap,
-                                    batch_size=batch_size, blend=blend, data_format=data_format,
-                                    progress=progress)
-    if crop_scale != 1.0:
-        factors = [t / s for t, s in zip(source.array.shape, prob.shape[:3])]
-        prob = zoom(prob, factors + [1] * (prob.ndim - 3), order=1)
-    if prob.ndim == 3:
-        mask = (prob > threshold).astype(np.uint8)
-    else:
-        mask = np.argmax(prob, axis=-1).astype(np.uint8)
-    os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    write_volume(mask, out_path, like=source)
-    return out_path

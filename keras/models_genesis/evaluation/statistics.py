@@ -208,25 +208,6 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
     return table.to_string()
 
 
-def plot_bars(summary: pd.DataFrame, path, *, label: str = "score", percent: bool = True,
-              title: Optional[str] = None) -> str:
-    """Bar plot of mean with ± s.d. error bars, one bar per row of `summary`; returns `path`."""
-    _frame(summary, ["mean", "sd"])
-    names = [c for c in summary.columns if c not in ("mean", "sd", "n", "is_best", "p_value",
-                                                    "significant")]
-    labels = [" / ".join(str(v) for v in r) for r in summary[names].itertuples(index=False)]
-    scale = 100.0 if percent else 1.0
-    fig, ax = new_figure(figsize=(max(4.0, 1.1 * len(labels)), 4.0))
-    ax.bar(range(len(labels)), summary["mean"] * scale, yerr=summary["sd"].fillna(0) * scale,
-           capsize=4, color="tab:blue", alpha=0.8)
-    ax.set_xticks(range(len(labels)))
-    ax.set_xticklabels(labels, rotation=30, ha="right")
-    ax.set_ylabel(f"{label} (%)" if percent else label)
-    if title:
-        ax.set_title(title)
-    return save_figure(fig, path, dpi=150, bbox_inches="tight")
-
-
 def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",
                                fraction_col: str = "label_fraction", percent: bool = True,
                                title: Optional[str] = None) -> str:

@@ -23,13 +23,45 @@ from models_genesis.atomic import write_csv
 from models_genesis.config import TargetTask
 from models_genesis.data.target_tasks.common import extract_crops
 from models_genesis.data.io.intensity import intensity_window, scale_to_unit
-from models_genesis.data.io.volumes import read_volume, resample_volume, volume_key, write_volume
+from models_genesis.data.io.volumes import (Volume, read_volume, reorient_volume, resample_volume,
+                                            to_geometry_of, volume_key, write_volume)
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, mean_iou
 from models_genesis.evaluation.sliding_window import sliding_window_inference
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
                            "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
                            "over the test volumes")
+
+
+# `--normalization` of `predict-volume`: the modality and intensity window each name stands for.
+NORMALIZATIONS = {"ct": ("ct", (-1000.0, 1000.0)), "mri": ("mri", None),
+                  "minmax": ("mri", None), "none": ("ct", (0.0, 1.0))}
+
+
+def preprocessing_task(window: Sequence[int], *, normalization: str = "ct",
+                       crop_scale: float = 1.0, spacing=None) -> TargetTask:
+    """A segmentation `TargetTask` that holds only the preprocessing given, for a model without
+    a recorded task (a run from before `task.json`, or a model built in Python).
+
+    Args:
+        window: the model's input size (rows, cols, deps), the sliding window.
+        normalization: a key of `NORMALIZATIONS`: `"ct"` (clip [-1000, 1000] HU, scale to
+            [0, 1]), `"mri"` / `"minmax"` (per-scan min-max) or `"none"` (already in [0, 1]).
+        crop_scale: scan voxels per model voxel (BMS: 100/64).
+        spacing: resample the scan to this spacing in mm first; None keeps its grid.
+
+    Raises:
+        ValueError: an unknown `normalization`, or a bad window, crop scale or spacing.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"`normalization` must be one of {list(NORMALIZATIONS)}. "
+                         f"Received: normalization={normalization!r}.")
+    modality, lo_hi = NORMALIZATIONS[normalization]
+    return TargetTask(code="custom", description="preprocessing given explicitly",
+                      kind="segmentation", input_shape=tuple(int(w) for w in window),
+                      batch_size=1, learning_rate=1e-3, patience=1, metric="iou",
+                      modality=modality, intensity_window=lo_hi, spacing=spacing,
+                      crop_scale=crop_scale)
 
 
 def normalize_for_task(array: np.ndarray, task) -> np.ndarray:
@@ -92,15 +124,38 @@ def score_test_volumes(model, volumes: Sequence[Tuple[str, str]], task, *,
 def segment_volume_to_file(model, in_path, out_path, task, *, threshold: float = 0.5,
                            overlap: float = 0.5, batch_size: int = 4,
                            progress: bool = True) -> str:
-    """Segment one scan with the run's preprocessing; write the mask with the scan's geometry."""
+    """Segment one scan and write its binary mask in the scan's geometry (e.g. `.nii.gz`).
+
+    The scan is segmented in the standard orientation every loader reads (`read_volume`), and
+    the mask is put back on the file's own grid (`to_geometry_of`): same size, spacing, origin
+    and direction as `in_path`, whatever its orientation (RAS NIfTI, oblique).
+
+    Args:
+        model: the Keras model or predict function (see `sliding_window_inference`).
+        in_path: the scan, any format `read_volume` reads.
+        out_path: the mask file to write (atomic; the folder is created); not `in_path`.
+        task: the preprocessing: the run's `TargetTask` (`load_run_task`), or
+            `preprocessing_task(window, normalization=..., crop_scale=...)`.
+        threshold: foreground where the probability is above it.
+        overlap, batch_size, progress: see `sliding_window_inference`.
+
+    Returns:
+        `out_path`.
+
+    Raises:
+        ValueError: `out_path` is `in_path` (the scan would be overwritten).
+    """
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     if os.path.abspath(in_path) == os.path.abspath(out_path):
         raise ValueError(f"`out_path` must differ from `in_path`; the scan would be overwritten. "
                          f"Received: out_path={out_path!r}.")
-    volume = read_volume(in_path)
+    stored = read_volume(in_path, orientation=None)
+    volume = reorient_volume(stored)
     prob = predict_probabilities(model, volume, task, overlap=overlap, batch_size=batch_size,
                                  progress=progress)
-    return write_volume((prob > threshold).astype(np.uint8), out_path, like=volume)
+    mask = Volume((prob > threshold).astype(np.uint8), volume.spacing, volume.origin,
+                  volume.direction)
+    return write_volume(to_geometry_of(mask, stored), out_path)
 
 
 def score_candidates_to_file(model, in_path, candidates_csv, out_path, task, *,
@@ -161,8 +216,7 @@ def load_run_task(model_path, *, normalization=None, crop_scale=None, window=Non
     task = TargetTask.from_json(path)
     notes, changes = [], {}
     if normalization is not None:
-        modality, lo_hi = {"ct": ("ct", (-1000.0, 1000.0)), "mri": ("mri", None),
-                           "minmax": ("mri", None), "none": ("ct", (0.0, 1.0))}[normalization]
+        modality, lo_hi = NORMALIZATIONS[normalization]
         changes.update(modality=modality, intensity_window=lo_hi)
     if crop_scale is not None:
         changes["crop_scale"] = float(crop_scale)

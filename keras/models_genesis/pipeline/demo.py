@@ -12,26 +12,32 @@
 `long=True` (`models-genesis demo --long`, 25-45 minutes on 2 CPU cores) pre-trains
 `LONG_PRETRAIN_FACTOR` times longer and compares with `LONG_COMPARISON` (more runs, more label
 fractions, longer fine-tuning); each stage prints its progress bar with a time estimate.
-Each step reuses its finished outputs on a second call unless `overwrite`.
+Each step reuses its finished outputs on a second call unless `overwrite`. The demo's numbers
+(times, restoration errors, both read-outs) go to `results.json` in its folder, a results file
+(`pipeline.result_records`) that `benchmarks/results_page.py --add` publishes in docs/results.md.
 """
 
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
 from models_genesis.config import PRETRAIN_PRESETS, PretrainConfig
+from models_genesis.atomic import write_json
 from models_genesis.data.io.cube_files import find_cube_files, open_cubes
+from models_genesis.evaluation import statistics as st
 from models_genesis.evaluation.restoration import restoration_by_combination
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.pipeline.demo_comparison import run_demo_experiment
 from models_genesis.pipeline.experiment import drop_stale_experiment
 from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
+from models_genesis.pipeline.result_records import command_line, new_record
 from models_genesis.plotting import new_figure, save_figure
 from models_genesis.training.run_folder import run_paths
 
-# `demo --long`: what changes against the two-command demo (measured times in the README).
+# `demo --long`: what changes against the two-command demo (measured times in docs/results.md).
 LONG_PRETRAIN_FACTOR = 2
 LONG_COMPARISON = {"runs": 10, "label_fractions": (0.1, 0.25), "epochs": 30, "patience": 10}
 
@@ -86,8 +92,55 @@ def plot_restoration(table, path) -> str:
     return save_figure(fig, path, dpi=120)
 
 
+def readout_rows(results, readout: str, *, method: str = "genesis",
+                 baseline: str = "he_uniform") -> list:
+    """Rows `[read-out, labels, method, baseline, p]` of one read-out's runs, per label fraction.
+
+    `results` has one row per run (`method`, `label_fraction`, `score` in [0, 1]); the scores
+    are given as mean +- s.d. in %, p by the independent two-sample t-test.
+    """
+    rows = []
+    for fraction, runs in results.groupby("label_fraction", sort=True):
+        cells = []
+        for name in (method, baseline):
+            scores = 100 * runs.loc[runs["method"] == name, "score"].to_numpy(float)
+            sd = float(np.std(scores, ddof=1)) if scores.size > 1 else float("nan")
+            cells.append(f"{scores.mean():.1f} ± {sd:.1f}")
+        p = st.ttest_pair(runs, "score", method, baseline)
+        rows.append([f"{readout}, {runs['run'].nunique()} runs", f"{fraction:.0%}", *cells,
+                     f"{p:.2g}"])
+    return rows
+
+
+def demo_record(pretraining: dict, restoration, experiment: dict, *, seconds: float,
+                long: bool) -> dict:
+    """The demo's measured numbers as one result record (`pipeline.result_records`)."""
+    transformed = restoration.drop(index="identity", errors="ignore")
+    ratios = transformed["model_mse"] / transformed["identity_mse"]
+    numbers = {"wall time of the demo (s)": round(seconds, 1),
+               "pre-training: validation MSE, model": round(pretraining["model_mse"], 5),
+               "pre-training: validation MSE, doing nothing": round(pretraining["identity_mse"], 5),
+               "pre-training: validation MSE, best constant": round(pretraining["constant_mse"], 5),
+               "model / best constant": round(pretraining["model_mse"]
+                                              / pretraining["constant_mse"], 2),
+               "transformed combinations below doing nothing":
+                   f"{int((ratios < 1).sum())} of {len(ratios)}",
+               "closest to doing nothing": f"{ratios.idxmax()}, {ratios.max():.2f}x"}
+    if "identity" in restoration.index:
+        numbers["MSE on untransformed cubes"] = float(f"{restoration.loc['identity', 'model_mse']:.3g}")
+    rows = (readout_rows(experiment["probe"], "linear probe (BN recomputed)")
+            + readout_rows(experiment["finetune"]["results"], "full fine-tuning"))
+    return new_record(
+        "models-genesis demo --long" if long else "models-genesis demo", command_line(),
+        numbers=numbers,
+        table={"columns": ["read-out (test AUC, %)", "labels", "Genesis (demo)", "he_uniform", "p"],
+               "rows": rows},
+        notes="\n".join(experiment["verdicts"]))
+
+
 def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False) -> dict:
     """Run the demo (`long`: the 25-45 minute version); return what each step produced."""
+    started = time.perf_counter()
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(out_dir, exist_ok=True)
     pretrain_overrides = ({"epochs": LONG_PRETRAIN_FACTOR * PRETRAIN_PRESETS["demo"]["epochs"]}
@@ -113,6 +166,13 @@ def run_demo(out_dir="runs/demo", *, overwrite: bool = False, long: bool = False
     print(f"\nOutputs: pre-training run {pretraining['paths']['out_dir']} (weights {weights}, "
           f"figures), restoration table {table_path} and figure {figure}, comparison "
           f"{os.path.dirname(experiment['figure'])} (figure {experiment['figure']})")
+    record = demo_record(pretraining, table, experiment, seconds=time.perf_counter() - started,
+                         long=long)
+    results = write_json(os.path.join(out_dir, "results.json"),
+                         {"title": "The demo (`make demo`, `models-genesis demo --long`)",
+                          "about": "", "records": [record]}, ensure_ascii=False)
+    print(f"Numbers: {results} (publish: python benchmarks/results_page.py --add {results} "
+          "--to benchmarks/results/demo.json)")
     print("\nVerdicts:\n" + "\n".join(experiment["verdicts"]))
     return {"pretraining": pretraining, "restoration": table, "restoration_figure": figure,
-            "experiment": experiment}
+            "experiment": experiment, "results": results}

@@ -26,9 +26,8 @@ from models_genesis.pipeline.pretrain_demo import run_demo_pretraining
 DEMO_TARGET_SUBSETS = {"train": (0, 1, 2, 3), "valid": (4,), "test": (5, 6, 7, 8, 9)}
 # The demo's fine-tuning runs last a few dozen steps: with the release's BatchNorm momentum (0.99)
 # the moving statistics, which validation and test use, stay near their start (the pre-training
-# cubes' for Genesis, 0 / 1 for scratch). Measured on the same weights and data, 10 runs per arm
-# (benchmarks/demo_comparison.md): at 25% of the labels Genesis 67.5 +- 20.7 and he_uniform
-# 77.3 +- 6.4% AUC with 0.99, 90.3 +- 3.6 and 92.7 +- 2.2% with 0.9.
+# cubes' for Genesis, 0 / 1 for scratch). Measured on the same weights and data, 10 runs per arm:
+# docs/results.md, 'Log: the demo's comparison', rows 10 and 11.
 DEMO_BN_MOMENTUM = 0.9
 
 

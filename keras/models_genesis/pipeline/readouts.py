@@ -15,8 +15,8 @@ crops (`recompute_batchnorm`): a freshly built encoder keeps mean 0 / variance 1
 normalisation at all) while a pre-trained one keeps the pre-training data's, so without it the
 probe would compare normalisations, not features (`run_readouts`' probe, through `finetune`,
 keeps them as they are: on the demo's phantoms that made Genesis significantly worse than a
-random encoder, `benchmarks/demo_comparison.md` row 7, against no difference with them
-recomputed, row 3).
+random encoder, against no difference with them recomputed: docs/results.md, 'Log: the demo's
+comparison', rows 7 and 3).
 """
 
 from __future__ import annotations

@@ -6,8 +6,11 @@ by SeriesInstanceUID, sorts them along the slice normal and applies RescaleSlope
 the array is in Hounsfield units. On top of that this module:
 
 - picks the series of the wanted modality (CT) when a folder holds several, and refuses two;
-- refuses a series whose slice positions are not evenly spaced (a missing or duplicated slice)
-  instead of reading it with a wrong z spacing;
+- refuses a series with two slices at one position or slices out of order, and resamples a
+  series whose slices are not evenly spaced (a missing slice, a change of slice spacing) onto
+  an even grid at the median slice gap (linear interpolation between the two nearest slices
+  along the normal), with a note saying so (`DicomSeries.note`), instead of reading it with a
+  wrong z spacing;
 - returns each slice's SOPInstanceUID and position, so annotations that name slices (the LIDC
   XML's `imageSOP_UID`, `imageZposition`) can be matched to the volume's z index.
 
@@ -43,6 +46,9 @@ class DicomSeries:
         z_positions: ImagePositionPatient z (mm) of slice k, `(Z,)` (what the LIDC XML's
             `imageZposition` holds).
         files: the file of slice k.
+        z_index: the volume's z index of slice k: k itself, or, on a resampled series, the
+            index of the even grid's slice nearest to it.
+        note: why and how the series was resampled onto an even grid; "" when it was not.
     """
 
     volume: Volume
@@ -54,10 +60,16 @@ class DicomSeries:
     sop_uids: Tuple[str, ...]
     z_positions: np.ndarray
     files: Tuple[str, ...]
+    z_index: Tuple[int, ...] = ()
+    note: str = ""
 
     def slice_index(self) -> Dict[str, int]:
-        """SOPInstanceUID -> z index."""
-        return {uid: k for k, uid in enumerate(self.sop_uids)}
+        """SOPInstanceUID -> z index of the volume."""
+        return {uid: self.grid_index(k) for k, uid in enumerate(self.sop_uids)}
+
+    def grid_index(self, k: int) -> int:
+        """The volume's z index of slice `k` of the files."""
+        return int(self.z_index[k]) if self.z_index else int(k)
 
 
 def read_header(path: str) -> Dict[str, str]:
@@ -102,16 +114,22 @@ def _floats(text: str, n: int, what: str, path: str) -> np.ndarray:
 
 
 def check_slice_positions(positions: np.ndarray, normal: np.ndarray, folder: str,
-                          files: List[str]) -> float:
-    """Return the slice spacing (mm); raise when slices are duplicated, unsorted or unevenly spaced.
+                          files: List[str]) -> Tuple[float, np.ndarray]:
+    """The median slice gap (mm) and each slice's distance from the first along the normal.
 
     Args:
         positions: ImagePositionPatient of each file in reading order, `(Z, 3)` mm.
         normal: unit slice normal (row x column direction cosines).
         folder, files: for the error message.
+
+    Returns:
+        `(gap, offsets)`: the median gap, and `(Z,)` distances (mm, increasing from 0).
+
+    Raises:
+        ValueError: two slices at one position, or slices not ordered along the normal.
     """
     if len(positions) < 2:
-        return 1.0
+        return 1.0, np.zeros(len(positions))
     d = positions @ normal
     gaps = np.diff(d)
     if np.any(np.abs(gaps) < 1e-3):
@@ -121,14 +139,38 @@ def check_slice_positions(positions: np.ndarray, normal: np.ndarray, folder: str
                          f"{os.path.basename(files[k + 1])}); expected one slice per position.")
     if np.any(gaps < 0) and np.any(gaps > 0):
         raise ValueError(f"DICOM series in {folder!r}: slices are not ordered along the normal.")
-    gaps = np.abs(gaps)
-    median = float(np.median(gaps))
-    bad = np.flatnonzero(np.abs(gaps - median) > SPACING_TOLERANCE * median)
-    if bad.size:
-        where = ", ".join(f"{gaps[k]:.3f} mm after {os.path.basename(files[k])}" for k in bad[:3])
-        raise ValueError(f"DICOM series in {folder!r} is not evenly spaced (a missing slice?): the "
-                         f"slice gap is {median:.3f} mm but {bad.size} gap(s) differ: {where}.")
-    return median
+    return float(np.median(np.abs(gaps))), np.abs(d - d[0])
+
+
+def uneven_gaps(offsets: np.ndarray, gap: float, files: List[str]) -> str:
+    """"" when the slices are evenly spaced (every gap within `SPACING_TOLERANCE` of the
+    median), else a description of the gaps that are not."""
+    gaps = np.diff(offsets)
+    bad = np.flatnonzero(np.abs(gaps - gap) > SPACING_TOLERANCE * gap)
+    if not bad.size:
+        return ""
+    where = ", ".join(f"{gaps[k]:.3f} mm after {os.path.basename(files[k])}" for k in bad[:3])
+    return f"the slice gap is {gap:.3f} mm but {bad.size} gap(s) differ (a missing slice?): {where}"
+
+
+def resample_slices(array: np.ndarray, offsets: np.ndarray, gap: float):
+    """Linearly interpolate slices at `offsets` (mm along the normal) onto an even grid.
+
+    Returns:
+        `(array, z_index)`: the `(X, Y, Z')` array with `Z' = round(offsets[-1] / gap) + 1`
+        slices `gap` apart from the first one (integers are rounded back to their dtype), and
+        the grid index nearest to each original slice.
+    """
+    n = int(round(offsets[-1] / gap)) + 1
+    grid = np.arange(n) * gap
+    upper = np.clip(np.searchsorted(offsets, grid, side="right"), 1, len(offsets) - 1)
+    lower = upper - 1
+    weight = np.clip((grid - offsets[lower]) / (offsets[upper] - offsets[lower]), 0.0, 1.0)
+    weight = weight.astype(np.float32)
+    out = array[:, :, lower] * (1 - weight) + array[:, :, upper] * weight
+    if np.issubdtype(array.dtype, np.integer):
+        out = np.rint(out).astype(array.dtype)
+    return out, np.rint(offsets / gap).astype(int)
 
 
 def read_dicom_series(folder, *, modality: str = "CT",
@@ -146,8 +188,8 @@ def read_dicom_series(folder, *, modality: str = "CT",
 
     Raises:
         FileNotFoundError: the folder is missing or holds no DICOM series.
-        ValueError: no series or several series of `modality`; unreadable files; slices missing,
-            duplicated or unevenly spaced.
+        ValueError: no series or several series of `modality`; unreadable files; two slices
+            at one position or slices out of order. Unevenly spaced slices are resampled.
     """
     # SimpleITK (0.5 s) on first use: data.target_tasks.lidc_consensus and the prepare CLI import this module.
     import SimpleITK as sitk
@@ -187,15 +229,23 @@ def read_dicom_series(folder, *, modality: str = "CT",
                                   files[k]) for k in range(n)])
     cosines = _floats(meta(0, "orientation"), 6, "ImageOrientationPatient (0020,0037)", files[0])
     normal = np.cross(cosines[:3], cosines[3:])
-    dz = check_slice_positions(positions, normal / np.linalg.norm(normal), folder, files)
+    dz, offsets = check_slice_positions(positions, normal / np.linalg.norm(normal), folder, files)
     sop_uids = tuple(meta(k, "sop_uid") for k in range(n))
     if len(set(sop_uids)) != n or "" in sop_uids:
         raise ValueError(f"DICOM series in {folder!r}: every slice needs its own SOPInstanceUID "
                          f"(0008,0018).")
     array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    uneven = uneven_gaps(offsets, dz, files)
+    z_index, note = (), ""
+    if uneven:
+        array, z_index = resample_slices(array, offsets, dz)
+        z_index = tuple(int(k) for k in z_index)
+        note = (f"DICOM series in {folder}: {uneven}; resampled from {n} slices onto an even "
+                f"grid of {array.shape[2]} slices {dz:.3f} mm apart (linear along the normal)")
     spacing = image.GetSpacing()[:2] + (dz,)
     volume = Volume(array, spacing, image.GetOrigin(), image.GetDirection(), folder)
     return DicomSeries(volume=volume, folder=folder, series_uid=chosen[0],
                        study_uid=meta(0, "study_uid"), patient_id=meta(0, "patient_id"),
                        modality=meta(0, "modality").upper(), sop_uids=sop_uids,
-                       z_positions=positions[:, 2].copy(), files=tuple(files))
+                       z_positions=positions[:, 2].copy(), files=tuple(files), z_index=z_index,
+                       note=note)

@@ -44,6 +44,27 @@ def intensity_window(x, modality: Union[str, Sequence[float]] = "ct") -> Tuple[f
     return window
 
 
+def percentile_window(x, percentiles: Tuple[float, float] = (0.5, 99.5)) -> Tuple[float, float]:
+    """The `(lo, hi)` intensity percentiles of a scan: a window robust to a few outlier voxels.
+
+    Args:
+        x: the whole scan, any shape.
+        percentiles: (low, high) in [0, 100], low < high.
+
+    Returns:
+        `(lo, hi)` floats (`lo == hi` for a constant scan, which then maps to zeros).
+    """
+    lo_p, hi_p = (float(v) for v in percentiles)
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValueError(f"`percentiles` must be (low, high) with 0 <= low < high <= 100. "
+                         f"Received: percentiles={percentiles!r}.")
+    x = np.asarray(x)
+    if not x.size:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(x, [lo_p, hi_p])
+    return float(lo), float(hi)
+
+
 def scale_to_unit(x, window: Tuple[float, float]) -> np.ndarray:
     """Clip `x` to `window` and scale it linearly to [0, 1] (float32; zeros when lo == hi)."""
     lo, hi = window

@@ -7,23 +7,26 @@ LUNA16 (docs/release_reference.md, 'Pre-training data'), so `array[i, j, k]` is 
 index (i, j, k). World coordinates are millimetres, as in LUNA16's `annotations.csv` /
 `candidates.csv`:
 `world = origin + direction @ (spacing * ijk)`.
+
+Geometry is SimpleITK's: `read_volume` reorients every volume to `STANDARD_ORIENTATION` ("LPS",
+the identity direction: LUNA16 scans are read as stored) with `sitk.DICOMOrient`,
+`to_geometry_of` puts a result back on the input's own grid, `resample_volume` resamples images
+(linear) and `resample_mask` label masks (per-label linear, > 0.5, as nnU-Net).
 """
 
 from __future__ import annotations
 
 import glob
-import logging
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-log = logging.getLogger(__name__)
-
 IDENTITY_DIRECTION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+STANDARD_ORIENTATION = "LPS"  # DICOM code of the identity direction (x Left, y Posterior, z Sup.)
 _META_BYTES = {"MET_UCHAR": 1, "MET_CHAR": 1, "MET_USHORT": 2, "MET_SHORT": 2, "MET_UINT": 4,
                "MET_INT": 4, "MET_ULONG": 8, "MET_LONG": 8, "MET_ULONG_LONG": 8,
                "MET_LONG_LONG": 8, "MET_FLOAT": 4, "MET_DOUBLE": 8}
@@ -126,6 +129,86 @@ def _check_metaimage(path: str) -> None:
     if actual < expected:
         raise ValueError(f"Data file {data_path!r} of {path!r} is truncated: {actual} bytes, the "
                          f"header needs {expected} (DimSize={dims}, {header['ElementType']}).")
+
+
+def _image_to_volume(image, path: Optional[str] = None) -> Volume:
+    """A SimpleITK image as a `Volume` (the array transposed to (x, y, z))."""
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    # One copy, from a view of the image's buffer (GetArrayFromImage would copy twice).
+    array = np.array(sitk.GetArrayViewFromImage(image).transpose(2, 1, 0), order="C", copy=True)
+    return Volume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
+
+
+def _volume_to_image(volume: Volume):
+    """A `Volume` as a SimpleITK image with its geometry (bool is stored as uint8)."""
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    array = volume.array.astype(np.uint8) if volume.array.dtype == bool else volume.array
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
+    image.SetSpacing(volume.spacing)
+    image.SetOrigin(volume.origin)
+    image.SetDirection(volume.direction)
+    return image
+
+
+def orientation_of(direction) -> str:
+    """The DICOM orientation code of direction cosines (row-major 3x3), e.g. `"LPS"` for the
+    identity: axis x points to the patient's Left, y to Posterior, z to Superior. An oblique
+    direction gets the code of the closest axes."""
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    direction = tuple(float(v) for v in np.asarray(direction, dtype=float).reshape(-1))
+    return sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(direction)
+
+
+def _orient_image(image, orientation: Optional[str]):
+    """`image` with its axes permuted and flipped to `orientation` (`sitk.DICOMOrient`); the
+    image itself when it already is (no copy) or when `orientation` is None."""
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    if orientation is None or orientation_of(image.GetDirection()) == orientation:
+        return image
+    return sitk.DICOMOrient(image, orientation)
+
+
+def reorient_volume(volume: Volume, orientation: Optional[str] = STANDARD_ORIENTATION) -> Volume:
+    """The same voxels with the axes permuted and flipped so that the direction is the closest
+    to `orientation` (`sitk.DICOMOrient`; no resampling, world positions unchanged).
+
+    Args:
+        volume: the `Volume`.
+        orientation: DICOM code such as `"LPS"` (the identity direction, LUNA16's) or `"RAS"`;
+            None returns `volume` unchanged.
+
+    Returns:
+        `volume` itself when it already has that orientation (arrays bit-identical, no copy),
+        else a new `Volume`.
+    """
+    if orientation is None or orientation_of(volume.direction) == orientation:
+        return volume
+    return _image_to_volume(_orient_image(_volume_to_image(volume), orientation), volume.path)
+
+
+def to_geometry_of(volume: Volume, reference: Volume) -> Volume:
+    """Put a volume computed on `reorient_volume(reference)`'s grid back on `reference`'s grid.
+
+    The axes are permuted and flipped back (`sitk.DICOMOrient` to the reference's code) and the
+    result carries the reference's exact size, spacing, origin and direction, e.g. a predicted
+    mask written in the input scan's original geometry.
+
+    Raises:
+        ValueError: `volume` is not on a permutation of the reference's grid.
+    """
+    back = reorient_volume(volume, orientation_of(reference.direction))
+    if back.shape != reference.shape or not np.allclose(back.spacing, reference.spacing) or \
+            not np.allclose(back.origin, reference.origin, atol=1e-4) or \
+            not np.allclose(back.direction, reference.direction, atol=1e-6):
+        raise ValueError(f"`volume` (shape {volume.shape}, spacing {volume.spacing}) is not on a "
+                         f"reoriented grid of `reference` (shape {reference.shape}, spacing "
+                         f"{reference.spacing}, origin {reference.origin}).")
+    return Volume(back.array, reference.spacing, reference.origin, reference.direction,
+                  reference.path)
 
 
 _NRRD_BYTES = {"uchar": 1, "unsigned char": 1, "uint8": 1, "uint8_t": 1, "signed char": 1,
@@ -290,12 +373,20 @@ def check_volume_complete(path) -> None:
         _check_nrrd(path)
 
 
-def read_volume(path, *, series_id: Optional[str] = None) -> Volume:
+def read_volume(path, *, series_id: Optional[str] = None,
+                orientation: Optional[str] = STANDARD_ORIENTATION) -> Volume:
     """Read a 3D volume in any format SimpleITK reads, or a DICOM series folder.
+
+    Every volume is reoriented to one standard orientation (`reorient_volume`): `"LPS"`, the
+    identity direction, so scans stored with identity direction (LUNA16, the phantoms) are read
+    bit-identical to their stored arrays, and others (e.g. NIfTI files in RAS, oblique
+    acquisitions) have their axes permuted and flipped to it, no resampling.
 
     Args:
         path: `.mhd` (+ `.raw`), `.mha`, `.nii`, `.nii.gz`, `.nrrd`, ... or a folder of DICOM files.
         series_id: for a DICOM folder holding several series, the SeriesInstanceUID to read.
+        orientation: the orientation code to read into; None reads the axes as stored (e.g. to
+            write a result back in the input's original geometry, `to_geometry_of`).
 
     Returns:
         `Volume` with `array` in (x, y, z) order and its spacing, origin and direction.
@@ -338,11 +429,11 @@ def read_volume(path, *, series_id: Optional[str] = None) -> Volume:
         raise ValueError(f"Volume {path!r} must be a 3D scalar image. Received: "
                          f"{image.GetDimension()}D image of size {image.GetSize()} with "
                          f"{image.GetNumberOfComponentsPerPixel()} component(s) per voxel.")
-    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError(f"Volume {path!r} holds {int((~np.isfinite(array)).sum())} NaN or "
-                         f"infinite voxels.")
-    return Volume(array, image.GetSpacing(), image.GetOrigin(), image.GetDirection(), path)
+    volume = _image_to_volume(_orient_image(image, orientation), path)
+    if volume.array.dtype.kind == "f" and not np.isfinite(volume.array).all():
+        raise ValueError(f"Volume {path!r} holds {int((~np.isfinite(volume.array)).sum())} NaN "
+                         f"or infinite voxels.")
+    return volume
 
 
 def write_volume(volume_or_array, path, *, spacing=None, origin=None, direction=None,
@@ -373,17 +464,12 @@ def write_volume(volume_or_array, path, *, spacing=None, origin=None, direction=
     if array.ndim != 3:
         raise ValueError(f"Volume to write to {path!r} must be 3D (x, y, z). "
                          f"Received: shape={array.shape}.")
-    if array.dtype == bool:
-        array = array.astype(np.uint8)
     volume = Volume(array,
                     spacing if spacing is not None else (base.spacing if base else (1.0,) * 3),
                     origin if origin is not None else (base.origin if base else (0.0,) * 3),
                     direction if direction is not None else
                     (base.direction if base else IDENTITY_DIRECTION))
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array.transpose(2, 1, 0)))
-    image.SetSpacing(volume.spacing)
-    image.SetOrigin(volume.origin)
-    image.SetDirection(volume.direction)
+    image = _volume_to_image(volume)
     parent = os.path.dirname(os.path.abspath(path))
     os.makedirs(parent, exist_ok=True)
     tmp_dir = tempfile.mkdtemp(prefix=".tmp-write-", dir=parent)
@@ -402,32 +488,116 @@ def write_volume(volume_or_array, path, *, spacing=None, origin=None, direction=
     return path
 
 
-def resample_volume(volume: Volume, spacing, *, order: int = 1) -> Volume:
-    """Resample to a new voxel spacing (e.g. 1 mm isotropic for NCS, paper Sec. 3.2).
+def _resampled_shape(volume: Volume, spacing) -> Tuple[np.ndarray, Tuple[int, int, int]]:
+    new = np.asarray(_triple(spacing, "spacing"))
+    if new.min() <= 0:
+        raise ValueError(f"`spacing` must be positive. Received: spacing={spacing!r}.")
+    old = np.asarray(volume.spacing)
+    return new, tuple(max(1, int(round(n * o / s))) for n, o, s in zip(volume.shape, old, new))
 
-    Voxel (0, 0, 0) keeps its world position; the extent is kept (shape rounded).
+
+def _resample_image(image, new_spacing, shape, interpolator, pixel_type=None, origin=None):
+    """Resample `image` onto the grid of `shape` voxels of `new_spacing` starting at `origin`
+    (default: the image's), with the image's direction."""
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    origin = image.GetOrigin() if origin is None else tuple(float(v) for v in origin)
+    # The last output voxel centre may lie up to one input voxel beyond the last input voxel
+    # centre: replicate the edge voxel there (as scipy's mode="nearest"), so that an image is
+    # still interpolated in-plane next to its last slice.
+    last = np.asarray(origin) + np.asarray(image.GetDirection()).reshape(3, 3) @ (
+        np.asarray(new_spacing) * (np.asarray(shape) - 1))
+    reach = np.asarray(image.TransformPhysicalPointToContinuousIndex(tuple(last.tolist())))
+    pad = (reach > np.asarray(image.GetSize()) - 1 + 1e-6).astype(int)
+    if pad.any():
+        image = sitk.ZeroFluxNeumannPad(image, [0, 0, 0], [int(v) for v in pad])
+    f = sitk.ResampleImageFilter()
+    f.SetOutputSpacing(tuple(float(v) for v in new_spacing))
+    f.SetSize([int(v) for v in shape])
+    f.SetOutputOrigin(origin)
+    f.SetOutputDirection(image.GetDirection())
+    f.SetInterpolator(interpolator)
+    f.SetUseNearestNeighborExtrapolator(True)  # the edge value beyond the last voxel centre
+    if pixel_type is not None:
+        f.SetOutputPixelType(pixel_type)
+    return f.Execute(image)
+
+
+def resample_volume(volume: Volume, spacing, *, order: int = 1) -> Volume:
+    """Resample to a new voxel spacing with SimpleITK (e.g. 1 mm isotropic for NCS, Sec. 3.2).
+
+    Voxel (0, 0, 0) keeps its world position and the direction is kept; the extent is kept
+    (shape rounded). Points beyond the last voxel centre take the edge value.
 
     Args:
         volume: the `Volume`.
         spacing: new spacing in mm: a number (isotropic) or (x, y, z).
-        order: spline order (0 nearest, for label masks: keeps the dtype; 1 linear: float32).
+        order: 1 linear (float32; images), 0 nearest (keeps the dtype), 2-5 B-spline of that
+            order (float32). Label masks: `resample_mask`.
 
     Returns:
         A new `Volume` of shape `round(shape * old_spacing / spacing)`.
     """
-    # On first use: this module is on `models-genesis --help`'s import path (scipy: 0.8 s).
-    from scipy import ndimage
+    import SimpleITK as sitk  # on first use, as everywhere in this module
 
-    new = np.asarray(_triple(spacing, "spacing"))
-    if new.min() <= 0:
-        raise ValueError(f"`spacing` must be positive. Received: spacing={spacing!r}.")
     if order not in range(6):
         raise ValueError(f"`order` must be an integer in 0..5. Received: order={order!r}.")
-    old = np.asarray(volume.spacing)
-    shape = tuple(max(1, int(round(n * o / s))) for n, o, s in zip(volume.shape, old, new))
-    array = volume.array if order == 0 else volume.array.astype(np.float32, copy=False)
-    out = ndimage.affine_transform(array, new / old, output_shape=shape, order=order,
-                                   mode="nearest", prefilter=order > 1)
+    new, shape = _resampled_shape(volume, spacing)
+    if order == 0:
+        interpolator, pixel_type = sitk.sitkNearestNeighbor, None
+    else:
+        interpolator = sitk.sitkLinear if order == 1 else \
+            getattr(sitk, f"sitkBSpline{order}", sitk.sitkBSpline)
+        pixel_type = sitk.sitkFloat32
+    source = volume if order == 0 or volume.array.dtype != bool else \
+        Volume(volume.array.astype(np.float32), volume.spacing, volume.origin, volume.direction)
+    out = _resample_image(_volume_to_image(source), new, shape, interpolator, pixel_type)
+    result = _image_to_volume(out, volume.path)
+    array = result.array.astype(bool) if order == 0 and volume.array.dtype == bool else result.array
+    return Volume(array, tuple(new), volume.origin, volume.direction, volume.path)
+
+
+def resample_mask(volume: Volume, spacing) -> Volume:
+    """Resample a label mask the way nnU-Net does: each label's indicator linearly, a voxel gets
+    the label whose interpolated indicator is above 0.5 (background otherwise).
+
+    A strict `> 0.5`: at an exact tie (a new voxel half-way between a labelled voxel and
+    background, e.g. when the spacing halves) the voxel stays background, so a mask does not
+    grow by a whole slice. As the indicators sum to 1, at most one label is above 0.5.
+
+    Args:
+        volume: integer (or bool) labels, 0 the background.
+        spacing: new spacing in mm: a number or (x, y, z).
+
+    Returns:
+        A new `Volume` of the same dtype and of the shape `resample_volume` gives.
+    """
+    import SimpleITK as sitk  # on first use, as everywhere in this module
+
+    new, shape = _resampled_shape(volume, spacing)
+    array = np.asarray(volume.array)
+    out = np.zeros(shape, array.dtype)
+    ratio = np.asarray(volume.spacing) / new  # output voxels per input voxel
+    n = np.asarray(array.shape)
+    for label in np.unique(array):
+        if label == 0:
+            continue
+        # Only the label's bounding box (one voxel of margin) and the output voxels over it.
+        where = np.argwhere(array == label)
+        lo = np.maximum(where.min(axis=0) - 1, 0)
+        hi = np.minimum(where.max(axis=0) + 1, n - 1)
+        out_lo = np.ceil(lo * ratio - 1e-9).astype(int)
+        out_hi = np.where(hi < n - 1, np.floor(hi * ratio + 1e-9).astype(int),
+                          np.asarray(shape) - 1)
+        box = tuple(slice(a, b + 1) for a, b in zip(lo, hi))
+        indicator = Volume((array[box] == label).astype(np.float32), volume.spacing,
+                           volume.voxel_to_world(lo), volume.direction)
+        size = out_hi - out_lo + 1
+        origin = volume.voxel_to_world(out_lo / ratio)
+        resampled = _resample_image(_volume_to_image(indicator), new, size, sitk.sitkLinear,
+                                    sitk.sitkFloat32, origin=origin)
+        target = out[tuple(slice(a, b + 1) for a, b in zip(out_lo, out_hi))]
+        target[sitk.GetArrayViewFromImage(resampled).transpose(2, 1, 0) > 0.5] = label
     return Volume(out, tuple(new), volume.origin, volume.direction, volume.path)
 
 
@@ -460,43 +630,3 @@ def index_volumes(data_dir, pattern: str = "subset*/*.mhd") -> Dict[str, str]:
             raise ValueError(f"Two volumes share the series id {key!r}: {index[key]!r}, {p!r}.")
         index[key] = p
     return index
-
-
-def match_csv_to_volumes(csv_path, volumes: Dict[str, str],
-                         columns: Sequence[str] = ("seriesuid", "coordX", "coordY", "coordZ")):
-    """Read a LUNA16-style CSV (world mm) and keep the rows whose `seriesuid` has a volume.
-
-    Rows without a volume are dropped, logged and counted (never silently).
-
-    Args:
-        csv_path: e.g. `annotations.csv` or `candidates.csv`.
-        volumes: series id -> path, e.g. from `index_volumes`.
-        columns: columns that must be present.
-
-    Returns:
-        `(table, report)`: a pandas DataFrame with an added `path` column, and a dict with
-        `rows`, `kept`, `skipped` ({reason: count}) and `missing_seriesuids` (sorted).
-    """
-    # On first use: this module is on `models-genesis --help`'s import path (pandas: 0.7 s).
-    import pandas as pd
-
-    csv_path = os.fspath(csv_path)
-    if not os.path.isfile(csv_path):
-        raise FileNotFoundError(f"CSV file not found: {csv_path!r}.")
-    table = pd.read_csv(csv_path, dtype={"seriesuid": str})
-    missing_cols = [c for c in columns if c not in table.columns]
-    if missing_cols:
-        raise ValueError(f"CSV {csv_path!r} must have columns {list(columns)}; missing "
-                         f"{missing_cols}. Received columns: {list(table.columns)}.")
-    has_volume = table["seriesuid"].isin(list(volumes))
-    missing = sorted(set(table.loc[~has_volume, "seriesuid"]))
-    n_skip = int((~has_volume).sum())
-    if n_skip:
-        log.warning("%s: skipped %d row(s) of %d series without a volume (e.g. %s).",
-                    csv_path, n_skip, len(missing), missing[:3])
-    table = table.loc[has_volume].reset_index(drop=True)
-    table["path"] = table["seriesuid"].map(volumes)
-    report = {"rows": int(has_volume.size), "kept": int(len(table)),
-              "skipped": {"no volume for seriesuid": n_skip} if n_skip else {},
-              "missing_seriesuids": missing}
-    return table, report

@@ -18,6 +18,13 @@ and is rejected like a crop with too much tissue; and the folder loop
 (`pipeline.extract_cubes`) skips, with the reason in
 its report, a scan whose voxel spacing is implausible for CT (outside `PLAUSIBLE_SPACING_MM`, or
 slices more than `MAX_ANISOTROPY` times thicker than the pixels).
+
+MR (`ExtractionConfig(modality="mr")`) has no Hounsfield units, so neither the window nor the
+-150 HU threshold means anything there. Each MR scan is first scaled to [0, 1] by its own 0.5th
+and 99.5th intensity percentiles (`MR_PERCENTILES`, clipped), and the filter is turned around:
+a voxel is foreground when its scaled intensity is at least `foreground_threshold` (0.1: above
+the dark background of air and noise), and a crop is kept when at least `min_foreground` (0.5)
+of its voxels are foreground, i.e. when it holds mostly anatomy rather than background.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from models_genesis.data.io.intensity import normalize_intensity
+from models_genesis.data.io.intensity import (normalize_intensity, percentile_window,
+                                             scale_to_unit)
 from models_genesis.data.io.volumes import Volume
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,9 @@ MAX_ANISOTROPY = 20.0
 # Measured cost of the summed-area table per region voxel, relative to the per-crop path per
 # crop voxel (about 15x on one core); used to pick the cheaper path.
 _TABLE_COST = 10
+
+EXTRACTION_MODALITIES = ("ct", "mr")
+MR_PERCENTILES = (0.5, 99.5)
 
 
 class ScanTooSmallError(ValueError):
@@ -65,6 +76,12 @@ class ExtractionConfig:
         max_tries_factor: at most `max_tries_factor * scale` candidate crops per scan.
         intensity_range: window clipped and scaled to [0, 1] (CT: -1000..1000 HU).
         dtype: storage dtype of the cube files ("float16" halves their size).
+        modality: "ct" (the release: HU window and tissue filter) or "mr" (per-scan percentile
+            scaling, foreground filter; `intensity_range`, `hu_threshold`, `lookahead` and
+            `tissue_fraction` are then unused).
+        foreground_threshold: MR: a voxel scaled to [0, 1] is foreground from this value on.
+        min_foreground: MR: keep a crop when at least this fraction of it is foreground
+            (0 turns the MR filter off).
     """
 
     cube_shape: Tuple[int, int, int] = (64, 64, 32)
@@ -77,6 +94,9 @@ class ExtractionConfig:
     max_tries_factor: int = 50
     intensity_range: Tuple[float, float] = (-1000.0, 1000.0)
     dtype: str = "float32"
+    modality: str = "ct"
+    foreground_threshold: float = 0.1
+    min_foreground: float = 0.5
 
     def __post_init__(self):
         shape = tuple(int(v) for v in np.asarray(self.cube_shape).reshape(-1))
@@ -98,6 +118,10 @@ class ExtractionConfig:
              "'float16', 'float32' or 'float64'"),
             ("hu_threshold", self.hu_threshold is None or np.isfinite(self.hu_threshold),
              "a finite number or None"),
+            ("modality", self.modality in EXTRACTION_MODALITIES,
+             " or ".join(repr(m) for m in EXTRACTION_MODALITIES)),
+            ("foreground_threshold", 0.0 <= self.foreground_threshold <= 1.0, "in [0, 1]"),
+            ("min_foreground", 0.0 <= self.min_foreground <= 1.0, "in [0, 1]"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -113,6 +137,25 @@ class ExtractionConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def filter_config(self) -> "ExtractionConfig":
+        """The config the filter runs with on the array `extract_cubes_from_volume` crops.
+
+        CT: itself. MR: the scan is already in [0, 1], so the window is (0, 1), the threshold is
+        `foreground_threshold` and one slice is looked at (`lookahead=2`: weight 1 for a
+        foreground voxel, 0 otherwise), which makes `tissue_fractions` the foreground fraction.
+        """
+        if self.modality == "ct":
+            return self
+        return dataclasses.replace(self, intensity_range=(0.0, 1.0), lookahead=2,
+                                   hu_threshold=self.foreground_threshold
+                                   if self.min_foreground > 0 else None)
+
+    def keeps(self, fractions: np.ndarray) -> np.ndarray:
+        """Which crops pass the filter, from `tissue_fractions` of `filter_config()`."""
+        if self.modality == "ct":
+            return fractions <= self.tissue_fraction
+        return fractions >= self.min_foreground
 
     @property
     def crop_depth(self) -> int:
@@ -263,13 +306,15 @@ def _has_contrast(array, start, config) -> bool:
     return min(max(float(block.max()), lo), hi) > min(max(float(block.min()), lo), hi)
 
 
-def _accepted_starts(array, starts, config):
+def _accepted_starts(array, starts, config, keeps=None):
     """The first `scale` accepted corners, how many candidates were examined to find them, and
     how many passed the tissue filter but were rejected as constant (`_has_contrast`).
 
     Candidates are examined in order, in chunks sized from the acceptance rate so far; a chunk
     uses per-crop arrays, or the summed-area table when that is cheaper (then for all the rest).
+    `keeps` maps fractions to the crops kept (default: at most `tissue_fraction`, the release).
     """
+    keeps = keeps or (lambda fractions: fractions <= config.tissue_fraction)
     kept, done, n_flat = [], 0, 0
     crop_cost = np.prod(config.cube_shape[:2]) * config.crop_depth
     while done < len(starts) and len(kept) < config.scale:
@@ -282,7 +327,7 @@ def _accepted_starts(array, starts, config):
         part = rest if method == "table" else rest[:want]
         fractions = tissue_fractions(array, part, config=config, method=method)
         good = []
-        for i in np.flatnonzero(fractions <= config.tissue_fraction):
+        for i in np.flatnonzero(keeps(fractions)):
             if len(good) == missing:
                 break
             if _has_contrast(array, part[i], config):
@@ -301,7 +346,7 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     docs/release_reference.md, 'Cube extraction').
 
     Args:
-        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU.
+        volume_or_array_hu: `Volume` or array `(x, y, z)` in HU (MR: in the scanner's units).
         rng: the random generator (seed it per scan).
         config: `ExtractionConfig`; defaults to the release's.
         return_info: also return `{"n_tries": candidates examined, "starts": (n, 3) corners,
@@ -322,11 +367,14 @@ def extract_cubes_from_volume(volume_or_array_hu, *, rng: np.random.Generator,
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("The scan holds NaN or infinite values.")
     starts = sample_cube_starts(array.shape, rng=rng, config=config)
-    kept, n_tries, n_flat = _accepted_starts(array, starts, config)
+    if config.modality == "mr":
+        array = scale_to_unit(array, percentile_window(array, MR_PERCENTILES))
+    filt = config.filter_config()
+    kept, n_tries, n_flat = _accepted_starts(array, starts, filt, keeps=config.keeps)
     r, c, d = config.cube_shape
     cubes = np.zeros((len(kept), r, c, d), np.float32)
     for i, (x, y, z) in enumerate(kept):
-        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], config.intensity_range)
+        cubes[i] = normalize_intensity(array[x:x + r, y:y + c, z:z + d], filt.intensity_range)
     info = {"n_tries": int(n_tries), "starts": kept, "n_flat": int(n_flat)}
     return (cubes, info) if return_info else cubes
 

@@ -38,7 +38,7 @@ def load_target_data(task_code: str, data_dir, *, seed: int = 0, input_shape=Non
         data_dir: the task's folder, in the format its module documents.
         seed: seeds splits, crop positions and undersampling; same seed, same data.
         input_shape: crop (rows, cols, deps), each a multiple of 8; None takes the task's.
-        **options: the task loader's keyword options (e.g. `fold=2, fold_dir=...` for BMS,
+        **options: the task loader's keyword options (e.g. `fold=2, split_dir=...` for BMS,
             `negative_ratio=10` for NCC/ECC, `errors="skip"` for all).
 
     A folder written by `models-genesis prepare` (it has a `manifest.json`) is read with the

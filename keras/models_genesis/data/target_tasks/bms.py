@@ -11,8 +11,7 @@ tumour (whole tumour) = label > 0. Intensities: `normalize_intensity(x, "mri")`,
 per patient over the whole scan (`models_genesis.data.io.volumes.intensity_window`).
 
 Folds: three lists of patient ids (one per line, no header; the release publishes them as
-`fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `split_dir` (`fold_dir` is the
-same option under its older name); or, when none is given, a seeded split of the patients into
+`fold_1.csv` .. `fold_3.csv`) given as `fold_files` or found in `split_dir`; or, when none is given, a seeded split of the patients into
 three folds. Test = fold `fold`; the other two folds train, less a seeded `valid_fraction`
 carved out for validation (the paper names no validation set; early stopping needs one).
 Patients found on disk but in no fold are listed in `info["unassigned"]`; a fold naming a
@@ -106,7 +105,7 @@ def read_folds(fold_files: Optional[Sequence] = None, fold_dir=None) -> Optional
 
 
 def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
-             fold_files: Optional[Sequence] = None, split_dir=None, fold_dir=None,
+             fold_files: Optional[Sequence] = None, split_dir=None,
              valid_fraction: float = 0.1, crops_per_volume: int = 16,
              positive_fraction: float = 0.5, crop_scale: float = BRATS_CROP_SCALE,
              errors: str = "raise", progress: bool = True) -> TargetData:
@@ -117,8 +116,7 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
         seed: seeds the folds (when drawn), the validation carve-out and the crop positions.
         input_shape: crop (rows, cols, deps); defaults to 64x64x32.
         fold: test fold, 1, 2 or 3.
-        fold_files, split_dir: the three fold lists (see the module docstring); `fold_dir` is
-            `split_dir`'s older name.
+        fold_files, split_dir: the three fold lists (see the module docstring).
         valid_fraction: share of the training patients held out for validation.
         crops_per_volume, positive_fraction: crops per scan and the share on the tumour.
         crop_scale: cut `input_shape * crop_scale` voxels and resize them to `input_shape`.
@@ -136,20 +134,16 @@ def load_bms(data_dir, *, seed: int = 0, input_shape=None, fold: int = 1,
                          f"valid_fraction={valid_fraction!r}.")
     if not float(crop_scale) >= 1.0:
         raise ValueError(f"`crop_scale` must be >= 1. Received: crop_scale={crop_scale!r}.")
-    if split_dir is not None and fold_dir is not None and split_dir != fold_dir:
-        raise ValueError(f"Pass the fold lists' folder once (`split_dir`; `fold_dir` is its older "
-                         f"name). Received: split_dir={split_dir!r}, fold_dir={fold_dir!r}.")
-    fold_dir = split_dir if split_dir is not None else fold_dir
     skips = SkipLog(errors)
     cases = find_brats_cases(data_dir, skips)
     rng = np.random.default_rng(seed)
-    folds = read_folds(fold_files, fold_dir)
+    folds = read_folds(fold_files, split_dir)
     if folds is None:
         order = [sorted(cases)[i] for i in rng.permutation(len(cases))]
         folds = [sorted(f) for f in np.array_split(np.asarray(order, dtype=object), 3)]
         source = f"seeded 3-fold split (seed {seed})"
     else:
-        source = f"fold files {fold_files or fold_dir}"
+        source = f"fold files {fold_files or split_dir}"
     check_split_ids({f"fold {k + 1}": ids for k, ids in enumerate(folds)}, cases,
                     f"BMS folds ({source})")
     train = sorted(i for k, ids in enumerate(folds) if k != fold - 1 for i in ids)

@@ -3,7 +3,8 @@
 Used by the segmentation tasks (NCS, LCS, BMS). A case is checked before any crop is cut: the mask
 must share the image's grid (shape, spacing, origin, direction), hold only the expected labels and
 not be empty. Resampling (e.g. to 1 mm isotropic for NCS, paper Sec. 3.2.2) uses linear
-interpolation for the image and nearest neighbour for the mask.
+interpolation for the image and, for the mask, each label's indicator linearly with a > 0.5
+threshold (`data.io.volumes.resample_mask`, as nnU-Net).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, case_rng, 
                                                      check_same_grid, extract_crops,
                                                      intensity_window, progress_bar,
                                                      sample_crop_centers, scale_to_unit)
-from models_genesis.data.io.volumes import read_volume, resample_volume
+from models_genesis.data.io.volumes import read_volume, resample_mask, resample_volume
 
 
 def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: SkipLog,
@@ -57,7 +58,7 @@ def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: Sk
         return None
     if spacing is not None:
         image = resample_volume(image, spacing, order=1)
-        mask = resample_volume(mask, spacing, order=0)
+        mask = resample_mask(mask, spacing)
         labels = np.asarray(mask.array).astype(np.int64)
     return image, labels
 

@@ -18,9 +18,9 @@ From the readers' outlines to one mask per nodule (NCS, paper Sec. 3.2.2):
    of the readers *in the group* marked it (a reader with two masks in one group counts once,
    with their union) -- pylidc's `consensus(clevel=0.5)`. Groups with fewer than `min_readers`
    readers are dropped (LUNA16 keeps nodules seen by >= 3 of the 4 readers; default 1 keeps all).
-4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the mask as a
-   thresholded (>= 0.5) linear interpolation of the nodule mask, with nodule labels carried over
-   from the nearest labelled voxel.
+4. **Resampling** to `spacing` (1 mm isotropic in the paper): the image linearly, the labels
+   per nodule, each nodule's indicator linearly with a > 0.5 threshold (`resample_mask`, as
+   nnU-Net resamples segmentations).
 
 The returned labels are 0 (background) and k = the k-th nodule, like the chest phantoms' masks.
 """
@@ -37,7 +37,7 @@ from skimage.draw import polygon, polygon_perimeter
 
 from models_genesis.data.io.dicom import DicomSeries, read_dicom_series, read_header
 from models_genesis.data.io.lidc_xml import LidcReading, ReaderNodule, read_lidc_header, read_lidc_xml
-from models_genesis.data.io.volumes import Volume, resample_volume
+from models_genesis.data.io.volumes import Volume, resample_mask, resample_volume
 
 
 @dataclass(frozen=True, eq=False)
@@ -74,7 +74,7 @@ def _slice_of(series: DicomSeries, outline, by_uid: Dict[str, int], xml_path: st
         gaps = np.abs(series.z_positions - outline.z_position)
         k = int(np.argmin(gaps))
         if gaps[k] <= 0.25 * series.volume.spacing[2] + 1e-3:
-            return k
+            return series.grid_index(k)
     raise ValueError(f"LIDC XML {xml_path} names a slice that is not in the series "
                      f"{series.folder}: imageSOP_UID={outline.sop_uid!r}, "
                      f"imageZposition={outline.z_position}.")
@@ -130,28 +130,6 @@ def consensus_mask(masks_by_reader: Dict[str, List[np.ndarray]], level: float) -
     return voxels[counts >= level * len(unions) - 1e-9]
 
 
-def resample_labels(labels: Volume, spacing) -> Volume:
-    """Resample labels: foreground by thresholded linear interpolation, labels by nearest."""
-    # scipy (0.8 s) on first use: `make-phantoms` / `prepare` import this Keras-free module.
-    from scipy import ndimage
-
-    fg = resample_volume(Volume((labels.array > 0).astype(np.float32), labels.spacing,
-                                labels.origin, labels.direction), spacing, order=1).array >= 0.5
-    nearest = resample_volume(labels, spacing, order=0).array
-    out = np.where(fg, nearest, 0).astype(labels.array.dtype)
-    gap = fg & (nearest == 0)
-    if gap.any():  # foreground voxels whose nearest source voxel was background
-        lo = np.maximum(np.argwhere(fg).min(axis=0) - 1, 0)
-        hi = np.argwhere(fg).max(axis=0) + 2
-        box = tuple(slice(a, b) for a, b in zip(lo, hi))
-        sub = out[box]
-        idx = ndimage.distance_transform_edt(sub == 0, return_distances=False, return_indices=True)
-        filled = sub[tuple(idx)]
-        sub[gap[box]] = filled[gap[box]]
-    return Volume(out, tuple(float(s) for s in np.broadcast_to(spacing, (3,))), labels.origin,
-                  labels.direction, labels.path)
-
-
 def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1.0, 1.0, 1.0),
                    consensus_level: float = 0.5, min_readers: int = 1,
                    include_outline: bool = False, errors: str = "raise") -> LidcScan:
@@ -189,6 +167,32 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
     if reading.series_uid and reading.series_uid != series.series_uid:
         raise ValueError(f"LIDC XML {xml_path} reads series {reading.series_uid}, not the series "
                          f"{series.series_uid} in {series.folder}.")
+    masks, kept, skipped = _reader_masks(reading, series, xml_path,
+                                         include_outline=include_outline, errors=errors)
+    vol = series.volume
+    labels, nodules, dropped = _consensus_labels(masks, kept, vol, consensus_level, min_readers,
+                                                 series.folder)
+    image, label_volume = _resampled(vol, Volume(labels, vol.spacing, vol.origin, vol.direction,
+                                                 xml_path), spacing)
+    info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
+            "point_marks": reading.n_point_marks, "groups_dropped": dropped,
+            "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
+    if series.note:
+        info["note"] = series.note
+    return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
+                    series_uid=series.series_uid, patient_id=series.patient_id,
+                    folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
+                    info=info)
+
+
+def _reader_masks(reading: LidcReading, series, xml_path, *, include_outline: bool,
+                  errors: str):
+    """Each reader nodule's voxel mask (flat indices) on the series' grid.
+
+    Returns:
+        `(masks, kept, skipped)`: the non-empty masks, the reader nodules they belong to, and
+        the nodules left out with `errors="skip"` (`{"item", "reason"}`).
+    """
     skipped, masks, kept = [], [], []
     for nodule in reading.nodules:
         try:
@@ -202,8 +206,22 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
         if mask.size:
             masks.append(mask)
             kept.append(nodule)
+    return masks, kept, skipped
+
+
+def _consensus_labels(masks, kept, vol: Volume, consensus_level: float, min_readers: int,
+                      folder):
+    """Group overlapping reader masks into nodules and label their consensus voxels.
+
+    Returns:
+        `(labels, nodules, dropped)`: uint8 labels of `vol`'s shape (k = the k-th nodule), one
+        dict per nodule (label, centre and volume in mm, diameter, readers), and the number of
+        groups dropped (fewer than `min_readers` readers, or no voxel at `consensus_level`).
+
+    Raises:
+        ValueError: more than 255 nodules (uint8 labels).
+    """
     groups = cluster_by_overlap(masks) if masks else np.zeros(0, int)
-    vol = series.volume
     labels = np.zeros(vol.shape, np.uint8)
     nodules, dropped = [], 0
     for g in np.unique(groups):
@@ -216,8 +234,7 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
             dropped += 1
             continue
         if len(nodules) == 255:
-            raise ValueError(f"{series.folder}: more than 255 nodules; uint8 labels cannot hold "
-                             f"them.")
+            raise ValueError(f"{folder}: more than 255 nodules; uint8 labels cannot hold them.")
         label = len(nodules) + 1
         labels.reshape(-1)[voxels] = label
         ijk = np.stack(np.unravel_index(voxels, vol.shape), axis=1)
@@ -227,21 +244,19 @@ def read_lidc_scan(folder, xml_path=None, *, xml_dirs: Sequence = (), spacing=(1
                         "diameter_mm": float((6.0 * volume_mm3 / np.pi) ** (1.0 / 3.0)),
                         "n_readers": len(by_reader), "readers": sorted(by_reader),
                         "nodule_ids": [kept[i].nodule_id for i in members]})
-    label_volume = Volume(labels, vol.spacing, vol.origin, vol.direction, xml_path)
-    image = vol
-    if spacing is not None:
-        image = resample_volume(vol, spacing, order=1)
-        if np.issubdtype(vol.array.dtype, np.integer):
-            image = Volume(np.rint(image.array).astype(np.int16), image.spacing, image.origin,
-                           image.direction, vol.path)
-        label_volume = resample_labels(label_volume, spacing)
-    info = {"readers": len(reading.readers), "reader_nodules": len(reading.nodules),
-            "point_marks": reading.n_point_marks, "groups_dropped": dropped,
-            "consensus_level": float(consensus_level), "min_readers": int(min_readers)}
-    return LidcScan(image=image, labels=label_volume, nodules=tuple(nodules),
-                    series_uid=series.series_uid, patient_id=series.patient_id,
-                    folder=series.folder, xml_path=os.fspath(xml_path), skipped=tuple(skipped),
-                    info=info)
+    return labels, nodules, dropped
+
+
+def _resampled(image: Volume, labels: Volume, spacing):
+    """`(image, labels)` resampled to `spacing` mm (linear; labels by `resample_mask`); an
+    integer image stays int16. `spacing` None returns both unchanged."""
+    if spacing is None:
+        return image, labels
+    resampled = resample_volume(image, spacing, order=1)
+    if np.issubdtype(image.array.dtype, np.integer):
+        resampled = Volume(np.rint(resampled.array).astype(np.int16), resampled.spacing,
+                           resampled.origin, resampled.direction, image.path)
+    return resampled, resample_mask(labels, spacing)
 
 
 def find_reading(folder, series_uid: str, xml_dirs: Sequence = ()) -> str:
@@ -309,6 +324,8 @@ def read_lidc_job(job: dict):
                           errors="skip" if job.get("on_error") == "skip" else "raise")
     job["nodules"] = [list(n["center_mm"]) + [n["diameter_mm"]] for n in scan.nodules]
     job["skipped_items"] = list(scan.skipped)
+    if scan.info.get("note"):
+        job["notes"] = [scan.info["note"]]
     return scan.image, np.asarray(scan.labels.array)
 
 

@@ -90,6 +90,8 @@ def _segmentation_case(job: dict) -> dict:
               "foreground_voxels": int(np.count_nonzero(labels))}
     if job.get("nodules") is not None:  # NCS: the rows of the prepared annotations.csv
         result["nodules"] = job["nodules"]
+    if job.get("notes"):  # e.g. a DICOM series resampled onto an even grid
+        result["notes"] = list(job["notes"])
     result["skipped_items"] = list(job.get("skipped_items", []))
     return result
 
