@@ -125,7 +125,7 @@ def test_run_probe_reuses_a_pretrained_encoders_features(monkeypatch):
 
 
 def test_labelled_rows_at_all_labels_bootstrap_per_run():
-    data = _data()
+    data = probe_data()
     draws = [readouts.labelled_rows(data, 1.0, seed=s, bootstrap=True) for s in (3, 3, 4)]
     np.testing.assert_array_equal(draws[0], draws[1])  # seeded
     assert not np.array_equal(draws[0], draws[2])  # another run, another resample
@@ -145,6 +145,6 @@ def test_a_fixed_encoders_probe_runs_differ_at_all_labels(monkeypatch):
                       noise.normal(size=len(data.y_test))])
 
     monkeypatch.setattr(readouts, "encoder_features", fake_features)
-    results = readouts.run_probe(_data(), {"genesis": "g.h5"}, runs=4, label_fractions=(1.0,),
+    results = readouts.run_probe(probe_data(), {"genesis": "g.h5"}, runs=4, label_fractions=(1.0,),
                                  progress=False)
     assert results["score"].nunique() > 1
