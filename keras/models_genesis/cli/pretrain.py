@@ -41,7 +41,8 @@ _HELP = {
              "the one scale found",
     "scheme": "genesis (combined), identity, nonlinear, local_shuffling, outer_cutout, "
               "inner_cutout, or transformations joined with + (nonlinear+local_shuffling); "
-              "method genesis only",
+              "method genesis only; sizes of the release by default, of the paper text with "
+              "--option preset=paper_text (docs/methods.md)",
     "method": "pre-training method (proxy task): genesis, or a self-supervised baseline of the "
               "paper's Table 3",
     "batch_size": "cubes per training step; lowered by 2 after a GPU out-of-memory error",
@@ -50,9 +51,14 @@ _HELP = {
     "steps_per_epoch": "training steps per epoch; none: one pass over all training cubes",
     "validation_steps": "validation batches per epoch; none: one pass over all validation "
                         "cubes",
-    "optimizer": "sgd (with --momentum) or adam",
-    "learning_rate": "initial learning rate of the optimizer",
-    "momentum": "momentum of SGD's updates; adam ignores it",
+    "optimizer": "sgd (with --momentum) or adam; default: the method's own (docs/methods.md)",
+    "learning_rate": "initial learning rate of the optimizer; default: the method's own "
+                     "(genesis: 1.0; docs/methods.md)",
+    "momentum": "momentum of SGD's updates; adam ignores it; default: the method's own",
+    "weight_decay": "weight decay of the optimizer; default: the method's own (deepcluster: "
+                    "1e-5)",
+    "schedule": "plateau (the release: learning-rate plateau, early stopping, best val_loss "
+                "kept) or fixed (every epoch, the last weights kept); default: the method's own",
     "loss": "restoration loss over the whole cube: mse (mean squared error) or mae",
     "lr_factor": "factor the learning rate is multiplied by when the validation loss stops "
                  "improving (ReduceLROnPlateau)",
@@ -145,7 +151,7 @@ def _add_field(parser, f) -> None:
         kw.update(type=int, choices=(2, 3))
     elif kind.startswith("Tuple"):
         kw.update(nargs="+", metavar="SUBSET")
-    elif kind in ("int", "Optional[int]", "float"):  # every number has its range
+    elif kind in ("int", "Optional[int]", "float", "Optional[float]"):  # every number has its range
         kw["type"] = CONFIG_RANGES[f.name].argtype(optional=kind.startswith("Optional"))
     elif kind == "Optional[str]":
         kw["type"] = _optional(str)

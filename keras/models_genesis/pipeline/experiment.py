@@ -13,7 +13,9 @@ Files in `out_dir`: `experiment.json`, `results.csv`, `summary.csv`, `table.txt`
 `table3.md` (Table 3's layout, `pipeline.results_table`), `fig3_bars.png`, `fig5_learning_curves.png`
 with `learning_curves.csv`, `fig6_label_efficiency.png` with `annotation_saved.csv` (several
 label fractions; `pipeline.figures`), and one folder per run under
-`runs/{task}/{method}/fraction_{f}/run_{r}`.
+`runs/{task}/{method}/fraction_{f}/run_{r}`. Each run of a pre-trained method also records its
+pre-training's proxy-task score and chance level (`proxy_*` columns, from the `metrics.json` beside
+the weight file), so Table 3 can flag a row whose pre-training learned nothing.
 """
 
 from __future__ import annotations
@@ -39,14 +41,20 @@ from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_metho
     parse_methods,
     per_task,
 )
-from models_genesis.pipeline.experiment_key import check_experiment_key, method_entry, task_entry
+from models_genesis.pipeline.experiment_key import (
+    check_experiment_key,
+    method_entry,
+    method_proxy,
+    task_entry,
+)
 from models_genesis.pipeline.experiment_parallel import finetune_runs
 from models_genesis.training.devices import device_groups
 from models_genesis.training.finetune import finetune
 
 _COLUMNS = ("task", "method", "init", "label_fraction", "run", "seed", "metric", "score", "auc",
             "mean_iou", "dice", "foreground_iou", "n_train", "n_valid", "n_test", "epochs",
-            "best_epoch", "seconds", "weights", "weights_sha256", "run_dir")
+            "best_epoch", "seconds", "weights", "weights_sha256", "run_dir", "proxy_metric",
+            "proxy_score", "proxy_chance", "proxy_learned")
 
 
 def _check_settings(out_dir: str, settings: dict) -> dict:
@@ -199,9 +207,10 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
             config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
                                     label_fraction=fraction,
                                     out_dir=os.path.join(out_dir, run_dir), **overrides)
-            jobs.append((config, dict(task=task, method=name, init=init, label_fraction=fraction,
-                                      run=run, run_dir=run_dir,
-                                      weights_sha256=key["methods"][name]["sha256"])))
+            jobs.append((config, {**method_proxy(init, path), "task": task, "method": name,
+                                  "init": init, "label_fraction": fraction, "run": run,
+                                  "run_dir": run_dir,
+                                  "weights_sha256": key["methods"][name]["sha256"]}))
 
         def record(i, result):
             append_result(csv_path, {**result, **jobs[i][1]})

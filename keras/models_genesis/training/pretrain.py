@@ -1,13 +1,14 @@
 """Pre-training Models Genesis: restore original cubes from transformed ones (paper Sec. 2).
 
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
-release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
-(the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
-that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
-release's (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE,
-ReduceLROnPlateau, EarlyStopping, best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory
-errors, one epoch = all training cubes). What a run writes to `config.out_dir`, and when a rerun
-resumes it, is `training.run_folder`.
+release's schedule (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping, best-val_loss
+checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training cubes);
+`config.method` selects another proxy task of `models_genesis.methods` (the self-supervised
+baselines of Table 3, App. A) with the same outputs (methods that train an encoder save the
+encoder layers `depth_0..7` only), each with its authors' optimiser and schedule
+(`config.METHOD_TRAINING`, docs/methods.md: DeepCluster a fixed number of epochs, keeping the
+last weights). What a run writes to `config.out_dir`, and when a rerun resumes it, is
+`training.run_folder`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.io.cube_files import check_cube_values, find_cube_files, open_cubes
 from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.evaluation.restoration import evaluate_restoration
-from models_genesis.methods import get_method, make_options
+from models_genesis.methods import get_method, make_options, proxy_summary
 from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import restoration_model_2d
 from models_genesis.models.weights import load_keras2_weights
@@ -85,6 +86,7 @@ def resolve_method(config: PretrainConfig, files) -> PretrainConfig:
         ValueError: bad options, cubes the method cannot use (e.g. too small), or
             `loss="mae"` for a method whose loss is not the whole-cube MSE.
     """
+    config = config.with_method_training()  # the method's optimiser and schedule, recorded
     method, options = get_method(config.method), method_options(config)
     n_train = sum(len(open_cubes(p, config.cube_shape)) for p in files["train"])
     method.check(options, config.sample_shape, n_train, depth=config.depth)
@@ -209,15 +211,26 @@ def final_metrics(config, model, val) -> Dict[str, float]:
     if method.WRITES == "unet":
         return evaluate_restoration(model, val)
     values = model.evaluate(val, verbose=0, return_dict=True)
-    return {**{k: float(v) for k, v in values.items()},
+    return {**{k: float(v) for k, v in values.items()}, "n_val": len(val) * val.batch_size,
             "chance_level": method.chance_level(method_options(config))}
 
 
-def _compile(model, config):
+def make_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
+    """The optimiser of `config` (its method's own where a field is None, `METHOD_TRAINING`).
+
+    `weight_decay` is Keras' (`w -= lr * weight_decay * w` each step), which for SGD without
+    momentum equals PyTorch's L2 term (DeepCluster's); with momentum it is close to it.
+    """
+    config = config.with_method_training()
+    decay = float(config.weight_decay) or None
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
-    else:
-        opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum,
+                                    weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate=config.learning_rate, weight_decay=decay)
+
+
+def _compile(model, config):
+    opt = make_optimizer(config)
     metrics = get_method(config.method).metrics(method_options(config))
     model.compile(optimizer=opt, loss=method_loss(config), metrics=metrics or None)
 
@@ -401,6 +414,12 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
               f"{metrics['constant_mse']:.6f}")
     else:
         print(f"validation: {metrics}")
+    proxy = proxy_summary(config.method, metrics)
+    if proxy["proxy_learned"] is not None:
+        print(f"proxy task ({config.method}): {proxy['proxy_metric']} {proxy['proxy_score']} "
+              f"against {proxy['proxy_chance']} for a model that learned nothing: "
+              + ("learned." if proxy["proxy_learned"] else
+                 "NOT above it; fine-tuning from these weights compares nothing learned."))
     if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
         result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
                                              seed=config.seed)
