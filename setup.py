@@ -27,8 +27,9 @@ setup(
         "torch": ["torch>=2.1"],
         # keras-hub is optional: only the ImageNet encoder of the 2D baselines needs it.
         "2d": ["keras-hub>=0.20"],
-        # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel.
-        "notebooks": ["jupyterlab>=4", "ipykernel>=6"],
+        # Jupyter for the notebooks (`make notebooks`): the project's .venv as the kernel;
+        # ipywidgets draws tqdm's progress bars there (without it: "IProgress not found").
+        "notebooks": ["jupyterlab>=4", "ipykernel>=6", "ipywidgets>=8"],
         # nnU-Net v2 for benchmarks/prepare.py's comparison only (it needs torch: the "torch"
         # extra; with the pinned CPU torch, install it without letting pip replace torch).
         "benchmark": ["nnunetv2>=2.5"],

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 from models_genesis.atomic import write_json
 from models_genesis.transformations.unified import TransformConfig
@@ -118,6 +118,7 @@ CONFIG_RANGES: Dict[str, Range] = {
     "min_lr": Range(float, 0, 100, lo_open=True),
     "adam_epsilon": Range(float, 0, 1, lo_open=True),
     "momentum": Range(float, 0, 1),
+    "weight_decay": Range(float, 0, 1),
     "lr_min_delta": Range(float, 0, 1e3),
     "bn_momentum": Range(float, 0, 1, hi_open=True),
     "label_fraction": Range(float, 0, 1, lo_open=True),
@@ -474,6 +475,13 @@ class FinetuneConfig(_JsonConfig):
             the run, in [0, 1); None keeps the model's (the release's 0.99, which a pre-trained
             model and a scratch one alike need hundreds of steps to move away from: short runs
             on few labels are validated and tested with statistics they were not trained with).
+        tensorboard: write TensorBoard logs to `out_dir/tensorboard` (needs TensorFlow
+            installed), as pre-training does; nothing without an `out_dir`.
+        devices: devices each batch is split over (`training.devices`): an integer or
+            `"auto"` (all present); JAX: `keras.distribution.DataParallel`, TensorFlow:
+            `tf.distribute.MirroredStrategy`. `batch_size` must be divisible by it.
+        strategy: `none`, `mirrored` or `multiworker` (tf.distribute, TensorFlow backend).
+        mixed_precision: None, `bf16` or `fp16` (the head's output and the loss stay float32).
     """
 
     task: str = "ncs"
@@ -503,9 +511,14 @@ class FinetuneConfig(_JsonConfig):
     freeze_blocks: Tuple[int, ...] = ()
     data_options: Optional[dict] = None
     bn_momentum: Optional[float] = None
+    tensorboard: bool = True
+    devices: Union[int, str] = 1
+    strategy: str = "none"
+    mixed_precision: Optional[str] = None
 
     def __post_init__(self):
         get_target_task(self.task)
+        _check_placement(self)
         if self.data_options is not None and not isinstance(self.data_options, dict):
             raise ValueError("`data_options` must be a dict of loader options or None. "
                              f"Received: data_options={self.data_options!r}.")
@@ -574,8 +587,62 @@ PRETRAIN_SCHEMES = ("genesis", "identity", "nonlinear", "local_shuffling", "oute
                     "inner_cutout")
 STRATEGIES = ("none", "mirrored", "multiworker")
 MIXED_PRECISION = {"bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
+def parse_devices(value) -> Union[int, str]:
+    """A device count: a positive integer (also given as text) or `"auto"` (every device).
+
+    Raises:
+        ValueError: anything else.
+    """
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = None
+    if isinstance(value, bool) or number is None or number < 1 or number != float(value):
+        raise ValueError(f"`devices` must be a positive integer or 'auto'. "
+                         f"Received: devices={value!r}.")
+    return number
+
+
+def _check_placement(config) -> None:
+    """Check (and normalise) `devices`, `strategy` and `mixed_precision` of a config."""
+    object.__setattr__(config, "devices", parse_devices(config.devices))
+    if config.strategy not in STRATEGIES:
+        raise ValueError(f"`strategy` must be one of {list(STRATEGIES)}. "
+                         f"Received: strategy={config.strategy!r}.")
+    if config.mixed_precision is not None and config.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
+                         f"Received: mixed_precision={config.mixed_precision!r}.")
 _OPTIMIZERS = ("sgd", "adam")
 _LOSSES = ("mse", "mae")
+SCHEDULES = ("plateau", "fixed")
+# Each method's training as its authors ran it (docs/methods.md holds the sources), where the
+# Models Genesis paper does not say otherwise. The restoration methods share the release's schedule
+# (REFERENCE 5: SGD 1.0, momentum 0.9, ReduceLROnPlateau and EarlyStopping on val_loss).
+_RELEASE_TRAINING = {"optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.9,
+                     "weight_decay": 0.0, "schedule": "plateau"}
+METHOD_TRAINING = {
+    "genesis": _RELEASE_TRAINING,
+    "denoising": _RELEASE_TRAINING,
+    "inpainting": _RELEASE_TRAINING,
+    "patch_shuffling": _RELEASE_TRAINING,
+    # App. A.3 uses Taleb et al.'s (2020) implementation: Adam at 1e-4 (their public code's
+    # algorithms/jigsaw.py and configs/train/jigsaw_3d.json), best val_loss kept.
+    "jigsaw": {"optimizer": "adam", "learning_rate": 1e-4, "momentum": 0.0, "weight_decay": 0.0,
+               "schedule": "plateau"},
+    # Zhuang et al. (2019) state no optimiser we could find and published no code (App. A): the
+    # 3D puzzle tasks' Adam at 1e-4 (Taleb et al. 2020), as Jigsaw, its closest relative.
+    "rubik": {"optimizer": "adam", "learning_rate": 1e-4, "momentum": 0.0, "weight_decay": 0.0,
+              "schedule": "plateau"},
+    # Caron et al. (2018), public main.py: SGD, lr 0.05, momentum 0.9, weight decay 1e-5, a fixed
+    # number of epochs (200), the last model.
+    "deepcluster": {"optimizer": "sgd", "learning_rate": 0.05, "momentum": 0.9,
+                    "weight_decay": 1e-5, "schedule": "fixed"},
+}
+_METHOD_DEFAULTED = ("optimizer", "learning_rate", "momentum", "weight_decay", "schedule")
 
 
 @dataclass(frozen=True)
@@ -606,8 +673,14 @@ class PretrainConfig(_JsonConfig):
         batch_size: 6; reduced by 2 on out-of-memory errors.
         epochs: maximum epochs (the release: 10000); early stopping ends runs sooner.
         steps_per_epoch, validation_steps: None -> one pass over all cubes.
-        optimizer: `sgd` (release, with `momentum`) or `adam`.
-        learning_rate, momentum: 1.0 and 0.9.
+        optimizer, learning_rate, momentum, weight_decay, schedule: None takes the method's own
+            (`METHOD_TRAINING`, each from its authors; docs/methods.md): genesis and the
+            restoration baselines the release's SGD at 1.0, momentum 0.9, no weight decay,
+            `plateau` schedule; `pretrain` records the values used in config.json. `optimizer`
+            is `sgd` (with `momentum`) or `adam`; `schedule` is `plateau` (ReduceLROnPlateau and
+            EarlyStopping on val_loss, the best-val_loss weights kept: the release) or `fixed`
+            (`epochs` epochs at a constant rate, the last weights kept: DeepCluster's, whose
+            loss is not comparable between epochs since the clusters are redrawn).
         loss: `mse` (release) or `mae`, over the whole cube.
         lr_factor, lr_patience, lr_min_delta, min_lr: ReduceLROnPlateau on val_loss.
         patience: EarlyStopping patience on val_loss (50).
@@ -617,6 +690,9 @@ class PretrainConfig(_JsonConfig):
         weights: Keras 2 `.h5` or Keras 3 `.weights.h5` file to start from; None for scratch.
         mixed_precision: None, `bf16` or `fp16` (outputs and loss stay float32).
         strategy: `none`, `mirrored` or `multiworker` (tf.distribute, TensorFlow backend).
+        devices: devices each batch is split over (`training.devices`): an integer or `"auto"`
+            (all present); JAX: `keras.distribution.DataParallel`, TensorFlow (with strategy
+            `none`): a MirroredStrategy over that many devices. `batch_size` must be divisible.
         workers, use_multiprocessing, max_queue_size: data loading of the `PyDataset`.
         seed: seed of the pairs (batch i of epoch e depends on seed, e and i) and the model.
         keras2_weights_name: file name of the best weights in the Keras 2 layout.
@@ -639,9 +715,11 @@ class PretrainConfig(_JsonConfig):
     epochs: int = 10000
     steps_per_epoch: Optional[int] = None
     validation_steps: Optional[int] = None
-    optimizer: str = "sgd"
-    learning_rate: float = 1.0
-    momentum: float = 0.9
+    optimizer: Optional[str] = None
+    learning_rate: Optional[float] = None
+    momentum: Optional[float] = None
+    weight_decay: Optional[float] = None
+    schedule: Optional[str] = None
     loss: str = "mse"
     lr_factor: float = 0.5
     lr_patience: int = 10
@@ -655,6 +733,7 @@ class PretrainConfig(_JsonConfig):
     weights: Optional[str] = None
     mixed_precision: Optional[str] = None
     strategy: str = "none"
+    devices: Union[int, str] = 1
     workers: int = 1
     use_multiprocessing: bool = False
     max_queue_size: int = 10
@@ -666,8 +745,10 @@ class PretrainConfig(_JsonConfig):
 
     def __post_init__(self):
         for name, choices in (("method", METHOD_NAMES), ("strategy", STRATEGIES),
-                              ("optimizer", _OPTIMIZERS), ("loss", _LOSSES)):
-            if getattr(self, name) not in choices:
+                              ("optimizer", _OPTIMIZERS), ("loss", _LOSSES),
+                              ("schedule", SCHEDULES)):
+            if getattr(self, name) not in choices and not (
+                    getattr(self, name) is None and name in _METHOD_DEFAULTED):
                 raise ValueError(f"`{name}` must be one of {list(choices)}. "
                                  f"Received: {name}={getattr(self, name)!r}.")
         TransformConfig.for_scheme(self.scheme)  # named or composed ("a+b"); ValueError if not
@@ -683,9 +764,7 @@ class PretrainConfig(_JsonConfig):
             object.__setattr__(self, "method_options", {
                 str(k): tuple(v) if isinstance(v, list) else v
                 for k, v in self.method_options.items()})
-        if self.mixed_precision is not None and self.mixed_precision not in MIXED_PRECISION:
-            raise ValueError(f"`mixed_precision` must be None or one of {list(MIXED_PRECISION)}. "
-                             f"Received: mixed_precision={self.mixed_precision!r}.")
+        _check_placement(self)
         for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
                      "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
             value = getattr(self, name)
@@ -696,9 +775,13 @@ class PretrainConfig(_JsonConfig):
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}.")
         for name in ("learning_rate", "lr_factor", "min_lr"):
+            if getattr(self, name) is None and name in _METHOD_DEFAULTED:
+                continue
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}.")
-        for name in ("momentum", "lr_min_delta"):
+        for name in ("momentum", "weight_decay", "lr_min_delta"):
+            if getattr(self, name) is None and name in _METHOD_DEFAULTED:
+                continue
             if not float(getattr(self, name)) >= 0:
                 raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}.")
         if not 0 <= float(self.bn_momentum) < 1:
@@ -709,8 +792,8 @@ class PretrainConfig(_JsonConfig):
         _check_ranges(self, ("batch_size", "epochs", "steps_per_epoch", "validation_steps",
                              "lr_patience", "patience", "n_base_filters", "depth",
                              "max_queue_size", "scale", "workers", "sample_every", "seed",
-                             "learning_rate", "lr_factor", "min_lr", "momentum", "lr_min_delta",
-                             "bn_momentum"))
+                             "learning_rate", "lr_factor", "min_lr", "momentum", "weight_decay",
+                             "lr_min_delta", "bn_momentum"))
         if self.dims not in (2, 3):
             raise ValueError(f"`dims` must be 2 or 3. Received: dims={self.dims!r}.")
         shape = tuple(self.cube_shape)
@@ -749,6 +832,13 @@ class PretrainConfig(_JsonConfig):
         if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
             raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
                              f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
+
+    def with_method_training(self) -> "PretrainConfig":
+        """This config with every training field left None (`optimizer`, `learning_rate`,
+        `momentum`, `weight_decay`, `schedule`) set to its method's value (`METHOD_TRAINING`)."""
+        own = METHOD_TRAINING[self.method]
+        filled = {k: own[k] for k in _METHOD_DEFAULTED if getattr(self, k) is None}
+        return dataclasses.replace(self, **filled) if filled else self
 
     @property
     def sample_shape(self) -> Tuple[int, ...]:

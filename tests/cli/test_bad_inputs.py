@@ -281,7 +281,8 @@ CASES = [
      None, False),
     ("predict-missing-model", _predict(model=T + "/none.keras"), ["none.keras", "model.keras"],
      None, False),
-    ("predict-model-not-keras", _predict(), ["fake.keras", "Cannot load --model"], None, False),
+    ("predict-model-not-keras", _predict(), ["fake.keras", "not a Keras `.keras` file"], None,
+     False),
     # summary
     ("summary-weights-not-hdf5", ["summary", "--input-shape", "16", "16", "8", "1",
                                   "--n-base-filters", "2", "--depth", "3", "--weights",
@@ -369,17 +370,26 @@ def test_absurd_spacing_and_all_air_scans_are_reported(world, tmp_path, capsys):
     assert not list((tmp_path / "b").glob("*.npy"))
 
 
-def test_diverged_pretraining_is_an_error():
-    from models_genesis.cli import UserError
-    from models_genesis.cli.pretrain import check_not_diverged
+def test_pretraining_worse_than_doing_nothing_is_diverged_or_undertrained():
+    from models_genesis.training.divergence import (UndertrainedError, UndertrainedWarning,
+                                                    check_restoration_run)
 
-    paths = {"out_dir": "run"}
-    check_not_diverged({"model_mse": 0.01, "identity_mse": 0.02, "constant_mse": 0.05}, paths)
-    check_not_diverged({"model_mse": 0.03, "identity_mse": 0.02, "constant_mse": 0.05}, paths)
-    for bad in (0.06, float("nan")):
-        with pytest.raises(UserError, match="diverged"):
-            check_not_diverged({"model_mse": bad, "identity_mse": 0.02, "constant_mse": 0.05},
-                               paths)
+    better, worse = (dict(model_mse=m, identity_mse=0.02, constant_mse=0.05) for m in (0.01, 0.06))
+    assert check_restoration_run(better, [0.5, 0.4], out_dir="run") == ("trained", None)
+    # model between identity and constant: beats a constant image, so it learned something
+    assert check_restoration_run({**worse, "model_mse": 0.03}, [0.5, 0.6])[0] == "trained"
+    # a finished short run whose loss fell: undertrained, a warning (an error when strict)
+    with pytest.warns(UndertrainedWarning, match="undertrained.*0.06.*'run'"):
+        status, message = check_restoration_run(worse, [0.5, 0.45], out_dir="run")
+    assert status == "undertrained" and "diverged" not in message
+    with pytest.raises(UndertrainedError, match="undertrained"):
+        check_restoration_run(worse, [0.5, 0.45], strict=True)
+    # NaN or a rising loss: diverged, always an error
+    for losses, words in (([0.5, 0.9], "rose from 0.5"), ([0.5, float("nan")], "epoch 2")):
+        with pytest.raises(FloatingPointError, match=f"diverged.*{words}"):
+            check_restoration_run(worse, losses)
+    with pytest.raises(FloatingPointError, match="diverged"):
+        check_restoration_run({**worse, "model_mse": float("nan")}, [0.5, 0.4])
 
 
 def test_make_phantoms_with_fewer_scans_than_subsets_then_overwrite_only_its_files(tmp_path,

@@ -1,5 +1,7 @@
 """Tests of the run-level protocol: summaries, t-tests, tables, figures, annotation saved."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,6 +71,35 @@ def test_table3_marks_best_and_not_significant_cells():
     assert S.ttest_pair(rows, "iou", "he_uniform", "genesis") == pytest.approx(
         stats.ttest_ind(scratch, genesis).pvalue)
     assert np.isnan(S.ttest_pair(rows[:1] + rows[4:5], "iou", "genesis", "he_uniform"))
+
+
+def test_no_t_test_of_identical_runs_or_one_run_and_no_scipy_warning():
+    # The linear probe of one frozen encoder on the same data: five identical runs. scipy's
+    # t-test then divides by a zero variance ("catastrophic cancellation") and its p-value is
+    # meaningless: no test, "identical runs", and the cell is marked "?" (not "significantly
+    # worse").
+    rows = [{"method": "genesis", "task": "ncc", "auc": 0.61} for _ in range(5)]
+    rows += [{"method": "he_uniform", "task": "ncc", "auc": v}
+             for v in (0.70, 0.72, 0.69, 0.74, 0.71)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail the test
+        out = S.compare_to_best(rows, "auc", within=("task",)).set_index("method")
+        assert np.isnan(S.ttest_pair(rows, "auc", "genesis", "he_uniform"))
+    assert out.loc["genesis", "test"] == S.IDENTICAL and np.isnan(out.loc["genesis", "p_value"])
+    assert out.loc["he_uniform", "test"] == "best"
+    text = S.format_table(out.reset_index(), columns="task")
+    assert "61.00 ± 0.00 ?" in text and "71.20 ± 1.92 *" in text
+    assert "p (vs best)" in S.format_table(S.compare_to_best(rows, "auc"))
+    assert S.IDENTICAL in S.format_table(S.compare_to_best(rows, "auc"))
+    # One run each (`experiment --runs 1`): one row is the best, the other untested, not worse.
+    one = [{"method": m, "task": "ncc", "auc": v} for m, v in (("genesis", 0.6), ("rubik", 0.7))]
+    out = S.compare_to_best(one, "auc", within=("task",)).set_index("method")
+    assert out.loc["genesis", "test"] == S.ONE_RUN and not out.loc["genesis", "significant"]
+    lines = S.format_table(out.reset_index(), columns="task").splitlines()
+    assert lines[-2].endswith("60.00 ± 0.00 ?") and lines[-1].endswith("70.00 ± 0.00 *")
+    assert S.why_untestable([1, 2], [3, 4]) is None
+    assert S.why_untestable([1], [3, 4]) == S.ONE_RUN
+    assert S.why_untestable([1, 1], [3, 4]) == S.IDENTICAL
 
 
 def test_plots_written_atomically(tmp_path):

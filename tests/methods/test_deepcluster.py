@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from models_genesis.methods import _clustering, deepcluster
-from tests.methods.encoder_method_helpers import family_cubes, ramp_cubes, train_and_evaluate
+from tests.methods.encoder_method_helpers import (
+    above_chance,
+    family_cubes,
+    ramp_cubes,
+    train_and_evaluate,
+)
 
 
 def test_kmeans_refills_empty_clusters(rng):
@@ -113,17 +118,51 @@ def test_check():
         deepcluster.check(deepcluster.Options(n_clusters=2), (4, 16, 16), 10, depth=4)
     with pytest.raises(ValueError, match="Received: n_clusters=1"):
         deepcluster.Options(n_clusters=1)
-    assert deepcluster.chance_level(deepcluster.Options()) == {"loss": pytest.approx(math.log(260))}
+    assert deepcluster.chance_level(deepcluster.Options()) == {
+        "loss": pytest.approx(math.log(260)), "accuracy": pytest.approx(1 / 260)}
+
+
+def test_augmentation_crops_resizes_and_flips_training_cubes_only(rng):
+    cubes = rng.random((6, 16, 16, 8)).astype(np.float32)
+    whole = (np.zeros((1, 3), int), np.array([[16, 16, 8]]))
+    np.testing.assert_array_equal(deepcluster.apply_crop(cubes[:1], *whole, np.array([False])),
+                                  cubes[:1])
+    np.testing.assert_array_equal(deepcluster.apply_crop(cubes[:1], *whole, np.array([True])),
+                                  cubes[:1, :, ::-1])
+    # a box of 8x8x4 at (4, 2, 0), resized x2 by nearest-neighbour sampling
+    out = deepcluster.apply_crop(cubes[:1], np.array([[4, 2, 0]]), np.array([[8, 8, 4]]),
+                                 np.array([False]))
+    np.testing.assert_array_equal(out[0, ::2, ::2, ::2], cubes[0, 4:12, 2:10, 0:4])
+    starts, sizes, flips = deepcluster.sample_crop_params(2000, (16, 16, 8), (0.08, 1.0), rng=rng)
+    volume = sizes.prod(axis=1) / (16 * 16 * 8)
+    assert volume.min() > 0.02 and volume.max() <= 1 and 0.45 < flips.mean() < 0.55
+    assert (starts >= 0).all() and (starts + sizes <= np.array([16, 16, 8])).all()
+    options = deepcluster.Options(n_clusters=2)
+    train = deepcluster.make_dataset(cubes, 6, options=options, seed=0)
+    val = deepcluster.make_dataset(cubes, 6, options=options, seed=0, shuffle=False,
+                                   validation=True)
+    for ds in (train, val):
+        ds.set_labels(np.arange(6) % 2)
+    x_val, _ = val[0]
+    np.testing.assert_array_equal(x_val[..., 0], cubes)  # validation cubes are never augmented
+    x_train, _ = train[0]
+    assert not np.array_equal(np.sort(x_train[..., 0], axis=0), np.sort(cubes, axis=0))
+    with pytest.raises(ValueError, match="crop_scale"):
+        deepcluster.Options(crop_scale=(0.5, 0.2))
 
 
 @pytest.mark.large
-def test_demo_run_learns_below_chance():
+def test_a_small_run_learns_the_clusters_above_chance():
     # Features of a depth-2 encoder have 16 channels: PCA to 4 reduces them as the original's
     # 4096 -> 256 does (with pca_dims >= channels, whitening alone lifts noise directions to the
-    # signal's variance and the clusters change at random from epoch to epoch).
+    # signal's variance and the clusters change at random from epoch to epoch). Chance is the
+    # share of the largest validation cluster (predicting it always), at least 1/k. Measured
+    # (2 shared cores): accuracy 0.75 after 5 epochs of 192 cubes (0.40 after 4 of 96: the
+    # classifier's last layer is re-initialised every epoch and must learn again within it).
     rng = np.random.default_rng(0)
     options = deepcluster.Options(n_clusters=4, fc_units=16, pca_dims=4)
     cubes, _ = family_cubes(48, (16, 16, 16), rng)
-    result, chance = train_and_evaluate(deepcluster, options, cubes, cubes[:16], epochs=5,
-                                        samples_per_epoch=96)
-    assert result["loss"] < 0.8 * chance["loss"]
+    result, chance, val = train_and_evaluate(deepcluster, options, cubes, cubes, epochs=5,
+                                             samples_per_epoch=192, return_val=True)
+    majority = max(chance["accuracy"], np.bincount(val.labels).max() / len(val.labels))
+    assert above_chance(result["accuracy"], majority, n_val=len(val.labels))

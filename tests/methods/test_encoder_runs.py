@@ -36,7 +36,8 @@ def test_cli_pretrain_jigsaw_writes_what_finetune_init_jigsaw_loads(tmp_path, ca
                  "--preset", "demo", "--epochs", "1", "--steps-per-epoch", "2",
                  "--validation-steps", "1", "--no-tensorboard", "--no-figures",
                  "--workers", "0"]) == 0
-    assert f"chance level (jigsaw): {{'loss': {np.log(10)}}}" in capsys.readouterr().out
+    chance = f"chance level (jigsaw): {{'loss': {np.log(10)}, 'accuracy': 0.1}}"
+    assert chance in capsys.readouterr().out
     stored = _encoder_only(out / "jigsaw.h5")
     config = PretrainConfig.from_json(out / "config.json")
     assert config.method_options == {"n_permutations": 10, "patch_fraction": 0.85,
@@ -68,10 +69,17 @@ def test_pretrain_writes_the_encoder_and_records_the_options(method, options, tm
     config = PretrainConfig.preset(
         "demo", data_dir=data, out_dir=str(tmp_path / "run"), cube_shape=CUBE, method=method,
         method_options=options, n_base_filters=2, batch_size=4, epochs=2, steps_per_epoch=2,
-        validation_steps=1, tensorboard=False, sample_every=0, figures=False)
+        validation_steps=1, tensorboard=False, sample_every=0, figures=False,
+        optimizer=None, learning_rate=None)  # the method's own, not the demo's Adam 1e-3
     result = pretrain(config, verbose=0)
-    assert f"chance level ({method})" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"chance level ({method})" in out and f"proxy task ({method})" in out
     _encoder_only(result["paths"]["keras2_weights"])
     stored = PretrainConfig.from_json(result["paths"]["config"])
     assert make_options(method, stored.method_options) == make_options(method, options)
     assert np.isfinite(result["metrics"]["loss"])
+    own = {"rubik": ("adam", 1e-4, "plateau"), "deepcluster": ("sgd", 0.05, "fixed")}[method]
+    assert (stored.optimizer, stored.learning_rate, stored.schedule) == own
+    assert result["metrics"]["n_val"] == 4 and "chance_level" in result["metrics"]
+    if method == "deepcluster":  # a fixed schedule keeps the last epoch's weights
+        assert result["epochs"] == 2 and result["best_epoch"] == 1

@@ -9,7 +9,7 @@ import pytest
 from models_genesis.methods import _puzzle, deepcluster, jigsaw, rubik
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import load_keras2_weights, save_keras2_weights
-from tests.methods.encoder_method_helpers import ramp_cubes, train_and_evaluate
+from tests.methods.encoder_method_helpers import above_chance, ramp_cubes, train_and_evaluate
 
 
 def test_min_hamming_distance_by_hand():
@@ -117,14 +117,20 @@ def test_saved_encoder_loads_into_the_unet_by_name(method, options, shape, tmp_p
 
 
 def test_chance_level():
-    assert jigsaw.chance_level(jigsaw.Options()) == {"loss": pytest.approx(np.log(100))}
+    assert jigsaw.chance_level(jigsaw.Options()) == {"loss": pytest.approx(np.log(100)),
+                                                     "accuracy": pytest.approx(0.01)}
     assert dataclasses.asdict(jigsaw.Options())["n_permutations"] == 100
 
 
 @pytest.mark.large
-def test_demo_run_learns_below_chance():
+def test_a_small_run_learns_the_permutation_above_chance():
+    # Measured (2 shared cores): validation accuracy 1.0 against chance 0.1 after 4 epochs (and
+    # after 6). With the head's loss replaced by a constant it stays at chance (checked by
+    # hand), so this assertion can fail.
     rng = np.random.default_rng(0)
     options = jigsaw.Options(n_permutations=10, patch_units=16, fc_units=32)
-    result, chance = train_and_evaluate(jigsaw, options, ramp_cubes(48, (24, 24, 24), rng),
-                                        ramp_cubes(16, (24, 24, 24), rng), epochs=6)
+    val = ramp_cubes(16, (24, 24, 24), rng)
+    result, chance = train_and_evaluate(jigsaw, options, ramp_cubes(48, (24, 24, 24), rng), val,
+                                        epochs=4)
+    assert above_chance(result["accuracy"], chance["accuracy"], n_val=len(val))
     assert result["loss"] < 0.8 * chance["loss"]

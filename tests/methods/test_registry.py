@@ -117,3 +117,14 @@ def test_cli_options_reach_the_config(capsys):
                  "--option", "loss_region=whole"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "['loss_region'] of method 'denoising'" in err[0]
+
+
+def test_genesis_takes_the_paper_text_preset_with_any_scheme():
+    composed = make_options("genesis", {"preset": "paper_text", "local_prob": 0.7},
+                            scheme="nonlinear")
+    assert (composed.local_windows, composed.local_prob, composed.nonlinear_prob) == (1000, 0.7, 1.0)
+    assert make_options("genesis", {"preset": "release"}) == make_options("genesis")
+    with pytest.raises(ValueError, match="Valid presets"):
+        make_options("genesis", {"preset": "text"})
+    with pytest.raises(ValueError, match="Unknown option"):
+        make_options("jigsaw", {"preset": "paper_text"})

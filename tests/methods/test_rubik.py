@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models_genesis.methods import _puzzle, rubik
-from tests.methods.encoder_method_helpers import ramp_cubes, train_and_evaluate
+from tests.methods.encoder_method_helpers import above_chance, cell_ramp_cubes, train_and_evaluate
 
 
 def _assemble(sub_cubes):
@@ -69,21 +69,48 @@ def test_check_refuses_cubes_too_small_for_the_grid():
 
 
 def test_chance_level():
+    p = 1 / 3
+    entropy = -(p * math.log(p) + (1 - p) * math.log(1 - p))
     level = rubik.chance_level(rubik.Options(n_permutations=10))
     assert level["ordering_loss"] == pytest.approx(math.log(10))
-    p = 1 / 3
-    assert level["orientation_loss"] == pytest.approx(-(p * math.log(p) + (1 - p) * math.log(1 - p)))
+    assert level["orientation_loss"] == pytest.approx(16 * entropy)  # summed over the 16 outputs
     assert level["loss"] == pytest.approx(level["ordering_loss"] + level["orientation_loss"])
+    assert (level["ordering_accuracy"], level["orientation_accuracy"]) == pytest.approx((0.1, 2 / 3))
+    mean = rubik.chance_level(rubik.Options(n_permutations=10, orientation_reduction="mean",
+                                            orientation_weight=2.0))
+    assert mean["orientation_loss"] == pytest.approx(2 * entropy)
+
+
+def test_orientation_loss_sums_the_16_outputs_and_matches_its_chance_level():
+    y = np.zeros((64, 16), np.float32)
+    y[:, :5] = 1.0  # any labels: the loss of a constant 1/3 prediction is what is measured
+    pred = np.full((64, 16), 1 / 3, np.float32)
+    for reduction, weight in (("sum", 1.0), ("mean", 1.0), ("sum", 0.5)):
+        options = rubik.Options(orientation_reduction=reduction, orientation_weight=weight)
+        value = float(rubik.loss(options)["orientation"](y, pred))
+        bce = -(5 * math.log(1 / 3) + 11 * math.log(2 / 3)) / 16
+        assert value == pytest.approx(weight * (16 if reduction == "sum" else 1) * bce, rel=1e-5)
+    with pytest.raises(ValueError, match="orientation_reduction"):
+        rubik.Options(orientation_reduction="max")
+    with pytest.raises(ValueError, match="orientation_weight"):
+        rubik.Options(orientation_weight=-1)
 
 
 @pytest.mark.large
-def test_demo_run_learns_below_chance():
+def test_a_small_run_learns_ordering_and_orientation_above_chance():
+    # Each cell of these cubes holds its own rising ramp, so a 180-degree turn is visible in one
+    # sub-cube; no gap (patch_fraction 1) keeps the ramps whole. Measured (2 shared cores): ordering
+    # accuracy 0.47 against chance 0.1, orientation 0.99 against 2/3 (every output "not
+    # rotated"), 8 epochs. On `ramp_cubes` (one ramp over the whole cube) the orientation stayed
+    # at 0.62-0.64 after 6 and 20 epochs (summed loss): a small run cannot learn it there. With
+    # either head's loss replaced by a constant that head stays at chance (checked by hand).
     rng = np.random.default_rng(0)
-    options = rubik.Options(n_permutations=10, patch_units=16)
-    result, chance = train_and_evaluate(rubik, options, ramp_cubes(48, (16, 16, 16), rng),
-                                        ramp_cubes(16, (16, 16, 16), rng), epochs=6)
-    assert result["loss"] < 0.8 * chance["loss"]
-    assert result["ordering_loss"] < 0.8 * chance["ordering_loss"]
-    # The orientation head stays near its chance level in so short a run (measured: 0.67 to
-    # 0.75 vs 0.64), though the labels are exact (`test_labels_rebuild_the_original_cube_exactly`).
-    assert result["orientation_loss"] < 2 * chance["orientation_loss"]
+    options = rubik.Options(n_permutations=10, patch_units=32, patch_fraction=1.0)
+    val = cell_ramp_cubes(32, (16, 16, 16), rng, noise=0.02)
+    result, chance = train_and_evaluate(rubik, options,
+                                        cell_ramp_cubes(48, (16, 16, 16), rng, noise=0.02), val,
+                                        epochs=8)
+    assert above_chance(result["ordering_accuracy"], chance["ordering_accuracy"], len(val))
+    # 16 binary outputs per cube: 16 x 32 samples, and a margin well above 3 standard errors
+    assert above_chance(result["orientation_accuracy"], chance["orientation_accuracy"],
+                        16 * len(val))

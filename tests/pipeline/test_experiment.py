@@ -270,3 +270,30 @@ def test_key_names_what_changed(tmp_path):
     w.write_bytes(b"other weights")
     with pytest.raises(ValueError, match="weights of 'genesis' changed"):
         check_experiment_key(tmp_path, {**base, "methods": {"genesis": method_entry("genesis", w)}})
+
+
+@pytest.mark.large
+def test_parallel_runs_give_the_results_of_runs_one_after_another(tmp_path):
+    """`parallel_runs=2` (two worker processes sharing the CPU) gives the same results table as
+    the same runs trained one after another in this process."""
+    from models_genesis.data.target_tasks.common import TargetData
+
+    rng = np.random.default_rng(3)
+
+    def split(n):
+        x = rng.random((n, *SHAPE, 1), dtype=np.float32)
+        return x, (x > 0.6).astype(np.float32)
+
+    (a, b), (c, d), (e, f) = split(8), split(8), split(4)
+    data = TargetData(task="ncs", x_train=a, y_train=b, x_valid=c, y_valid=d, x_test=e, y_test=f)
+    kwargs = dict(data=data, overrides=dict(TINY, epochs=1), progress=False, run_eagerly=True)
+    one = run_experiment(["ncs"], ["he_uniform", "uniform"], 2, [1.0], None,
+                         tmp_path / "sequential", **kwargs)
+    two = run_experiment(["ncs"], ["he_uniform", "uniform"], 2, [1.0], None,
+                         tmp_path / "parallel", parallel_runs=2, **kwargs)
+    columns = ["task", "method", "run", "seed", "score", "dice", "mean_iou", "epochs",
+               "best_epoch", "n_train", "run_dir"]
+    assert len(one["results"]) == 4 and one["results"]["score"].nunique() > 1
+    pd.testing.assert_frame_equal(two["results"][columns], one["results"][columns],
+                                  check_exact=False, rtol=1e-5)
+    assert two["table"] == one["table"]

@@ -1,5 +1,7 @@
 """The plain-words verdict of a read-out (linear probe, full fine-tuning)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,9 +27,20 @@ def test_verdict_states_better_worse_or_no_difference():
     same = verdict(_runs([0.5, 0.7], [0.6, 0.62]), method="genesis", baseline="he_uniform")
     assert same.startswith("no significant difference") and "cannot tell" in same
     one = verdict(_runs([0.5], [0.6]), method="genesis", baseline="he_uniform")
-    assert "no conclusion" in one
+    assert "one run no test is possible" in one and "better" not in one.split(":")[0]
+    assert "p =" not in one and "worse" not in one
     with pytest.raises(ValueError, match="No runs of 'rubik'"):
         verdict(_runs(a, b), method="rubik", baseline="he_uniform")
+
+
+def test_verdict_of_identical_runs_is_no_t_test_and_scipy_stays_quiet():
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a scipy warning would fail the test
+        line = verdict(_runs([0.7, 0.7, 0.7], [0.6, 0.65, 0.62]), method="genesis",
+                       baseline="he_uniform")
+    assert "identical runs of genesis" in line and "p =" not in line
+    assert "better" not in line and "worse" not in line
 
 
 def test_run_readouts_runs_the_probe_frozen_and_fine_tuning_in_full(tmp_path, monkeypatch,
@@ -109,3 +122,29 @@ def test_run_probe_reuses_a_pretrained_encoders_features(monkeypatch):
     lines = readouts.verdicts(results, method="genesis", baseline="he_uniform", what="probe")
     assert lines == [verdict(results, method="genesis", baseline="he_uniform",
                              what="probe, 50% of the labels")]
+
+
+def test_labelled_rows_at_all_labels_bootstrap_per_run():
+    data = probe_data()
+    draws = [readouts.labelled_rows(data, 1.0, seed=s, bootstrap=True) for s in (3, 3, 4)]
+    np.testing.assert_array_equal(draws[0], draws[1])  # seeded
+    assert not np.array_equal(draws[0], draws[2])  # another run, another resample
+    assert len(draws[0]) == 24 and len(np.unique(draws[0])) < 24  # with replacement
+
+
+def test_a_fixed_encoders_probe_runs_differ_at_all_labels(monkeypatch):
+    # A pre-trained encoder's features are the same in every run; at 100% of the labels the
+    # runs used to be identical (zero variance, a meaningless t-test). Noisy features make the
+    # AUC depend on which crops train the classifier.
+
+    def fake_features(data, *, weights, seed, **options):
+        noise = np.random.default_rng(0)
+        return (np.c_[data.y_train + noise.normal(0, 1.5, len(data.y_train)),
+                      noise.normal(size=len(data.y_train))],
+                np.c_[data.y_test + noise.normal(0, 1.5, len(data.y_test)),
+                      noise.normal(size=len(data.y_test))])
+
+    monkeypatch.setattr(readouts, "encoder_features", fake_features)
+    results = readouts.run_probe(probe_data(), {"genesis": "g.h5"}, runs=4, label_fractions=(1.0,),
+                                 progress=False)
+    assert results["score"].nunique() > 1

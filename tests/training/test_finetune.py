@@ -9,7 +9,8 @@ import pytest
 
 from models_genesis.config import FinetuneConfig
 from models_genesis.data.target_tasks.common import TargetData
-from models_genesis.evaluation.metrics import auc_score, dice_coefficient, iou_score, mean_iou
+from models_genesis.evaluation.metrics import (auc_score, dice_coefficient, dice_loss, iou_score,
+                                               mean_iou)
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import read_keras2_weights, save_keras2_weights
 from models_genesis.training.finetune import finetune
@@ -103,8 +104,12 @@ def test_finetune_segmentation_scores_the_saved_best_model(rng, tmp_path, genesi
         assert (tmp_path / "run" / name).is_file()
     with open(tmp_path / "run" / "history.csv") as f:
         assert len(f.read().strip().splitlines()) == 1 + result["epochs"]
-    # The scores are those of the saved (best validation) model on the test split.
-    model = keras.saving.load_model(tmp_path / "run" / "model.keras", compile=False)
+    # TensorBoard logs by default, as pre-training writes them
+    assert list((tmp_path / "run" / "tensorboard").rglob("events.out.tfevents.*"))
+    # The scores are those of the saved (best validation) model on the test split; it loads
+    # with its loss (1 - Dice) and metrics and no custom_objects.
+    model = keras.saving.load_model(tmp_path / "run" / "model.keras")
+    assert model.loss is dice_loss
     prob = model.predict(data.x_test, verbose=0)
     assert result["mean_iou"] == pytest.approx(mean_iou(data.y_test, prob), abs=1e-6)
     assert result["dice"] == pytest.approx(dice_coefficient(data.y_test, prob), abs=1e-6)
@@ -173,8 +178,9 @@ def test_linear_probe_keeps_the_genesis_encoder(rng, tmp_path, genesis_file):
     data = make_data(rng, segmentation=False, n=(8, 4, 4))
     config = FinetuneConfig(task="ncc", init="genesis", weights=genesis_file, head="linear",
                             freeze_encoder=True, out_dir=str(tmp_path / "probe"),
-                            **dict(TINY, learning_rate=0.1))
+                            tensorboard=False, **dict(TINY, learning_rate=0.1))
     result = finetune(config, data, run_eagerly=True, verbose=0)
+    assert not (tmp_path / "probe" / "tensorboard").exists()
     assert result["head"] == "linear" and result["frozen_blocks"] == list(range(8))
     model = keras.saving.load_model(tmp_path / "probe" / "model.keras", compile=False)
     stored = read_keras2_weights(genesis_file)

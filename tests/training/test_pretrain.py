@@ -17,7 +17,12 @@ from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
 from models_genesis.transformations.unified import TransformConfig
 from models_genesis.evaluation.restoration import evaluate_restoration
-from models_genesis.training.pretrain import build_restoration_model, is_out_of_memory, pretrain
+from models_genesis.training.pretrain import (
+    build_restoration_model,
+    is_out_of_memory,
+    make_optimizer,
+    pretrain,
+)
 from models_genesis.training.run_folder import clear_outputs, prepare_run_dir, run_paths
 from tests.helpers import CUBE_SHAPE, write_cubes
 
@@ -74,7 +79,11 @@ def test_pretrain_writes_both_weight_formats_logs_metrics_and_figures(cube_dir, 
         assert os.path.isfile(paths[key]), key
     assert os.path.basename(paths["keras2_weights"]) == "Genesis_Chest_CT.h5"
     stored = PretrainConfig.from_json(paths["config"])  # records every transformation parameter
-    assert stored == dataclasses.replace(config, method_options=stored.method_options)
+    # ... and the optimiser and schedule the method trained with (the release's, for genesis)
+    assert stored == dataclasses.replace(config.with_method_training(),
+                                         method_options=stored.method_options)
+    assert (stored.optimizer, stored.learning_rate, stored.momentum, stored.weight_decay,
+            stored.schedule) == ("sgd", 1.0, 0.9, 0.0, "plateau")
     assert TransformConfig(**stored.method_options) == TransformConfig.for_scheme(config.scheme)
     assert _csv_epochs(paths["csv_log"]) == [0, 1] and result["epochs"] == 2
     val_losses = _csv_column(paths["csv_log"], "val_loss")
@@ -175,8 +184,10 @@ def test_bad_inputs_fail_before_training(cube_dir, tmp_path, rng):
                                   str(tmp_path / "foreign.h5"))
     with pytest.raises(ValueError, match="Shape mismatch"):
         pretrain(_config(cube_dir, out, weights=foreign))
-    with pytest.raises(ValueError, match="existing file"):
+    with pytest.raises(FileNotFoundError, match="missing.h5.*presets"):
         pretrain(_config(cube_dir, out, weights=str(tmp_path / "missing.h5")))
+    with pytest.raises(ValueError, match="presets.*genesis_chest_ct.*Received: weights='genesis'"):
+        pretrain(_config(cube_dir, out, weights="genesis"))
     with pytest.raises(ValueError, match="exclude each other"):
         pretrain(_config(cube_dir, out), resume=True, overwrite=True)
     _assert_nothing_written(out)
@@ -283,13 +294,35 @@ def test_evaluate_restoration_of_the_identity_and_a_perfect_model(rng):
 def test_presets():
     demo = PretrainConfig.preset("demo", data_dir="d")
     assert demo.cube_shape == (32, 32, 16) and demo.n_base_filters == 8 and demo.data_dir == "d"
-    release = PretrainConfig.preset()
+    release = PretrainConfig.preset().with_method_training()
     assert (release.batch_size, release.learning_rate, release.momentum) == (6, 1.0, 0.9)
     assert (release.lr_factor, release.lr_patience, release.lr_min_delta, release.min_lr,
             release.patience) == (0.5, 10, 1e-4, 1e-6, 50)
     assert release.train_subsets == tuple("01234") and release.val_subsets == ("5", "6")
     with pytest.raises(ValueError, match="Valid presets"):
         PretrainConfig.preset("huge")
+
+
+def test_each_method_trains_with_its_authors_optimiser_unless_told_otherwise():
+    def training(config):
+        c = config.with_method_training()
+        return c.optimizer, c.learning_rate, c.momentum, c.weight_decay, c.schedule
+
+    assert training(PretrainConfig()) == ("sgd", 1.0, 0.9, 0.0, "plateau")
+    assert training(PretrainConfig(method="deepcluster")) == ("sgd", 0.05, 0.9, 1e-5, "fixed")
+    assert training(PretrainConfig(method="jigsaw"))[:2] == ("adam", 1e-4)
+    assert training(PretrainConfig(method="rubik"))[:2] == ("adam", 1e-4)
+    given = PretrainConfig(method="deepcluster", learning_rate=0.01, schedule="plateau")
+    assert training(given) == ("sgd", 0.01, 0.9, 1e-5, "plateau")
+    assert PretrainConfig.preset("demo", method="jigsaw").with_method_training().learning_rate == 1e-3
+    optimizer = make_optimizer(PretrainConfig(method="deepcluster"))
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert (float(optimizer.learning_rate), optimizer.momentum, optimizer.weight_decay) == \
+        pytest.approx((0.05, 0.9, 1e-5))
+    with pytest.raises(ValueError, match="schedule"):
+        PretrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="weight_decay"):
+        PretrainConfig(weight_decay=-1.0)
 
 
 def test_bn_momentum_of_the_config_reaches_the_unet_and_defaults_to_the_release():

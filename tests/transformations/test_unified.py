@@ -3,6 +3,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from models_genesis.transformations.outer_cutout import sample_outer_cutout_params
 from models_genesis.transformations.unified import (
     COMBINATIONS, SCHEMES, TransformConfig, apply_combination, combination_name, genesis_transform,
 )
@@ -89,3 +90,24 @@ def test_bad_config_and_input(rng):
         genesis_transform(np.zeros((2, 8, 8, 8)), rng=rng)
     with pytest.raises(ValueError, match="min=-1"):
         genesis_transform(-np.ones((8, 8, 8)), rng=rng)
+
+
+def test_presets_release_and_paper_text():
+    release, text = TransformConfig.preset("release"), TransformConfig.preset("paper_text")
+    assert release == TransformConfig()
+    differ = {f.name for f in dataclasses.fields(TransformConfig)
+              if getattr(release, f.name) != getattr(text, f.name)}
+    assert differ == {"local_windows", "outer_min_cut", "outer_max_cut", "margin"}
+    assert (release.local_windows, text.local_windows) == (10000, 1000)
+    # the text's outer cutout hides under 1/4 of a 64x64x32 cube; the release's more than half
+    for config, low, high in ((text, 0.0, 0.25), (release, 0.5, 0.95)):
+        rng = np.random.default_rng(0)
+        for _ in range(20):
+            p = sample_outer_cutout_params(rng, (64, 64, 32), min_cut=config.outer_min_cut,
+                                           max_cut=config.outer_max_cut, margin=config.margin)
+            shown = np.zeros((64, 64, 32), bool)
+            for start, size in zip(p["starts"], p["sizes"]):
+                shown[tuple(slice(a, a + b) for a, b in zip(start, size))] = True
+            assert low < 1 - shown.mean() < high
+    with pytest.raises(ValueError, match="Valid presets"):
+        TransformConfig.preset("paper")

@@ -78,6 +78,22 @@ def ranged(rng, *, optional: bool = False):
     return rng.argtype(optional=optional)
 
 
+# How the placement checks (`training.devices`) name the options on the command line.
+PLACEMENT_FLAGS = {"devices": "--devices", "batch_size": "--batch-size",
+                   "mixed_precision": "--mixed-precision", "parallel_runs": "--parallel-runs"}
+
+
+def devices_type(text):
+    """argparse type of `--devices`: a positive integer or `auto`."""
+    from models_genesis.config import parse_devices
+
+    try:
+        return parse_devices(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive integer or 'auto', got {text!r}") from None
+
+
 def _error_text(exc: BaseException) -> str:
     """The error as one line: a library's multi-line message (e.g. Keras listing the weights
     that do not fit) is cut after its first line; `--debug` shows all of it."""

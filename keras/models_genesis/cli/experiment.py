@@ -3,8 +3,9 @@
 * `finetune`: one run (`models_genesis.training.finetune.finetune`);
 * `experiment`: the paper's tables: named initialisations x tasks x runs x label fractions, Table
   3's layout and Figs. 3, 5, 6 (`models_genesis.pipeline.experiment.run_experiment`), resumable;
-* `predict-volume`: sliding-window whole-volume segmentation of one scan written with the
-  source geometry (`models_genesis.evaluation.whole_volume.segment_volume_to_file`).
+* `predict-volume`: a fine-tuned model applied to one whole scan
+  (`models_genesis.evaluation.whole_volume.predict_volume`: the run's task decides between
+  segmenting by sliding windows and scoring candidates).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import argparse
 import json
 import os
 
-from models_genesis.cli import RANGES, UserError, ranged
-from models_genesis.config import METHOD_NAMES, SCRATCH_INITS
+from models_genesis.cli import PLACEMENT_FLAGS, RANGES, UserError, devices_type, ranged
+from models_genesis.config import METHOD_NAMES, MIXED_PRECISION, SCRATCH_INITS, STRATEGIES
 from models_genesis.outputs import check_output_dir, claim_output_dir
 
 # Pre-training methods (weights from `pretrain --method M`, given with --weights) and the
@@ -25,7 +26,8 @@ _TASKS = _PAPER_TASKS + ("custom",)  # and your own data set (`finetune`)
 # argparse dest -> FinetuneConfig field, for the training options both commands share.
 _TRAINING_OPTIONS = ("epochs", "batch_size", "learning_rate", "patience", "n_base_filters",
                      "input_shape", "steps_per_epoch", "validation_steps", "fold", "workers",
-                     "head", "freeze_blocks", "bn_momentum")
+                     "head", "freeze_blocks", "bn_momentum", "tensorboard", "devices", "strategy",
+                     "mixed_precision")
 
 
 def _data_options(task: str, args, data_dir) -> dict:
@@ -41,6 +43,8 @@ def _data_options(task: str, args, data_dir) -> dict:
 
 def _overrides(args, with_data_options: bool = True) -> dict:
     values = {k: getattr(args, k) for k in _TRAINING_OPTIONS if getattr(args, k) is not None}
+    if values.get("mixed_precision") == "none":
+        values.pop("mixed_precision")
     for name in ("input_shape", "freeze_blocks"):
         if name in values:
             values[name] = tuple(values[name])
@@ -133,19 +137,47 @@ def _add_training_options(p, experiment: bool = False) -> None:
     p.add_argument("--bn-momentum", type=ranged(RANGES["bn_momentum"]), metavar="M", help="BatchNorm momentum of the "
                    "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
                    "e.g. 0.9 for runs of a few dozen steps)")
+    p.add_argument("--devices", type=devices_type, metavar="N|auto", help="devices each batch is "
+                   "split over (default 1; auto: all present). JAX: keras.distribution."
+                   "DataParallel; TensorFlow: a MirroredStrategy over N devices. The batch size "
+                   "must be divisible by N")
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (TensorFlow "
+                   "backend; default none)")
+    p.add_argument("--mixed-precision", choices=[*MIXED_PRECISION, "none"], help="bf16 or fp16 "
+                   "compute (outputs and loss float32); default none. fp16 needs a GPU, bf16 on "
+                   "a GPU compute capability 8.0+")
     from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
 
     add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
                          [o.name for o in LOADER_OPTIONS if o.name != "fold"])
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard logs to OUT/tensorboard (default: on, as pretrain; "
+                   "needs TensorFlow)")
     p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                    help="what Keras prints per epoch: 0 nothing, 1 a progress bar, 2 one line "
                    "(default 2)")
+
+
+def _check_placement(args, tasks, parallel_runs: int = 1) -> None:
+    """The devices, batch size and mixed precision of the command, checked before any work
+    (`training.devices`), with errors naming the flags."""
+    from models_genesis.config import get_target_task
+    from models_genesis.training import devices
+
+    for task in tasks:
+        batch = args.batch_size or get_target_task(task).batch_size
+        mixed = None if args.mixed_precision in (None, "none") else args.mixed_precision
+        devices.check_options(args.strategy or "none", args.devices or 1, batch, mixed,
+                              names=PLACEMENT_FLAGS)
+    if parallel_runs != 1:
+        devices.device_groups(parallel_runs, args.devices or 1, names=PLACEMENT_FLAGS)
 
 
 def _finetune(args) -> int:
     from models_genesis.config import FinetuneConfig
     from models_genesis.training.finetune import finetune
 
+    _check_placement(args, [args.task])
     claim_output_dir(args.out, "finetune", overwrite=args.overwrite, inputs=[("--data", args.data)],
                      legacy=lambda folder: os.path.isfile(os.path.join(folder,
                                                                        "finetune_config.json")))
@@ -160,6 +192,7 @@ def _finetune(args) -> int:
 def _experiment(args) -> int:
     from models_genesis.pipeline.experiment import run_experiment
 
+    _check_placement(args, args.tasks, args.parallel_runs)
     data = _data_dirs(args.data)
     dirs = data if isinstance(data, dict) else {t: data for t in args.tasks}
     claim_output_dir(args.out, "experiment", overwrite=args.overwrite,
@@ -170,7 +203,8 @@ def _experiment(args) -> int:
                          weights=args.weights, seed=args.seed,
                          overrides=_overrides(args, with_data_options=False),
                          data_options={t: o for t, o in options.items() if o},
-                         verbose=args.verbose, curve=args.curve)
+                         verbose=args.verbose, curve=args.curve,
+                         parallel_runs=args.parallel_runs)
     print(out["table"])
     print(f"\n{out['n_trained']} run(s) trained, {out['n_resumed']} found in {out['results_csv']}")
     print("figures: " + ", ".join(out["figures"].values()))
@@ -179,12 +213,9 @@ def _experiment(args) -> int:
 
 def _check_predict_args(args) -> str:
     """Refuse bad numbers and paths before the model is loaded; return the model file."""
-    model_path = args.model
-    if os.path.isdir(model_path):
-        model_path = os.path.join(model_path, "model.keras")
-    if not os.path.isfile(model_path):
-        raise FileNotFoundError(f"No model file at {model_path!r}: give the `model.keras` that "
-                                "`models-genesis finetune` writes, or its run folder.")
+    from models_genesis.evaluation.whole_volume import run_model_file
+
+    model_path = run_model_file(args.model)
     checks = [("--threshold", args.threshold, 0.0 < args.threshold < 1.0, "in (0, 1)"),
               ("--overlap", args.overlap, 0.0 <= args.overlap < 1.0, "in [0, 1)"),
               ("--batch-size", args.batch_size, args.batch_size >= 1, "an integer >= 1"),
@@ -248,52 +279,22 @@ def _check_predict_output(args, task) -> None:
 
 
 def _predict_volume(args) -> int:
-    model_path = _check_predict_args(args)
-    from models_genesis.evaluation.whole_volume import load_run_task
+    from models_genesis.evaluation.whole_volume import load_run_task, predict_volume
+    from models_genesis.saving import load_model
 
+    model_path = _check_predict_args(args)
     # task.json first (named in every error about it), then the cheap checks, then the model.
     task, notes = load_run_task(model_path, normalization=args.normalization,
                                 crop_scale=args.crop_scale, window=args.window)
     _check_predict_output(args, task)
-    import keras
-
-    from models_genesis.evaluation.whole_volume import (classify_volume_to_file,
-                                                        preprocessing_task,
-                                                        score_candidates_to_file,
-                                                        segment_volume_to_file)
-
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except (ValueError, OSError, TypeError) as exc:  # Keras says "File not found" for any bad file
-        raise UserError(f"Cannot load --model {model_path!r} as a Keras model (the `model.keras` "
-                        f"that `models-genesis finetune` writes?): {exc}") from exc
+    model = load_model(model_path, compile=False, what="--model")
     for note in notes:
         print(note)
-    if (task is None or task.channels is None) and len(args.input) != 1:
-        raise UserError(f"--input takes one scan for this model (several files are the channels "
-                        f"of a `custom` task's case). Received: {len(args.input)} files.")
-    if task is not None and task.channels is not None:  # your own data: one file per channel
-        if task.kind == "classification":
-            path = classify_volume_to_file(model, args.input, args.output, task)
-        else:
-            path = segment_volume_to_file(model, args.input, args.output, task,
-                                          threshold=args.threshold, overlap=args.overlap,
-                                          batch_size=args.batch_size)
-        print(f"wrote {path}")
-        return 0
-    args.input = args.input[0]
-    if task is not None and task.kind == "classification":
-        path = score_candidates_to_file(model, args.input, args.candidates, args.output, task,
-                                        batch_size=args.batch_size)
-    else:
-        if task is None:  # a run without task.json: the flags and their defaults
-            task = preprocessing_task(args.window or model.input_shape[1:4],
-                                      normalization=args.normalization or "ct",
-                                      crop_scale=args.crop_scale or 1.0)
-        path = segment_volume_to_file(model, args.input, args.output, task,
-                                      threshold=args.threshold, overlap=args.overlap,
-                                      batch_size=args.batch_size)
-    print(f"wrote {path}")
+    out = predict_volume(model, args.input, args.output, task=task, candidates=args.candidates,
+                         window=args.window, overlap=args.overlap, threshold=args.threshold,
+                         normalization=args.normalization, crop_scale=args.crop_scale,
+                         batch_size=args.batch_size)
+    print(f"wrote {out['path']}")
     return 0
 
 
@@ -329,6 +330,11 @@ def register(subparsers) -> None:
                    "experiment's own folder is resumed without it")
     e.add_argument("--curve", choices=("metric", "loss"), default="metric",
                    help="Fig. 5 plots the validation metric (Dice / AUC, default) or loss")
+    e.add_argument("--parallel-runs", type=ranged(RANGES["processes"]), default=1, metavar="K",
+                   help="train K independent runs at once, each in its own process: on GPUs each "
+                   "run gets its own --devices of them (K x --devices must not exceed the GPUs); "
+                   "on CPUs the K processes share the cores. The results are those of one run "
+                   "after another (default 1)")
     e.set_defaults(func=_experiment)
 
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "

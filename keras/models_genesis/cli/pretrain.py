@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
+import warnings
 
-from models_genesis.cli import UserError
+from models_genesis.cli import PLACEMENT_FLAGS, UserError, devices_type
 from models_genesis.outputs import claim_output_dir
 
 # Options with a name other than the field's.
@@ -41,7 +41,8 @@ _HELP = {
              "the one scale found",
     "scheme": "genesis (combined), identity, nonlinear, local_shuffling, outer_cutout, "
               "inner_cutout, or transformations joined with + (nonlinear+local_shuffling); "
-              "method genesis only",
+              "method genesis only; sizes of the release by default, of the paper text with "
+              "--option preset=paper_text (docs/methods.md)",
     "method": "pre-training method (proxy task): genesis, or a self-supervised baseline of the "
               "paper's Table 3",
     "batch_size": "cubes per training step; lowered by 2 after a GPU out-of-memory error",
@@ -50,9 +51,14 @@ _HELP = {
     "steps_per_epoch": "training steps per epoch; none: one pass over all training cubes",
     "validation_steps": "validation batches per epoch; none: one pass over all validation "
                         "cubes",
-    "optimizer": "sgd (with --momentum) or adam",
-    "learning_rate": "initial learning rate of the optimizer",
-    "momentum": "momentum of SGD's updates; adam ignores it",
+    "optimizer": "sgd (with --momentum) or adam; default: the method's own (docs/methods.md)",
+    "learning_rate": "initial learning rate of the optimizer; default: the method's own "
+                     "(genesis: 1.0; docs/methods.md)",
+    "momentum": "momentum of SGD's updates; adam ignores it; default: the method's own",
+    "weight_decay": "weight decay of the optimizer; default: the method's own (deepcluster: "
+                    "1e-5)",
+    "schedule": "plateau (the release: learning-rate plateau, early stopping, best val_loss "
+                "kept) or fixed (every epoch, the last weights kept); default: the method's own",
     "loss": "restoration loss over the whole cube: mse (mean squared error) or mae",
     "lr_factor": "factor the learning rate is multiplied by when the validation loss stops "
                  "improving (ReduceLROnPlateau)",
@@ -85,6 +91,9 @@ _HELP = {
     "sample_every": "save a PNG of input, restoration and original every N epochs (0: never)",
     "figures": "draw the restoration figures (per transformation combination, difference map) "
                "at the end of the run",
+    "devices": "devices each batch is split over: N or auto (all present); JAX: "
+               "keras.distribution.DataParallel, TensorFlow: MirroredStrategy over N devices; "
+               "--batch-size must be divisible by N",
 }
 
 
@@ -130,6 +139,8 @@ def _add_field(parser, f) -> None:
         kw.update(type=_scheme, metavar="SCHEME")
     elif f.name == "strategy":
         kw["choices"] = STRATEGIES
+    elif f.name == "devices":
+        kw.update(type=devices_type, metavar="N|auto")
     elif f.name == "mixed_precision":
         kw.update(type=_optional(str), choices=[*MIXED_PRECISION, None])
     elif kind == "bool":
@@ -140,7 +151,7 @@ def _add_field(parser, f) -> None:
         kw.update(type=int, choices=(2, 3))
     elif kind.startswith("Tuple"):
         kw.update(nargs="+", metavar="SUBSET")
-    elif kind in ("int", "Optional[int]", "float"):  # every number has its range
+    elif kind in ("int", "Optional[int]", "float", "Optional[float]"):  # every number has its range
         kw["type"] = CONFIG_RANGES[f.name].argtype(optional=kind.startswith("Optional"))
     elif kind == "Optional[str]":
         kw["type"] = _optional(str)
@@ -174,37 +185,27 @@ def config_from_args(args):
 
 
 def _pretrain(args) -> int:
+    from models_genesis.training.divergence import UndertrainedWarning
     from models_genesis.training.pretrain import pretrain
 
+    from models_genesis.training.devices import check_options
+
     config = config_from_args(args)
+    check_options(config.strategy, config.devices, config.batch_size, config.mixed_precision,
+                  names=PLACEMENT_FLAGS)  # before any work, naming the flags
     claim_output_dir(config.out_dir, "pretrain", overwrite=args.overwrite,
                      legacy=lambda folder: os.path.isfile(os.path.join(folder, "config.json")),
                      inputs=[("--data", config.data_dir)])
-    result = pretrain(config, resume=args.resume, overwrite=args.overwrite)
+    with warnings.catch_warnings():  # said below as one line, after the run's own output
+        warnings.simplefilter("ignore", UndertrainedWarning)
+        result = pretrain(config, resume=args.resume, overwrite=args.overwrite,
+                          strict=args.strict)
     paths = result["paths"]
     print(f"best weights: {paths['best_weights']} and {paths['keras2_weights']}")
     print(f"run folder: {paths['out_dir']} (metrics: {paths['metrics']})")
-    check_not_diverged(result.get("metrics") or {}, paths)
+    if result.get("status") == "undertrained":
+        print(f"note: {result['status_message']} (--strict makes this an error)")
     return 0
-
-
-def check_not_diverged(metrics: dict, paths: dict) -> None:
-    """Raise `UserError` when the model restores worse than doing nothing and than a constant.
-
-    Such "best weights" are of a diverged run (e.g. SGD at a huge learning rate): a command that
-    exits 0 would let them pass for pre-trained weights.
-    """
-    model, identity = metrics.get("model_mse"), metrics.get("identity_mse")
-    constant = metrics.get("constant_mse")
-    if None in (model, identity, constant):
-        return
-    if math.isfinite(model) and not (model > identity and model > constant):
-        return
-    raise UserError(
-        f"pre-training diverged: the validation MSE of the model ({model:.6g}) is worse than "
-        f"returning the transformed input ({identity:.6g}) and than the best constant "
-        f"({constant:.6g}), so the weights in {paths['out_dir']!r} restore nothing. Lower "
-        "--learning-rate or use --optimizer adam, and rerun with --overwrite.")
 
 
 def register(subparsers) -> None:
@@ -221,6 +222,10 @@ def register(subparsers) -> None:
                    help="train a finished run in --out further (e.g. with more --epochs)")
     p.add_argument("--overwrite", action="store_true",
                    help="delete a previous run's outputs in --out and start over")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with an error (status 2) when the finished run restores worse "
+                   "than doing nothing (undertrained); without it, a note says so and the "
+                   "exit status is 0. A diverged run (NaN or rising loss) is always an error")
     for f in dataclasses.fields(PretrainConfig):
         if f.name != "method_options":
             _add_field(p, f)

@@ -182,6 +182,9 @@ def auc_score(y_true, y_score) -> float:
 
 
 # --------------------------------------------------------------------------------------- Keras
+# Every loss and metric below is registered under the package name, so a `.keras` file of a model
+# compiled with them loads with `keras.saving.load_model` alone (see `models_genesis.saving`).
+@keras.saving.register_keras_serializable(package="models_genesis")
 def dice_coef(y_true, y_pred, smooth=1.0):
     """Soft Dice over the whole batch: (2 sum(y p) + smooth) / (sum(y) + sum(p) + smooth)."""
     y_true = ops.reshape(ops.cast(y_true, "float32"), (-1,))
@@ -190,6 +193,7 @@ def dice_coef(y_true, y_pred, smooth=1.0):
     return (2.0 * inter + smooth) / (ops.sum(y_true) + ops.sum(y_pred) + smooth)
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 def dice_loss(y_true, y_pred):
     """Segmentation loss of the paper and the release: 1 - soft Dice (smooth 1) over the batch."""
     return 1.0 - dice_coef(y_true, y_pred, smooth=1.0)
@@ -237,6 +241,7 @@ class _OverlapSums(keras.metrics.Metric):
         return {**super().get_config(), "threshold": self.threshold}
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class DiceCoefficient(_OverlapSums):
     """Dice pooled over all batches seen; equals `dice_coefficient` on the concatenated arrays.
 
@@ -258,6 +263,7 @@ class DiceCoefficient(_OverlapSums):
         return {**super().get_config(), "smooth": self.smooth}
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class ForegroundIoU(_OverlapSums):
     """Foreground IoU of the binarised prediction, pooled over batches (`iou_score`)."""
 
@@ -271,6 +277,7 @@ class ForegroundIoU(_OverlapSums):
         return ops.where(union > 0, self.intersection / ops.maximum(union, 1e-12), 1.0)
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class MeanIoUOverThresholds(keras.metrics.Metric):
     """The paper's IoU as a stateful Keras metric (equals `mean_iou` on the concatenated arrays).
 

@@ -13,6 +13,7 @@ method column (default `"method"`) and a metric column (e.g. `"iou"`), optionall
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -56,6 +57,35 @@ def summarize_runs(results, metric: str,
     return out
 
 
+# Why a comparison has no p-value (`compare_to_best`'s `test` column, `ttest_pair`).
+ONE_RUN, IDENTICAL = "one run", "identical runs"
+
+
+def why_untestable(a, b) -> Optional[str]:
+    """None when two groups of runs can be t-tested; else `ONE_RUN` (a group has fewer than 2
+    runs: no variance to estimate) or `IDENTICAL` (a group's runs are all equal: zero variance,
+    so the t statistic divides by (nearly) zero and its p-value means nothing)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.size < 2 or b.size < 2:
+        return ONE_RUN
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return IDENTICAL
+    return None
+
+
+def _ttest_p(a, b, equal_var: bool) -> float:
+    """p-value of `scipy.stats.ttest_ind`, NaN where `why_untestable`; scipy's warnings (e.g.
+    "catastrophic cancellation" on nearly equal runs) never reach the terminal."""
+    # scipy.stats takes 2.4 s to import; only the t-tests need it.
+    from scipy import stats
+
+    if why_untestable(a, b) is not None:
+        return float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(stats.ttest_ind(a, b, equal_var=equal_var).pvalue)
+
+
 def compare_to_best(results, metric: str, *, method_col: str = "method",
                     within: Sequence[str] = (), higher_is_better: bool = True,
                     alpha: float = 0.05, equal_var: bool = True) -> pd.DataFrame:
@@ -71,12 +101,10 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
         equal_var: Student's t-test (True, scipy's default) or Welch's (False).
 
     Returns:
-        The `summarize_runs` table plus `is_best`, `p_value` (NaN for the best, or where a group
-        has fewer than 2 runs) and `significant` (`p_value < alpha`).
+        The `summarize_runs` table plus `is_best`, `p_value` (NaN for the best and where no test
+        is possible), `test` (`"best"`, `"t-test"`, or why there is none: `ONE_RUN`,
+        `IDENTICAL`, see `why_untestable`) and `significant` (`p_value < alpha`).
     """
-    # scipy.stats takes 2.4 s to import; only the t-tests need it.
-    from scipy import stats
-
     within = [within] if isinstance(within, str) else list(within)
     summary = summarize_runs(results, metric, by=within + [method_col])
     df = _frame(results, within + [method_col, metric])
@@ -94,10 +122,12 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
         for idx, row in part.iterrows():
             values = pd.to_numeric(
                 sub.loc[sub[method_col] == row[method_col], metric]).to_numpy(float)
-            p = np.nan
-            if row[method_col] != best and len(values) > 1 and len(best_values) > 1:
-                p = float(stats.ttest_ind(values, best_values, equal_var=equal_var).pvalue)
-            rows.append({"index": idx, "is_best": row[method_col] == best, "p_value": p})
+            p, test = np.nan, "best"
+            if row[method_col] != best:
+                test = why_untestable(values, best_values) or "t-test"
+                p = _ttest_p(values, best_values, equal_var)
+            rows.append({"index": idx, "is_best": row[method_col] == best, "p_value": p,
+                         "test": test})
     extra = pd.DataFrame(rows).set_index("index")
     out = summary.join(extra)
     out["significant"] = out["p_value"] < alpha
@@ -107,8 +137,9 @@ def compare_to_best(results, metric: str, *, method_col: str = "method",
 BEST_MARK, SAME_MARK, UNTESTED_MARK = "*", "=", "?"
 TABLE3_LEGEND = (f"{BEST_MARK}: the best in its column (bold in the paper's Table 3); "
                  f"{SAME_MARK}: not significantly different from the best (independent two-sample "
-                 f"t-test, p >= alpha; a blue box in the paper); {UNTESTED_MARK}: no test possible "
-                 "(fewer than 2 runs on either side); unmarked: significantly worse")
+                 "t-test, p >= alpha; a blue box in the paper); "
+                 f"{UNTESTED_MARK}: no test possible (one run, or identical runs: zero "
+                 "variance); unmarked: significantly worse")
 
 
 def _marks(summary: pd.DataFrame) -> list:
@@ -171,8 +202,9 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
             table["n"] = df.set_index(rows)["n"]
         if "p_value" in df:
             pv = df.set_index(rows)
-            table["p (vs best)"] = [("best *" if b else (f"{p:.2e}" if np.isfinite(p) else "-"))
-                                    for b, p in zip(pv["is_best"], pv["p_value"])]
+            why = pv["test"] if "test" in pv else ["-"] * len(pv)
+            table["p (vs best)"] = [("best *" if b else (f"{p:.2e}" if np.isfinite(p) else w))
+                                    for b, p, w in zip(pv["is_best"], pv["p_value"], why)]
     return table.to_string()
 
 
@@ -205,17 +237,13 @@ def draw_annotation_efficiency(ax, results, *, metric: str, method_col: str = "m
 
 def ttest_pair(results, metric: str, first: str, second: str, *,
                method_col: str = "method", equal_var: bool = True) -> float:
-    """p-value of the independent two-sample t-test between two methods' runs (NaN if either
-    has fewer than 2 runs); Fig. 3 compares the top two and the bottom two schemes this way."""
-    # scipy.stats takes 2.4 s to import; only the t-tests need it.
-    from scipy import stats
-
+    """p-value of the independent two-sample t-test between two methods' runs (NaN where
+    `why_untestable`: fewer than 2 runs, or identical runs); Fig. 3 compares the top two and the
+    bottom two schemes this way."""
     df = _frame(results, [method_col, metric])
     a, b = (pd.to_numeric(df.loc[df[method_col] == m, metric]).to_numpy(float)
             for m in (first, second))
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=equal_var).pvalue)
+    return _ttest_p(a, b, equal_var)
 
 
 def annotation_saved(results, metric: str, *, method: str, baseline: str,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from models_genesis.data.target_tasks.custom import (class_indices, normalize_ch
                                                      read_image_channels, resize_to)
 from models_genesis.evaluation.metrics import dice_coefficient, iou_score, label_dice, mean_iou
 from models_genesis.evaluation.sliding_window import sliding_window_inference
+from models_genesis.saving import load_model
 
 VOLUME_SCORE_DEFINITION = ("volume_*: scores of whole test volumes (sliding-window inference, "
                            "overlap 0.5, Gaussian blending, on each scan's own grid), averaged "
@@ -308,3 +309,107 @@ def load_run_task(model_path, *, normalization=None, crop_scale=None, window=Non
             notes.append(f"note: {name}={value} given explicitly; the run was trained with "
                          f"{name}={getattr(task, name)} ({path})")
     return dataclasses.replace(task, **changes), notes
+
+
+def run_model_file(model_path) -> str:
+    """The `model.keras` of a run folder, or `model_path` itself (a file).
+
+    Raises:
+        FileNotFoundError: no such file (naming it).
+    """
+    model_path = os.fspath(model_path)
+    if os.path.isdir(model_path):
+        model_path = os.path.join(model_path, "model.keras")
+    if not os.path.isfile(model_path):
+        raise FileNotFoundError(f"No model file at {model_path!r}: give the `model.keras` that "
+                                "`models-genesis finetune` writes, or its run folder.")
+    return model_path
+
+
+def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, None] = None,
+                   candidates=None, window: Optional[Sequence[int]] = None,
+                   overlap: float = 0.5, threshold: float = 0.5,
+                   normalization: Optional[str] = None, crop_scale: Optional[float] = None,
+                   batch_size: int = 4, progress: bool = True) -> dict:
+    """Apply a fine-tuned model to one whole scan: the one entry point of `predict-volume`.
+
+    The run's `TargetTask` (its `task.json`, written by `finetune`) decides what is done:
+
+    * a segmentation task (NCS, LCS, BMS): the scan is preprocessed as the run's crops were
+      (spacing, intensity window or per-patient min-max, crop scale), segmented by overlapping
+      windows (`sliding_window_inference`) and the mask written with the scan's geometry
+      (`segment_volume_to_file`);
+    * a classification task (NCC, ECC): the candidates of `candidates` (a CSV of world
+      coordinates) are cropped and scored, written as a CSV with a `probability` column
+      (`score_candidates_to_file`);
+    * no task (a model without `task.json`): segmented the same way with the preprocessing given
+      (`preprocessing_task`: windows of the model's input size, `normalization` default "ct",
+      `crop_scale` default 1).
+
+    Args:
+        model: a `keras.Model`, a `.keras` file or a fine-tuning run folder (its `model.keras`,
+            whose `task.json` is then read).
+        in_path: the scan (`.nii`, `.nii.gz`, `.mhd`, a DICOM folder); for task `custom`, a
+            list of one file per channel (or one 4D file); its classifier writes JSON.
+        out_path: the mask (e.g. `mask.nii.gz`) or, for a classifier, the CSV to write.
+        task: for a `keras.Model`, its `TargetTask` or the path of a `task.json` (None: no task).
+        candidates: CSV of `coordX, coordY, coordZ` (world mm) for a classification task.
+        window, normalization, crop_scale: with a run folder or a `task.json` path, None keeps
+            the run's and a value overrides it (a note says so); a `TargetTask` given as `task`
+            already holds them (`load_run_task` applies overrides); without a task they make
+            one (`preprocessing_task`; defaults: the model's input size, "ct", 1). `normalization` is
+            "ct", "mri", "minmax" or "none".
+        overlap, threshold, batch_size, progress: as in `sliding_window_inference`.
+
+    Returns:
+        dict: `path` (what was written), `mode` ("segmentation" or "classification"),
+        `notes` (lines for the user: settings that differ from the run's).
+
+    Raises:
+        FileNotFoundError: no model file or scan.
+        ValueError: a `.keras` file that is not a Models Genesis model, a classifier without
+            `candidates`, candidates given to a segmentation model, bad numbers.
+
+    Example:
+        >>> predict_volume("runs/lcs", "liver.nii.gz", "liver_mask.nii.gz")["path"]
+    """
+    notes = []
+    if isinstance(model, (str, os.PathLike)):
+        model_path = run_model_file(model)
+        model = load_model(model_path, compile=False, what="model")
+        task, notes = load_run_task(model_path, normalization=normalization,
+                                    crop_scale=crop_scale, window=window)
+    elif isinstance(task, (str, os.PathLike)):
+        task, notes = load_run_task(os.path.dirname(os.path.abspath(os.fspath(task))),
+                                    normalization=normalization, crop_scale=crop_scale,
+                                    window=window)
+    paths = [in_path] if isinstance(in_path, (str, os.PathLike)) else list(in_path)
+    own_data = task is not None and task.channels is not None  # task custom: C channel files
+    if not own_data and len(paths) != 1:
+        raise ValueError(f"The model reads one scan (several files are the channels of a task "
+                         f"`custom` case). Received {len(paths)} files: {paths}.")
+    in_path = paths if own_data else paths[0]
+    if own_data and task.kind == "classification":  # a whole-volume classifier: JSON
+        if candidates:
+            raise ValueError(f"A whole-volume classifier (task custom) takes no `candidates`. "
+                             f"Received: candidates={candidates!r}.")
+        return {"path": classify_volume_to_file(model, in_path, out_path, task),
+                "mode": "classification", "notes": notes}
+    if task is not None and task.kind == "classification":
+        if not candidates:
+            raise ValueError(f"The model is a {task.code} classifier: give `candidates` (a CSV "
+                             "of coordX, coordY, coordZ in world mm) to score them.")
+        path = score_candidates_to_file(model, in_path, candidates, out_path, task,
+                                        batch_size=batch_size)
+        return {"path": path, "mode": "classification", "notes": notes}
+    if candidates:
+        raise ValueError(f"`candidates` are scored by a classification model; this one "
+                         f"segments (task {getattr(task, 'code', None)!r}). Received: "
+                         f"candidates={candidates!r}.")
+    if task is None:  # a model without task.json: the preprocessing given, or the defaults
+        task = preprocessing_task(window or model.input_shape[1:4],
+                                  normalization=normalization or "ct",
+                                  crop_scale=crop_scale or 1.0)
+    path = segment_volume_to_file(model, in_path, out_path, task, threshold=threshold,
+                                  overlap=overlap, batch_size=batch_size, progress=progress)
+    return {"path": path, "mode": "segmentation", "notes": notes}

@@ -62,7 +62,7 @@ def make_options(name, values: Optional[dict] = None, *, scheme: str = "genesis"
     if isinstance(values, module.Options):
         values = dataclasses.asdict(values)
     values = dict(values or {})
-    valid = option_names(name)
+    valid = option_names(name) + (["preset"] if hasattr(module, "options_for_scheme") else [])
     unknown = sorted(set(values) - set(valid))
     if unknown:
         raise ValueError(f"Unknown option(s) {unknown} of method {name!r}. Valid options: "
@@ -105,6 +105,45 @@ def parse_option_args(pairs: Iterable[str]) -> dict:
         except (ValueError, SyntaxError):
             out[key] = text
     return out
+
+
+def proxy_summary(name: str, metrics: Optional[dict]) -> dict:
+    """Did pre-training learn its proxy task? From a run's `metrics.json` (`pretrain`).
+
+    Restoration methods: validation MSE of the model against that of doing nothing (the
+    transformed input itself), learned when lower. Classification methods: validation accuracy
+    of each head against its chance level (`chance_level`), learned when every head is above it
+    by 3 binomial standard errors over the `n_val` validation samples (a head that learned nothing
+    stays within them with probability ~0.999).
+
+    Returns:
+        dict with `proxy_metric` (words), `proxy_score`, `proxy_chance` and `proxy_learned`
+        (True / False; None when `metrics` is None or lacks the numbers).
+    """
+    unknown = {"proxy_metric": None, "proxy_score": None, "proxy_chance": None,
+               "proxy_learned": None}
+    if not metrics:
+        return unknown
+    if name in RESTORATION_METHODS:
+        if "model_mse" not in metrics or "identity_mse" not in metrics:
+            return unknown
+        score, chance = float(metrics["model_mse"]), float(metrics["identity_mse"])
+        return {"proxy_metric": "validation MSE (doing nothing: the transformed input's)",
+                "proxy_score": score, "proxy_chance": chance, "proxy_learned": score < chance}
+    chance = metrics.get("chance_level") or {}
+    heads = [k for k in chance if k.endswith("accuracy") and k in metrics]
+    if not heads:
+        return unknown
+    n = float(metrics.get("n_val") or 0)
+    learned = all(
+        n > 0 and float(metrics[k]) > chance[k] + 3 * (chance[k] * (1 - chance[k]) / n) ** 0.5
+        for k in heads)
+    return {"proxy_metric": "validation " + ", ".join(heads).replace("_", " "),
+            "proxy_score": "; ".join(f"{float(metrics[k]):.4g}" for k in heads)
+            if len(heads) > 1 else float(metrics[heads[0]]),
+            "proxy_chance": "; ".join(f"{chance[k]:.4g}" for k in heads)
+            if len(heads) > 1 else float(chance[heads[0]]),
+            "proxy_learned": bool(learned)}
 
 
 def encoder_layer_names(depth: int = 4) -> list:

@@ -167,13 +167,19 @@ def unshuffle_patches(shuffled: np.ndarray, perms: np.ndarray) -> np.ndarray:
     return out
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 class MergePatches(keras.layers.Layer):
     """`(B, G, *shape)` -> `(B * G, *shape)`: the G patches of every puzzle as one batch."""
 
     def call(self, x):
         return keras.ops.reshape(x, (-1,) + tuple(x.shape[2:]))
 
+    def compute_output_shape(self, input_shape):
+        batch, groups = input_shape[:2]
+        return (None if None in (batch, groups) else batch * groups,) + tuple(input_shape[2:])
 
+
+@keras.saving.register_keras_serializable(package="models_genesis")
 class SplitPatches(keras.layers.Layer):
     """`(B * G, F)` -> `(B, G * F)`: the features of each puzzle's G patches side by side."""
 
@@ -183,6 +189,12 @@ class SplitPatches(keras.layers.Layer):
 
     def call(self, x):
         return keras.ops.reshape(x, (-1, self.n_patches * int(x.shape[-1])))
+
+    def compute_output_shape(self, input_shape):
+        # the batch of puzzles is unknown here (JAX traces it symbolically): only (B, G * F)
+        batch = input_shape[0]
+        return (None if batch is None else batch // self.n_patches,
+                self.n_patches * int(input_shape[-1]))
 
     def get_config(self):
         return {**super().get_config(), "n_patches": self.n_patches}

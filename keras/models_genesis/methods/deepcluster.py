@@ -12,6 +12,15 @@ one clustering to the next. Like the original, training samples clusters uniform
 (`balanced_sampling`: cube i is drawn with probability proportional to 1 / |its cluster|), so the
 network cannot win by predicting the big clusters.
 
+Training follows Caron et al.'s public code (docs/methods.md): the training cubes are augmented as
+its `RandomResizedCrop` + `RandomHorizontalFlip`, in 3D (`sample_crop_params`: a box of 8-100 %
+of the cube's volume, each side's share varied by an aspect factor in [3/4, 4/3], resized back to
+the cube by nearest-neighbour sampling, then flipped along cols with probability 1/2), while the
+features that are clustered come from the whole, unaugmented cubes (the original's centre crop);
+the schedule is `fixed` (`config.METHOD_TRAINING`): a fixed number of epochs at a constant rate
+(SGD 0.05, momentum 0.9, weight decay 1e-5) and the last model, since the loss of one epoch's
+clusters cannot be compared with the next's.
+
 Network: encoder -> GlobalAveragePooling3D ("gap") -> Dense(`fc_units`, relu, "fc") ->
 Dense(k, softmax, "cluster_classifier"), k-way cross-entropy. The model is initialised randomly
 (App. A.5: no 3D feature extractor to start from). The saved model is the encoder.
@@ -21,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Tuple
 
 import keras
 import numpy as np
@@ -50,6 +60,10 @@ class Options:
         kmeans_iterations: Lloyd iterations per clustering. 20.
         fc_units: width of the Dense layer between the pooled encoder and the classifier. 1024.
         balanced_sampling: draw training cubes uniformly over clusters. True.
+        augment: crop-resize and flip the training cubes as the original (see the module
+            docstring). True.
+        crop_scale: `(min, max)` share of the cube's volume a crop keeps. (0.08, 1.0), the
+            original's `RandomResizedCrop` area range.
     """
 
     n_clusters: int = 260
@@ -57,15 +71,23 @@ class Options:
     kmeans_iterations: int = 20
     fc_units: int = 1024
     balanced_sampling: bool = True
+    augment: bool = True
+    crop_scale: Tuple[float, float] = (0.08, 1.0)
 
     def __post_init__(self):
         _encoder.check_positive_int("n_clusters", self.n_clusters, 2, 100_000)
         _encoder.check_positive_int("pca_dims", self.pca_dims)
         _encoder.check_positive_int("kmeans_iterations", self.kmeans_iterations, 1, 10_000)
         _encoder.check_positive_int("fc_units", self.fc_units)
-        if not isinstance(self.balanced_sampling, bool):
-            raise ValueError(f"`balanced_sampling` must be True or False. "
-                             f"Received: balanced_sampling={self.balanced_sampling!r}.")
+        for name in ("balanced_sampling", "augment"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False. "
+                                 f"Received: {name}={getattr(self, name)!r}.")
+        lo, hi = (tuple(self.crop_scale) + (None, None))[:2] if len(self.crop_scale) == 2 else (0, -1)
+        if not (isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and 0 < lo <= hi <= 1):
+            raise ValueError(f"`crop_scale` must be (min, max) with 0 < min <= max <= 1. "
+                             f"Received: crop_scale={self.crop_scale!r}.")
+        object.__setattr__(self, "crop_scale", (float(lo), float(hi)))
 
 
 def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> None:
@@ -81,6 +103,36 @@ def check(options: Options, cube_shape, n_train_cubes: int, *, depth=None) -> No
     if depth is not None and min(shape) < _encoder.min_side(depth):
         raise ValueError(f"Method 'deepcluster' needs cubes of at least {_encoder.min_side(depth)} "
                          f"voxels a side for a depth-{depth} encoder. Received: cube_shape={shape}.")
+
+
+ASPECT = (3 / 4, 4 / 3)  # the original's RandomResizedCrop ratio range, per side here
+FLIP_AXIS = 1  # cols: the horizontal flip of an axial slice
+
+
+def sample_crop_params(n: int, cube_shape, crop_scale=(0.08, 1.0), *,
+                       rng: np.random.Generator):
+    """Draw `n` random crops of a cube: corners and sizes `(n, 3)` and flips `(n,)` bool.
+
+    The volume share is uniform in `crop_scale`; each side is its cube root times an aspect factor
+    log-uniform in `ASPECT`, clipped to the cube (at least 1 voxel).
+    """
+    shape = np.asarray(cube_shape)
+    volume = rng.uniform(crop_scale[0], crop_scale[1], size=(n, 1))
+    aspect = np.exp(rng.uniform(np.log(ASPECT[0]), np.log(ASPECT[1]), size=(n, 3)))
+    sizes = np.clip(np.round(volume ** (1 / 3) * aspect * shape), 1, shape).astype(np.int64)
+    starts = np.floor(rng.random((n, 3)) * (shape - sizes + 1)).astype(np.int64)
+    return starts, sizes, rng.random(n) < 0.5
+
+
+def apply_crop(cubes: np.ndarray, starts: np.ndarray, sizes: np.ndarray,
+               flips: np.ndarray) -> np.ndarray:
+    """Crop each cube `(n, r, c, d)` to its box, resize it back by nearest-neighbour sampling
+    (one fancy-indexing gather) and flip it along cols where `flips`."""
+    n, out = len(cubes), cubes.shape[1:]
+    idx = [starts[:, a, None] + (np.arange(out[a]) * sizes[:, a, None]) // out[a] for a in range(3)]
+    cols = np.where(flips[:, None], idx[1][:, ::-1], idx[1])
+    b = np.arange(n)[:, None, None, None]
+    return cubes[b, idx[0][:, :, None, None], cols[:, None, :, None], idx[2][:, None, None, :]]
 
 
 class DeepClusterDataset(CubeBatchDataset):
@@ -118,6 +170,9 @@ class DeepClusterDataset(CubeBatchDataset):
         return self._balanced_cache[1]
 
     def make_batch(self, cubes: np.ndarray, rng: np.random.Generator):
+        if self.options.augment and not self.validation:
+            cubes = apply_crop(cubes, *sample_crop_params(len(cubes), cubes.shape[1:],
+                                                          self.options.crop_scale, rng=rng))
         return self.add_channel(cubes), None
 
     def pairs(self, index: int, epoch: int):
@@ -244,5 +299,6 @@ def callbacks(options: Options, saved, trainable, datasets) -> list:
 
 
 def chance_level(options: Options) -> dict:
-    """log(k): the cross-entropy of guessing the cluster uniformly."""
-    return {"loss": math.log(options.n_clusters)}
+    """log(k) and 1/k: the cross-entropy and accuracy of guessing the cluster uniformly (the
+    validation cubes' clusters are not balanced: `Recluster.history` holds their sizes)."""
+    return {"loss": math.log(options.n_clusters), "accuracy": 1 / options.n_clusters}

@@ -23,9 +23,15 @@ NAME = "genesis"
 Options = TransformConfig
 
 
-def options_for_scheme(scheme: str = "genesis", **values) -> TransformConfig:
-    """`TransformConfig.for_scheme(scheme, **values)`: a named or composed scheme, overridden."""
-    return TransformConfig.for_scheme(scheme, **values)
+def options_for_scheme(scheme: str = "genesis", preset: str = "release",
+                       **values) -> TransformConfig:
+    """`TransformConfig.for_scheme(scheme, **values)`: a named or composed scheme, overridden,
+    starting from the sizes and counts of `preset` (`TRANSFORM_PRESETS`: `release`, the default,
+    or `paper_text`; `--option preset=paper_text`)."""
+    base = TransformConfig.preset(preset)
+    sizes = {k: v for k, v in dataclasses.asdict(base).items()
+             if not k.endswith(("_prob", "_rate"))}
+    return TransformConfig.for_scheme(scheme, **{**sizes, **values})
 
 
 def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: TransformConfig):

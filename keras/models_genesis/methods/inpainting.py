@@ -97,6 +97,7 @@ def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: Options):
     return cut, np.stack([cubes, mask], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 def masked_mse(y_true, y_pred):
     """Per-cube MSE on the cutout voxels: `sum(mask * (pred - original)**2) / sum(mask)`.
 

@@ -147,5 +147,5 @@ def callbacks(options, saved, trainable, datasets) -> list:
 
 
 def chance_level(options: Options) -> dict:
-    """log(P): the cross-entropy of guessing the permutation uniformly."""
-    return {"loss": math.log(options.n_permutations)}
+    """log(P) and 1/P: the cross-entropy and accuracy of guessing the permutation uniformly."""
+    return {"loss": math.log(options.n_permutations), "accuracy": 1 / options.n_permutations}

@@ -15,10 +15,18 @@ cubes of Zhuang et al., about 10 voxels there). The 8 sub-cubes are
 
 Network: the U-Net encoder (`depth_0..7` of `unet_model_3d`) shared by the 8 sub-cubes (a Siamese
 network, Zhuang et al.'s Siamese-Octad) -> Flatten -> shared Dense(`patch_units`, relu) ->
-concatenation -> two heads with equal loss weights: `ordering` (Dense(K, softmax), cross-entropy)
-and `orientation` (Dense(16, sigmoid), binary cross-entropy: entry j says "the sub-cube at position
-j was rotated horizontally", entry 8 + j "vertically"; Zhuang et al.'s two 1 x 8 vectors). The
-saved model is the encoder.
+concatenation -> two heads: `ordering` (Dense(K, softmax), cross-entropy) and `orientation`
+(Dense(16, sigmoid): entry j says "the sub-cube at position j was rotated horizontally", entry
+8 + j "vertically"; Zhuang et al.'s two 1 x 8 vectors). The saved model is the encoder.
+
+Loss: ordering cross-entropy + `orientation_weight` x the orientation loss, "with equal weights"
+(App. A.6), so `orientation_weight` is 1. The orientation loss is the binary cross-entropy
+*summed* over the 16 outputs (`orientation_reduction="sum"`: one term per sub-cube and direction,
+as Zhuang et al. score the two 1 x 8 vectors); Zhuang et al.'s equation itself could not be
+retrieved (docs/methods.md). Keras' `BinaryCrossentropy` *averages* the 16 outputs
+(`orientation_reduction="mean"`): at chance that term is 0.64 against log(100) = 4.6 for the
+ordering, and its gradient per output is 16 times smaller, so the orientation head barely trained.
+
 
 Labels undo the puzzle: position `j` holds original sub-cube `perms[ordering, j]`, rotated as
 `orientation[j], orientation[8 + j]` say (`solve_rubik`).
@@ -42,6 +50,7 @@ GRID = 2
 N_CUBES = GRID ** 3
 # Rotation code -> the two axes of a sub-cube `(pr, pc, pd)` a 180-degree rotation flips.
 ROTATION_AXES = {1: (0, 1), 2: (0, 2)}  # 1: horizontal (around deps), 2: vertical (around cols)
+REDUCTIONS = ("sum", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +62,18 @@ class Options:
         patch_fraction: sub-cube side / cell side, in (0, 1]; the rest is the random gap. 0.85.
         permutation_seed: seed of the greedy selection's first permutation. 0.
         patch_units: width of the Dense layer shared by the 8 sub-cubes. 256.
+        orientation_weight: weight of the orientation loss against the ordering's. 1.0 (App.
+            A.6: "with equal weights").
+        orientation_reduction: `sum` (default) or `mean` of the binary cross-entropy over the 16
+            orientation outputs (see the module docstring).
     """
 
     n_permutations: int = 100
     patch_fraction: float = 0.85
     permutation_seed: int = 0
     patch_units: int = 256
+    orientation_weight: float = 1.0
+    orientation_reduction: str = "sum"
 
     def __post_init__(self):
         _encoder.check_positive_int("n_permutations", self.n_permutations, 2)
@@ -68,6 +83,13 @@ class Options:
         _encoder.check_fraction("patch_fraction", self.patch_fraction)
         _encoder.check_positive_int("permutation_seed", self.permutation_seed, 0, 2 ** 32 - 1)
         _encoder.check_positive_int("patch_units", self.patch_units)
+        w = self.orientation_weight
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w >= 0:
+            raise ValueError(f"`orientation_weight` must be a number >= 0. "
+                             f"Received: orientation_weight={w!r}.")
+        if self.orientation_reduction not in REDUCTIONS:
+            raise ValueError(f"`orientation_reduction` must be one of {REDUCTIONS}. "
+                             f"Received: orientation_reduction={self.orientation_reduction!r}.")
 
 
 def permutations(options: Options) -> np.ndarray:
@@ -167,10 +189,33 @@ def build_model(cube_shape, options: Options, *, n_base_filters=32, depth=4,
     return encoder, keras.Model(inputs, outputs, name="rubik")
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
+class OrientationLoss(keras.losses.Loss):
+    """Binary cross-entropy of the 16 orientation outputs, summed (or averaged) over them and
+    multiplied by `weight`; per sample, then averaged over the batch."""
+
+    def __init__(self, weight: float = 1.0, reduction_over_outputs: str = "sum",
+                 name: str = "orientation_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight, self.reduction_over_outputs = float(weight), reduction_over_outputs
+
+    def call(self, y_true, y_pred):
+        bce = keras.losses.binary_crossentropy(y_true, y_pred)  # mean over the outputs: (B,)
+        scale = self.weight * (int(y_pred.shape[-1]) if self.reduction_over_outputs == "sum" else 1)
+        return bce * scale
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight,
+                "reduction_over_outputs": self.reduction_over_outputs}
+
+
 def loss(options: Options = None) -> dict:
-    """Permutation loss (cross-entropy) and rotation loss (binary cross-entropy), weights 1 and 1."""
+    """Permutation loss (cross-entropy) + `orientation_weight` x rotation loss (binary
+    cross-entropy summed over the 16 outputs by default; see the module docstring)."""
+    options = options or Options()
     return {"ordering": keras.losses.SparseCategoricalCrossentropy(),
-            "orientation": keras.losses.BinaryCrossentropy()}
+            "orientation": OrientationLoss(options.orientation_weight,
+                                           options.orientation_reduction)}
 
 
 def metrics(options: Options = None) -> dict:
@@ -183,7 +228,13 @@ def callbacks(options, saved, trainable, datasets) -> list:
 
 
 def chance_level(options: Options) -> dict:
-    """log(K) for the ordering, the entropy of a 1/3-probable label for the orientation."""
-    ordering, orientation = math.log(options.n_permutations), _encoder.bernoulli_entropy(1 / 3)
+    """What a model that learned nothing scores: log(K) and 1/K for the ordering; for the
+    orientation the (weighted, summed or averaged) entropy of 1/3-probable labels, and 2/3
+    accuracy (every output "not rotated")."""
+    ordering = math.log(options.n_permutations)
+    per_output = _encoder.bernoulli_entropy(1 / 3)
+    n = 2 * N_CUBES if options.orientation_reduction == "sum" else 1
+    orientation = options.orientation_weight * n * per_output
     return {"loss": ordering + orientation, "ordering_loss": ordering,
-            "orientation_loss": orientation}
+            "orientation_loss": orientation, "ordering_accuracy": 1 / options.n_permutations,
+            "orientation_accuracy": 2 / 3}

@@ -96,8 +96,10 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
             channels_first; spatial sizes divisible by 8 at depth 4.
         n_classes: int. Output units (classification) or channels (segmentation). Defaults to 1.
         activation: str. "sigmoid" (default for 1 class) or "softmax" (default otherwise).
-        weights: path of a Genesis weight file (Keras 2 HDF5 as released, or ours) to initialise
-            the body from, matched by layer name; None keeps `kernel_initializer` (scratch).
+        weights: path of a Genesis weight file (Keras 2 HDF5 as released, or ours) or a preset
+            name of `models.presets.PRETRAINED_WEIGHTS` ("genesis_chest_ct", resolved as the
+            CLI's `--weights`) to initialise the body from, matched by layer name; None keeps
+            `kernel_initializer` (scratch).
         depth, n_base_filters: U-Net size (release: 4, 32).
         kernel_initializer: "uniform", "glorot_uniform", "he_uniform" (the paper's scratch
             baselines) or any Keras initializer; also used by the head's layers.
@@ -117,7 +119,11 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
         `(B, rows, cols, deps, n_classes)` (channels_first: `(B, n_classes, rows, cols, deps)`).
 
     Raises:
-        ValueError: unknown kind or activation, bad shapes; see `init_from_genesis` for weights.
+        ValueError: unknown kind or activation, bad shapes, an unknown preset name (the
+            message lists the presets); see `init_from_genesis` for weights.
+
+    Example:
+        >>> model = segmentation_model((64, 64, 32, 1), weights="genesis_chest_ct")
     """
     if kind not in HEAD_KINDS:
         raise ValueError(f"`kind` must be one of {HEAD_KINDS}. Received: kind={kind!r}.")
@@ -138,11 +144,13 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
         if head == "release":
             x = layers.Dense(dense_units, activation="relu", kernel_initializer=init,
                              name="fc1")(x)
+        # float32 outputs (and so loss) under a mixed-precision policy; the same under float32.
         outputs = layers.Dense(n_classes, activation=activation, kernel_initializer=init,
-                               name="classifier")(x)
+                               dtype="float32", name="classifier")(x)
     else:
         x = layers.Conv3D(n_classes, 1, kernel_initializer=init, name="segmentation_conv")(body["decoder"])
-        x = layers.Activation(activation, name="segmentation")(x)  # softmax: channel axis (-1)
+        # softmax: channel axis (-1); float32 under a mixed-precision policy, like the classifier.
+        x = layers.Activation(activation, dtype="float32", name="segmentation")(x)
         outputs = channels_last_to(x, data_format)
     model = keras.Model(inputs, outputs, name=name or f"genesis_{kind}")
     if weights is not None:

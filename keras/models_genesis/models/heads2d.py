@@ -17,6 +17,7 @@ sigmoid/softmax`. Three initialisations, the columns of Table 4:
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import keras
@@ -34,6 +35,7 @@ from models_genesis.models.unet3d import (
     spatial_input_shape,
     unet_core,
 )
+from models_genesis.models.presets import resolve_weights
 from models_genesis.models.weights import _check_and_assign, _match_by_name, read_keras2_weights
 
 ENCODERS = ("genesis", "imagenet")
@@ -55,7 +57,8 @@ def target_model_2d(kind: str, input_shape=(64, 64, 3), n_classes: int = 1,
         n_classes, activation, depth, n_base_filters, kernel_initializer, data_format,
             dense_units: as in `models.heads.target_model`.
         encoder: "genesis" (the 2D U-Net of `unet_model_2d`) or "imagenet" (keras-hub).
-        weights: a Genesis 2D Keras 2 `.h5` file to initialise the U-Net from (genesis only).
+        weights: a Genesis 2D Keras 2 `.h5` file or preset name ("genesis_chest_ct_2d",
+            "genesis_chest_xray") to initialise the U-Net from (genesis only).
         backbone: (imagenet) a keras-hub preset name (default "resnet_50_imagenet") or a built
             keras-hub Backbone.
         imagenet_weights: (imagenet, preset name) download and load the ImageNet weights.
@@ -118,7 +121,7 @@ def init_from_genesis_2d(model, path):
     Raises:
         ValueError: a 3D file, or a layer that does not fit (named, with both shapes).
     """
-    path = str(path)
+    path = os.fspath(resolve_weights(path))
     file_layers = read_keras2_weights(path)
     body = [layer for layer in model.layers if layer.weights and layer.name.startswith("depth_")]
     if not body:

@@ -49,6 +49,13 @@ PRETRAINED_WEIGHTS = {
 }
 
 
+def looks_like_path(name) -> bool:
+    """True for a name with a folder or a file suffix (`runs/a.h5`, `w.h5`), which is taken as
+    a missing file rather than an unknown preset."""
+    text = os.fspath(name) if isinstance(name, os.PathLike) else str(name)
+    return isinstance(name, os.PathLike) or os.sep in text or "/" in text or bool(Path(text).suffix)
+
+
 def resolve_weights(name_or_path, weights_dir: Optional[os.PathLike] = None) -> Path:
     """Return the path of weights given a preset name or a file path.
 
@@ -57,13 +64,21 @@ def resolve_weights(name_or_path, weights_dir: Optional[os.PathLike] = None) -> 
         weights_dir: folder holding preset files. Defaults to `paths.weights_dir()`.
 
     Raises:
-        ValueError: neither a file nor a known preset (lists the presets).
-        FileNotFoundError: a preset whose file is not in `weights_dir` (says where to get it).
+        ValueError: neither a file nor a known preset name (lists the presets).
+        FileNotFoundError: a path (with a folder or a file suffix) that does not exist, or a
+            preset whose file is not in `weights_dir` (says where to get it).
+
+    Example:
+        >>> resolve_weights("genesis_chest_ct")  # pretrained_weights/Genesis_Chest_CT.h5
     """
     path = Path(os.fspath(name_or_path))
     if path.is_file():
         return path
     key = str(name_or_path).lower()
+    if key not in PRETRAINED_WEIGHTS and looks_like_path(name_or_path):
+        raise FileNotFoundError(
+            f"Weight file not found: {os.fspath(name_or_path)!r} (nor is it one of the presets "
+            f"{sorted(PRETRAINED_WEIGHTS)}).")
     if key not in PRETRAINED_WEIGHTS:
         raise ValueError(
             f"Weights must be an existing file or one of the presets {sorted(PRETRAINED_WEIGHTS)}. "

@@ -29,6 +29,7 @@ import h5py
 import keras
 import numpy as np
 
+from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import FINAL_CONV_NAME_2D
 from models_genesis.models.unet3d import FINAL_CONV_NAME
 
@@ -234,9 +235,15 @@ def init_from_genesis(model, path) -> Dict[str, List[str]]:
     U-Net, for segmentation) must be found in the file with the same shapes; the head's own layers
     keep their initialisation.
 
+    Args:
+        model: a target model (`models.heads.target_model`) or a U-Net.
+        path: a weight file or a preset name of `models.presets.PRETRAINED_WEIGHTS` (e.g.
+            "genesis_chest_ct"), resolved by `resolve_weights` as the CLI's `--weights` is.
+
     Returns:
         `{"loaded": [...], "initialised": [...]}` layer names.
     """
+    path = os.fspath(resolve_weights(path))
     body = [layer.name for layer in _weighted_layers(model) if layer.name.startswith("depth_")]
     if not body:
         raise ValueError(f"Model {model.name!r} has no `depth_*` layers to initialise from {path!r}.")

@@ -13,7 +13,9 @@ Files in `out_dir`: `experiment.json`, `results.csv`, `summary.csv`, `table.txt`
 `table3.md` (Table 3's layout, `pipeline.results_table`), `fig3_bars.png`, `fig5_learning_curves.png`
 with `learning_curves.csv`, `fig6_label_efficiency.png` with `annotation_saved.csv` (several
 label fractions; `pipeline.figures`), and one folder per run under
-`runs/{task}/{method}/fraction_{f}/run_{r}`.
+`runs/{task}/{method}/fraction_{f}/run_{r}`. Each run of a pre-trained method also records its
+pre-training's proxy-task score and chance level (`proxy_*` columns, from the `metrics.json` beside
+the weight file), so Table 3 can flag a row whose pre-training learned nothing.
 """
 
 from __future__ import annotations
@@ -39,12 +41,20 @@ from models_genesis.pipeline.experiment_args import (  # noqa: F401 (parse_metho
     parse_methods,
     per_task,
 )
-from models_genesis.pipeline.experiment_key import check_experiment_key, method_entry, task_entry
+from models_genesis.pipeline.experiment_key import (
+    check_experiment_key,
+    method_entry,
+    method_proxy,
+    task_entry,
+)
+from models_genesis.pipeline.experiment_parallel import finetune_runs
+from models_genesis.training.devices import device_groups
 from models_genesis.training.finetune import finetune
 
 _COLUMNS = ("task", "method", "init", "label_fraction", "run", "seed", "metric", "score", "auc",
             "mean_iou", "dice", "foreground_iou", "n_train", "n_valid", "n_test", "epochs",
-            "best_epoch", "seconds", "weights", "weights_sha256", "run_dir")
+            "best_epoch", "seconds", "weights", "weights_sha256", "run_dir", "proxy_metric",
+            "proxy_score", "proxy_chance", "proxy_learned")
 
 
 def _check_settings(out_dir: str, settings: dict) -> dict:
@@ -93,7 +103,8 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
                    data_dir=None, out_dir="runs/experiment", *, weights: Optional[str] = None,
                    seed: int = 0, data=None, overrides: Optional[dict] = None, verbose=0,
                    run_eagerly: bool = False, progress: bool = True,
-                   curve: str = "metric", data_options: Optional[dict] = None) -> dict:
+                   curve: str = "metric", data_options: Optional[dict] = None,
+                   parallel_runs: int = 1) -> dict:
     """Run (or resume) the paper's protocol on one or several target tasks.
 
     Args:
@@ -116,6 +127,10 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
         curve: Fig. 5 plots the validation `"metric"` (Dice / AUC) or `"loss"`.
         data_options: the task loaders' options (`load_target_data`), `{task: {option: value}}`
             or one dict for every task (also read from `overrides["data_options"]`).
+        parallel_runs: train this many runs at once, one process each
+            (`pipeline.experiment_parallel`; on GPUs each takes its own `overrides["devices"]`
+            of them, see `training.devices.device_groups`); the results are the same as one
+            run after another, appended in the same order.
 
     Returns:
         dict with `results_csv`, `results` (DataFrame of the requested runs), `n_trained` and
@@ -132,6 +147,8 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
         raise ValueError(f"`curve` must be 'metric' or 'loss'. Received: curve={curve!r}.")
     tasks, methods, runs, fractions, overrides = check_args(tasks, inits, runs, label_fractions,
                                                              weights, overrides)
+    groups = (device_groups(parallel_runs, overrides.get("devices", 1))
+              if parallel_runs != 1 else None)
     dirs, datas = per_task(tasks, data_dir, "data_dir", True), per_task(tasks, data, "data", False)
     resolved = {}
     for name, (init, path) in methods.items():
@@ -143,7 +160,9 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
     for task in tasks:
         if dirs[task] is not None and datas[task] is None and not os.path.isdir(dirs[task]):
             raise FileNotFoundError(f"Data folder of {task!r} not found: {dirs[task]!r}.")
-    key = {"seed": int(seed), "overrides": json.loads(json.dumps(overrides)),
+    # Where runs train (devices, strategy) is not a setting: a resume may use other devices.
+    settings = {k: v for k, v in overrides.items() if k not in ("devices", "strategy")}
+    key = {"seed": int(seed), "overrides": json.loads(json.dumps(settings)),
            "methods": {n: method_entry(i, p) for n, (i, p) in resolved.items()},
            "tasks": {t: task_entry(dirs[t] if datas[t] is None else None) for t in tasks}}
     if data_options and set(data_options) <= set(TASK_CODES):
@@ -181,19 +200,30 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
         key["tasks"][task] = dict(task_entry(dirs[task] if datas[task] is None else None, counts),
                                   options=key["tasks"][task]["options"])
         _check_settings(out_dir, key)
+        jobs = []
         for _, name, fraction, run in task_todo:
             init, path = resolved[name]
             run_dir = os.path.join("runs", task, name, f"fraction_{fraction:g}", f"run_{run:02d}")
             config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
                                     label_fraction=fraction,
                                     out_dir=os.path.join(out_dir, run_dir), **overrides)
-            # overwrite: a run missing from results.csv is redone from scratch in its own folder.
-            result = finetune(config, data, verbose=verbose, run_eagerly=run_eagerly,
-                              overwrite=True)
-            append_result(csv_path, {**result, "task": task, "method": name, "init": init,
-                                     "label_fraction": fraction, "run": run, "run_dir": run_dir,
-                                     "weights_sha256": key["methods"][name]["sha256"]})
+            jobs.append((config, {**method_proxy(init, path), "task": task, "method": name,
+                                  "init": init, "label_fraction": fraction, "run": run,
+                                  "run_dir": run_dir,
+                                  "weights_sha256": key["methods"][name]["sha256"]}))
+
+        def record(i, result):
+            append_result(csv_path, {**result, **jobs[i][1]})
             bar.update(1)
+
+        if groups is None:
+            for i, (config, _) in enumerate(jobs):
+                # overwrite: a run missing from results.csv is redone from scratch in its folder.
+                record(i, finetune(config, data, verbose=verbose, run_eagerly=run_eagerly,
+                                   overwrite=True))
+        else:
+            finetune_runs([(config, data) for config, _ in jobs], groups, verbose=verbose,
+                          run_eagerly=run_eagerly, on_result=record)
     bar.close()
     df = read_results(csv_path)
     keys = list(zip(df["task"].astype(str), df["method"].astype(str),

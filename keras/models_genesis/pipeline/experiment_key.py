@@ -16,6 +16,7 @@ import os
 from typing import Optional
 
 from models_genesis.atomic import write_json
+from models_genesis.methods import METHODS, proxy_summary
 
 KEY_FILE = "experiment.json"
 KEY_FORMAT = 2
@@ -37,6 +38,22 @@ def method_entry(init: str, weights: Optional[str]) -> dict:
         return {"init": init, "weights": None, "sha256": None}
     path = os.path.abspath(os.fspath(weights))
     return {"init": init, "weights": path, "sha256": sha256_file(path)}
+
+
+def method_proxy(init: str, weights: Optional[str]) -> dict:
+    """The proxy-task score of the pre-training that wrote `weights` (`methods.proxy_summary` of
+    the `metrics.json` `pretrain` writes beside them); all None for a scratch initialisation or
+    weights without a run folder (e.g. the released `Genesis_Chest_CT.h5`)."""
+    path = None if weights is None else os.path.join(os.path.dirname(os.path.abspath(
+        os.fspath(weights))), "metrics.json")
+    metrics = None
+    if init in METHODS and path is not None and os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                metrics = json.load(f)
+        except (OSError, ValueError):
+            metrics = None
+    return proxy_summary(init, metrics) if init in METHODS else proxy_summary("genesis", None)
 
 
 def task_entry(data_dir, counts: Optional[dict] = None) -> dict:

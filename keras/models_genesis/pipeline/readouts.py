@@ -75,11 +75,18 @@ def verdict(results: pd.DataFrame, *, method: str, baseline: str, what: str = ""
     a, b = scores[method], scores[baseline]
     sd = lambda v: float(np.std(v, ddof=1)) if v.size > 1 else float("nan")  # noqa: E731
     numbers = (f"{100 * a.mean():.1f} ± {100 * sd(a):.1f}% vs {100 * b.mean():.1f} ± "
-               f"{100 * sd(b):.1f}%, {a.size} and {b.size} runs, p = {p:.2g}")
+               f"{100 * sd(b):.1f}%, {a.size} and {b.size} runs")
     prefix = f"{what}: " if what else ""
-    if not np.isfinite(p):
-        return (f"{prefix}{method} {a.mean() - b.mean():+.1%} against {baseline} ({numbers}); "
-                "too few runs for a t-test, no conclusion.")
+    why = st.why_untestable(a, b)
+    if why == st.ONE_RUN:
+        return (f"{prefix}{method} {a.mean() - b.mean():+.1%} against {baseline} ({numbers}): "
+                "with one run no test is possible, so this says nothing about which is better.")
+    if why == st.IDENTICAL:
+        same = [n for n, v in ((method, a), (baseline, b)) if np.ptp(v) == 0]
+        return (f"{prefix}{method} {a.mean() - b.mean():+.1%} against {baseline} ({numbers}): "
+                f"identical runs of {' and '.join(same)} (zero variance), so no t-test; the "
+                "runs repeat one result and say nothing about its spread.")
+    numbers += f", p = {p:.2g}"
     if p >= alpha:
         return (f"{prefix}no significant difference between {method} and {baseline} "
                 f"({numbers}): this comparison cannot tell them apart.")
@@ -199,10 +206,18 @@ def fit_probe(f_train, y_train, f_test, y_test, *, C: float = 1.0) -> float:
     return auc_score(np.ravel(y_test), classifier.predict_proba(f_test)[:, 1])
 
 
-def labelled_rows(data, fraction: float, seed: int) -> np.ndarray:
-    """Indices of the training crops labelled in run `seed`: `finetune`'s stratified draw."""
+def labelled_rows(data, fraction: float, seed: int, *, bootstrap: bool = False) -> np.ndarray:
+    """Indices of the training crops labelled in run `seed`: `finetune`'s stratified draw.
+
+    At `fraction` 1 every crop, or with `bootstrap` a resample of them with replacement drawn
+    from `seed` (so runs of a pre-trained encoder, whose features are fixed, still differ by
+    something that varies, and their spread estimates the sampling error of the training set).
+    """
     index = dataclasses.replace(data, x_train=np.arange(len(data.y_train)))
     if fraction >= 1.0:
+        if bootstrap:
+            rng = np.random.default_rng([int(seed), _LABEL_RNG, 1])
+            return np.sort(rng.integers(0, len(index.x_train), size=len(index.x_train)))
         return index.x_train
     return subsample_fraction(index, fraction,
                               rng=np.random.default_rng([int(seed), _LABEL_RNG])).x_train
@@ -215,7 +230,8 @@ def run_probe(data, methods: dict, *, runs: int = 5, label_fractions=(1.0,), see
 
     A pre-trained encoder's features are computed once (they do not depend on the seed); a
     random encoder is drawn anew for each run (seed `seed + r`). Run r labels the same crops for
-    every method (`labelled_rows`).
+    every method (`labelled_rows`): a subset drawn per run, and at 100% of the labels a bootstrap
+    resample per run, so the runs of a fixed encoder are not five copies of one result.
 
     Args:
         data: a classification `TargetData`.
@@ -244,7 +260,7 @@ def run_probe(data, methods: dict, *, runs: int = 5, label_fractions=(1.0,), see
                                           **feature_options)
         f_train, f_test = cache[key]
         for fraction in label_fractions:
-            rows_ = labelled_rows(data, float(fraction), int(seed) + run)
+            rows_ = labelled_rows(data, float(fraction), int(seed) + run, bootstrap=True)
             auc = fit_probe(f_train[rows_], np.asarray(data.y_train)[rows_], f_test,
                             data.y_test, C=C)
             rows.append({"method": name, "label_fraction": float(fraction), "run": run,

@@ -6,7 +6,9 @@ compared with the best of its column by an independent two-sample t-test
 (`evaluation.statistics.compare_to_best`). The cells carry the paper's marks in text form
 (`statistics.TABLE3_LEGEND`): `*` the best (bold in the paper), `=` not significantly different
 from the best at p = 0.05 (a blue box in the paper). With several label fractions the annotation
-saved (Fig. 6) of every pre-trained method against the best scratch baseline is added.
+saved (Fig. 6) of every pre-trained method against the best scratch baseline is added. A method
+whose pre-training did not learn its proxy task (`proxy_flags`) is marked `†` with a footnote, and
+a comparison without a test (one run, identical runs) `?`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from models_genesis.atomic import write_csv, write_text
 from models_genesis.config import SCRATCH_INITS as SCRATCH, get_target_task
 from models_genesis.evaluation import statistics as st
 
+NOT_LEARNED_MARK = "†"
 
 
 def metric_label(task: str) -> str:
@@ -34,11 +37,32 @@ def _write_text(path: str, text: str) -> str:
 
 
 def _p_table(part: pd.DataFrame, methods, tasks) -> str:
-    cells = part.assign(p=[("best" if b else (f"{p:.3g}" if pd.notna(p) else "-"))
-                           for b, p in zip(part["is_best"], part["p_value"])])
+    why = part["test"] if "test" in part else ["-"] * len(part)
+    cells = part.assign(p=[("best" if b else (f"{p:.3g}" if pd.notna(p) else w))
+                           for b, p, w in zip(part["is_best"], part["p_value"], why)])
     table = cells.pivot(index="method", columns="task", values="p")
     table = table.reindex([m for m in methods if m in table.index])
     return table[[t for t in tasks if t in table.columns]].fillna("-").to_string()
+
+
+def proxy_flags(results: pd.DataFrame) -> dict:
+    """`{method: footnote}` for every method whose pre-training did not beat chance (doing
+    nothing, for the restoration methods) on its proxy task, read from the results' `proxy_*`
+    columns (`pipeline.experiment` records them from each weight file's run folder)."""
+    if "proxy_learned" not in results:
+        return {}
+    flags = {}
+    for method, part in results.groupby("method", sort=False):
+        learned = part["proxy_learned"].dropna()
+        if learned.empty or learned.astype(str).str.lower().isin(["true", "1", "1.0"]).all():
+            continue
+        row = part.iloc[0]
+        flags[str(method)] = (f"{NOT_LEARNED_MARK} {method}: its pre-training did not beat "
+                              f"{'doing nothing' if 'MSE' in str(row.get('proxy_metric')) else 'chance'}"
+                              f" on its proxy task ({row.get('proxy_metric')} {row.get('proxy_score')}"
+                              f" vs {row.get('proxy_chance')}), so its row compares weights that "
+                              "learned nothing, not the method.")
+    return flags
 
 
 def annotation_savings(results: pd.DataFrame) -> Optional[pd.DataFrame]:
@@ -84,6 +108,11 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
     out_dir = os.fspath(out_dir)
     tasks = list(tasks) if tasks is not None else list(pd.unique(results["task"]))
     methods = list(methods) if methods is not None else list(pd.unique(results["method"]))
+    flags = proxy_flags(results)
+    if flags:  # the row names carry the mark; the footnotes say why
+        rename = {m: f"{m} {NOT_LEARNED_MARK}" for m in flags}
+        results = results.assign(method=results["method"].astype(str).replace(rename))
+        methods = [rename.get(m, m) for m in methods]
     summary = st.compare_to_best(results, "score", within=("task", "label_fraction"),
                                  alpha=alpha)
     metrics = "; ".join(f"{t.upper()}: {metric_label(t)}" for t in tasks)
@@ -119,9 +148,12 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
                  for r in saved.itertuples()]
         blocks.append("\nannotation saved (Fig. 6)\n" + "\n".join(lines))
         write_csv(os.path.join(out_dir, "annotation_saved.csv"), saved)
+    if flags:
+        blocks.append("\n" + "\n".join(flags.values()))
+        md.append("\n" + "\n\n".join(flags.values()))
     table = "\n".join(blocks)
     _write_text(os.path.join(out_dir, "table.txt"), table)
     _write_text(os.path.join(out_dir, "table3.md"), "\n".join(md))
     write_csv(os.path.join(out_dir, "summary.csv"), summary)
-    return {"summary": summary, "table": table, "markdown": "\n".join(md),
+    return {"summary": summary, "table": table, "markdown": "\n".join(md), "proxy_flags": flags,
             "annotation_saved": None if saved is None else saved.to_dict(orient="records")}

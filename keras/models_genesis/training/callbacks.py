@@ -7,6 +7,8 @@ Keras 3's `.weights.h5` and in the release's Keras 2 HDF5 layout), `EarlyStoppin
 `TensorBoard`, `SamplePairs` (PNGs of input / restoration / original) and, last, `RunBackup`
 (`models_genesis.training.resume`: a crash-safe backup of the weights, the optimizer and the
 counters of the callbacks above, so a rerun resumes exactly where the last finished epoch left).
+With `schedule="fixed"` (DeepCluster's, `config.METHOD_TRAINING`) there is no EarlyStopping or
+ReduceLROnPlateau and `BestWeights` keeps the last epoch's weights.
 """
 
 from __future__ import annotations
@@ -41,14 +43,18 @@ class BestWeights(keras.callbacks.Callback):
         state_path: JSON holding `{"monitor", "best", "epoch"}`; None: not written (the best
             value starts afresh).
         monitor: the log entry to minimise. Defaults to `"val_loss"`.
+        keep: `"best"` (the epoch with the lowest `monitor`) or `"last"` (every finished epoch
+            with a finite `monitor` replaces the file: a `fixed` schedule, DeepCluster's).
     """
 
     def __init__(self, target, weights_path: str, keras2_path: Optional[str] = None,
-                 state_path: Optional[str] = None, monitor: str = "val_loss"):
+                 state_path: Optional[str] = None, monitor: str = "val_loss", keep: str = "best"):
         super().__init__()
         if not str(weights_path).endswith(".weights.h5"):
             raise ValueError(f"`weights_path` must end in .weights.h5. Received: {weights_path!r}.")
-        self.target, self.monitor = target, monitor
+        if keep not in ("best", "last"):
+            raise ValueError(f"`keep` must be 'best' or 'last'. Received: keep={keep!r}.")
+        self.target, self.monitor, self.keep = target, monitor, keep
         self.weights_path, self.keras2_path, self.state_path = weights_path, keras2_path, state_path
         self.best, self.best_epoch = math.inf, None
         if state_path is not None and os.path.isfile(state_path) and os.path.isfile(weights_path):
@@ -58,7 +64,7 @@ class BestWeights(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
-        if value is None or not np.isfinite(value) or value >= self.best:
+        if value is None or not np.isfinite(value) or (self.keep == "best" and value >= self.best):
             return
         self.best, self.best_epoch = float(value), int(epoch)
         tmp = self.weights_path[: -len(".weights.h5")] + ".tmp.weights.h5"
@@ -114,8 +120,9 @@ class SamplePairs(keras.callbacks.Callback):
                               title=f"epoch {epoch + 1}, val_loss {(logs or {}).get('val_loss', float('nan')):.5f}")
 
 
-def _tensorboard(log_dir: str) -> Optional[keras.callbacks.Callback]:
-    """Keras' TensorBoard callback, or None (said aloud) without TensorFlow and TensorBoard."""
+def tensorboard_callback(log_dir: str) -> Optional[keras.callbacks.Callback]:
+    """Keras' TensorBoard callback writing to `log_dir` (pre-training and fine-tuning runs), or
+    None (said aloud) without TensorFlow and TensorBoard."""
     missing = [m for m in ("tensorflow", "tensorboard") if importlib.util.find_spec(m) is None]
     if missing:
         print(f"TensorBoard logs are off: Keras' TensorBoard callback needs {missing} installed "
@@ -137,24 +144,28 @@ def restoration_callbacks(config, paths: Dict[str, str], *, target, datasets=(),
         samples: `(transformed, original)` arrays for `SamplePairs`; None switches it off.
         continue_stopped: a resumed run that had stopped early trains further (`RunBackup`).
     """
-    best = BestWeights(target, paths["best_weights"], paths["keras2_weights"], paths["best_state"])
-    early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience, mode="min",
-                                          verbose=1)
-    plateau = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
-                                                patience=config.lr_patience, mode="min",
-                                                min_delta=config.lr_min_delta,
-                                                min_lr=config.min_lr, verbose=1)
-    callbacks = [EpochSetter(*datasets), best, early, plateau, EpochLog(paths["csv_log"]),
+    config = config.with_method_training()
+    fixed = config.schedule == "fixed"  # all epochs at one rate, the last weights kept
+    best = BestWeights(target, paths["best_weights"], paths["keras2_weights"], paths["best_state"],
+                       keep="last" if fixed else "best")
+    stateful = [best]
+    if not fixed:
+        stateful.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                                      mode="min", verbose=1))
+        stateful.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=config.lr_factor, patience=config.lr_patience, mode="min",
+            min_delta=config.lr_min_delta, min_lr=config.min_lr, verbose=1))
+    callbacks = [EpochSetter(*datasets), *stateful, EpochLog(paths["csv_log"]),
                  keras.callbacks.TerminateOnNaN()]
     if config.tensorboard:
-        board = _tensorboard(paths["tensorboard"])
+        board = tensorboard_callback(paths["tensorboard"])
         if board is not None:
             callbacks.append(board)
     if samples is not None and config.sample_every:
         callbacks.append(SamplePairs(samples[0], samples[1], paths["samples"],
                                      every=config.sample_every))
     # Last: the backup commits an epoch once every callback above has finished it.
-    callbacks.append(RunBackup(paths["backup"], stateful=(best, early, plateau),
+    callbacks.append(RunBackup(paths["backup"], stateful=tuple(stateful),
                                learning_rate=config.learning_rate,
                                continue_stopped=continue_stopped))
     return callbacks

@@ -51,11 +51,31 @@ def split_cpu(n: int) -> None:
         cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(n))])
 
 
-def get_strategy(name: str = "none"):
+def logical_devices() -> list:
+    """TensorFlow's logical GPUs, or its logical CPUs when there is no GPU (what `"mirrored"`
+    spreads over), as `"gpu:0"`-style names."""
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
+    import tensorflow as tf
+
+    found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return [f"{d.device_type.lower()}:{d.name.rsplit(':', 1)[-1]}" for d in found]
+
+
+def gpu_compute_capabilities() -> list:
+    """`(major, minor)` of each GPU TensorFlow sees (empty without a GPU)."""
+    # TensorFlow-only code: imported here so that the module loads on any Keras backend.
+    import tensorflow as tf
+
+    return [tuple(tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0)))
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def get_strategy(name: str = "none", devices: Optional[int] = None):
     """Return the `tf.distribute` strategy called `name`, or None for `"none"`.
 
     Args:
         name: `"none"`, `"mirrored"` or `"multiworker"`.
+        devices: for `"mirrored"`, mirror over the first `devices` devices (None: all).
 
     Returns:
         None (single device, any backend) or a `tf.distribute.Strategy`; build and compile the
@@ -73,8 +93,8 @@ def get_strategy(name: str = "none"):
     import tensorflow as tf
 
     if name == "mirrored":
-        devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
-        return tf.distribute.MirroredStrategy([d.name for d in devices])
+        found = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in found][:devices])
     if "TF_CONFIG" not in os.environ:
         print("strategy 'multiworker': TF_CONFIG is not set, running as a single worker.")
     return tf.distribute.MultiWorkerMirroredStrategy()

@@ -26,14 +26,16 @@ mode); `freeze_blocks` fixes chosen blocks.
 Files written to `config.out_dir` (when given): `finetune_config.json`, `task.json` (the run's
 `TargetTask`: crop, intensity normalisation, spacing, crop scale, read back by
 `predict-volume --model RUN`), `best.weights.h5` (the
-best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`) and
-`results.json`. A run into a folder holding any of them is refused unless `overwrite`, which
+best validation epoch), `history.csv`, `model.keras` (best weights; used by `predict-volume`),
+`results.json` and, with `config.tensorboard` (the default), the TensorBoard logs in
+`tensorboard/`. A run into a folder holding any of them is refused unless `overwrite`, which
 deletes them (and nothing else) first, so an earlier run's checkpoint is never taken as this
 run's result.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import tempfile
@@ -43,7 +45,7 @@ import keras
 import numpy as np
 
 from models_genesis.atomic import write_json
-from models_genesis.config import FinetuneConfig
+from models_genesis.config import MIXED_PRECISION, FinetuneConfig
 from models_genesis.data.target_tasks.candidate_crops import predict_candidates
 from models_genesis.data.target_tasks.target_dataset import TargetDataset
 from models_genesis.data.target_tasks import subsample_fraction
@@ -52,7 +54,8 @@ from models_genesis.evaluation.metrics import (DiceCoefficient, MeanIoUOverThres
                                                iou_score, label_dice, mean_iou)
 from models_genesis.evaluation.whole_volume import VOLUME_SCORE_DEFINITION, score_test_volumes
 from models_genesis.outputs import check_output_dir, refuse_to_replace, remove_outputs
-from models_genesis.training.callbacks import BestWeights
+from models_genesis.training import devices
+from models_genesis.training.callbacks import BestWeights, tensorboard_callback
 from models_genesis.training.finetune_data import (SPLITS, check_candidate_data, check_labels,
                                                    check_split, is_lazy, load_run_data, run_task,
                                                    task_for_data, validate_target_data)
@@ -65,7 +68,7 @@ IOU_DEFINITION = ("mean_iou: the paper's IoU, two-class (background, foreground)
                   "foreground binarised at 0.5")
 # What a run writes in its `out_dir` (see the module docstring).
 RUN_FILES = ("finetune_config.json", "task.json", "best.weights.h5", "history.csv",
-             "model.keras", "results.json")
+             "model.keras", "results.json", "tensorboard")
 
 
 def _compile(model, config: FinetuneConfig, kind: str, run_eagerly: bool = False,
@@ -107,7 +110,7 @@ def run_files(out_dir) -> list:
 
 
 def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
-             run_eagerly: bool = False, overwrite: bool = False) -> dict:
+             run_eagerly: bool = False, overwrite: bool = False, callbacks=()) -> dict:
     """Fine-tune one model on a target task and score it on the test split.
 
     Args:
@@ -122,6 +125,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             steps (tests, smoke runs), slower for real training.
         overwrite: delete the files of an earlier run in `config.out_dir` (`RUN_FILES`, nothing
             else) before training; without it, an `out_dir` holding any of them is refused.
+        callbacks: extra Keras callbacks for `fit`.
 
     Returns:
         dict with `task, init, seed, label_fraction, metric` (`"auc"`, `"mean_iou"`, or
@@ -129,7 +133,8 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         `volume_foreground_iou`, `volume_scores` per volume, `volume_score_definition`),
         `score` (that metric), the test metrics (`auc`; or `mean_iou`, `dice`,
         `foreground_iou`, with `iou_definition`), `n_train, n_valid, n_test`, `epochs`,
-        `best_epoch`, `best_val_loss`, `seconds`, `weights` (loaded file or None), `out_dir`.
+        `best_epoch`, `best_val_loss`, `seconds`, `weights` (loaded file or None), `out_dir`,
+        `devices` (devices or replicas each batch was split over).
 
     Raises:
         ValueError: bad data (see `validate_target_data`), a crop not divisible by 8, a missing
@@ -146,8 +151,12 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
     if not isinstance(config, FinetuneConfig):
         raise TypeError(f"`config` must be a FinetuneConfig. Received: {type(config).__name__}.")
     explicit_shape = config.input_shape
+    extra_callbacks = list(callbacks)
     config = config.resolve()
     task = config.target_task
+    # Devices, batch size and mixed precision checked before any work (`training.devices`).
+    placement = devices.placement(config.strategy, config.devices, config.batch_size,
+                                  config.mixed_precision)
     if config.out_dir is not None:  # before any work: never train into a run's files
         check_output_dir(config.out_dir, name="out_dir")
         if not overwrite:
@@ -174,22 +183,30 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
     task_run = run_task(task, data, config, spatial)  # written as task.json beside the model
     config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
     keras.utils.set_random_seed(int(config.seed))
-    # Built before anything is written: weights that do not fit leave `out_dir` untouched.
-    model = build_finetune_model(config, task.kind, spatial, weights, **classes)
-    _compile(model, config, task.kind, run_eagerly, task.n_classes)
-
     out_dir = config.out_dir
     scratch = None
-    if out_dir is None:
-        scratch = tempfile.TemporaryDirectory(prefix="finetune_")
-        work_dir = scratch.name
-    else:
-        work_dir = os.fspath(out_dir)
-        remove_outputs(run_files(work_dir))  # an earlier run's (`overwrite`): never loaded
-        os.makedirs(work_dir, exist_ok=True)
-        config.to_json(os.path.join(work_dir, "finetune_config.json"))
-        task_run.to_json(os.path.join(work_dir, "task.json"))
+    # The run's mixed-precision policy and (JAX) keras.distribution, both undone at the end.
+    run_scope = contextlib.ExitStack()
+    run_scope.callback(keras.mixed_precision.set_global_policy,
+                       keras.mixed_precision.global_policy())
     try:
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
+        run_scope.enter_context(placement.scope())
+        # Built before anything is written: weights that do not fit leave `out_dir` untouched.
+        with placement.build_scope():
+            model = build_finetune_model(config, task.kind, spatial, weights, **classes)
+            _compile(model, config, task.kind, run_eagerly, task.n_classes)
+
+        if out_dir is None:
+            scratch = tempfile.TemporaryDirectory(prefix="finetune_")
+            work_dir = scratch.name
+        else:
+            work_dir = os.fspath(out_dir)
+            remove_outputs(run_files(work_dir))  # an earlier run's (`overwrite`): never loaded
+            os.makedirs(work_dir, exist_ok=True)
+            config.to_json(os.path.join(work_dir, "finetune_config.json"))
+            task_run.to_json(os.path.join(work_dir, "task.json"))
         loader = dict(workers=config.workers, use_multiprocessing=False)
         if lazy:
             train, valid = (data.dataset(name, batch_size=config.batch_size, seed=config.seed,
@@ -203,6 +220,11 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
                                   augment=False, seed=config.seed, **loader)
             counts = {name: len(splits[name][0]) for name in SPLITS}
+        if placement.n_devices > 1:  # every training batch split evenly over the devices
+            n_train = len(train.x) if hasattr(train, "x") else len(getattr(train, "labels", ()))
+            train = devices.whole_batches(train, n_train, config.batch_size, placement.n_devices)
+        if placement.strategy is not None:
+            devices.check_even_validation(counts["valid"], config.batch_size, placement.n_devices)
         for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
                                      ("validation_steps", config.validation_steps, valid)):
             if steps is not None and steps > len(dataset):
@@ -220,7 +242,10 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             # An interrupted fine-tuning does not resume: it is rerun with `overwrite`.
             BestWeights(model, checkpoint),
             EpochLog(os.path.join(work_dir, "history.csv")),
-        ]
+        ] + placement.callbacks() + extra_callbacks  # placement's: validation without the split
+        if config.tensorboard and out_dir is not None:
+            board = tensorboard_callback(os.path.join(work_dir, "tensorboard"))
+            callbacks += [board] if board is not None else []
         start = time.perf_counter()
         history = model.fit(train, validation_data=valid, epochs=config.epochs,
                             steps_per_epoch=config.steps_per_epoch,
@@ -228,6 +253,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
                             verbose=verbose)
         if os.path.isfile(checkpoint):
             model.load_weights(checkpoint)
+        run_scope.enter_context(devices.without_split())  # test batches of any size
         if lazy:  # every test candidate, one batch at a time
 
             paths, indices, y_te = data.split("test")
@@ -260,6 +286,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             "best_val_loss": float(val_loss[finite].min()) if finite.any() else float("nan"),
             "seconds": float(seconds), "weights": weights, "out_dir": out_dir,
             "head": config.head, "frozen_blocks": list(frozen_blocks(config)),
+            "devices": placement.n_devices,
         }
         result["score"] = result[result["metric"]]
         if task.kind == "segmentation" and task.n_classes == 1:
@@ -271,5 +298,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             write_json(os.path.join(work_dir, "results.json"), result)
         return result
     finally:
+        run_scope.close()
         if scratch is not None:
             scratch.cleanup()

@@ -1,17 +1,19 @@
 """Pre-training Models Genesis: restore original cubes from transformed ones (paper Sec. 2).
 
 `pretrain(config)` trains `unet_model_3d` to map a transformed cube back to its original with the
-release's schedule; `config.method` selects another proxy task of `models_genesis.methods`
-(the self-supervised baselines of Table 3, App. A) with the same schedule and outputs (methods
-that train an encoder save the encoder layers `depth_0..7` only). The schedule is the
-release's (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE,
-ReduceLROnPlateau, EarlyStopping, best-val_loss checkpoint, batch 6 reduced by 2 on out-of-memory
-errors, one epoch = all training cubes). What a run writes to `config.out_dir`, and when a rerun
-resumes it, is `training.run_folder`.
+release's schedule (docs/release_reference.md, 'Pre-training schedule': SGD lr 1.0 momentum 0.9, MSE, ReduceLROnPlateau, EarlyStopping, best-val_loss
+checkpoint, batch 6 reduced by 2 on out-of-memory errors, one epoch = all training cubes);
+`config.method` selects another proxy task of `models_genesis.methods` (the self-supervised
+baselines of Table 3, App. A) with the same outputs (methods that train an encoder save the
+encoder layers `depth_0..7` only), each with its authors' optimiser and schedule
+(`config.METHOD_TRAINING`, docs/methods.md: DeepCluster a fixed number of epochs, keeping the
+last weights). What a run writes to `config.out_dir`, and when a rerun resumes it, is
+`training.run_folder`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import warnings
@@ -25,12 +27,13 @@ from models_genesis.config import MIXED_PRECISION, PretrainConfig
 from models_genesis.data.io.cube_files import check_cube_values, find_cube_files, open_cubes
 from models_genesis.data.pretraining.run_batches import RunBatches
 from models_genesis.evaluation.restoration import evaluate_restoration
-from models_genesis.methods import get_method, make_options
+from models_genesis.methods import get_method, make_options, proxy_summary
 from models_genesis.models.presets import resolve_weights
 from models_genesis.models.unet2d import restoration_model_2d
 from models_genesis.models.weights import load_keras2_weights
-from models_genesis.training import distribute
+from models_genesis.training import devices, distribute
 from models_genesis.training.callbacks import BestWeights, restoration_callbacks
+from models_genesis.training.divergence import check_restoration_run, logged_losses
 from models_genesis.training.distribute import fit_distributed
 from models_genesis.training.restoration_figures import draw_run_figures
 from models_genesis.training.resume import RunBackup, epochs_done
@@ -83,6 +86,7 @@ def resolve_method(config: PretrainConfig, files) -> PretrainConfig:
         ValueError: bad options, cubes the method cannot use (e.g. too small), or
             `loss="mae"` for a method whose loss is not the whole-cube MSE.
     """
+    config = config.with_method_training()  # the method's optimiser and schedule, recorded
     method, options = get_method(config.method), method_options(config)
     n_train = sum(len(open_cubes(p, config.cube_shape)) for p in files["train"])
     method.check(options, config.sample_shape, n_train, depth=config.depth)
@@ -137,10 +141,12 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return "RESOURCE_EXHAUSTED" in text or "out of memory" in text.lower()
 
 
-def _datasets(config, files, batch_size):
+def _datasets(config, files, batch_size, n_split: int = 1):
     """Training and validation pair generators. `steps_per_epoch` / `validation_steps` become the
     generators' `samples_per_epoch`, so each epoch is one whole pass of its generator: batch i of
-    epoch e is made from (seed, e, i), and validation sees the same pairs every epoch."""
+    epoch e is made from (seed, e, i), and validation sees the same pairs every epoch. With
+    batches split over `n_split` devices by Keras (`devices.data_parallel`), a last training
+    batch they cannot share evenly is left out (`devices.whole_batch_samples`)."""
     make_dataset = get_method(config.method).make_dataset
     kw = dict(options=method_options(config), cube_shape=config.sample_shape,
               seed=config.seed, workers=config.workers,
@@ -152,6 +158,12 @@ def _datasets(config, files, batch_size):
     samples = {k: None if v is None else v * batch_size for k, v in steps.items()}
     train = make_dataset(files["train"], batch_size, shuffle=True, validation=False,
                          samples_per_epoch=samples["train"], **kw)
+    whole = devices.whole_batch_samples(train.samples_per_epoch, batch_size, n_split)
+    if whole != train.samples_per_epoch:
+        print(f"{train.samples_per_epoch - whole} training samples per epoch left out: the last "
+              f"batch cannot be split evenly over {n_split} devices.")
+        train = make_dataset(files["train"], batch_size, shuffle=True, validation=False,
+                             samples_per_epoch=whole, **kw)
     val = make_dataset(files["val"], batch_size, shuffle=False, validation=True,
                        samples_per_epoch=samples["val"], **kw)
     return train, val
@@ -199,15 +211,26 @@ def final_metrics(config, model, val) -> Dict[str, float]:
     if method.WRITES == "unet":
         return evaluate_restoration(model, val)
     values = model.evaluate(val, verbose=0, return_dict=True)
-    return {**{k: float(v) for k, v in values.items()},
+    return {**{k: float(v) for k, v in values.items()}, "n_val": len(val) * val.batch_size,
             "chance_level": method.chance_level(method_options(config))}
 
 
-def _compile(model, config):
+def make_optimizer(config: PretrainConfig) -> keras.optimizers.Optimizer:
+    """The optimiser of `config` (its method's own where a field is None, `METHOD_TRAINING`).
+
+    `weight_decay` is Keras' (`w -= lr * weight_decay * w` each step), which for SGD without
+    momentum equals PyTorch's L2 term (DeepCluster's); with momentum it is close to it.
+    """
+    config = config.with_method_training()
+    decay = float(config.weight_decay) or None
     if config.optimizer == "sgd":
-        opt = keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum)
-    else:
-        opt = keras.optimizers.Adam(learning_rate=config.learning_rate)
+        return keras.optimizers.SGD(learning_rate=config.learning_rate, momentum=config.momentum,
+                                    weight_decay=decay)
+    return keras.optimizers.Adam(learning_rate=config.learning_rate, weight_decay=decay)
+
+
+def _compile(model, config):
+    opt = make_optimizer(config)
     metrics = get_method(config.method).metrics(method_options(config))
     model.compile(optimizer=opt, loss=method_loss(config), metrics=metrics or None)
 
@@ -234,7 +257,8 @@ def _warn_if_cpu_bf16_conv_gradient_is_wrong(config) -> None:
 
 
 def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = False,
-             callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto") -> Dict:
+             callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto",
+             strict: bool = False) -> Dict:
     """Pre-train Models Genesis on the restoration proxy task (paper Sec. 2,
     docs/release_reference.md, 'Pre-training schedule').
 
@@ -246,24 +270,38 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         overwrite: delete the outputs of a previous run in `out_dir` and start over.
         callbacks: extra Keras callbacks.
         verbose: `fit`'s verbosity.
+        strict: raise `UndertrainedError` (a ValueError) for a run that completed its schedule
+            but restores worse than doing nothing, instead of warning (`training.divergence`).
 
     Returns:
         dict: `paths` (see `run_paths`), `metrics` (`evaluate_restoration` on the validation
         set with the best weights), `batch_size` (after any out-of-memory fallback), `epochs`
-        (epochs done in all), `best_val_loss`, `best_epoch`, `replicas` (devices the batch
+        (epochs done in all), `best_val_loss`, `best_epoch`, `status` ("trained" or
+        "undertrained": see `training.divergence`) and `status_message` (None, or why the run
+        is undertrained), `replicas` (devices the batch
         was split over), `is_chief` (False on the other workers of a multi-worker run, which write
         to `out_dir/workers/worker_{i}`).
 
     Raises:
         ValueError, FileNotFoundError, FileExistsError: bad config, missing or mis-shaped cubes,
             weights of another architecture, a finished run in `out_dir`; all before training.
+        FloatingPointError: the run diverged (a NaN loss, or a rising loss and weights that
+            restore worse than doing nothing), after its files are written.
+        UndertrainedError: with `strict`, a run that restores worse than doing nothing.
+
+    Warns:
+        UndertrainedWarning: without `strict`, a run that completed its schedule but restores
+            worse than returning the transformed input and than the best constant.
     """
     if not isinstance(config, PretrainConfig):
         raise TypeError(f"`config` must be a PretrainConfig. Received: config={type(config)}.")
     if config.out_dir is None:
         raise ValueError("`out_dir` must name the run folder. Received: out_dir=None.")
 
-    strategy = distribute.get_strategy(config.strategy)  # first: before any other TF op
+    # First: a tf.distribute strategy must precede any other TF op. Devices, batch and mixed
+    # precision are checked before any work.
+    placement = devices.placement(config.strategy, config.devices, config.batch_size,
+                                  config.mixed_precision)
     is_chief, task = distribute.worker_role()
     out_dir = config.out_dir if is_chief else os.path.join(config.out_dir, "workers", f"worker_{task}")
     method_options(config)  # an unknown method or option fails before the data are read
@@ -275,14 +313,17 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
     if config.mixed_precision:
         _warn_if_cpu_bf16_conv_gradient_is_wrong(config)
         keras.mixed_precision.set_global_policy(MIXED_PRECISION[config.mixed_precision])
+    run_scope = contextlib.ExitStack()
     try:
+        run_scope.enter_context(placement.scope())  # JAX: keras.distribution over the devices
         keras.utils.set_random_seed(config.seed)
-        with distribute.strategy_scope(strategy):
+        with placement.build_scope():
             unet, model = build_restoration_model(config)
             if config.weights is not None:
                 load_initial_weights(unet, config.weights)
             _compile(model, config)
-        data = _datasets(config, files, config.batch_size)
+        n_split = placement.n_devices if placement.splits_with_keras else 1
+        data = _datasets(config, files, config.batch_size, n_split)
         samples = data[1][0]  # one batch of pairs: shape or transformation errors show here
         restores = get_method(config.method).WRITES == "unet"
         samples = (samples[0], samples[1][..., :1]) if restores else None  # drop a mask
@@ -295,15 +336,19 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         os.makedirs(paths["out_dir"], exist_ok=True)
         config.to_json(paths["config"])
         result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
-                                    unet, model, callbacks, verbose, strategy,
+                                    unet, model, callbacks, verbose, placement,
                                     continue_stopped=resume)
-        return {**result, "replicas": distribute.replicas(strategy), "is_chief": is_chief}
+        result = {**result, "replicas": placement.n_devices, "is_chief": is_chief}
+        status, note = check_restoration_run(result["metrics"], logged_losses(paths["csv_log"]),
+                                             out_dir=paths["out_dir"], strict=strict)
+        return {**result, "status": status, "status_message": note}
     finally:
+        run_scope.close()
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
 def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose,
-                       strategy=None, continue_stopped: bool = False) -> Dict:
+                       placement=None, continue_stopped: bool = False) -> Dict:
     """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release).
 
     Under `multiworker`, `distribute.fit_distributed` trains instead of `fit` (which cannot run
@@ -312,10 +357,14 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     from (seed, epoch), while Keras' shuffle would draw from Python's global `random`, reseeded
     when a run restarts, so a resumed run would differ from an uninterrupted one. Where it can
     (`_training_data`), `fit` reads the whole run through one iterator (`RunBatches`), so its
-    prefetching does not restart at every epoch."""
+    prefetching does not restart at every epoch. `placement` (`devices.placement`) says where
+    the batches train; batches split by Keras are scored without the split (`devices`)."""
+    placement = placement or devices.Placement(None, 1)
+    strategy, n_split = placement.strategy, placement.n_devices
     batch = config.batch_size
     while True:
-        train, val = data if batch == config.batch_size else _datasets(config, files, batch)
+        split = n_split if placement.splits_with_keras else 1
+        train, val = data if batch == config.batch_size else _datasets(config, files, batch, split)
         own = get_method(config.method).callbacks(method_options(config), unet, model,
                                                   (train, val))
         fed = (train if config.strategy == "multiworker"
@@ -325,6 +374,7 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         # The method's own (deepcluster: re-cluster before each epoch), after the backup's
         # restore at the start of training.
         cbs += own
+        cbs += placement.callbacks()
         cbs += list(extra)
         try:
             if config.strategy == "multiworker":
@@ -337,7 +387,7 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
                                     callbacks=cbs, verbose=verbose, shuffle=False)
             break
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
-            if not is_out_of_memory(exc) or batch - 2 < 1:
+            if not is_out_of_memory(exc) or batch - 2 < 1 or (batch - 2) % n_split:
                 raise
             print(f"Out of memory with batch size {batch}: retrying with batch size {batch - 2} "
                   f"({type(exc).__name__}).")
@@ -351,7 +401,8 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
             f"`optimizer='adam'`.")
     if os.path.isfile(paths["best_weights"]):
         unet.load_weights(paths["best_weights"])
-    metrics = final_metrics(config, model, val)
+    with devices.without_split():
+        metrics = final_metrics(config, model, val)
     result = {"paths": paths, "metrics": metrics, "batch_size": batch,
               "epochs": epochs_done(history, backup),
               "best_val_loss": best.best, "best_epoch": best.best_epoch,
@@ -363,6 +414,12 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
               f"{metrics['constant_mse']:.6f}")
     else:
         print(f"validation: {metrics}")
+    proxy = proxy_summary(config.method, metrics)
+    if proxy["proxy_learned"] is not None:
+        print(f"proxy task ({config.method}): {proxy['proxy_metric']} {proxy['proxy_score']} "
+              f"against {proxy['proxy_chance']} for a model that learned nothing: "
+              + ("learned." if proxy["proxy_learned"] else
+                 "NOT above it; fine-tuning from these weights compares nothing learned."))
     if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
         result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
                                              seed=config.seed)

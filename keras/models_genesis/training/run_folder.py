@@ -64,6 +64,8 @@ def stored_config(path) -> PretrainConfig:
 def config_changes(old: PretrainConfig, new: PretrainConfig) -> Dict[str, tuple]:
     """Fields (stored, requested) that differ, except those a rerun may change."""
     changes = {}
+    # A run folder written before a training field existed stored None: the method's value.
+    old, new = old.with_method_training(), new.with_method_training()
     for f in dataclasses.fields(PretrainConfig):
         a, b = getattr(old, f.name), getattr(new, f.name)
         if f.name == "data_dir" and None not in (a, b):
