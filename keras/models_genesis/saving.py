@@ -5,8 +5,8 @@ Every loss, metric and layer the package builds models with is decorated with
 
 * `evaluation.metrics`: `dice_coef`, `dice_loss` (the segmentation loss of the paper, Sec. 3.2),
   `DiceCoefficient`, `ForegroundIoU`, `MeanIoUOverThresholds`;
-* `methods.inpainting`: `masked_mse` (the loss on the cutouts, App. C.2);
-* `methods._puzzle`: `MergePatches`, `SplitPatches` (the Siamese encoders of Jigsaw and Rubik's
+* `methods.keras_objects`: `masked_mse` (the in-painting loss on the cutouts, App. C.2),
+  `MergePatches`, `SplitPatches` (the Siamese encoders of Jigsaw and Rubik's
   cube, App. A).
 
 The initializers are Keras' own (`resolve_initializer`). `register_all()` imports those modules,
@@ -27,8 +27,7 @@ import zipfile
 # The modules whose import registers the package's Keras objects.
 SERIALIZABLE_MODULES = (
     "models_genesis.evaluation.metrics",
-    "models_genesis.methods.inpainting",
-    "models_genesis.methods._puzzle",
+    "models_genesis.methods.keras_objects",
 )
 
 

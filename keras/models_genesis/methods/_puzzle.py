@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from models_genesis.methods._encoder import check_cube_shape, min_side
+from models_genesis.methods.keras_objects import MergePatches, SplitPatches
 
 # Enumerate all n! permutations up to this n (9! = 362,880, as Noroozi & Favaro did for 3x3).
 ENUMERATE_UP_TO = 9
@@ -165,39 +166,6 @@ def unshuffle_patches(shuffled: np.ndarray, perms: np.ndarray) -> np.ndarray:
     out = np.empty_like(shuffled)
     out[np.arange(len(perms))[:, None], perms] = shuffled
     return out
-
-
-@keras.saving.register_keras_serializable(package="models_genesis")
-class MergePatches(keras.layers.Layer):
-    """`(B, G, *shape)` -> `(B * G, *shape)`: the G patches of every puzzle as one batch."""
-
-    def call(self, x):
-        return keras.ops.reshape(x, (-1,) + tuple(x.shape[2:]))
-
-    def compute_output_shape(self, input_shape):
-        batch, groups = input_shape[:2]
-        return (None if None in (batch, groups) else batch * groups,) + tuple(input_shape[2:])
-
-
-@keras.saving.register_keras_serializable(package="models_genesis")
-class SplitPatches(keras.layers.Layer):
-    """`(B * G, F)` -> `(B, G * F)`: the features of each puzzle's G patches side by side."""
-
-    def __init__(self, n_patches: int, **kwargs):
-        super().__init__(**kwargs)
-        self.n_patches = int(n_patches)
-
-    def call(self, x):
-        return keras.ops.reshape(x, (-1, self.n_patches * int(x.shape[-1])))
-
-    def compute_output_shape(self, input_shape):
-        # the batch of puzzles is unknown here (JAX traces it symbolically): only (B, G * F)
-        batch = input_shape[0]
-        return (None if batch is None else batch // self.n_patches,
-                self.n_patches * int(input_shape[-1]))
-
-    def get_config(self):
-        return {**super().get_config(), "n_patches": self.n_patches}
 
 
 def siamese_features(patches, encoder: keras.Model, units: int, kernel_initializer):

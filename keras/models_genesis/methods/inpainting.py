@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from models_genesis.methods import _restoration
+from models_genesis.methods.keras_objects import masked_mse
 from models_genesis.methods._restoration import (  # noqa: F401  (the method interface)
     WRITES, build_model, callbacks, chance_level, dataset_maker, metrics,
 )
@@ -95,24 +96,6 @@ def make_pairs(cubes: np.ndarray, rng: np.random.Generator, options: Options):
     if options.loss_region == "whole":
         return cut, cubes
     return cut, np.stack([cubes, mask], axis=-1)
-
-
-@keras.saving.register_keras_serializable(package="models_genesis")
-def masked_mse(y_true, y_pred):
-    """Per-cube MSE on the cutout voxels: `sum(mask * (pred - original)**2) / sum(mask)`.
-
-    Args:
-        y_true: `(B, r, c, d, 2)`, channel 0 the original, channel 1 the mask (channels_last).
-        y_pred: `(B, r, c, d, 1)`.
-
-    Returns:
-        `(B,)` losses (a cube without cutout voxels counts 0).
-    """
-    y_true = keras.ops.cast(y_true, y_pred.dtype)
-    target, mask = y_true[..., :1], y_true[..., 1:]
-    axes = tuple(range(1, len(y_pred.shape)))
-    err = keras.ops.sum(mask * keras.ops.square(y_pred - target), axis=axes)
-    return err / keras.ops.maximum(keras.ops.sum(mask, axis=axes), 1.0)
 
 
 def loss(options: Options):
