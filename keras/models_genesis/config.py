@@ -621,7 +621,8 @@ _LOSSES = ("mse", "mae")
 SCHEDULES = ("plateau", "fixed")
 # Each method's training as its authors ran it (docs/methods.md holds the sources), where the
 # Models Genesis paper does not say otherwise. The restoration methods share the release's schedule
-# (REFERENCE 5: SGD 1.0, momentum 0.9, ReduceLROnPlateau and EarlyStopping on val_loss).
+# (docs/release_reference.md, 'Pre-training schedule': SGD 1.0, momentum 0.9, ReduceLROnPlateau and
+# EarlyStopping on val_loss).
 _RELEASE_TRAINING = {"optimizer": "sgd", "learning_rate": 1.0, "momentum": 0.9,
                      "weight_decay": 0.0, "schedule": "plateau"}
 METHOD_TRAINING = {

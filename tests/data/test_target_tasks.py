@@ -244,7 +244,7 @@ def test_bms_release_folds_name_missing_patients(brats):
     assert len(set(sum(folds, []))) == 285
     with pytest.raises(ValueError, match="no data"):
         load_target_data("bms", brats, input_shape=SHAPE,
-                         fold_dir=os.path.join(SPLITS_DIR, "bms"))
+                         split_dir=os.path.join(SPLITS_DIR, "bms"))
 
 
 # --- ECC ---------------------------------------------------------------------------------------

@@ -141,8 +141,9 @@ def _add_training_options(p, experiment: bool = False) -> None:
                    "split over (default 1; auto: all present). JAX: keras.distribution."
                    "DataParallel; TensorFlow: a MirroredStrategy over N devices. The batch size "
                    "must be divisible by N")
-    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy (TensorFlow "
-                   "backend; default none)")
+    p.add_argument("--strategy", choices=STRATEGIES, help="tf.distribute strategy to spread "
+                   "training over GPUs or machines (TensorFlow backend only): none (default), "
+                   "mirrored or multiworker")
     p.add_argument("--mixed-precision", choices=[*MIXED_PRECISION, "none"], help="bf16 or fp16 "
                    "compute (outputs and loss float32); default none. fp16 needs a GPU, bf16 on "
                    "a GPU compute capability 8.0+")
