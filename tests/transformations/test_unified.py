@@ -111,3 +111,13 @@ def test_presets_release_and_paper_text():
             assert low < 1 - shown.mean() < high
     with pytest.raises(ValueError, match="Valid presets"):
         TransformConfig.preset("paper")
+
+
+def test_counts_are_bounded_at_a_hundred_times_the_release():
+    """A count far above the release's (e.g. 1e12 shuffling windows) is refused before any pair
+    is made, not found by the memory it would need; 100x the release's count is accepted."""
+    assert TransformConfig(local_windows=100 * 10_000).local_windows == 1_000_000
+    with pytest.raises(ValueError, match=r"local_windows.*\[0, 1000000\]"):
+        TransformConfig(local_windows=1_000_001)
+    with pytest.raises(ValueError, match="inner_max_boxes"):
+        TransformConfig(inner_max_boxes=10**12)

@@ -109,7 +109,8 @@ class TransformConfig:
             if f.name.endswith(("_prob", "_rate")):
                 check_prob(value, f.name)
             elif f.type in ("int", int):
-                check_count(value, f.name)
+                # At most 100 times the release's count: the pairs' work and memory grow with it.
+                check_count(value, f.name, maximum=max(100, 100 * int(f.default)))
             elif isinstance(value, list):  # from JSON
                 object.__setattr__(self, f.name, tuple(value))
 
