@@ -7,7 +7,7 @@ Every loss, metric and layer the package builds models with is decorated with
   `DiceCoefficient`, `ForegroundIoU`, `MeanIoUOverThresholds`;
 * `methods.keras_objects`: `masked_mse` (the in-painting loss on the cutouts, App. C.2),
   `MergePatches`, `SplitPatches` (the Siamese encoders of Jigsaw and Rubik's
-  cube, App. A).
+  cube, App. A), `OrientationLoss` (Rubik's cube's orientation loss).
 
 The initializers are Keras' own (`resolve_initializer`). `register_all()` imports those modules,
 so their decorators have run; `import models_genesis` calls it as soon as Keras is imported (see

@@ -125,3 +125,17 @@ def test_a_keras_file_of_another_project_is_refused_naming_it(tmp_path, capsys):
         z.writestr("readme.txt", "a zip of something else")
     with pytest.raises(ValueError, match="archive.keras"):
         load_model(zipped)
+
+
+def test_every_registered_object_lives_in_a_module_that_saving_imports():
+    """`register_all` imports `SERIALIZABLE_MODULES` only: a Keras object registered anywhere else
+    would be missing when a `.keras` file is loaded in a fresh process."""
+    from models_genesis.saving import SERIALIZABLE_MODULES
+
+    package = Path(models_genesis.__file__).parent
+    registering = sorted(
+        "models_genesis." + ".".join(path.relative_to(package).with_suffix("").parts)
+        for path in package.rglob("*.py")
+        if "register_keras_serializable(" in path.read_text(encoding="utf-8")
+        and path.name != "saving.py")
+    assert registering == sorted(SERIALIZABLE_MODULES)

@@ -111,8 +111,11 @@ def _check_09(s, work):
     assert 0 < pairs["denoising_noise_sd"] <= 0.1 * 1.02  # sigma ~ U[0, 0.1], one per cube
     options = s["options"]
     bernoulli = -(math.log(1 / 3) / 3 + 2 / 3 * math.log(2 / 3))
+    rubik = options["rubik"]  # orientation: 16 outputs, summed or averaged, times a weight
+    outputs = 16 if rubik.get("orientation_reduction", "sum") == "sum" else 1
     chance = {"jigsaw": math.log(options["jigsaw"]["n_permutations"]),
-              "rubik": math.log(options["rubik"]["n_permutations"]) + bernoulli,
+              "rubik": math.log(rubik["n_permutations"])
+              + rubik.get("orientation_weight", 1.0) * outputs * bernoulli,
               "deepcluster": math.log(options["deepcluster"]["n_clusters"])}
     encoder = encoder_layer_names(4)
     for name, r in s["pretraining"].items():

@@ -2,7 +2,7 @@
 
 `masked_mse` is the in-painting loss on the cutout voxels (App. C.2); `MergePatches` and
 `SplitPatches` carry the puzzle patches through the shared encoder of Jigsaw and Rubik's cube
-(App. A). They live in this module, which imports Keras alone, so that `models_genesis.saving`
+(App. A); `OrientationLoss` is Rubik's cube's loss on its 16 orientation outputs. They live in this module, which imports Keras alone, so that `models_genesis.saving`
 can register them whichever module of the package happens to import Keras first.
 """
 
@@ -60,3 +60,23 @@ class SplitPatches(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "n_patches": self.n_patches}
+
+
+@keras.saving.register_keras_serializable(package="models_genesis")
+class OrientationLoss(keras.losses.Loss):
+    """Binary cross-entropy of the 16 orientation outputs, summed (or averaged) over them and
+    multiplied by `weight`; per sample, then averaged over the batch."""
+
+    def __init__(self, weight: float = 1.0, reduction_over_outputs: str = "sum",
+                 name: str = "orientation_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.weight, self.reduction_over_outputs = float(weight), reduction_over_outputs
+
+    def call(self, y_true, y_pred):
+        bce = keras.losses.binary_crossentropy(y_true, y_pred)  # mean over the outputs: (B,)
+        scale = self.weight * (int(y_pred.shape[-1]) if self.reduction_over_outputs == "sum" else 1)
+        return bce * scale
+
+    def get_config(self):
+        return {**super().get_config(), "weight": self.weight,
+                "reduction_over_outputs": self.reduction_over_outputs}

@@ -43,6 +43,7 @@ import numpy as np
 from models_genesis.data.pretraining.restoration_dataset import CubeBatchDataset
 from models_genesis.methods import _encoder, _puzzle
 from models_genesis.methods._encoder import WRITES  # noqa: F401  (the contract's "encoder")
+from models_genesis.methods.keras_objects import OrientationLoss
 from models_genesis.models.unet3d import resolve_initializer
 
 NAME = "rubik"
@@ -187,26 +188,6 @@ def build_model(cube_shape, options: Options, *, n_base_filters=32, depth=4,
     orientation = _encoder.float32_dense(2 * N_CUBES, "sigmoid", "orientation", init)
     outputs = {"ordering": ordering(x), "orientation": orientation(x)}
     return encoder, keras.Model(inputs, outputs, name="rubik")
-
-
-@keras.saving.register_keras_serializable(package="models_genesis")
-class OrientationLoss(keras.losses.Loss):
-    """Binary cross-entropy of the 16 orientation outputs, summed (or averaged) over them and
-    multiplied by `weight`; per sample, then averaged over the batch."""
-
-    def __init__(self, weight: float = 1.0, reduction_over_outputs: str = "sum",
-                 name: str = "orientation_loss", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.weight, self.reduction_over_outputs = float(weight), reduction_over_outputs
-
-    def call(self, y_true, y_pred):
-        bce = keras.losses.binary_crossentropy(y_true, y_pred)  # mean over the outputs: (B,)
-        scale = self.weight * (int(y_pred.shape[-1]) if self.reduction_over_outputs == "sum" else 1)
-        return bce * scale
-
-    def get_config(self):
-        return {**super().get_config(), "weight": self.weight,
-                "reduction_over_outputs": self.reduction_over_outputs}
 
 
 def loss(options: Options = None) -> dict:
