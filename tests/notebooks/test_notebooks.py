@@ -132,7 +132,10 @@ def _check_09(s, work):
     assert s["inits"] == s["methods"] + ["he_uniform"]
     assert s["n_runs"] == len(s["inits"]) * s["runs"] and all(_in_unit(v) for v in s["scores"])
     rows = s["summary"]
-    assert sorted(r["method"] for r in rows) == sorted(s["inits"])
+    # a method whose pre-training did not learn its proxy task is marked " †" in Table 3
+    flagged = {r["method"].split(" ")[0] for r in rows if r["method"].endswith(" †")}
+    assert sorted(r["method"].split(" ")[0] for r in rows) == sorted(s["inits"])
+    assert flagged == {name for name, r in s["pretraining"].items() if not r["proxy_learned"]}
     assert all(r["n"] == s["runs"] for r in rows) and sum(bool(r["is_best"]) for r in rows) == 1
     assert {"09_pairs.png", "09_pretraining_curves.png"} <= set(s["figures"])
     assert "bars" in s["experiment_figures"]
