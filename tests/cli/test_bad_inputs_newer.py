@@ -22,9 +22,8 @@ from PIL import Image
 from models_genesis.cli import build_parser, main
 from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.data.phantoms.abdomen import make_abdomen_phantoms
-from tests.cli.test_bad_inputs import (TINY_FINETUNE, TINY_PRETRAIN, T, W, _files, _snapshot,
-                                       _without_progress_bars)
-from tests.cli.test_bad_inputs import world  # noqa: F401  (the shared inputs fixture)
+from tests.cli.refusals import (TINY_FINETUNE, TINY_PRETRAIN, T, W, _files,
+                                assert_refused_in_one_line)
 
 
 @pytest.fixture(scope="module")
@@ -198,24 +197,7 @@ def test_the_newer_table_covers_the_newer_commands():
                          ids=[c[0] for c in CASES])
 def test_newer_bad_input_is_refused_in_one_line(newer, tmp_path, capsys, case_id, argv, parts,
                                                 setup, may_create):
-    if setup is not None:
-        setup(tmp_path, newer)
-    argv = [a.replace(W, str(newer)).replace(T, str(tmp_path)) for a in argv]
-    before = _snapshot(newer, tmp_path)
-    capsys.readouterr()
-    code = main(argv)
-    out, err = capsys.readouterr()
-    assert code == 2, (out, err)
-    assert "Traceback" not in out + err
-    lines = _without_progress_bars(err)
-    assert len(lines) == 1 and lines[0].startswith(f"models-genesis {argv[0]}: error: "), err
-    for part in parts:
-        assert part in lines[0], (part, lines[0])
-    after = _snapshot(newer, tmp_path)
-    changed = sorted(p for p in before if after.get(p) != before[p])
-    assert not changed, changed
-    if not may_create:
-        assert sorted(set(after) - set(before)) == []
+    assert_refused_in_one_line(newer, tmp_path, capsys, argv, parts, setup, may_create)
 
 
 # -- every numeric option of every command: 0, negative, huge, NaN --------------------------
