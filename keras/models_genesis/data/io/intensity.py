@@ -16,6 +16,9 @@ import numpy as np
 
 CT_WINDOW = (-1000.0, 1000.0)
 MODALITIES = ("ct", "mri", "minmax")  # "minmax" is another name for "mri"
+# The per-scan percentiles an MR scan (no physical unit) is scaled by, for pre-training cubes and
+# the channels of a custom task alike (as nnU-Net clips its intensities).
+MR_PERCENTILES = (0.5, 99.5)
 
 
 def intensity_window(x, modality: Union[str, Sequence[float]] = "ct") -> Tuple[float, float]:
@@ -44,7 +47,7 @@ def intensity_window(x, modality: Union[str, Sequence[float]] = "ct") -> Tuple[f
     return window
 
 
-def percentile_window(x, percentiles: Tuple[float, float] = (0.5, 99.5)) -> Tuple[float, float]:
+def percentile_window(x, percentiles: Tuple[float, float] = MR_PERCENTILES) -> Tuple[float, float]:
     """The `(lo, hi)` intensity percentiles of a scan: a window robust to a few outlier voxels.
 
     Args:

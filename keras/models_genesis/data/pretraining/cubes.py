@@ -36,8 +36,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from models_genesis.data.io.intensity import (normalize_intensity, percentile_window,
-                                             scale_to_unit)
+from models_genesis.data.io.intensity import (MR_PERCENTILES, normalize_intensity,
+                                             percentile_window, scale_to_unit)
 from models_genesis.data.io.volumes import Volume
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,6 @@ MAX_ANISOTROPY = 20.0
 _TABLE_COST = 10
 
 EXTRACTION_MODALITIES = ("ct", "mr")
-MR_PERCENTILES = (0.5, 99.5)
 
 
 class ScanTooSmallError(ValueError):

@@ -31,7 +31,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from models_genesis.atomic import write_json
-from models_genesis.data.io.intensity import intensity_window, scale_to_unit
+from models_genesis.data.io.intensity import (MR_PERCENTILES, intensity_window,
+                                              percentile_window, scale_to_unit)
 from models_genesis.data.io.volumes import Volume, read_volume, resample_volume, write_volume
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, case_rng,
@@ -50,7 +51,6 @@ CHANNEL_INTENSITIES = {
               "[0, 1] (z = 0 -> 0.5)",
     "none": "data already in [0, 1]: clipped to [0, 1]",
 }
-MR_PERCENTILES = (0.5, 99.5)
 ZSCORE_RANGE = (-3.0, 3.0)
 SPLIT_SEED = 12345  # the seed of nnU-Net's own 5-fold split (a fixed split, whatever the run)
 N_FOLDS = 5
@@ -83,8 +83,7 @@ def channel_window(x: np.ndarray, scaling: str) -> Tuple[float, float]:
     if scaling == "ct":
         return intensity_window(x, "ct")
     if scaling == "mr":
-        lo, hi = np.percentile(np.asarray(x, dtype=np.float32), MR_PERCENTILES)
-        return float(lo), float(hi)
+        return percentile_window(np.asarray(x, dtype=np.float32), MR_PERCENTILES)
     if scaling == "zscore":
         return ZSCORE_RANGE
     if scaling == "none":
