@@ -153,7 +153,6 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
     explicit_shape = config.input_shape
     extra_callbacks = list(callbacks)
     config = config.resolve()
-    task = config.target_task
     # Devices, batch size and mixed precision checked before any work (`training.devices`).
     placement = devices.placement(config.strategy, config.devices, config.batch_size,
                                   config.mixed_precision)
@@ -163,28 +162,16 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             refuse_to_replace(run_files(config.out_dir), where=config.out_dir,
                               what="files of a fine-tuning run")
     weights = init_weights_file(config)
+
+    # The data: the task's kind, channels and classes (task custom), checked splits and crop.
     if data is None:
-        data = load_run_data(config, task)
-    task = task_for_data(task, data)  # task custom: kind, channels and classes of the data set
-    classes = dict(n_channels=task.n_channels, n_classes=task.n_classes)
-    lazy = is_lazy(data)  # a prepared NCC/ECC folder: crops read from disk batch by batch
-    if lazy:
-        data = check_candidate_data(data, config, explicit_shape)
-        spatial = tuple(data.input_shape)
-    else:
-        splits = validate_target_data(data, task.kind, explicit_shape, **classes)
-        if config.label_fraction < 1.0:
-            data = subsample_fraction(data, config.label_fraction,
-                                      rng=np.random.default_rng([config.seed, 0x1ABE1]))
-            splits["train"] = check_split(data, "train", task.kind,
-                                           splits["valid"][0].shape[1:4], **classes)
-            check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
-        spatial = splits["train"][0].shape[1:4]
+        data = load_run_data(config, config.target_task)
+    task = task_for_data(config.target_task, data)
+    data, splits, spatial = _checked_data(data, config, task, explicit_shape)
     task_run = run_task(task, data, config, spatial)  # written as task.json beside the model
     config = dataclasses.replace(config, input_shape=tuple(int(s) for s in spatial))
     keras.utils.set_random_seed(int(config.seed))
-    out_dir = config.out_dir
-    scratch = None
+
     # The run's mixed-precision policy and (JAX) keras.distribution, both undone at the end.
     run_scope = contextlib.ExitStack()
     run_scope.callback(keras.mixed_precision.set_global_policy,
@@ -195,57 +182,19 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
         run_scope.enter_context(placement.scope())
         # Built before anything is written: weights that do not fit leave `out_dir` untouched.
         with placement.build_scope():
-            model = build_finetune_model(config, task.kind, spatial, weights, **classes)
+            model = build_finetune_model(config, task.kind, spatial, weights,
+                                         n_channels=task.n_channels, n_classes=task.n_classes)
             _compile(model, config, task.kind, run_eagerly, task.n_classes)
-
-        if out_dir is None:
-            scratch = tempfile.TemporaryDirectory(prefix="finetune_")
-            work_dir = scratch.name
+        if config.out_dir is None:
+            work_dir = run_scope.enter_context(tempfile.TemporaryDirectory(prefix="finetune_"))
         else:
-            work_dir = os.fspath(out_dir)
-            remove_outputs(run_files(work_dir))  # an earlier run's (`overwrite`): never loaded
-            os.makedirs(work_dir, exist_ok=True)
-            config.to_json(os.path.join(work_dir, "finetune_config.json"))
-            task_run.to_json(os.path.join(work_dir, "task.json"))
-        loader = dict(workers=config.workers, use_multiprocessing=False)
-        if lazy:
-            train, valid = (data.dataset(name, batch_size=config.batch_size, seed=config.seed,
-                                         augment=config.augment, **loader)
-                            for name in ("train", "valid"))
-            counts = {name: len(data.rows[name]) for name in SPLITS}
-        else:
-            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = (splits[s] for s in SPLITS)
-            train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
-                                  augment=config.augment, seed=config.seed, **loader)
-            valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
-                                  augment=False, seed=config.seed, **loader)
-            counts = {name: len(splits[name][0]) for name in SPLITS}
-        if placement.n_devices > 1:  # every training batch split evenly over the devices
-            n_train = len(train.x) if hasattr(train, "x") else len(getattr(train, "labels", ()))
-            train = devices.whole_batches(train, n_train, config.batch_size, placement.n_devices)
-        if placement.strategy is not None:
-            devices.check_even_validation(counts["valid"], config.batch_size, placement.n_devices)
-        for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
-                                     ("validation_steps", config.validation_steps, valid)):
-            if steps is not None and steps > len(dataset):
-                raise ValueError(f"`{name}` must be at most the {len(dataset)} batches of one pass "
-                                 f"(Keras stops when the data run out). Received: {name}={steps}.")
+            work_dir = _start_run_folder(config, task_run)
 
+        # Train, with early stopping on the validation loss, then restore the best epoch.
+        train, valid, counts = _datasets(config, data, splits)
+        train = _fit_data(config, placement, train, valid, counts["valid"])
         checkpoint = os.path.join(work_dir, "best.weights.h5")
-        stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
-                                                restore_best_weights=True)
-        callbacks = [
-            stopper,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
-                                              patience=config.lr_patience, min_lr=config.min_lr),
-            # Both written to a temporary name, then renamed: a kill never leaves half a file.
-            # An interrupted fine-tuning does not resume: it is rerun with `overwrite`.
-            BestWeights(model, checkpoint),
-            EpochLog(os.path.join(work_dir, "history.csv")),
-        ] + placement.callbacks() + extra_callbacks  # placement's: validation without the split
-        if config.tensorboard and out_dir is not None:
-            board = tensorboard_callback(os.path.join(work_dir, "tensorboard"))
-            callbacks += [board] if board is not None else []
+        callbacks = _callbacks(config, model, work_dir, checkpoint, placement, extra_callbacks)
         start = time.perf_counter()
         history = model.fit(train, validation_data=valid, epochs=config.epochs,
                             steps_per_epoch=config.steps_per_epoch,
@@ -253,51 +202,186 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
                             verbose=verbose)
         if os.path.isfile(checkpoint):
             model.load_weights(checkpoint)
-        run_scope.enter_context(devices.without_split())  # test batches of any size
-        if lazy:  # every test candidate, one batch at a time
 
-            paths, indices, y_te = data.split("test")
-            y_prob = predict_candidates(model, paths, indices, batch_size=config.batch_size)
-        else:
-            y_prob = model.predict(x_te, batch_size=config.batch_size, verbose=0)
+        # Score the test split: its crops, and its whole volumes where the data name them.
+        run_scope.enter_context(devices.without_split())  # test batches of any size
+        y_test, y_prob = _predict_test_split(model, data, splits, config.batch_size)
         seconds = time.perf_counter() - start
-        metrics = score_test(task.kind, y_te, y_prob, task.n_classes)
-        if task.kind == "segmentation" and getattr(data, "test_volumes", ()):
-            metrics.update(score_test_volumes(model, data.test_volumes, task_run,
-                                              batch_size=config.batch_size,
-                                              progress=verbose not in (0, 2)),
-                           volume_score_definition=VOLUME_SCORE_DEFINITION)
-        val_loss = np.asarray(history.history.get("val_loss", []), dtype=float)
-        finite = np.isfinite(val_loss)
-        volume = "volume_" if "n_test_volumes" in metrics else ""
-        result = {
-            "task": task.code, "init": config.init, "seed": int(config.seed),
-            "label_fraction": float(config.label_fraction),
-            "metric": ("accuracy" if "accuracy" in metrics else
-                       "auc" if task.kind == "classification" else
-                       volume + ("mean_dice" if task.n_classes > 1 else "mean_iou")),
-            **metrics,
-            "n_train": int(counts["train"]), "n_valid": int(counts["valid"]),
-            "n_test": int(counts["test"]),
-            "epochs": int(len(history.history.get("loss", []))),
-            # 0 / NaN when no epoch gave a finite validation loss (diverged training).
-            "best_epoch": (int(np.argmin(np.where(finite, val_loss, np.inf))) + 1
-                           if finite.any() else 0),
-            "best_val_loss": float(val_loss[finite].min()) if finite.any() else float("nan"),
-            "seconds": float(seconds), "weights": weights, "out_dir": out_dir,
-            "head": config.head, "frozen_blocks": list(frozen_blocks(config)),
-            "devices": placement.n_devices,
-        }
-        result["score"] = result[result["metric"]]
-        if task.kind == "segmentation" and task.n_classes == 1:
-            result["iou_definition"] = IOU_DEFINITION
-        if out_dir is not None:
-            model_path = os.path.join(work_dir, "model.keras")
-            model.save(model_path + ".tmp.keras")
-            os.replace(model_path + ".tmp.keras", model_path)
-            write_json(os.path.join(work_dir, "results.json"), result)
+        metrics = _score_test_split(model, task_run, data, y_test, y_prob,
+                                    batch_size=config.batch_size,
+                                    progress=verbose not in (0, 2))
+        result = _run_result(config, task, metrics, counts, history, seconds=seconds,
+                             weights=weights, n_devices=placement.n_devices)
+        if config.out_dir is not None:
+            _save_run(work_dir, model, result)
         return result
     finally:
         run_scope.close()
-        if scratch is not None:
-            scratch.cleanup()
+
+
+def _checked_data(data, config: FinetuneConfig, task, explicit_shape):
+    """Check the run's data and reduce its training split to `config.label_fraction`.
+
+    Returns:
+        `(data, splits, spatial)`: `splits` maps each of `SPLITS` to its checked `(x, y)`, or is
+        None for a prepared NCC/ECC folder (crops read from disk batch by batch); `spatial` is
+        the crop `(rows, cols, deps)`.
+    """
+    if is_lazy(data):
+        data = check_candidate_data(data, config, explicit_shape)
+        return data, None, tuple(data.input_shape)
+    classes = dict(n_channels=task.n_channels, n_classes=task.n_classes)
+    splits = validate_target_data(data, task.kind, explicit_shape, **classes)
+    if config.label_fraction < 1.0:
+        data = subsample_fraction(data, config.label_fraction,
+                                  rng=np.random.default_rng([config.seed, 0x1ABE1]))
+        splits["train"] = check_split(data, "train", task.kind,
+                                      splits["valid"][0].shape[1:4], **classes)
+        check_labels(task.kind, splits["train"][1], "y_train (after label_fraction)")
+    return data, splits, splits["train"][0].shape[1:4]
+
+
+def _start_run_folder(config: FinetuneConfig, task_run) -> str:
+    """Delete an earlier run's files (`overwrite`: never loaded), create `config.out_dir` and
+    write `finetune_config.json` and `task.json` there; return the folder."""
+    work_dir = os.fspath(config.out_dir)
+    remove_outputs(run_files(work_dir))
+    os.makedirs(work_dir, exist_ok=True)
+    config.to_json(os.path.join(work_dir, "finetune_config.json"))
+    task_run.to_json(os.path.join(work_dir, "task.json"))
+    return work_dir
+
+
+def _datasets(config: FinetuneConfig, data, splits):
+    """The training and validation batches, and the size of each split.
+
+    Returns:
+        `(train, valid, counts)`: a prepared folder's datasets (`splits` None) or
+        `TargetDataset`s of the in-memory splits; `counts` maps each of `SPLITS` to its size.
+    """
+    loader = dict(workers=config.workers, use_multiprocessing=False)
+    if splits is None:
+        train, valid = (data.dataset(name, batch_size=config.batch_size, seed=config.seed,
+                                     augment=config.augment, **loader)
+                        for name in ("train", "valid"))
+        return train, valid, {name: len(data.rows[name]) for name in SPLITS}
+    (x_tr, y_tr), (x_va, y_va) = splits["train"], splits["valid"]
+    train = TargetDataset(x_tr, y_tr, batch_size=config.batch_size, shuffle=True,
+                          augment=config.augment, seed=config.seed, **loader)
+    valid = TargetDataset(x_va, y_va, batch_size=config.batch_size, shuffle=False,
+                          augment=False, seed=config.seed, **loader)
+    return train, valid, {name: len(splits[name][0]) for name in SPLITS}
+
+
+def _fit_data(config: FinetuneConfig, placement, train, valid, n_valid: int):
+    """The training batches `fit` reads (with several devices, only those that split evenly over
+    them), after checking the validation split and the step counts against the data.
+
+    Raises:
+        ValueError: `steps_per_epoch` or `validation_steps` above the batches of one pass, or a
+            validation split a tf.distribute strategy cannot share (`devices`).
+    """
+    if placement.n_devices > 1:  # every training batch split evenly over the devices
+        n_train = len(train.x) if hasattr(train, "x") else len(getattr(train, "labels", ()))
+        train = devices.whole_batches(train, n_train, config.batch_size, placement.n_devices)
+    if placement.strategy is not None:
+        devices.check_even_validation(n_valid, config.batch_size, placement.n_devices)
+    for name, steps, dataset in (("steps_per_epoch", config.steps_per_epoch, train),
+                                 ("validation_steps", config.validation_steps, valid)):
+        if steps is not None and steps > len(dataset):
+            raise ValueError(f"`{name}` must be at most the {len(dataset)} batches of one pass "
+                             f"(Keras stops when the data run out). Received: {name}={steps}.")
+    return train
+
+
+def _callbacks(config: FinetuneConfig, model, work_dir: str, checkpoint: str, placement,
+               extra_callbacks) -> list:
+    """The run's callbacks: early stopping and ReduceLROnPlateau on the validation loss, the
+    best checkpoint, `history.csv`, the placement's, the caller's and TensorBoard's."""
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                      restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=config.lr_factor,
+                                          patience=config.lr_patience, min_lr=config.min_lr),
+        # Both written to a temporary name, then renamed: a kill never leaves half a file.
+        # An interrupted fine-tuning does not resume: it is rerun with `overwrite`.
+        BestWeights(model, checkpoint),
+        EpochLog(os.path.join(work_dir, "history.csv")),
+    ] + placement.callbacks() + extra_callbacks  # placement's: validation without the split
+    if config.tensorboard and config.out_dir is not None:
+        board = tensorboard_callback(os.path.join(work_dir, "tensorboard"))
+        callbacks += [board] if board is not None else []
+    return callbacks
+
+
+def _predict_test_split(model, data, splits, batch_size: int):
+    """`(y_true, y_prob)` of the test split: every candidate of a prepared folder (`splits`
+    None), one batch at a time, or the in-memory test crops."""
+    if splits is None:
+        paths, indices, y_test = data.split("test")
+        return y_test, predict_candidates(model, paths, indices, batch_size=batch_size)
+    x_test, y_test = splits["test"]
+    return y_test, model.predict(x_test, batch_size=batch_size, verbose=0)
+
+
+def _score_test_split(model, task_run, data, y_test, y_prob, *, batch_size: int,
+                      progress: bool) -> dict:
+    """`score_test` of the test crops; for segmentation data that name whole test volumes
+    (`data.test_volumes`), also their `volume_*` scores with the run's preprocessing."""
+    metrics = score_test(task_run.kind, y_test, y_prob, task_run.n_classes)
+    if task_run.kind == "segmentation" and getattr(data, "test_volumes", ()):
+        metrics.update(score_test_volumes(model, data.test_volumes, task_run,
+                                          batch_size=batch_size, progress=progress),
+                       volume_score_definition=VOLUME_SCORE_DEFINITION)
+    return metrics
+
+
+def _metric_name(task, metrics: dict) -> str:
+    """The key of `metrics` that is the run's `score`."""
+    if "accuracy" in metrics:
+        return "accuracy"
+    if task.kind == "classification":
+        return "auc"
+    volume = "volume_" if "n_test_volumes" in metrics else ""
+    return volume + ("mean_dice" if task.n_classes > 1 else "mean_iou")
+
+
+def _best_validation_epoch(history):
+    """`(best_epoch, best_val_loss)` of `history` (epochs counted from 1); `(0, nan)` when no
+    epoch gave a finite validation loss (diverged training)."""
+    val_loss = np.asarray(history.history.get("val_loss", []), dtype=float)
+    finite = np.isfinite(val_loss)
+    if not finite.any():
+        return 0, float("nan")
+    return int(np.argmin(np.where(finite, val_loss, np.inf))) + 1, float(val_loss[finite].min())
+
+
+def _run_result(config: FinetuneConfig, task, metrics: dict, counts: dict, history, *,
+                seconds: float, weights, n_devices: int) -> dict:
+    """What `finetune` returns and writes as `results.json` (see its docstring)."""
+    best_epoch, best_val_loss = _best_validation_epoch(history)
+    result = {
+        "task": task.code, "init": config.init, "seed": int(config.seed),
+        "label_fraction": float(config.label_fraction),
+        "metric": _metric_name(task, metrics),
+        **metrics,
+        "n_train": int(counts["train"]), "n_valid": int(counts["valid"]),
+        "n_test": int(counts["test"]),
+        "epochs": int(len(history.history.get("loss", []))),
+        "best_epoch": best_epoch, "best_val_loss": best_val_loss,
+        "seconds": float(seconds), "weights": weights, "out_dir": config.out_dir,
+        "head": config.head, "frozen_blocks": list(frozen_blocks(config)),
+        "devices": n_devices,
+    }
+    result["score"] = result[result["metric"]]
+    if task.kind == "segmentation" and task.n_classes == 1:
+        result["iou_definition"] = IOU_DEFINITION
+    return result
+
+
+def _save_run(work_dir: str, model, result: dict) -> None:
+    """Write `model.keras` (the best weights; through a temporary name) and `results.json`."""
+    model_path = os.path.join(work_dir, "model.keras")
+    model.save(model_path + ".tmp.keras")
+    os.replace(model_path + ".tmp.keras", model_path)
+    write_json(os.path.join(work_dir, "results.json"), result)
