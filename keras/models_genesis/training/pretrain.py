@@ -324,20 +324,16 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
             _compile(model, config)
         n_split = placement.n_devices if placement.splits_with_keras else 1
         data = _datasets(config, files, config.batch_size, n_split)
-        samples = data[1][0]  # one batch of pairs: shape or transformation errors show here
-        restores = get_method(config.method).WRITES == "unet"
-        samples = (samples[0], samples[1][..., :1]) if restores else None  # drop a mask
+        samples = _sample_pairs(config, data[1])  # shape or transformation errors show here
         if is_chief:
             print_chance_level(config, data[1])
-        if mode == "fresh":
-            clear_outputs(paths)
-        elif os.path.isfile(paths["result"]):
-            os.remove(paths["result"])
-        os.makedirs(paths["out_dir"], exist_ok=True)
-        config.to_json(paths["config"])
-        result = _fit_with_fallback(config, paths, files, data, samples if is_chief else None,
-                                    unet, model, callbacks, verbose, placement,
-                                    continue_stopped=resume)
+        else:
+            samples = None  # the chief alone draws the figures
+        _start_run_files(paths, config, mode)
+        history, cbs, batch, val = _fit_with_fallback(
+            config, paths, files, data, samples, unet, model, callbacks, verbose, placement,
+            continue_stopped=resume)
+        result = _finish_run(config, paths, unet, model, val, history, cbs, batch, samples)
         result = {**result, "replicas": placement.n_devices, "is_chief": is_chief}
         status, note = check_restoration_run(result["metrics"], logged_losses(paths["csv_log"]),
                                              out_dir=paths["out_dir"], strict=strict)
@@ -347,8 +343,28 @@ def pretrain(config: PretrainConfig, *, resume: bool = False, overwrite: bool = 
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
+def _sample_pairs(config, val):
+    """The first validation batch of pairs `(x, y)`, made before any file is written; returned
+    for restoration methods (`y` without a mask channel: the figures' samples), else None."""
+    pairs = val[0]
+    if get_method(config.method).WRITES != "unet":
+        return None
+    return pairs[0], pairs[1][..., :1]
+
+
+def _start_run_files(paths, config, mode: str) -> None:
+    """Clear an earlier run's outputs (`mode` "fresh") or its stale `result` (a resumed run),
+    then write the run's `config`."""
+    if mode == "fresh":
+        clear_outputs(paths)
+    elif os.path.isfile(paths["result"]):
+        os.remove(paths["result"])
+    os.makedirs(paths["out_dir"], exist_ok=True)
+    config.to_json(paths["config"])
+
+
 def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, verbose,
-                       placement=None, continue_stopped: bool = False) -> Dict:
+                       placement=None, continue_stopped: bool = False):
     """`fit`, retrying with the batch size reduced by 2 on out-of-memory errors (the release).
 
     Under `multiworker`, `distribute.fit_distributed` trains instead of `fit` (which cannot run
@@ -358,7 +374,11 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
     when a run restarts, so a resumed run would differ from an uninterrupted one. Where it can
     (`_training_data`), `fit` reads the whole run through one iterator (`RunBatches`), so its
     prefetching does not restart at every epoch. `placement` (`devices.placement`) says where
-    the batches train; batches split by Keras are scored without the split (`devices`)."""
+    the batches train.
+
+    Returns:
+        `(history, callbacks, batch_size, val)` of the fit that finished.
+    """
     placement = placement or devices.Placement(None, 1)
     strategy, n_split = placement.strategy, placement.n_devices
     batch = config.batch_size
@@ -385,15 +405,26 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
                 history = model.fit(fed, validation_data=val, epochs=config.epochs,
                                     steps_per_epoch=None if fed is train else len(train),
                                     callbacks=cbs, verbose=verbose, shuffle=False)
-            break
+            return history, cbs, batch, val
         except Exception as exc:  # noqa: BLE001  (each backend raises its own OOM type)
             if not is_out_of_memory(exc) or batch - 2 < 1 or (batch - 2) % n_split:
                 raise
             print(f"Out of memory with batch size {batch}: retrying with batch size {batch - 2} "
                   f"({type(exc).__name__}).")
             batch -= 2
-    best = next(cb for cb in cbs if isinstance(cb, BestWeights))
-    backup = next(cb for cb in cbs if isinstance(cb, RunBackup))
+
+
+def _finish_run(config, paths, unet, model, val, history, callbacks, batch_size: int,
+                samples) -> Dict:
+    """Restore the best weights, score them on `val` (batches split by Keras are scored
+    without the split, `devices`) and write the run's metrics, figures (`samples`, genesis 3D)
+    and result.
+
+    Raises:
+        FloatingPointError: no epoch gave a finite val_loss (the run diverged).
+    """
+    best = next(cb for cb in callbacks if isinstance(cb, BestWeights))
+    backup = next(cb for cb in callbacks if isinstance(cb, RunBackup))
     if not np.isfinite(best.best):
         raise FloatingPointError(
             f"Pre-training in {paths['out_dir']!r} diverged: no epoch gave a finite val_loss, so "
@@ -403,11 +434,21 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
         unet.load_weights(paths["best_weights"])
     with devices.without_split():
         metrics = final_metrics(config, model, val)
-    result = {"paths": paths, "metrics": metrics, "batch_size": batch,
+    result = {"paths": paths, "metrics": metrics, "batch_size": batch_size,
               "epochs": epochs_done(history, backup),
               "best_val_loss": best.best, "best_epoch": best.best_epoch,
               "config": dataclasses.asdict(config)}
     write_json(paths["metrics"], metrics)
+    _print_final_metrics(config, metrics)
+    if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
+        result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
+                                             seed=config.seed)
+    write_json(paths["result"], result, default=str)
+    return result
+
+
+def _print_final_metrics(config, metrics: Dict) -> None:
+    """Print the validation scores of the best weights, and whether the proxy task was learned."""
     if "model_mse" in metrics:
         print(f"validation MSE: model {metrics['model_mse']:.6f}, identity (transformed input) "
               f"{metrics['identity_mse']:.6f} (ratio {metrics['ratio']:.3f}), best constant "
@@ -420,8 +461,3 @@ def _fit_with_fallback(config, paths, files, data, samples, unet, model, extra, 
               f"against {proxy['proxy_chance']} for a model that learned nothing: "
               + ("learned." if proxy["proxy_learned"] else
                  "NOT above it; fine-tuning from these weights compares nothing learned."))
-    if samples is not None and config.figures and config.method == "genesis" and config.dims == 3:
-        result["figures"] = draw_run_figures(model, samples[1][0], paths["figures"],
-                                             seed=config.seed)
-    write_json(paths["result"], result, default=str)
-    return result
