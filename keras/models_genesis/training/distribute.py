@@ -191,6 +191,24 @@ def _replica_steps(strategy, model, loss: str):
     return distributed(train_replica), distributed(eval_replica), average
 
 
+def _steps_per_epoch(n_batches: int, n_replicas: int) -> int:
+    """The training steps of one epoch: each of the `n_replicas` replicas takes one of the
+    `n_batches` batches per step; the batches left over are left out (said aloud).
+
+    Raises:
+        ValueError: fewer batches than replicas.
+    """
+    steps = n_batches // n_replicas
+    if steps < 1:
+        raise ValueError(f"The training set must have at least one batch per replica "
+                         f"({n_replicas}). Received: {n_batches} batches.")
+    if n_batches % n_replicas:
+        print(f"fit_distributed: {n_batches % n_replicas} of {n_batches} training batches per "
+              f"epoch are left out, so that each of the {n_replicas} replicas runs {steps} "
+              f"steps.")
+    return steps
+
+
 def fit_distributed(strategy, model, train, val, *, epochs: int, loss: str = "mse",
                     callbacks: Sequence[keras.callbacks.Callback] = (), verbose="auto"):
     """Train `model` under `strategy` with its own loop: `model.fit` for MultiWorkerMirroredStrategy.
@@ -219,13 +237,7 @@ def fit_distributed(strategy, model, train, val, *, epochs: int, loss: str = "ms
         The `keras.callbacks.History` of the run.
     """
     n = strategy.num_replicas_in_sync
-    steps = len(train) // n
-    if steps < 1:
-        raise ValueError(f"The training set must have at least one batch per replica ({n}). "
-                         f"Received: {len(train)} batches.")
-    if len(train) % n:
-        print(f"fit_distributed: {len(train) % n} of {len(train)} training batches per epoch are "
-              f"left out, so that each of the {n} replicas runs {steps} steps.")
+    steps = _steps_per_epoch(len(train), n)
     with strategy.scope():
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
