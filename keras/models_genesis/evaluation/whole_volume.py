@@ -373,34 +373,12 @@ def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, Non
     Example:
         >>> predict_volume("runs/lcs", "liver.nii.gz", "liver_mask.nii.gz")["path"]
     """
-    notes = []
-    if isinstance(model, (str, os.PathLike)):
-        model_path = run_model_file(model)
-        model = load_model(model_path, compile=False, what="model")
-        task, notes = load_run_task(model_path, normalization=normalization,
-                                    crop_scale=crop_scale, window=window)
-    elif isinstance(task, (str, os.PathLike)):
-        task, notes = load_run_task(os.path.dirname(os.path.abspath(os.fspath(task))),
-                                    normalization=normalization, crop_scale=crop_scale,
-                                    window=window)
-    paths = [in_path] if isinstance(in_path, (str, os.PathLike)) else list(in_path)
-    own_data = task is not None and task.channels is not None  # task custom: C channel files
-    if not own_data and len(paths) != 1:
-        raise ValueError(f"The model reads one scan (several files are the channels of a task "
-                         f"`custom` case). Received {len(paths)} files: {paths}.")
-    in_path = paths if own_data else paths[0]
-    if own_data and task.kind == "classification":  # a whole-volume classifier: JSON
-        if candidates:
-            raise ValueError(f"A whole-volume classifier (task custom) takes no `candidates`. "
-                             f"Received: candidates={candidates!r}.")
-        return {"path": classify_volume_to_file(model, in_path, out_path, task),
-                "mode": "classification", "notes": notes}
+    model, task, notes = _model_and_task(model, task, normalization=normalization,
+                                         crop_scale=crop_scale, window=window)
+    in_path = _scan_input(in_path, task)
     if task is not None and task.kind == "classification":
-        if not candidates:
-            raise ValueError(f"The model is a {task.code} classifier: give `candidates` (a CSV "
-                             "of coordX, coordY, coordZ in world mm) to score them.")
-        path = score_candidates_to_file(model, in_path, candidates, out_path, task,
-                                        batch_size=batch_size)
+        path = _classify_to_file(model, in_path, out_path, task, candidates,
+                                 batch_size=batch_size)
         return {"path": path, "mode": "classification", "notes": notes}
     if candidates:
         raise ValueError(f"`candidates` are scored by a classification model; this one "
@@ -413,3 +391,56 @@ def predict_volume(model, in_path, out_path, *, task: Union[TargetTask, str, Non
     path = segment_volume_to_file(model, in_path, out_path, task, threshold=threshold,
                                   overlap=overlap, batch_size=batch_size, progress=progress)
     return {"path": path, "mode": "segmentation", "notes": notes}
+
+
+def _model_and_task(model, task, *, normalization, crop_scale, window):
+    """`(model, task, notes)` of `predict_volume`'s arguments: a `.keras` file or run folder is
+    loaded with its `task.json` (`load_run_task`), a `task.json` path is read; the settings
+    given override the run's, and the notes say so."""
+    if isinstance(model, (str, os.PathLike)):
+        model_path = run_model_file(model)
+        model = load_model(model_path, compile=False, what="model")
+        task, notes = load_run_task(model_path, normalization=normalization,
+                                    crop_scale=crop_scale, window=window)
+        return model, task, notes
+    if isinstance(task, (str, os.PathLike)):
+        task, notes = load_run_task(os.path.dirname(os.path.abspath(os.fspath(task))),
+                                    normalization=normalization, crop_scale=crop_scale,
+                                    window=window)
+        return model, task, notes
+    return model, task, []
+
+
+def _scan_input(in_path, task):
+    """`in_path` as the task reads it: the list of channel files of a task `custom` case, else
+    the one scan.
+
+    Raises:
+        ValueError: several files for a model that reads one scan.
+    """
+    paths = [in_path] if isinstance(in_path, (str, os.PathLike)) else list(in_path)
+    if task is not None and task.channels is not None:  # task custom: C channel files
+        return paths
+    if len(paths) != 1:
+        raise ValueError(f"The model reads one scan (several files are the channels of a task "
+                         f"`custom` case). Received {len(paths)} files: {paths}.")
+    return paths[0]
+
+
+def _classify_to_file(model, in_path, out_path, task, candidates, *, batch_size: int) -> str:
+    """Apply a classifier: a whole-volume classifier (task `custom`) writes its class
+    probabilities as JSON, a candidate classifier (NCC, ECC) scores `candidates` into a CSV.
+
+    Raises:
+        ValueError: `candidates` for a whole-volume classifier, or none for a candidate one.
+    """
+    if task.channels is not None:
+        if candidates:
+            raise ValueError(f"A whole-volume classifier (task custom) takes no `candidates`. "
+                             f"Received: candidates={candidates!r}.")
+        return classify_volume_to_file(model, in_path, out_path, task)
+    if not candidates:
+        raise ValueError(f"The model is a {task.code} classifier: give `candidates` (a CSV "
+                         "of coordX, coordY, coordZ in world mm) to score them.")
+    return score_candidates_to_file(model, in_path, candidates, out_path, task,
+                                    batch_size=batch_size)
