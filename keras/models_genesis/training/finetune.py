@@ -185,7 +185,7 @@ def finetune(config: FinetuneConfig, data=None, *, verbose="auto",
             model = build_finetune_model(config, task.kind, spatial, weights,
                                          n_channels=task.n_channels, n_classes=task.n_classes)
             _compile(model, config, task.kind, run_eagerly, task.n_classes)
-        if config.out_dir is None:
+        if config.out_dir is None:  # checkpoint and history in a folder deleted at the end
             work_dir = run_scope.enter_context(tempfile.TemporaryDirectory(prefix="finetune_"))
         else:
             work_dir = _start_run_folder(config, task_run)
