@@ -1,4 +1,4 @@
-"""Tests of the run-level protocol: summaries, t-tests, tables, figures, annotation saved."""
+"""Tests of the run-level protocol: summaries, t-tests, tables, annotation saved."""
 
 import warnings
 
@@ -100,16 +100,6 @@ def test_no_t_test_of_identical_runs_or_one_run_and_no_scipy_warning():
     assert S.why_untestable([1, 2], [3, 4]) is None
     assert S.why_untestable([1], [3, 4]) == S.ONE_RUN
     assert S.why_untestable([1, 1], [3, 4]) == S.IDENTICAL
-
-
-def test_plots_written_atomically(tmp_path):
-    rows, _, _ = _records()
-    curve = [{"method": m, "label_fraction": f, "iou": v + 0.01 * r}
-             for m, base in (("genesis", 0.7), ("scratch", 0.6))
-             for f in (0.1, 0.5, 1.0) for r in range(2) for v in [base + 0.1 * f]]
-    path = S.plot_annotation_efficiency(curve, tmp_path / "eff.pdf", metric="iou")
-    assert open(path, "rb").read(4) == b"%PDF"
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["eff.pdf"]
 
 
 def test_annotation_saved_interpolates():

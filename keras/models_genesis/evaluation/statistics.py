@@ -1,10 +1,10 @@
-"""The paper's protocol over repeated runs: mean +- s.d., t-tests, tables and figures.
+"""The paper's protocol over repeated runs: mean +- s.d., t-tests and tables.
 
 Every method is run several times (10 in the paper, Sec. 3.2); results are summarised as
 mean +- sample s.d. (ddof=1), and each method is compared with the best one by an independent
 two-sample t-test (`scipy.stats.ttest_ind`, significance at p < 0.05), as in Table 3. With
-several label fractions the annotation-efficiency curve (Fig. 6) and the annotation saved are
-computed.
+several label fractions the annotation saved (Fig. 6) is computed; the figures themselves are
+drawn by `pipeline.figures`.
 
 Results are "long" records, one per run: a `pandas.DataFrame` or a list of dicts with at least a
 method column (default `"method"`) and a metric column (e.g. `"iou"`), optionally
@@ -18,8 +18,6 @@ from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
-
-from models_genesis.plotting import new_figure, save_figure
 
 
 def _frame(results, columns: Iterable[str]) -> pd.DataFrame:
@@ -206,33 +204,6 @@ def format_table(summary: pd.DataFrame, *, rows: str = "method", columns: Option
             table["p (vs best)"] = [("best *" if b else (f"{p:.2e}" if np.isfinite(p) else w))
                                     for b, p, w in zip(pv["is_best"], pv["p_value"], why)]
     return table.to_string()
-
-
-def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",
-                               fraction_col: str = "label_fraction", percent: bool = True,
-                               title: Optional[str] = None) -> str:
-    """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
-    fig, ax = new_figure(figsize=(5.0, 4.0))
-    draw_annotation_efficiency(ax, results, metric=metric, method_col=method_col,
-                               fraction_col=fraction_col, percent=percent, title=title)
-    return save_figure(fig, path, dpi=150, bbox_inches="tight")
-
-
-def draw_annotation_efficiency(ax, results, *, metric: str, method_col: str = "method",
-                               fraction_col: str = "label_fraction", percent: bool = True,
-                               title: Optional[str] = None) -> None:
-    """Draw the Fig. 6 curves of `plot_annotation_efficiency` on a matplotlib axes `ax`."""
-    summary = summarize_runs(results, metric, by=(method_col, fraction_col))
-    scale = 100.0 if percent else 1.0
-    for method, part in summary.groupby(method_col, sort=True):
-        part = part.sort_values(fraction_col)
-        ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
-                    yerr=part["sd"].fillna(0) * scale, marker="o", capsize=3, label=str(method))
-    ax.set_xlabel("labelled training data (%)")
-    ax.set_ylabel(f"{metric} (%)" if percent else metric)
-    ax.legend()
-    if title:
-        ax.set_title(title)
 
 
 def ttest_pair(results, metric: str, first: str, second: str, *,

@@ -50,18 +50,6 @@ def claim_comparison_dir(out_dir, *, overwrite: bool = False, data_dir=None) -> 
     return full
 
 
-def _score(kind: str, test: dict) -> float:
-    return float(test["auc"] if kind == "classification" else test["mean_iou"])
-
-
-def _run_3d(task, data, init, weights, seed, settings, run_dir):
-    config = FinetuneConfig(task=task, init=init, weights=weights, seed=seed, out_dir=run_dir,
-                            epochs=settings["epochs"], batch_size=settings["batch_size"],
-                            patience=settings["patience"],
-                            n_base_filters=settings["n_base_filters_3d"])
-    return finetune(config, data, verbose=0, overwrite=True)
-
-
 def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = None,
                       weights_2d: Optional[str] = None, imagenet=None,
                       extra_2d: Optional[Mapping[str, str]] = None, runs: int = 3,
@@ -90,6 +78,47 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
     """
     kind = get_target_task(task).kind
     rows = ["2d", "2.5d", "3d"] if kind == "classification" else ["2d", "3d"]
+    _check_arguments(task, data, runs=runs, epochs=epochs, batch_size=batch_size,
+                     patience=patience, seed=seed)
+    out_dir = claim_comparison_dir(out_dir, overwrite=overwrite)
+    os.makedirs(out_dir, exist_ok=True)
+    settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
+                    n_base_filters_3d=n_base_filters_3d, depth_2d=depth_2d,
+                    n_base_filters_2d=n_base_filters_2d, random_init=random_init)
+    extra_2d = dict(extra_2d or {})
+    clash = sorted(set(extra_2d) & set(COLUMNS))
+    if clash:
+        raise ValueError(f"`extra_2d` names must differ from {COLUMNS}. Received: {clash}.")
+    files_2d = {"genesis": weights_2d, **extra_2d}
+
+    # Every cell that can run (Table 4; Fig. 7's extra 2D columns), `runs` times.
+    results = []
+    for row in rows:
+        for column in _cell_columns(row, imagenet=imagenet, weights_3d=weights_3d,
+                                    weights_2d=weights_2d, extra_2d=extra_2d):
+            for r in range(runs):
+                if row == "3d":
+                    test = _run_3d(task, data, column, weights_3d, seed + r, settings,
+                                   os.path.join(out_dir, "runs", f"3d_{column}_{r}"))
+                else:
+                    test = _run_2d(data, kind, row, column, files_2d.get(column), imagenet,
+                                   seed + r, settings)
+                results.append({"task": task, "input": row, "init": column, "run": r,
+                                "seed": seed + r, "score": _score(kind, test)})
+
+    # Table 4, Fig. 7 and the runs, written to `out_dir`.
+    table = table4(results, task, kind)
+    paths = {"results": os.path.join(out_dir, "results.json"),
+             "table": os.path.join(out_dir, "table4.md"),
+             "figure": plot_fig7(results, task, kind, os.path.join(out_dir, "fig7.png"))}
+    write_json(paths["results"], {**owner_stamp("compare-2d"), "task": task, "results": results})
+    write_text(paths["table"], table + "\n")
+    return {"results": results, "table": table, "paths": paths}
+
+
+def _check_arguments(task: str, data, *, runs: int, epochs: int, batch_size: int,
+                     patience: int, seed: int) -> None:
+    """Refuse counts out of range and data with an empty split, before any folder is claimed."""
     RUNS_RANGE.check(runs, "runs")
     for name, value in (("epochs", epochs), ("batch_size", batch_size), ("patience", patience),
                         ("seed", seed)):
@@ -99,49 +128,45 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
         raise ValueError(f"The {task} data has no case in its {' and '.join(empty)} split(s); "
                          "every cell trains, validates and tests: give a data set with cases "
                          "in all three splits.")
-    out_dir = claim_comparison_dir(out_dir, overwrite=overwrite)
-    os.makedirs(out_dir, exist_ok=True)
-    settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
-                    n_base_filters_3d=n_base_filters_3d)
-    extra_2d = dict(extra_2d or {})
-    clash = sorted(set(extra_2d) & set(COLUMNS))
-    if clash:
-        raise ValueError(f"`extra_2d` names must differ from {COLUMNS}. Received: {clash}.")
-    files_2d = {"genesis": weights_2d, **extra_2d}
-    results = []
-    for row in rows:
-        for column in (*COLUMNS, *extra_2d):
-            available = {"random": True, "imagenet": imagenet is not None and row != "3d",
-                         "genesis": (weights_3d if row == "3d" else weights_2d) is not None,
-                         **{k: row != "3d" for k in extra_2d}}
-            if not available[column]:
-                continue
-            for r in range(runs):
-                if row == "3d":
-                    init = random_init if column == "random" else "genesis"
-                    out = _run_3d(task, data, init, weights_3d if column == "genesis" else None,
-                                  seed + r, settings,
-                                  os.path.join(out_dir, "runs", f"3d_{column}_{r}"))
-                    score = float(out["auc"] if kind == "classification" else out["mean_iou"])
-                else:
-                    out = finetune_2d(data, kind, inputs=row,
-                                      init={"random": "scratch", "imagenet": "imagenet"}.get(
-                                          column, "genesis"),
-                                      weights=files_2d.get(column),
-                                      backbone=imagenet if column == "imagenet" else None,
-                                      epochs=epochs, batch_size=batch_size, patience=patience,
-                                      depth=depth_2d, n_base_filters=n_base_filters_2d,
-                                      kernel_initializer=random_init, seed=seed + r, verbose=0)
-                    score = _score(kind, out["test"])
-                results.append({"task": task, "input": row, "init": column, "run": r,
-                                "seed": seed + r, "score": score})
-    table = table4(results, task, kind)
-    paths = {"results": os.path.join(out_dir, "results.json"),
-             "table": os.path.join(out_dir, "table4.md"),
-             "figure": plot_fig7(results, task, kind, os.path.join(out_dir, "fig7.png"))}
-    write_json(paths["results"], {**owner_stamp("compare-2d"), "task": task, "results": results})
-    write_text(paths["table"], table + "\n")
-    return {"results": results, "table": table, "paths": paths}
+
+
+def _cell_columns(row: str, *, imagenet, weights_3d, weights_2d, extra_2d: dict) -> list:
+    """The columns of `row` that run: Random always; ImageNet with a backbone, 2D only; Genesis
+    with its weight file; the extra Genesis 2D columns in 2D only."""
+    available = {"random": True, "imagenet": imagenet is not None and row != "3d",
+                 "genesis": (weights_3d if row == "3d" else weights_2d) is not None,
+                 **{k: row != "3d" for k in extra_2d}}
+    return [column for column in (*COLUMNS, *extra_2d) if available[column]]
+
+
+def _score(kind: str, test: dict) -> float:
+    """A cell's score: the test AUC (classification) or mean IoU (segmentation)."""
+    return float(test["auc"] if kind == "classification" else test["mean_iou"])
+
+
+def _run_3d(task, data, column, weights_3d, seed, settings, run_dir) -> dict:
+    """One 3D run of `column` (Random: `random_init`, Genesis: `weights_3d`); returns
+    `finetune`'s result, which holds the test scores."""
+    init = settings["random_init"] if column == "random" else "genesis"
+    config = FinetuneConfig(task=task, init=init,
+                            weights=weights_3d if column == "genesis" else None, seed=seed,
+                            out_dir=run_dir, epochs=settings["epochs"],
+                            batch_size=settings["batch_size"], patience=settings["patience"],
+                            n_base_filters=settings["n_base_filters_3d"])
+    return finetune(config, data, verbose=0, overwrite=True)
+
+
+def _run_2d(data, kind, row, column, weights, imagenet, seed, settings) -> dict:
+    """One 2D or 2.5D run of `column` (`finetune_2d`: Random from scratch, ImageNet on the
+    `imagenet` backbone, a Genesis column from its 2D `weights`); returns its test scores."""
+    out = finetune_2d(data, kind, inputs=row,
+                      init={"random": "scratch", "imagenet": "imagenet"}.get(column, "genesis"),
+                      weights=weights, backbone=imagenet if column == "imagenet" else None,
+                      epochs=settings["epochs"], batch_size=settings["batch_size"],
+                      patience=settings["patience"], depth=settings["depth_2d"],
+                      n_base_filters=settings["n_base_filters_2d"],
+                      kernel_initializer=settings["random_init"], seed=seed, verbose=0)
+    return out["test"]
 
 
 def table4(results, task: str, kind: str) -> str:

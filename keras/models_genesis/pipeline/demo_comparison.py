@@ -29,6 +29,8 @@ DEMO_TARGET_SUBSETS = {"train": (0, 1, 2, 3), "valid": (4,), "test": (5, 6, 7, 8
 # cubes' for Genesis, 0 / 1 for scratch). Measured on the same weights and data, 10 runs per arm:
 # docs/results.md, 'Log: the demo's comparison', rows 10 and 11.
 DEMO_BN_MOMENTUM = 0.9
+# The two arms: the demo's Genesis weights and the paper's best scratch initialiser.
+_METHOD, _BASELINE = "genesis", "he_uniform"
 
 
 def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=None,
@@ -76,6 +78,7 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
     """
     out_dir = os.path.abspath(os.fspath(out_dir))
     phantom_dir = os.fspath(phantom_dir) if phantom_dir else os.path.join(out_dir, "targets")
+    # The inputs: the demo's Genesis weights and NCC phantoms the pre-training never saw.
     if weights is None:
         weights = run_demo_pretraining(out_dir, seed=seed)["paths"]["keras2_weights"]
     if not os.path.isfile(os.path.join(phantom_dir, "phantoms.json")):
@@ -88,31 +91,46 @@ def run_demo_experiment(out_dir, *, weights: Optional[str] = None, phantom_dir=N
     counts = data.info.get("counts", {})
     exp_dir = os.path.join(out_dir, "comparison")
     os.makedirs(exp_dir, exist_ok=True)
-    positives = {s: int(np.sum(getattr(data, f"y_{s}"))) for s in ("train", "valid", "test")}
-    print(f"NCC on chest phantoms: {counts} candidate crops of {tuple(input_shape)} (nodules "
-          f"{positives}), {runs} runs per method")
-    probe = readouts.run_probe(data, {"genesis": weights, "he_uniform": None}, runs=runs,
+    print(_data_summary(data, counts, input_shape, runs))
+
+    # Transfer scenario 1: a linear probe on each frozen encoder.
+    probe = readouts.run_probe(data, {_METHOD: weights, _BASELINE: None}, runs=runs,
                                label_fractions=probe_fractions, seed=seed, n_base_filters=width,
                                out_csv=os.path.join(exp_dir, "probe_results.csv"),
                                progress=progress)
+    # Transfer scenario 2: full fine-tuning, both arms with the same settings.
     overrides = {"n_base_filters": width, "input_shape": tuple(input_shape), "epochs": epochs,
                  "patience": patience, "batch_size": batch_size,
                  "steps_per_epoch": steps_per_epoch, "bn_momentum": bn_momentum}
-    finetuned = run_experiment("ncc", ["genesis", "he_uniform"], runs, list(label_fractions),
+    finetuned = run_experiment("ncc", [_METHOD, _BASELINE], runs, list(label_fractions),
                                out_dir=os.path.join(exp_dir, "finetune_ncc"), weights=weights,
                                seed=seed, data=data, overrides=overrides,
                                run_eagerly=run_eagerly, progress=progress)
     print(finetuned["table"])
-    lines = (readouts.verdicts(probe, method="genesis", baseline="he_uniform",
-                               what="linear probe (frozen encoder), NCC AUC")
-             + readouts.verdicts(finetuned["results"], method="genesis", baseline="he_uniform",
-                                 what="full fine-tuning, NCC AUC"))
+
+    # One verdict per read-out and label fraction; both read-outs in one figure.
+    lines = _verdict_lines(probe, finetuned["results"])
     figure = readouts.plot_readouts(
         {"linear probe (frozen encoder)": probe, "full fine-tuning": finetuned["results"]},
-        os.path.join(exp_dir, "comparison.png"), method="genesis", baseline="he_uniform")
+        os.path.join(exp_dir, "comparison.png"), method=_METHOD, baseline=_BASELINE)
     print("\n".join(lines))
     return {"probe": probe, "finetune": finetuned, "verdicts": lines, "figure": figure,
             "weights": weights, "data_counts": counts, "results_csv": finetuned["results_csv"]}
+
+
+def _data_summary(data, counts: dict, input_shape: Sequence[int], runs: int) -> str:
+    """One line on the comparison's data: crops and nodules per split, runs per method."""
+    positives = {s: int(np.sum(getattr(data, f"y_{s}"))) for s in ("train", "valid", "test")}
+    return (f"NCC on chest phantoms: {counts} candidate crops of {tuple(input_shape)} (nodules "
+            f"{positives}), {runs} runs per method")
+
+
+def _verdict_lines(probe, finetuned) -> list:
+    """`readouts.verdicts` of both read-outs (probe runs, fine-tuning runs), probe first."""
+    return (readouts.verdicts(probe, method=_METHOD, baseline=_BASELINE,
+                              what="linear probe (frozen encoder), NCC AUC")
+            + readouts.verdicts(finetuned, method=_METHOD, baseline=_BASELINE,
+                                what="full fine-tuning, NCC AUC"))
 
 
 def _weights_width(path) -> int:

@@ -150,34 +150,23 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
     groups = (device_groups(parallel_runs, overrides.get("devices", 1))
               if parallel_runs != 1 else None)
     dirs, datas = per_task(tasks, data_dir, "data_dir", True), per_task(tasks, data, "data", False)
-    resolved = {}
-    for name, (init, path) in methods.items():
-        if path is not None:
-            if not os.path.isfile(path) and os.path.splitext(path)[1]:
-                raise FileNotFoundError(f"Weight file of {name!r} not found: {path!r}.")
-            path = os.path.abspath(resolve_weights(path))
-        resolved[name] = (init, path)
-    for task in tasks:
-        if dirs[task] is not None and datas[task] is None and not os.path.isdir(dirs[task]):
-            raise FileNotFoundError(f"Data folder of {task!r} not found: {dirs[task]!r}.")
-    # Where runs train (devices, strategy) is not a setting: a resume may use other devices.
-    settings = {k: v for k, v in overrides.items() if k not in ("devices", "strategy")}
-    key = {"seed": int(seed), "overrides": json.loads(json.dumps(settings)),
-           "methods": {n: method_entry(i, p) for n, (i, p) in resolved.items()},
-           "tasks": {t: task_entry(dirs[t] if datas[t] is None else None) for t in tasks}}
-    if data_options and set(data_options) <= set(TASK_CODES):
-        loader = {t: dict(data_options.get(t) or {}) for t in tasks}
-    else:
-        loader = {t: dict(data_options or overrides.get("data_options") or {}) for t in tasks}
+    resolved = _resolve_method_weights(methods)
+    _check_data_dirs(tasks, dirs, datas)
+
+    # The experiment's key (experiment.json): a resume must match it.
+    sources = {t: dirs[t] if datas[t] is None else None for t in tasks}  # folders read
+    key = _experiment_key(seed, overrides, resolved, sources)
+    loader = _loader_options(tasks, data_options, overrides)
     for t in tasks:
         key["tasks"][t]["options"] = json.loads(json.dumps(loader[t], default=str))
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     _check_settings(out_dir, key)
+
+    # The runs not yet in results.csv, task by task: load the data, check its counts against
+    # the key, fine-tune (Sec. 3.2).
     csv_path = os.path.join(out_dir, "results.csv")
-    done = read_results(csv_path)
-    done = set(zip(done["task"].astype(str), done["method"].astype(str),
-                   done["label_fraction"].map(fraction_key), done["run"].astype(int)))
+    done = set(_run_keys(read_results(csv_path)))
     wanted = [(t, m, f, r) for t in tasks for r in range(runs) for f in fractions
               for m in methods]
     todo = [k for k in wanted if k not in done]
@@ -186,53 +175,123 @@ def run_experiment(tasks, inits, runs: int = 10, label_fractions: Sequence[float
         task_todo = [k for k in todo if k[0] == task]
         if not task_todo:
             continue
-        data = datas[task]
-        if data is None:
-            if dirs[task] is None:
-                raise ValueError(f"Give the data of {task!r} (`data_dir` or `data`). "
-                                 "Received: none.")
-            options = {k: overrides[k] for k in ("input_shape", "fold")
-                       if overrides.get(k) is not None}
-            options.update(loader[task])  # --errors, --split-dir, ...
-            data = load_target_data(task, dirs[task], seed=int(seed), **options)
-        counts = (dict(data.info["counts"]) if hasattr(data, "rows")  # prepared NCC/ECC: lazy
-                  else {s: len(getattr(data, f"x_{s}")) for s in ("train", "valid", "test")})
-        key["tasks"][task] = dict(task_entry(dirs[task] if datas[task] is None else None, counts),
+        data = _task_data(task, datas[task], dirs[task], overrides, loader[task], seed)
+        key["tasks"][task] = dict(task_entry(sources[task], _data_counts(data)),
                                   options=key["tasks"][task]["options"])
         _check_settings(out_dir, key)
-        jobs = []
-        for _, name, fraction, run in task_todo:
-            init, path = resolved[name]
-            run_dir = os.path.join("runs", task, name, f"fraction_{fraction:g}", f"run_{run:02d}")
-            config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
-                                    label_fraction=fraction,
-                                    out_dir=os.path.join(out_dir, run_dir), **overrides)
-            jobs.append((config, {**method_proxy(init, path), "task": task, "method": name,
-                                  "init": init, "label_fraction": fraction, "run": run,
-                                  "run_dir": run_dir,
-                                  "weights_sha256": key["methods"][name]["sha256"]}))
-
-        def record(i, result):
-            append_result(csv_path, {**result, **jobs[i][1]})
-            bar.update(1)
-
-        if groups is None:
-            for i, (config, _) in enumerate(jobs):
-                # overwrite: a run missing from results.csv is redone from scratch in its folder.
-                record(i, finetune(config, data, verbose=verbose, run_eagerly=run_eagerly,
-                                   overwrite=True))
-        else:
-            finetune_runs([(config, data) for config, _ in jobs], groups, verbose=verbose,
-                          run_eagerly=run_eagerly, on_result=record)
+        jobs = _run_jobs(task_todo, resolved, key, seed, overrides, out_dir)
+        _train_runs(jobs, data, groups, csv_path, bar, verbose=verbose, run_eagerly=run_eagerly)
     bar.close()
+
+    # The requested runs (new and resumed): Table 3 and the figures.
     df = read_results(csv_path)
-    keys = list(zip(df["task"].astype(str), df["method"].astype(str),
-                    df["label_fraction"].map(fraction_key), df["run"].astype(int)))
     wanted_set = set(wanted)
-    df = df[[k in wanted_set for k in keys]].reset_index(drop=True)
+    df = df[[k in wanted_set for k in _run_keys(df)]].reset_index(drop=True)
     return {"results_csv": csv_path, "results": df, "n_trained": len(todo),
             "n_resumed": len(wanted) - len(todo), "key": key,
             **summarize_experiment(df, out_dir, tasks=tasks, methods=list(methods), curve=curve)}
+
+
+def _resolve_method_weights(methods: dict) -> dict:
+    """`{name: (init, weights)}` with each weight file or preset resolved to an absolute path.
+
+    Raises:
+        FileNotFoundError: a weight file (a path with an extension) that does not exist.
+    """
+    resolved = {}
+    for name, (init, path) in methods.items():
+        if path is not None:
+            if not os.path.isfile(path) and os.path.splitext(path)[1]:
+                raise FileNotFoundError(f"Weight file of {name!r} not found: {path!r}.")
+            path = os.path.abspath(resolve_weights(path))
+        resolved[name] = (init, path)
+    return resolved
+
+
+def _check_data_dirs(tasks, dirs: dict, datas: dict) -> None:
+    """Refuse a task's data folder that does not exist (when its data is not given)."""
+    for task in tasks:
+        if dirs[task] is not None and datas[task] is None and not os.path.isdir(dirs[task]):
+            raise FileNotFoundError(f"Data folder of {task!r} not found: {dirs[task]!r}.")
+
+
+def _experiment_key(seed: int, overrides: dict, resolved: dict, sources: dict) -> dict:
+    """The key stored in `experiment.json` (`experiment_key`), before the data counts.
+
+    Where runs train (devices, strategy) is not a setting: a resume may use other devices.
+    """
+    settings = {k: v for k, v in overrides.items() if k not in ("devices", "strategy")}
+    return {"seed": int(seed), "overrides": json.loads(json.dumps(settings)),
+            "methods": {n: method_entry(i, p) for n, (i, p) in resolved.items()},
+            "tasks": {t: task_entry(folder) for t, folder in sources.items()}}
+
+
+def _loader_options(tasks, data_options: Optional[dict], overrides: dict) -> dict:
+    """Each task's `load_target_data` options: `data_options` per task (`{task: {...}}`), or
+    one dict for every task (`data_options`, else `overrides["data_options"]`)."""
+    if data_options and set(data_options) <= set(TASK_CODES):
+        return {t: dict(data_options.get(t) or {}) for t in tasks}
+    return {t: dict(data_options or overrides.get("data_options") or {}) for t in tasks}
+
+
+def _run_keys(results: pd.DataFrame) -> list:
+    """`(task, method, label fraction key, run)` of each row of a results frame."""
+    return list(zip(results["task"].astype(str), results["method"].astype(str),
+                    results["label_fraction"].map(fraction_key), results["run"].astype(int)))
+
+
+def _task_data(task: str, data, data_dir, overrides: dict, loader_options: dict, seed: int):
+    """The task's `TargetData`: the one given, else loaded from `data_dir` (splits use `seed`)."""
+    if data is not None:
+        return data
+    if data_dir is None:
+        raise ValueError(f"Give the data of {task!r} (`data_dir` or `data`). Received: none.")
+    options = {k: overrides[k] for k in ("input_shape", "fold") if overrides.get(k) is not None}
+    options.update(loader_options)  # --errors, --split-dir, ...
+    return load_target_data(task, data_dir, seed=int(seed), **options)
+
+
+def _data_counts(data) -> dict:
+    """Cases per split (`train`, `valid`, `test`) of a task's data."""
+    if hasattr(data, "rows"):  # prepared NCC/ECC: lazy
+        return dict(data.info["counts"])
+    return {s: len(getattr(data, f"x_{s}")) for s in ("train", "valid", "test")}
+
+
+def _run_jobs(task_todo: list, resolved: dict, key: dict, seed: int, overrides: dict,
+              out_dir: str) -> list:
+    """One `(FinetuneConfig, row)` per run to train; `row` holds the results.csv columns that
+    name the run (the rest come from `finetune`'s result). Run `r` uses seed `seed + r`."""
+    jobs = []
+    for task, name, fraction, run in task_todo:
+        init, path = resolved[name]
+        run_dir = os.path.join("runs", task, name, f"fraction_{fraction:g}", f"run_{run:02d}")
+        config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
+                                label_fraction=fraction,
+                                out_dir=os.path.join(out_dir, run_dir), **overrides)
+        jobs.append((config, {**method_proxy(init, path), "task": task, "method": name,
+                              "init": init, "label_fraction": fraction, "run": run,
+                              "run_dir": run_dir,
+                              "weights_sha256": key["methods"][name]["sha256"]}))
+    return jobs
+
+
+def _train_runs(jobs: list, data, groups, csv_path: str, bar, *, verbose, run_eagerly: bool):
+    """Fine-tune each job on `data`, one after another or in parallel processes (`groups`),
+    appending each result to `csv_path` as it finishes."""
+
+    def record(i, result):
+        append_result(csv_path, {**result, **jobs[i][1]})
+        bar.update(1)
+
+    if groups is None:
+        for i, (config, _) in enumerate(jobs):
+            # overwrite: a run missing from results.csv is redone from scratch in its folder.
+            record(i, finetune(config, data, verbose=verbose, run_eagerly=run_eagerly,
+                               overwrite=True))
+    else:
+        finetune_runs([(config, data) for config, _ in jobs], groups, verbose=verbose,
+                      run_eagerly=run_eagerly, on_result=record)
 
 
 def drop_stale_experiment(experiment_dir, weights) -> bool:

@@ -6,7 +6,9 @@
 * Fig. 5 (`learning_curves`, `plot_learning_curves`): the validation metric (Dice for
   segmentation, AUC for classification) or loss per epoch, averaged over runs (mean ± s.d. band),
   read from each run's `history.csv` (written by `finetune`'s CSVLogger);
-* Fig. 6 (`plot_label_efficiency`): score against the fraction of labelled training data.
+* Fig. 6 (`plot_label_efficiency`): score against the fraction of labelled training data,
+  one panel per task; `plot_annotation_efficiency` and `draw_annotation_efficiency` draw the
+  same curves (mean ± s.d. per method) for any metric column of results with one row per run.
 
 All figures are written to files (`models_genesis.plotting`, Agg).
 """
@@ -14,7 +16,7 @@ All figures are written to files (`models_genesis.plotting`, Agg).
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -151,7 +153,7 @@ def plot_label_efficiency(results: pd.DataFrame, path, *, tasks: Sequence[str]) 
     for ax, task in zip(axes, tasks):
         label = "AUC" if get_target_task(task).kind == "classification" else "IoU"
         part = results[results["task"] == task]
-        st.draw_annotation_efficiency(ax, part, metric="score", title=task.upper())
+        draw_annotation_efficiency(ax, part, metric="score", title=task.upper())
         ax.set_ylabel(f"{label} (%)")
         # As the paper's Fig. 6: the best pre-trained (red) and scratch (grey) scores with all
         # the labels, as horizontal lines.
@@ -164,3 +166,30 @@ def plot_label_efficiency(results: pd.DataFrame, path, *, tasks: Sequence[str]) 
                 ax.axhline(group.max(), color=colour, linestyle="--", linewidth=1)
     fig.suptitle("Fig. 6 layout: performance against labelled data", fontsize=10)
     return save_figure(fig, path, dpi=150, bbox_inches="tight")
+
+
+def plot_annotation_efficiency(results, path, *, metric: str, method_col: str = "method",
+                               fraction_col: str = "label_fraction", percent: bool = True,
+                               title: Optional[str] = None) -> str:
+    """Metric (mean ± s.d.) against the fraction of labelled training data, per method (Fig. 6)."""
+    fig, ax = new_figure(figsize=(5.0, 4.0))
+    draw_annotation_efficiency(ax, results, metric=metric, method_col=method_col,
+                               fraction_col=fraction_col, percent=percent, title=title)
+    return save_figure(fig, path, dpi=150, bbox_inches="tight")
+
+
+def draw_annotation_efficiency(ax, results, *, metric: str, method_col: str = "method",
+                               fraction_col: str = "label_fraction", percent: bool = True,
+                               title: Optional[str] = None) -> None:
+    """Draw the Fig. 6 curves of `plot_annotation_efficiency` on a matplotlib axes `ax`."""
+    summary = st.summarize_runs(results, metric, by=(method_col, fraction_col))
+    scale = 100.0 if percent else 1.0
+    for method, part in summary.groupby(method_col, sort=True):
+        part = part.sort_values(fraction_col)
+        ax.errorbar(part[fraction_col] * 100.0, part["mean"] * scale,
+                    yerr=part["sd"].fillna(0) * scale, marker="o", capsize=3, label=str(method))
+    ax.set_xlabel("labelled training data (%)")
+    ax.set_ylabel(f"{metric} (%)" if percent else metric)
+    ax.legend()
+    if title:
+        ax.set_title(title)

@@ -111,10 +111,7 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
         ValueError: bad arguments, a folder prepared with other settings, or (with
             `on_error="stop"`) the first bad case.
     """
-    if on_error not in _ON_ERROR:
-        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}.")
-    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
-        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}.")
+    _check_run_options(on_error, workers)
     out_dir = os.fspath(out_dir)
     claim_prepared_dir(out_dir, data_dir, overwrite=overwrite)
     jobs, parameters, loader_options, refused = list_cases(
@@ -123,6 +120,8 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
     if refused and on_error == "stop":
         raise ValueError(f"{refused[0]['item']}: {refused[0]['reason']} (and {len(refused) - 1} "
                          "more); pass --on-error skip to leave them out.")
+
+    # A new manifest, or the one a killed run left (its temporary files removed).
     os.makedirs(out_dir, exist_ok=True)
     resuming = read_manifest(out_dir) is not None
     manifest = _start_manifest(out_dir, jobs[0]["task"], data_dir, parameters, loader_options,
@@ -130,13 +129,61 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
     if resuming:  # a killed run's temporary files (only in a folder prepare made)
         remove_leftovers(out_dir)
     manifest.update(owner_stamp("prepare"))  # also on a manifest older than the stamp
+
+    # The cases left to do: not done, not skipped before, or done but damaged since.
+    skipped_before = _reset_skipped(manifest, refused, retry_skipped)
+    todo, notes = _cases_to_do(out_dir, jobs, manifest, skipped_before)
+    for note in notes:
+        print(f"note: {note}")
+    n_resumed = len(jobs) - len(todo)
+    path = os.path.join(out_dir, MANIFEST)
+    write_json(path, manifest)
+
+    # Prepare them, recording each one in the manifest as it finishes; the tables are written
+    # from the cases done so far, even when the run stops.
+    record = _CaseRecorder(manifest, out_dir, on_error)
+    bar = tqdm(total=len(todo), desc=f"prepare {jobs[0]['task']}", unit="case",
+               disable=not progress)
+    try:
+        _prepare_cases(todo, workers, record, bar)
+    finally:
+        bar.close()
+        _write_tables(out_dir, manifest)
+    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_json(path, manifest)
+    return {**manifest, "n_done": record.n_done, "n_skipped": record.n_skipped,
+            "n_resumed": n_resumed, "notes": notes}
+
+
+def _check_run_options(on_error: str, workers) -> None:
+    """Refuse an unknown `on_error` or a `workers` that is not a positive integer."""
+    if on_error not in _ON_ERROR:
+        raise ValueError(f"`on_error` must be one of {_ON_ERROR}. Received: on_error={on_error!r}.")
+    if isinstance(workers, bool) or int(workers) != workers or workers < 1:
+        raise ValueError(f"`workers` must be a positive integer. Received: workers={workers!r}.")
+
+
+def _reset_skipped(manifest: dict, refused: list, retry_skipped: bool) -> set:
+    """Update the manifest's `skipped` list for this run; return the cases not to try again.
+
+    Cases a previous run skipped stay skipped unless `retry_skipped`; items refused before
+    (those without a case) are replaced by this run's `refused` items.
+    """
     skipped_before = {s["case"] for s in manifest["skipped"] if "case" in s}
     if retry_skipped:
         manifest["skipped"] = [s for s in manifest["skipped"] if "case" not in s]
         skipped_before = set()
     manifest["skipped"] = [s for s in manifest["skipped"] if "case" in s] + \
         [{"item": r["item"], "reason": r["reason"]} for r in refused]
-    notes = []  # finished cases found damaged: redone
+    return skipped_before
+
+
+def _cases_to_do(out_dir: str, jobs: list, manifest: dict, skipped_before: set) -> tuple:
+    """The jobs still to prepare, and notes on finished cases found damaged (prepared again).
+
+    A damaged case is dropped from the manifest's `cases`.
+    """
+    notes = []
     todo = []
     for j in jobs:
         entry = manifest["cases"].get(j["case"])
@@ -149,78 +196,85 @@ def prepare_dataset(task: str, data_dir, out_dir, *, workers: int = 1, on_error:
             notes.append(f"case {j['case']} was finished but {damage}: prepared again")
             manifest["cases"].pop(j["case"])
         todo.append(j)
-    for note in notes:
-        print(f"note: {note}")
-    n_resumed = len(jobs) - len(todo)
-    path = os.path.join(out_dir, MANIFEST)
-    write_json(path, manifest)
-    n_done = n_skipped = 0
+    return todo, notes
 
-    def record(job, result=None, error=None):
-        nonlocal n_done, n_skipped
+
+class _CaseRecorder:
+    """Records each prepared or failed case in the manifest and rewrites it on disk.
+
+    With `on_error="stop"` a failed case raises the run's one-line `ValueError`; with
+    `"skip"` it is added to the manifest's `skipped` list.
+    """
+
+    def __init__(self, manifest: dict, out_dir: str, on_error: str):
+        self.manifest = manifest
+        self.out_dir = out_dir
+        self.on_error = on_error
+        self.n_done = 0
+        self.n_skipped = 0
+
+    def __call__(self, job: dict, result: Optional[dict] = None, error=None) -> None:
+        manifest = self.manifest
         if error is None:
             skipped = result.pop("skipped_items", [])  # items inside a case (a candidate)
             manifest["cases"][job["case"]] = {
                 "status": "done", **result,
-                "checksums": case_checksums(out_dir, job["task"], job["case"],
+                "checksums": case_checksums(self.out_dir, job["task"], job["case"],
                                             result.get("files"))}
             manifest["skipped"] += [{"item": s["item"], "reason": s["reason"]} for s in skipped]
-            n_done += 1
+            self.n_done += 1
         else:
             reason = " ".join(str(error).split()) or type(error).__name__
             manifest["cases"].pop(job["case"], None)
-            if on_error == "skip":  # with "stop" a rerun tries the case again
+            if self.on_error == "skip":  # with "stop" a rerun tries the case again
                 manifest["skipped"].append({"case": job["case"], "reason": reason,
                                             "item": job.get("image", job.get("folder", ""))})
-                n_skipped += 1
-        write_json(path, manifest)
-        if error is not None and on_error == "stop":
+                self.n_skipped += 1
+        write_json(os.path.join(self.out_dir, MANIFEST), manifest)
+        if error is not None and self.on_error == "stop":
             raise ValueError(f"case {job['case']} ({job.get('image', job.get('folder', ''))}): "
                              f"{reason} "
-                             f"({n_done} case(s) finished this run are kept; pass --on-error "
-                             "skip to leave bad cases out)") from error
+                             f"({self.n_done} case(s) finished this run are kept; pass "
+                             "--on-error skip to leave bad cases out)") from error
 
-    bar = tqdm(total=len(todo), desc=f"prepare {jobs[0]['task']}", unit="case",
-               disable=not progress)
-    try:
-        if int(workers) == 1:
-            for job in todo:
-                try:
-                    result = prepare_case(job)
-                except (ValueError, OSError, KeyError) as exc:
-                    record(job, error=exc)
-                else:
-                    record(job, result)
+
+def _prepare_cases(todo: list, workers, record: _CaseRecorder, bar) -> None:
+    """Prepare each job, in this process (`workers=1`) or in a process pool, recording it."""
+    if int(workers) == 1:
+        for job in todo:
+            _record_outcome(record, job, lambda: prepare_case(job))
+            bar.update()
+        return
+    with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+        futures = {pool.submit(prepare_case, job): job for job in todo}
+        try:
+            for future in as_completed(futures):
+                _record_outcome(record, futures[future], future.result)
                 bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-                futures = {pool.submit(prepare_case, job): job for job in todo}
-                try:
-                    for future in as_completed(futures):
-                        job = futures[future]
-                        try:
-                            result = future.result()
-                        except (ValueError, OSError, KeyError) as exc:
-                            record(job, error=exc)
-                        else:
-                            record(job, result)
-                        bar.update()
-                except BaseException:
-                    for f in futures:
-                        f.cancel()
-                    raise
-    finally:
-        bar.close()
-        if manifest["task"] in ("ncc", "ecc"):
-            write_candidate_table(out_dir, manifest)
-        elif manifest["task"] == "ncs":
-            write_annotation_table(out_dir, manifest)
-        elif manifest["task"] == "custom":
-            write_custom_dataset_files(out_dir, manifest)
-    manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    write_json(path, manifest)
-    return {**manifest, "n_done": n_done, "n_skipped": n_skipped, "n_resumed": n_resumed,
-            "notes": notes}
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def _record_outcome(record: _CaseRecorder, job: dict, outcome) -> None:
+    """Record the result of `outcome()` for `job`, or the case error it raised."""
+    try:
+        result = outcome()
+    except (ValueError, OSError, KeyError) as exc:
+        record(job, error=exc)
+    else:
+        record(job, result)
+
+
+def _write_tables(out_dir: str, manifest: dict) -> None:
+    """Write the task's tables over the prepared cases (candidates, annotations, custom files)."""
+    if manifest["task"] in ("ncc", "ecc"):
+        write_candidate_table(out_dir, manifest)
+    elif manifest["task"] == "ncs":
+        write_annotation_table(out_dir, manifest)
+    elif manifest["task"] == "custom":
+        write_custom_dataset_files(out_dir, manifest)
 
 
 def claim_prepared_dir(out_dir, data_dir, *, overwrite: bool = False) -> str:

@@ -115,45 +115,77 @@ def summarize_experiment(results: pd.DataFrame, out_dir, *, tasks: Optional[Sequ
         methods = [rename.get(m, m) for m in methods]
     summary = st.compare_to_best(results, "score", within=("task", "label_fraction"),
                                  alpha=alpha)
-    metrics = "; ".join(f"{t.upper()}: {metric_label(t)}" for t in tasks)
-    head = (f"Table 3 layout: mean ± s.d. over runs (%), rows: methods, columns: tasks ({metrics})"
-            f".\n{st.TABLE3_LEGEND} (alpha = {alpha:g}).")
-    blocks, md = [head], [f"Mean ± s.d. over runs (%); {metrics}. Bold: the best of its column; "
-                          f"`{st.SAME_MARK}`: not significantly different from it (t-test, "
-                          f"p >= {alpha:g})."]
-    fractions = sorted(summary["label_fraction"].unique(), reverse=True)
-    segmentation = [t for t in tasks if get_target_task(t).kind == "segmentation"]
-    for fraction in fractions:
-        part = summary[summary["label_fraction"] == fraction]
-        runs = results[results["label_fraction"] == fraction]
-        title = f"label fraction {100 * fraction:g}%"
-        table = st.format_table(part, rows="method", columns="task", row_order=methods,
-                                column_order=tasks)
-        blocks += [f"\n{title}\n{table}", f"\np-value of the t-test against the best ({title})\n"
-                   + _p_table(part, methods, tasks)]
-        if segmentation and "dice" in runs and runs["dice"].notna().any():
-            dice = st.summarize_runs(runs[runs["task"].isin(segmentation)], "dice",
-                                     by=("task", "method"))
-            blocks.append(f"\nDice, mean ± s.d. (%) ({title})\n" + st.format_table(
-                dice, rows="method", columns="task", row_order=methods, column_order=tasks))
-        md += [f"\n**{title}**\n", st.format_table(part, rows="method", columns="task",
-                                                    row_order=methods, column_order=tasks,
-                                                    markdown=True)]
+
+    # The text table (`blocks`) and the markdown (`md`): one part per label fraction, largest
+    # first, then the annotation saved and the footnotes.
+    head, md_head = _headings(tasks, alpha)
+    blocks, md = [head], [md_head]
+    for fraction in sorted(summary["label_fraction"].unique(), reverse=True):
+        text, markdown = _fraction_blocks(summary, results, fraction, tasks=tasks,
+                                          methods=methods)
+        blocks += text
+        md += markdown
     saved = annotation_savings(results)
     if saved is not None:
-        lines = [f"{r.task.upper()}: {r.method} needs {100 * r.fraction_needed:.0f}% of the labels "
-                 f"to match {r.baseline} with all of them: {100 * r.saved:.0f}% saved"
-                 + (" (lower bound)" if r.lower_bound else "") if r.reached else
-                 f"{r.task.upper()}: {r.method} does not reach {r.baseline} with all labels"
-                 for r in saved.itertuples()]
-        blocks.append("\nannotation saved (Fig. 6)\n" + "\n".join(lines))
+        blocks.append("\nannotation saved (Fig. 6)\n" + "\n".join(_savings_lines(saved)))
         write_csv(os.path.join(out_dir, "annotation_saved.csv"), saved)
     if flags:
         blocks.append("\n" + "\n".join(flags.values()))
         md.append("\n" + "\n\n".join(flags.values()))
+
     table = "\n".join(blocks)
     _write_text(os.path.join(out_dir, "table.txt"), table)
     _write_text(os.path.join(out_dir, "table3.md"), "\n".join(md))
     write_csv(os.path.join(out_dir, "summary.csv"), summary)
     return {"summary": summary, "table": table, "markdown": "\n".join(md), "proxy_flags": flags,
             "annotation_saved": None if saved is None else saved.to_dict(orient="records")}
+
+
+def _headings(tasks: Sequence[str], alpha: float) -> tuple:
+    """The text table's heading (metrics, `TABLE3_LEGEND`) and the markdown's."""
+    metrics = "; ".join(f"{t.upper()}: {metric_label(t)}" for t in tasks)
+    head = (f"Table 3 layout: mean ± s.d. over runs (%), rows: methods, columns: tasks ({metrics})"
+            f".\n{st.TABLE3_LEGEND} (alpha = {alpha:g}).")
+    md_head = (f"Mean ± s.d. over runs (%); {metrics}. Bold: the best of its column; "
+               f"`{st.SAME_MARK}`: not significantly different from it (t-test, "
+               f"p >= {alpha:g}).")
+    return head, md_head
+
+
+def _fraction_blocks(summary: pd.DataFrame, results: pd.DataFrame, fraction: float, *,
+                     tasks: Sequence[str], methods: Sequence[str]) -> tuple:
+    """Table 3 at one label fraction: the text blocks (scores, p-values, Dice of the
+    segmentation tasks) and the markdown lines."""
+    part = summary[summary["label_fraction"] == fraction]
+    runs = results[results["label_fraction"] == fraction]
+    title = f"label fraction {100 * fraction:g}%"
+    table = st.format_table(part, rows="method", columns="task", row_order=methods,
+                            column_order=tasks)
+    blocks = [f"\n{title}\n{table}", f"\np-value of the t-test against the best ({title})\n"
+              + _p_table(part, methods, tasks)]
+    dice = _dice_table(runs, tasks, methods)
+    if dice is not None:
+        blocks.append(f"\nDice, mean ± s.d. (%) ({title})\n" + dice)
+    md = [f"\n**{title}**\n", st.format_table(part, rows="method", columns="task",
+                                               row_order=methods, column_order=tasks,
+                                               markdown=True)]
+    return blocks, md
+
+
+def _dice_table(runs: pd.DataFrame, tasks: Sequence[str], methods: Sequence[str]) -> Optional[str]:
+    """Dice (mean ± s.d.) of the segmentation tasks' runs; None without segmentation or Dice."""
+    segmentation = [t for t in tasks if get_target_task(t).kind == "segmentation"]
+    if not (segmentation and "dice" in runs and runs["dice"].notna().any()):
+        return None
+    dice = st.summarize_runs(runs[runs["task"].isin(segmentation)], "dice", by=("task", "method"))
+    return st.format_table(dice, rows="method", columns="task", row_order=methods,
+                           column_order=tasks)
+
+
+def _savings_lines(saved: pd.DataFrame) -> list:
+    """One line per `annotation_savings` record, in words."""
+    return [f"{r.task.upper()}: {r.method} needs {100 * r.fraction_needed:.0f}% of the labels "
+            f"to match {r.baseline} with all of them: {100 * r.saved:.0f}% saved"
+            + (" (lower bound)" if r.lower_bound else "") if r.reached else
+            f"{r.task.upper()}: {r.method} does not reach {r.baseline} with all labels"
+            for r in saved.itertuples()]
