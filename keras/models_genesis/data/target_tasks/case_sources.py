@@ -8,7 +8,6 @@ items refused before any case is read (e.g. a CSV row whose scan is missing).
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Optional
 
@@ -23,8 +22,9 @@ from models_genesis.data.target_tasks.custom import custom_prepare_jobs
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
+from models_genesis.data.target_tasks.ncs import find_masks
 from models_genesis.data.io.csv_tables import ANNOTATION_COLUMNS, read_table
-from models_genesis.data.io.volumes import index_volumes, volume_key
+from models_genesis.data.io.volumes import index_volumes
 
 
 def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
@@ -65,8 +65,7 @@ def _ncs_jobs(data_dir, common):
     if not os.path.isfile(csv_path):
         return lidc_prepare_jobs(data_dir, common)
     volumes = index_volumes(data_dir, "subset*/*.mhd")
-    masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, "masks", "*.mhd"))
-             + glob.glob(os.path.join(data_dir, "masks", "*.nii*"))}
+    masks = find_masks(data_dir)
     table = read_table(csv_path, ANNOTATION_COLUMNS, unique=ANNOTATION_COLUMNS[:4])
     refused = [{"item": f"{csv_path}: seriesuid {uid}", "reason": "has no volume or no mask"}
                for uid in sorted(set(table["seriesuid"]) - (set(volumes) & set(masks)))]

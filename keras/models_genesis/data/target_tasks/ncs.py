@@ -214,13 +214,18 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
                                    progress=progress)
 
 
+def find_masks(data_dir: str, mask_dir: str = "masks") -> Dict[str, str]:
+    """seriesuid -> nodule mask file (`.mhd` or `.nii[.gz]`) in `data_dir/mask_dir`."""
+    return {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
+            + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
+
+
 def _find_annotated_series(data_dir: str, csv_path: str, mask_dir: str, volume_pattern: str,
                            skips: SkipLog):
     """The series of source 2: `(volumes, masks, table, uids)`, uid -> volume and mask files,
     the annotations and the uids that have all three (the others are bad items)."""
     volumes = index_volumes(data_dir, volume_pattern)
-    masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
-             + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
+    masks = find_masks(data_dir, mask_dir)
     table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"),
                        unique=("seriesuid", "coordX", "coordY", "coordZ"))
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
