@@ -382,38 +382,23 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional
         FileExistsError: a file this call would write exists and `overwrite` is False.
         NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
     """
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
-    if n_subsets is None:
-        n_subsets = min(10, int(n))
-    if int(n_subsets) < 1 or int(n) < int(n_subsets):
-        raise ValueError(f"`n` must be at least `n_subsets` >= 1 so every subset gets a scan. "
-                         f"Received: n={n}, n_subsets={n_subsets}.")
+    n_subsets = _check_counts(n, n_subsets)
     shape = _check_shape(shape)
     out_dir = os.fspath(out_dir)
     check_output_dir(out_dir, name="out_dir")
-    planned = [os.path.join(out_dir, name) for name in
-               ("annotations.csv", "candidates.csv", "phantoms.json")]
-    for i in range(int(n)):
-        uid = phantom_series_uid(seed, i)
-        planned += [os.path.join(out_dir, f"subset{i % int(n_subsets)}", f"{uid}.{ext}")
-                    for ext in ("mhd", "raw")]
-        planned += [os.path.join(out_dir, "masks", f"{uid}.{ext}") for ext in ("mhd", "zraw")]
     if not overwrite:
-        refuse_to_replace(planned, where=out_dir, what="phantom files")
+        refuse_to_replace(_planned_files(out_dir, int(n), seed, int(n_subsets)), where=out_dir,
+                          what="phantom files")
+    # Scan i: drawn with its own generator, written to subset i % n_subsets.
     annotations, candidates, per_subset = [], [], {}
     for i in tqdm(range(int(n)), desc="make-phantoms", unit="scan", disable=not progress):
         scan = make_chest_phantom(np.random.default_rng([int(seed), i]), shape=shape,
                                   **phantom_kwargs)
         uid, subset = phantom_series_uid(seed, i), i % int(n_subsets)
-        geometry = dict(spacing=scan["spacing"], origin=scan["origin"])
-        write_volume(scan["hu"], os.path.join(out_dir, f"subset{subset}", f"{uid}.mhd"), **geometry)
-        write_volume(scan["nodule_mask"], os.path.join(out_dir, "masks", f"{uid}.mhd"),
-                     compress=True, **geometry)
-        for nod in scan["nodules"]:
-            annotations.append([uid, *map(float, nod["center"]), float(nod["diameter_mm"])])
-            candidates.append([uid, *map(float, nod["center"]), 1])
-        candidates += [[uid, *map(float, p), 0] for p in scan["false_positives"]]
+        _write_scan(out_dir, subset, uid, scan)
+        scan_annotations, scan_candidates = _table_rows(uid, scan)
+        annotations += scan_annotations
+        candidates += scan_candidates
         per_subset[subset] = per_subset.get(subset, 0) + 1
     shapes.write_csv(os.path.join(out_dir, "annotations.csv"),
                      ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], annotations)
@@ -428,3 +413,50 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional
                "shape": list(shape), "generator": "models_genesis.data.phantoms.chest"}
     write_json(os.path.join(out_dir, "phantoms.json"), summary)
     return summary
+
+
+def _check_counts(n, n_subsets):
+    """`n_subsets`, defaulted to `min(10, n)`, once `n` and `n_subsets` are checked.
+
+    Raises:
+        ValueError: `n` not a positive integer, or fewer scans than subsets.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    if n_subsets is None:
+        n_subsets = min(10, int(n))
+    if int(n_subsets) < 1 or int(n) < int(n_subsets):
+        raise ValueError(f"`n` must be at least `n_subsets` >= 1 so every subset gets a scan. "
+                         f"Received: n={n}, n_subsets={n_subsets}.")
+    return n_subsets
+
+
+def _planned_files(out_dir: str, n: int, seed: int, n_subsets: int) -> list:
+    """Every file `make_chest_phantoms` writes for `n` scans."""
+    planned = [os.path.join(out_dir, name) for name in
+               ("annotations.csv", "candidates.csv", "phantoms.json")]
+    for i in range(n):
+        uid = phantom_series_uid(seed, i)
+        planned += [os.path.join(out_dir, f"subset{i % n_subsets}", f"{uid}.{ext}")
+                    for ext in ("mhd", "raw")]
+        planned += [os.path.join(out_dir, "masks", f"{uid}.{ext}") for ext in ("mhd", "zraw")]
+    return planned
+
+
+def _write_scan(out_dir: str, subset: int, uid: str, scan: dict) -> None:
+    """Write one scan (`subset{K}/{uid}.mhd`) and its nodule mask (`masks/{uid}.mhd`)."""
+    geometry = dict(spacing=scan["spacing"], origin=scan["origin"])
+    write_volume(scan["hu"], os.path.join(out_dir, f"subset{subset}", f"{uid}.mhd"), **geometry)
+    write_volume(scan["nodule_mask"], os.path.join(out_dir, "masks", f"{uid}.mhd"),
+                 compress=True, **geometry)
+
+
+def _table_rows(uid: str, scan: dict) -> Tuple[list, list]:
+    """One scan's rows of `annotations.csv` (its nodules) and `candidates.csv` (its nodules,
+    class 1, then its false positives, class 0), in world mm."""
+    annotations, candidates = [], []
+    for nod in scan["nodules"]:
+        annotations.append([uid, *map(float, nod["center"]), float(nod["diameter_mm"])])
+        candidates.append([uid, *map(float, nod["center"]), 1])
+    candidates += [[uid, *map(float, p), 0] for p in scan["false_positives"]]
+    return annotations, candidates
