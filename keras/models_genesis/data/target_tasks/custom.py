@@ -389,7 +389,7 @@ def _case_examples(image: np.ndarray, labels: Optional[np.ndarray], case: str,
 
 def _stack_examples(xs: List[np.ndarray], ys: List[np.ndarray], spec: DatasetSpec, shape):
     """One split's examples stacked: inputs `(N, *shape, C)` and class maps `(N, *shape)` or
-    class indices `(N,)` (positions of the labels in the sorted label values); empty arrays
+    class indices `(N,)` (positions of the labels among the sorted classes); empty arrays
     when no case was read."""
     x = np.concatenate(xs) if xs else np.zeros((0,) + shape + (spec.n_channels,), np.float32)
     if spec.kind == "segmentation":
