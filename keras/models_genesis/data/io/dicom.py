@@ -198,19 +198,49 @@ def read_dicom_series(folder, *, modality: str = "CT",
     series = list_series(folder)
     if not series:
         raise FileNotFoundError(f"No DICOM series in folder {folder!r}.")
+    uid = _choose_series(series, folder, modality, series_uid)
+    files = series[uid][1]
+    image, reader = _read_series(files, folder)
+    # Each slice's position along the normal, then its SOPInstanceUID, checked.
+    positions, dz, offsets = _slice_positions(reader, files, folder)
+    sop_uids = tuple(_slice_tag(reader, k, "sop_uid") for k in range(len(files)))
+    if len(set(sop_uids)) != len(files) or "" in sop_uids:
+        raise ValueError(f"DICOM series in {folder!r}: every slice needs its own SOPInstanceUID "
+                         f"(0008,0018).")
+    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
+    array, z_index, note = _on_even_grid(array, offsets, dz, files, folder)
+    spacing = image.GetSpacing()[:2] + (dz,)
+    volume = Volume(array, spacing, image.GetOrigin(), image.GetDirection(), folder)
+    return DicomSeries(volume=volume, folder=folder, series_uid=uid,
+                       study_uid=_slice_tag(reader, 0, "study_uid"),
+                       patient_id=_slice_tag(reader, 0, "patient_id"),
+                       modality=_slice_tag(reader, 0, "modality").upper(), sop_uids=sop_uids,
+                       z_positions=positions[:, 2].copy(), files=tuple(files), z_index=z_index,
+                       note=note)
+
+
+def _choose_series(series: Dict[str, Tuple[str, List[str]]], folder: str,
+                   modality: Optional[str], series_uid: Optional[str]) -> str:
+    """The SeriesInstanceUID to read: `series_uid`, or the one series of `modality`."""
     if series_uid is not None:
         if series_uid not in series:
             raise ValueError(f"`series_uid` must be one of {sorted(series)} in {folder!r}. "
                              f"Received: series_uid={series_uid!r}.")
-        chosen = [series_uid]
-    else:
-        chosen = [uid for uid, (mod, _) in series.items()
-                  if modality is None or mod == modality.upper()]
-        if len(chosen) != 1:
-            found = {uid: mod or "?" for uid, (mod, _) in series.items()}
-            raise ValueError(f"Folder {folder!r} must hold exactly one {modality} series; it holds "
-                             f"{len(chosen)} (series -> modality: {found}).")
-    files = series[chosen[0]][1]
+        return series_uid
+    chosen = [uid for uid, (mod, _) in series.items()
+              if modality is None or mod == modality.upper()]
+    if len(chosen) != 1:
+        found = {uid: mod or "?" for uid, (mod, _) in series.items()}
+        raise ValueError(f"Folder {folder!r} must hold exactly one {modality} series; it holds "
+                         f"{len(chosen)} (series -> modality: {found}).")
+    return chosen[0]
+
+
+def _read_series(files: List[str], folder: str):
+    """`(image, reader)`: the series' SimpleITK image (in HU) and the reader holding each
+    slice's header."""
+    import SimpleITK as sitk
+
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
@@ -219,33 +249,38 @@ def read_dicom_series(folder, *, modality: str = "CT",
     except RuntimeError as exc:
         raise ValueError(f"Cannot read the DICOM series in {folder!r}: "
                          f"{' '.join(str(exc).split())[-300:]}") from exc
+    return image, reader
 
-    def meta(k: int, name: str) -> str:
-        tag = TAGS[name]
-        return reader.GetMetaData(k, tag).strip() if reader.HasMetaDataKey(k, tag) else ""
 
-    n = len(files)
-    positions = np.stack([_floats(meta(k, "position"), 3, "ImagePositionPatient (0020,0032)",
-                                  files[k]) for k in range(n)])
-    cosines = _floats(meta(0, "orientation"), 6, "ImageOrientationPatient (0020,0037)", files[0])
+def _slice_tag(reader, k: int, name: str) -> str:
+    """The header field `name` of `TAGS` of slice `k` read by `reader` ("" when absent)."""
+    tag = TAGS[name]
+    return reader.GetMetaData(k, tag).strip() if reader.HasMetaDataKey(k, tag) else ""
+
+
+def _slice_positions(reader, files: List[str], folder: str):
+    """`(positions, gap, offsets)`: ImagePositionPatient of each slice `(Z, 3)` mm, and the
+    median gap and offsets along the slice normal (see `check_slice_positions`)."""
+    positions = np.stack([_floats(_slice_tag(reader, k, "position"), 3,
+                                  "ImagePositionPatient (0020,0032)", files[k])
+                          for k in range(len(files))])
+    cosines = _floats(_slice_tag(reader, 0, "orientation"), 6,
+                      "ImageOrientationPatient (0020,0037)", files[0])
     normal = np.cross(cosines[:3], cosines[3:])
-    dz, offsets = check_slice_positions(positions, normal / np.linalg.norm(normal), folder, files)
-    sop_uids = tuple(meta(k, "sop_uid") for k in range(n))
-    if len(set(sop_uids)) != n or "" in sop_uids:
-        raise ValueError(f"DICOM series in {folder!r}: every slice needs its own SOPInstanceUID "
-                         f"(0008,0018).")
-    array = np.ascontiguousarray(sitk.GetArrayFromImage(image).transpose(2, 1, 0))
-    uneven = uneven_gaps(offsets, dz, files)
-    z_index, note = (), ""
-    if uneven:
-        array, z_index = resample_slices(array, offsets, dz)
-        z_index = tuple(int(k) for k in z_index)
-        note = (f"DICOM series in {folder}: {uneven}; resampled from {n} slices onto an even "
-                f"grid of {array.shape[2]} slices {dz:.3f} mm apart (linear along the normal)")
-    spacing = image.GetSpacing()[:2] + (dz,)
-    volume = Volume(array, spacing, image.GetOrigin(), image.GetDirection(), folder)
-    return DicomSeries(volume=volume, folder=folder, series_uid=chosen[0],
-                       study_uid=meta(0, "study_uid"), patient_id=meta(0, "patient_id"),
-                       modality=meta(0, "modality").upper(), sop_uids=sop_uids,
-                       z_positions=positions[:, 2].copy(), files=tuple(files), z_index=z_index,
-                       note=note)
+    gap, offsets = check_slice_positions(positions, normal / np.linalg.norm(normal), folder, files)
+    return positions, gap, offsets
+
+
+def _on_even_grid(array: np.ndarray, offsets: np.ndarray, gap: float, files: List[str],
+                  folder: str):
+    """`(array, z_index, note)`: the array as read when its slices are evenly spaced (`z_index`
+    empty, `note` ""), else resampled onto an even grid `gap` apart (see `resample_slices`)
+    with each slice's grid index and a note saying why."""
+    uneven = uneven_gaps(offsets, gap, files)
+    if not uneven:
+        return array, (), ""
+    resampled, z_index = resample_slices(array, offsets, gap)
+    note = (f"DICOM series in {folder}: {uneven}; resampled from {len(files)} slices onto an "
+            f"even grid of {resampled.shape[2]} slices {gap:.3f} mm apart (linear along the "
+            f"normal)")
+    return resampled, tuple(int(k) for k in z_index), note

@@ -404,22 +404,7 @@ def read_volume(path, *, series_id: Optional[str] = None,
     if not os.path.isdir(path):
         check_volume_complete(path)
     try:
-        if os.path.isdir(path):
-            ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(path))
-            if not ids:
-                raise FileNotFoundError(f"No DICOM series in folder {path!r}.")
-            if series_id is None and len(ids) > 1:
-                raise ValueError(f"Folder {path!r} holds {len(ids)} DICOM series; pass series_id= "
-                                 f"one of {ids}.")
-            if series_id is not None and series_id not in ids:
-                raise ValueError(f"`series_id` must be one of {ids} in {path!r}. "
-                                 f"Received: series_id={series_id!r}.")
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(
-                path, series_id or ids[0]))
-            image = reader.Execute()
-        else:
-            image = sitk.ReadImage(path)
+        image = _read_dicom_folder(path, series_id) if os.path.isdir(path) else sitk.ReadImage(path)
     except RuntimeError as exc:
         reason = " ".join(str(exc).split())[-300:]
         raise ValueError(f"Cannot read volume {path!r} with SimpleITK: {reason}") from exc
@@ -434,6 +419,24 @@ def read_volume(path, *, series_id: Optional[str] = None,
         raise ValueError(f"Volume {path!r} holds {int((~np.isfinite(volume.array)).sum())} NaN "
                          f"or infinite voxels.")
     return volume
+
+
+def _read_dicom_folder(path: str, series_id: Optional[str]):
+    """The SimpleITK image of the one DICOM series in folder `path`, or of `series_id`."""
+    import SimpleITK as sitk
+
+    ids = list(sitk.ImageSeriesReader.GetGDCMSeriesIDs(path))
+    if not ids:
+        raise FileNotFoundError(f"No DICOM series in folder {path!r}.")
+    if series_id is None and len(ids) > 1:
+        raise ValueError(f"Folder {path!r} holds {len(ids)} DICOM series; pass series_id= "
+                         f"one of {ids}.")
+    if series_id is not None and series_id not in ids:
+        raise ValueError(f"`series_id` must be one of {ids} in {path!r}. "
+                         f"Received: series_id={series_id!r}.")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(path, series_id or ids[0]))
+    return reader.Execute()
 
 
 def write_volume(volume_or_array, path, *, spacing=None, origin=None, direction=None,

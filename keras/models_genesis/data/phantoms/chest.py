@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
@@ -34,94 +35,175 @@ NODULE_SHAPES = ("sphere", "ellipsoid", "lobulated", "spiculated", "part_solid")
 DEFAULT_SHAPE = (192, 192, 96)
 
 
-def _anatomy(rng, shape, spacing):
-    """Paint body, bones, organs, lungs, airways and vessels; return image, lungs, vessel tree."""
+@dataclass(frozen=True)
+class _Thorax:
+    """The drawn outline of one chest, in mm from the scan's corner.
+
+    Attributes:
+        shape, spacing: the scan's voxels (x, y, z) and their size in mm.
+        cx, cy: the body's axis; H: the scan's length along z.
+        ax, ay: the body's semi-axes; fat, wall: the fat layer's and the chest wall's thickness.
+    """
+
+    shape: Tuple[int, int, int]
+    spacing: np.ndarray
+    cx: float
+    cy: float
+    H: float
+    ax: float
+    ay: float
+    fat: float
+    wall: float
+
+    @property
+    def qx(self) -> float:
+        """The thoracic cavity's semi-axis along x."""
+        return self.ax - self.fat - self.wall
+
+    @property
+    def qy(self) -> float:
+        """The thoracic cavity's semi-axis along y."""
+        return self.ay - self.fat - self.wall
+
+    @property
+    def zc(self) -> float:
+        """The lungs' centre along z."""
+        return 0.53 * self.H
+
+    @property
+    def rz(self) -> float:
+        """The lungs' semi-axis along z."""
+        return 0.41 * self.H
+
+    def ellipsoid(self, center, radii, **kwargs) -> np.ndarray:
+        """Voxels of an ellipsoid (mm) on the scan's grid (see `shapes.ellipsoid_mask`)."""
+        return shapes.ellipsoid_mask(self.shape, self.spacing, center, radii, **kwargs)
+
+
+def _draw_thorax(rng, shape, spacing) -> _Thorax:
+    """Draw the body's axis, fat layer and chest wall of one scan."""
     W = np.asarray(shape) * spacing
     cx, cy, H = W[0] / 2, W[1] / 2 + rng.uniform(-2, 2), W[2]
     ax, ay, fat = 0.46 * W[0], 0.36 * W[1], rng.uniform(3.0, 7.0)
     wall = rng.uniform(6.0, 9.0)
-    qx, qy = ax - fat - wall, ay - fat - wall  # semi-axes of the thoracic cavity
-    ell = lambda c, r, **kw: shapes.ellipsoid_mask(shape, spacing, c, r, **kw)  # noqa: E731
+    return _Thorax(shape, spacing, cx, cy, H, ax, ay, fat, wall)
+
+
+def _anatomy(rng, shape, spacing):
+    """Paint body, bones, organs, lungs, airways and vessels; return image, lungs, vessel tree."""
+    t = _draw_thorax(rng, shape, spacing)
     image = np.full(shape, CHEST_HU["air"], np.float32)
-    body = ell((cx, cy, 0), (ax, ay, np.inf))
+    body = t.ellipsoid((t.cx, t.cy, 0), (t.ax, t.ay, np.inf))
     image[body] = CHEST_HU["fat"]
-    tissue = ell((cx, cy, 0), (ax - fat, ay - fat, np.inf))
+    tissue = t.ellipsoid((t.cx, t.cy, 0), (t.ax - t.fat, t.ay - t.fat, np.inf))
     image[tissue] = CHEST_HU["soft_tissue"]
-
-    lungs = np.zeros(shape, bool)
-    zc, rz = 0.53 * H, 0.41 * H
-    for side, rx in ((-1, 0.44), (1, 0.40)):  # image x grows to the patient's left (LPS)
-        lungs |= ell((cx + side * 0.56 * qx, cy + 0.04 * qy, zc), (rx * qx, 0.92 * qy, rz),
-                     exponent=2.6)
-    lungs &= ell((cx, cy, 0), (qx, qy, np.inf))
-    liver = ell((cx - 0.3 * qx, cy, 0.02 * H), (0.8 * qx, 0.9 * qy, 0.3 * H)) & tissue
-    lungs &= ~ell((cx - 0.3 * qx, cy, 0.02 * H), (0.8 * qx + 3, 0.9 * qy + 3, 0.3 * H + 3))
-    lungs &= ~ell((cx + 0.45 * qx, cy, 0.0), (0.55 * qx, 0.75 * qy, 0.24 * H))  # stomach, spleen
-    lungs &= ~ell((cx + 0.15 * qx, cy - 0.3 * qy, 0.33 * H), (0.38 * qx, 0.45 * qy, 0.2 * H))
+    lungs, liver = _lungs_and_liver(t, tissue)
     image[liver] = CHEST_HU["liver"] + shapes.smooth_noise(shape, rng=rng, sigma_vox=2, std=6)[liver]
-
-    # Spine (vertebral bodies with discs, canal, arch, spinous process), sternum and ribs.
-    r_vb = 0.17 * qx
-    y_canal = cy + ay - fat - 2.2 * r_vb
-    y_vb = y_canal - 1.55 * r_vb
-    bone = ell((cx, y_vb, 0), (r_vb, 0.85 * r_vb, np.inf))
-    marrow = ell((cx, y_vb, 0), (r_vb - 1.5, 0.85 * r_vb - 1.5, np.inf))
-    arch = ell((cx, y_canal, 0), (0.55 * r_vb + 2.5, 0.5 * r_vb + 2.5, np.inf))
-    canal = ell((cx, y_canal, 0), (0.55 * r_vb, 0.5 * r_vb, np.inf))
-    bone |= arch | ell((cx, y_canal + 0.5 * r_vb + 6, 0), (2.5, 6.0, np.inf))
-    bone |= ell((cx, cy - ay + fat + 5, zc), (9.0, 4.0, rz))  # sternum
-    pitch, rib_r = rng.uniform(20.0, 26.0), min(wall / 2, 4.0)
-    a_rib, b_rib = ax - fat - wall / 2, ay - fat - wall / 2
-    phi = np.deg2rad(np.linspace(100, 245, 72))
-    centers = []
-    for z in np.arange(zc - rz + rng.uniform(0, pitch), zc + rz, pitch):
-        drop = np.linspace(0, rng.uniform(8.0, 18.0), phi.size)
-        for sign in (1, -1):
-            centers.append(np.stack([cx + sign * a_rib * np.cos(phi), cy + b_rib * np.sin(phi),
-                                     z - drop], 1))
-    centers = np.concatenate(centers) if centers else np.zeros((0, 3))
-    ribs = shapes.stamp_balls(shape, spacing, centers, rib_r)
-    rib_marrow = shapes.stamp_balls(shape, spacing, centers, 0.55 * rib_r)
-    image[bone | ribs] = CHEST_HU["cortical_bone"]
-    image[(marrow & ~arch) | rib_marrow] = CHEST_HU["marrow"]
-    z_mm = np.arange(shape[2]) * spacing[2]
-    discs = marrow & ((z_mm + rng.uniform(0, 25)) % 25.0 < 5.0)[None, None, :]
-    image[discs] = CHEST_HU["disc"]
-    image[canal] = CHEST_HU["soft_tissue"] - 20
+    bone, ribs, canal = _paint_skeleton(rng, image, t)
     lungs &= ~(bone | ribs | canal)
 
     # Lung parenchyma with texture and a gravity gradient (posterior, larger y, is denser).
-    grad = (np.arange(shape[1]) * spacing[1] - cy)[None, :, None] / qy * 40.0
+    grad = (np.arange(shape[1]) * spacing[1] - t.cy)[None, :, None] / t.qy * 40.0
     parenchyma = CHEST_HU["lung"] + grad + shapes.smooth_noise(shape, rng=rng, sigma_vox=2.0,
                                                                std=25.0)
     image[lungs] = parenchyma[lungs]
 
-    # Pulmonary vessels: bifurcating trees from each hilum, kept inside the lungs.
-    trees, semi = [], np.array([0.42 * qx, 0.92 * qy, rz])
+    vessels, tree = _paint_vessels(rng, image, lungs, t)
+    lungs &= ~_paint_airways(image, t)
+    return image, body, lungs, vessels, tree
+
+
+def _lungs_and_liver(t: _Thorax, tissue: np.ndarray):
+    """The two lungs inside the thoracic cavity, clear of the liver, stomach and heart, and the
+    liver below the right lung (masks)."""
+    lungs = np.zeros(t.shape, bool)
+    for side, rx in ((-1, 0.44), (1, 0.40)):  # image x grows to the patient's left (LPS)
+        lungs |= t.ellipsoid((t.cx + side * 0.56 * t.qx, t.cy + 0.04 * t.qy, t.zc),
+                             (rx * t.qx, 0.92 * t.qy, t.rz), exponent=2.6)
+    lungs &= t.ellipsoid((t.cx, t.cy, 0), (t.qx, t.qy, np.inf))
+    liver = t.ellipsoid((t.cx - 0.3 * t.qx, t.cy, 0.02 * t.H),
+                        (0.8 * t.qx, 0.9 * t.qy, 0.3 * t.H)) & tissue
+    lungs &= ~t.ellipsoid((t.cx - 0.3 * t.qx, t.cy, 0.02 * t.H),
+                          (0.8 * t.qx + 3, 0.9 * t.qy + 3, 0.3 * t.H + 3))
+    lungs &= ~t.ellipsoid((t.cx + 0.45 * t.qx, t.cy, 0.0),
+                          (0.55 * t.qx, 0.75 * t.qy, 0.24 * t.H))  # stomach, spleen
+    lungs &= ~t.ellipsoid((t.cx + 0.15 * t.qx, t.cy - 0.3 * t.qy, 0.33 * t.H),
+                          (0.38 * t.qx, 0.45 * t.qy, 0.2 * t.H))
+    return lungs, liver
+
+
+def _paint_skeleton(rng, image: np.ndarray, t: _Thorax):
+    """Paint the spine (vertebral bodies with discs, canal, arch, spinous process), sternum and
+    ribs; return the bone, rib and spinal-canal masks."""
+    r_vb = 0.17 * t.qx
+    y_canal = t.cy + t.ay - t.fat - 2.2 * r_vb
+    y_vb = y_canal - 1.55 * r_vb
+    bone = t.ellipsoid((t.cx, y_vb, 0), (r_vb, 0.85 * r_vb, np.inf))
+    marrow = t.ellipsoid((t.cx, y_vb, 0), (r_vb - 1.5, 0.85 * r_vb - 1.5, np.inf))
+    arch = t.ellipsoid((t.cx, y_canal, 0), (0.55 * r_vb + 2.5, 0.5 * r_vb + 2.5, np.inf))
+    canal = t.ellipsoid((t.cx, y_canal, 0), (0.55 * r_vb, 0.5 * r_vb, np.inf))
+    bone |= arch | t.ellipsoid((t.cx, y_canal + 0.5 * r_vb + 6, 0), (2.5, 6.0, np.inf))
+    bone |= t.ellipsoid((t.cx, t.cy - t.ay + t.fat + 5, t.zc), (9.0, 4.0, t.rz))  # sternum
+    centers, rib_r = _rib_centers(rng, t)
+    ribs = shapes.stamp_balls(t.shape, t.spacing, centers, rib_r)
+    rib_marrow = shapes.stamp_balls(t.shape, t.spacing, centers, 0.55 * rib_r)
+    image[bone | ribs] = CHEST_HU["cortical_bone"]
+    image[(marrow & ~arch) | rib_marrow] = CHEST_HU["marrow"]
+    z_mm = np.arange(t.shape[2]) * t.spacing[2]
+    discs = marrow & ((z_mm + rng.uniform(0, 25)) % 25.0 < 5.0)[None, None, :]
+    image[discs] = CHEST_HU["disc"]
+    image[canal] = CHEST_HU["soft_tissue"] - 20
+    return bone, ribs, canal
+
+
+def _rib_centers(rng, t: _Thorax):
+    """`(centers, radius)`: points (mm) along each pair of ribs, a drawn pitch apart in z, each
+    rib dropping a drawn amount towards its front end, and the ribs' radius."""
+    pitch, rib_r = rng.uniform(20.0, 26.0), min(t.wall / 2, 4.0)
+    a_rib, b_rib = t.ax - t.fat - t.wall / 2, t.ay - t.fat - t.wall / 2
+    phi = np.deg2rad(np.linspace(100, 245, 72))
+    centers = []
+    for z in np.arange(t.zc - t.rz + rng.uniform(0, pitch), t.zc + t.rz, pitch):
+        drop = np.linspace(0, rng.uniform(8.0, 18.0), phi.size)
+        for sign in (1, -1):
+            centers.append(np.stack([t.cx + sign * a_rib * np.cos(phi),
+                                     t.cy + b_rib * np.sin(phi), z - drop], 1))
+    return (np.concatenate(centers) if centers else np.zeros((0, 3))), rib_r
+
+
+def _paint_vessels(rng, image: np.ndarray, lungs: np.ndarray, t: _Thorax):
+    """Paint pulmonary vessels, bifurcating trees from each hilum kept inside the lungs; return
+    their mask and the tree's segments (`shapes.branching_tree`)."""
+    trees, semi = [], np.array([0.42 * t.qx, 0.92 * t.qy, t.rz])
     for side in (-1, 1):
-        hilum = np.array([cx + side * 0.32 * qx, cy + 0.05 * qy, 0.56 * H])
+        hilum = np.array([t.cx + side * 0.32 * t.qx, t.cy + 0.05 * t.qy, 0.56 * t.H])
         for d in ((side, 0, 1.5), (side, -0.5, 0.6), (side, 0.5, 0.6), (side, 0, 0),
                   (side, -0.5, -0.8), (side, 0.5, -0.8), (side * 0.3, 0, -1.5)):
             d = np.add(d, rng.normal(0, 0.15, 3))
             reach = 1.0 / np.linalg.norm(d / np.linalg.norm(d) / semi)  # lung radius along d
             trees.append(shapes.branching_tree(hilum, d, rng=rng, length_mm=0.4 * reach,
                                                radius_mm=2.8, depth=7, angle_deg=(15.0, 40.0)))
-    tree = {k: np.concatenate([t[k] for t in trees]) for k in trees[0]}
+    tree = {k: np.concatenate([tr[k] for tr in trees]) for k in trees[0]}
     points, radii = shapes.segment_points(tree["p0"], tree["p1"], tree["r0"], tree["r1"],
-                                          step_mm=0.5 * min(spacing))
-    vessels = shapes.stamp_balls(shape, spacing, points, radii) & lungs
+                                          step_mm=0.5 * min(t.spacing))
+    vessels = shapes.stamp_balls(t.shape, t.spacing, points, radii) & lungs
     image[vessels] = CHEST_HU["blood"]
+    return vessels, tree
 
-    # Trachea and main bronchi (air lumen, soft-tissue wall) above the hila.
+
+def _paint_airways(image: np.ndarray, t: _Thorax) -> np.ndarray:
+    """Paint the trachea and main bronchi (air lumen, soft-tissue wall) above the hila; return
+    the lumen's mask."""
+    cx, cy, qx, qy, H = t.cx, t.cy, t.qx, t.qy, t.H
     carina = np.array([cx, cy - 0.05 * qy, 0.66 * H])
     p0 = np.array([[cx, cy - 0.1 * qy, H + 5], carina, carina])
     p1 = np.array([carina, [cx - 0.3 * qx, cy, 0.58 * H], [cx + 0.3 * qx, cy, 0.58 * H]])
-    pts, rad = shapes.segment_points(p0, p1, [7.0, 5.0, 5.0], [6.0, 4.0, 4.0], 0.5 * min(spacing))
-    image[shapes.stamp_balls(shape, spacing, pts, rad + 1.5)] = CHEST_HU["soft_tissue"]
-    airway = shapes.stamp_balls(shape, spacing, pts, rad)
+    pts, rad = shapes.segment_points(p0, p1, [7.0, 5.0, 5.0], [6.0, 4.0, 4.0],
+                                     0.5 * min(t.spacing))
+    image[shapes.stamp_balls(t.shape, t.spacing, pts, rad + 1.5)] = CHEST_HU["soft_tissue"]
+    airway = shapes.stamp_balls(t.shape, t.spacing, pts, rad)
     image[airway] = CHEST_HU["air"]
-    lungs &= ~airway
-    return image, body, lungs, vessels, tree
+    return airway
 
 
 def _nodule_mask(rng, kind, shape, spacing, center, r):
@@ -300,38 +382,23 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional
         FileExistsError: a file this call would write exists and `overwrite` is False.
         NotADirectoryError, PermissionError: `out_dir` is a file or not writable.
     """
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
-    if n_subsets is None:
-        n_subsets = min(10, int(n))
-    if int(n_subsets) < 1 or int(n) < int(n_subsets):
-        raise ValueError(f"`n` must be at least `n_subsets` >= 1 so every subset gets a scan. "
-                         f"Received: n={n}, n_subsets={n_subsets}.")
+    n_subsets = _check_counts(n, n_subsets)
     shape = _check_shape(shape)
     out_dir = os.fspath(out_dir)
     check_output_dir(out_dir, name="out_dir")
-    planned = [os.path.join(out_dir, name) for name in
-               ("annotations.csv", "candidates.csv", "phantoms.json")]
-    for i in range(int(n)):
-        uid = phantom_series_uid(seed, i)
-        planned += [os.path.join(out_dir, f"subset{i % int(n_subsets)}", f"{uid}.{ext}")
-                    for ext in ("mhd", "raw")]
-        planned += [os.path.join(out_dir, "masks", f"{uid}.{ext}") for ext in ("mhd", "zraw")]
     if not overwrite:
-        refuse_to_replace(planned, where=out_dir, what="phantom files")
+        refuse_to_replace(_planned_files(out_dir, int(n), seed, int(n_subsets)), where=out_dir,
+                          what="phantom files")
+    # Scan i: drawn with its own generator, written to subset i % n_subsets.
     annotations, candidates, per_subset = [], [], {}
     for i in tqdm(range(int(n)), desc="make-phantoms", unit="scan", disable=not progress):
         scan = make_chest_phantom(np.random.default_rng([int(seed), i]), shape=shape,
                                   **phantom_kwargs)
         uid, subset = phantom_series_uid(seed, i), i % int(n_subsets)
-        geometry = dict(spacing=scan["spacing"], origin=scan["origin"])
-        write_volume(scan["hu"], os.path.join(out_dir, f"subset{subset}", f"{uid}.mhd"), **geometry)
-        write_volume(scan["nodule_mask"], os.path.join(out_dir, "masks", f"{uid}.mhd"),
-                     compress=True, **geometry)
-        for nod in scan["nodules"]:
-            annotations.append([uid, *map(float, nod["center"]), float(nod["diameter_mm"])])
-            candidates.append([uid, *map(float, nod["center"]), 1])
-        candidates += [[uid, *map(float, p), 0] for p in scan["false_positives"]]
+        _write_scan(out_dir, subset, uid, scan)
+        scan_annotations, scan_candidates = _table_rows(uid, scan)
+        annotations += scan_annotations
+        candidates += scan_candidates
         per_subset[subset] = per_subset.get(subset, 0) + 1
     shapes.write_csv(os.path.join(out_dir, "annotations.csv"),
                      ["seriesuid", "coordX", "coordY", "coordZ", "diameter_mm"], annotations)
@@ -346,3 +413,50 @@ def make_chest_phantoms(out_dir, n: int = 20, seed: int = 0, n_subsets: Optional
                "shape": list(shape), "generator": "models_genesis.data.phantoms.chest"}
     write_json(os.path.join(out_dir, "phantoms.json"), summary)
     return summary
+
+
+def _check_counts(n, n_subsets):
+    """`n_subsets`, defaulted to `min(10, n)`, once `n` and `n_subsets` are checked.
+
+    Raises:
+        ValueError: `n` not a positive integer, or fewer scans than subsets.
+    """
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"`n` must be a positive integer. Received: n={n!r}.")
+    if n_subsets is None:
+        n_subsets = min(10, int(n))
+    if int(n_subsets) < 1 or int(n) < int(n_subsets):
+        raise ValueError(f"`n` must be at least `n_subsets` >= 1 so every subset gets a scan. "
+                         f"Received: n={n}, n_subsets={n_subsets}.")
+    return n_subsets
+
+
+def _planned_files(out_dir: str, n: int, seed: int, n_subsets: int) -> list:
+    """Every file `make_chest_phantoms` writes for `n` scans."""
+    planned = [os.path.join(out_dir, name) for name in
+               ("annotations.csv", "candidates.csv", "phantoms.json")]
+    for i in range(n):
+        uid = phantom_series_uid(seed, i)
+        planned += [os.path.join(out_dir, f"subset{i % n_subsets}", f"{uid}.{ext}")
+                    for ext in ("mhd", "raw")]
+        planned += [os.path.join(out_dir, "masks", f"{uid}.{ext}") for ext in ("mhd", "zraw")]
+    return planned
+
+
+def _write_scan(out_dir: str, subset: int, uid: str, scan: dict) -> None:
+    """Write one scan (`subset{K}/{uid}.mhd`) and its nodule mask (`masks/{uid}.mhd`)."""
+    geometry = dict(spacing=scan["spacing"], origin=scan["origin"])
+    write_volume(scan["hu"], os.path.join(out_dir, f"subset{subset}", f"{uid}.mhd"), **geometry)
+    write_volume(scan["nodule_mask"], os.path.join(out_dir, "masks", f"{uid}.mhd"),
+                 compress=True, **geometry)
+
+
+def _table_rows(uid: str, scan: dict) -> Tuple[list, list]:
+    """One scan's rows of `annotations.csv` (its nodules) and `candidates.csv` (its nodules,
+    class 1, then its false positives, class 0), in world mm."""
+    annotations, candidates = [], []
+    for nod in scan["nodules"]:
+        annotations.append([uid, *map(float, nod["center"]), float(nod["diameter_mm"])])
+        candidates.append([uid, *map(float, nod["center"]), 1])
+    candidates += [[uid, *map(float, p), 0] for p in scan["false_positives"]]
+    return annotations, candidates

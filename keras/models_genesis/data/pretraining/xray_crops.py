@@ -189,42 +189,62 @@ def prepare_xray_crops(root, out_dir, *, subsets: Optional[Sequence] = None, n_s
     split = patient_subsets(rows, n_subsets, seed=seed)
     wanted = [str(s) for s in (subsets if subsets is not None else split)]
     names = {s: cube_file_name(scale, (*crop_shape, 1), s) for s in wanted}
+    _check_subsets(wanted, split, names, out_dir, n_subsets=n_subsets, overwrite=overwrite)
+    os.makedirs(out_dir, exist_ok=True)
+    summary = {"files": {}, "n_crops": {}, "n_images": {}}
+    for s in wanted:
+        images = split[s]
+        path = os.path.join(out_dir, names[s])
+        _write_subset_crops(path, os.path.join(os.fspath(root), "images"), images, subset=s,
+                            seed=seed, scale=scale, crop_shape=crop_shape,
+                            image_size=image_size, dtype=dtype, progress=progress)
+        write_json(path[:-4] + ".json", {**owner_stamp("extract-xray-crops"), "file": names[s],
+                                         "subset": s, "images": images, "scale": scale,
+                                         "crop_shape": list(crop_shape),
+                                         "image_size": list(image_size), "seed": seed,
+                                         "n_subsets": n_subsets})
+        summary["files"][s], summary["n_crops"][s] = path, len(images) * scale
+        summary["n_images"][s] = len(images)
+    return summary
+
+
+def _check_subsets(wanted: Sequence[str], split: Dict[str, List[str]], names: Dict[str, str],
+                   out_dir: str, *, n_subsets: int, overwrite: bool) -> None:
+    """Refuse, before any image is read, an unknown subset or (without `overwrite`) an output
+    file that exists."""
     for s in wanted:
         if s not in split:
             raise ValueError(f"Unknown subset {s!r}; subsets are 0..{n_subsets - 1}.")
         if os.path.exists(os.path.join(out_dir, names[s])) and not overwrite:
             raise FileExistsError(f"{os.path.join(out_dir, names[s])!r} exists; pass --overwrite "
                                   "to replace it or choose another --out.")
-    os.makedirs(out_dir, exist_ok=True)
-    summary = {"files": {}, "n_crops": {}, "n_images": {}}
-    for s in wanted:
-        images = split[s]
-        path = os.path.join(out_dir, names[s])
-        tmp = path + ".tmp.npy"
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
-                                        shape=(len(images) * scale, *crop_shape, 1))
-        try:
-            for i, name in enumerate(tqdm(images, desc=f"x-ray subset {s}", disable=not progress)):
-                rng = np.random.default_rng((int(seed), int(s), i))
-                image_path = os.path.join(os.fspath(root), "images", name)
-                image = read_radiograph(image_path)
-                if min(image.shape) < MIN_RADIOGRAPH_SIDE:
-                    raise ValueError(f"{image_path!r} is {image.shape[0]}x{image.shape[1]} pixels; "
-                                     f"a radiograph must be at least {MIN_RADIOGRAPH_SIDE} pixels "
-                                     "a side (ChestX-ray14: 1024).")
-                out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
-                    image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
-            out.flush()
-        except BaseException:
-            del out
-            os.remove(tmp)  # no half-written file; finished subsets stay
-            raise
+
+
+def _write_subset_crops(path: str, images_dir: str, images: Sequence[str], *, subset: str,
+                        seed: int, scale: int, crop_shape, image_size, dtype: str,
+                        progress: bool) -> None:
+    """Write the `scale` crops of each radiograph of one subset to `path`, `(N, rows, cols, 1)`,
+    memory-mapped as they are made; image `i` is cropped with `default_rng((seed, subset, i))`.
+    The file appears only when complete (no half-written file on an error)."""
+    tmp = path + ".tmp.npy"
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype,
+                                    shape=(len(images) * scale, *crop_shape, 1))
+    try:
+        for i, name in enumerate(tqdm(images, desc=f"x-ray subset {subset}",
+                                      disable=not progress)):
+            rng = np.random.default_rng((int(seed), int(subset), i))
+            image_path = os.path.join(images_dir, name)
+            image = read_radiograph(image_path)
+            if min(image.shape) < MIN_RADIOGRAPH_SIDE:
+                raise ValueError(f"{image_path!r} is {image.shape[0]}x{image.shape[1]} pixels; "
+                                 f"a radiograph must be at least {MIN_RADIOGRAPH_SIDE} pixels "
+                                 "a side (ChestX-ray14: 1024).")
+            out[i * scale:(i + 1) * scale, ..., 0] = radiograph_crops(
+                image, rng=rng, scale=scale, crop_shape=crop_shape, image_size=image_size)
+        out.flush()
+    except BaseException:
         del out
-        os.replace(tmp, path)
-        write_json(path[:-4] + ".json", {**owner_stamp("extract-xray-crops"), "file": names[s], "subset": s, "images": images,
-                                         "scale": scale, "crop_shape": list(crop_shape),
-                                         "image_size": list(image_size), "seed": seed,
-                                         "n_subsets": n_subsets})
-        summary["files"][s], summary["n_crops"][s] = path, len(images) * scale
-        summary["n_images"][s] = len(images)
-    return summary
+        os.remove(tmp)  # no half-written file; finished subsets stay
+        raise
+    del out
+    os.replace(tmp, path)

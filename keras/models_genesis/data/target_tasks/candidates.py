@@ -77,51 +77,76 @@ def load_candidate_task(task: str, table, split: Dict[str, Sequence[str]], shape
                          f"Received: negative_ratio={negative_ratio!r}.")
     rng = np.random.default_rng(seed)
     by_uid = {uid: rows for uid, rows in table.groupby("seriesuid", sort=True)}
-    parts, patients = {}, {}
     window = intensity_window(np.zeros(1), "ct")
+    parts, patients = {}, {}
     bar = progress_bar(sum(len(set(split.get(n, ())) & set(by_uid)) for n in SPLITS),
                        f"{task} scans", progress)
     for name in SPLITS:
         uids = [u for u in sorted(split.get(name, ())) if u in by_uid]
-        labels = np.concatenate([by_uid[u]["class"].to_numpy(np.int64) for u in uids]) \
-            if uids else np.zeros(0, np.int64)
-        keep = np.arange(len(labels))
-        if negative_ratio is not None and name in undersample and len(labels):
-            keep = _undersample(labels, float(negative_ratio), rng)
-        keep_mask = np.zeros(len(labels), bool)
-        keep_mask[keep] = True
-        xs, ys, offset = [], [], 0
-        for uid in uids:
-            rows = by_uid[uid]
-            chosen = rows[keep_mask[offset:offset + len(rows)]]
-            offset += len(rows)
-            bar.update(1)
-            if chosen.empty:
-                continue
-            try:
-                volume = read_volume(rows["path"].iloc[0])
-            except (ValueError, OSError) as exc:  # an unreadable scan: its candidates only
-                if skips.errors == "raise":
-                    raise
-                skips.bad(rows["path"].iloc[0], f"unreadable scan, its {len(chosen)} "
-                                                f"candidate(s) left out: {exc}")
-                continue
-            if spacing is not None:
-                volume = resample_volume(volume, spacing, order=1)
-            ijk = np.rint(volume.world_to_voxel(chosen[["coordX", "coordY", "coordZ"]]
-                                                .to_numpy(float)))
-            inside = np.all((ijk >= 0) & (ijk < np.asarray(volume.shape)), axis=1)
-            for _, row in chosen[~inside].iterrows():
-                skips.bad(f"{uid} candidate at ({row.coordX:.1f}, {row.coordY:.1f}, "
-                          f"{row.coordZ:.1f}) mm", f"lies outside its volume {volume.path}")
-            crops = extract_crops(np.asarray(volume.array), ijk[inside], shape,
-                                  pad_value=window[0])
-            xs.append(scale_to_unit(crops, window))
-            ys.append(chosen["class"].to_numpy(np.int64)[inside])
-        empty = np.zeros((0,) + tuple(shape), np.float32)
-        parts[name] = (np.concatenate(xs) if xs else empty,
-                       np.concatenate(ys) if ys else np.zeros(0, np.int64))
+        # The negatives are undersampled split by split, in the order of SPLITS (one rng).
+        keep = _kept_candidates([by_uid[u] for u in uids],
+                                negative_ratio if name in undersample else None, rng)
+        parts[name] = _split_crops(uids, by_uid, keep, shape, spacing=spacing, window=window,
+                                   skips=skips, bar=bar)
         patients[name] = uids
     bar.close()
     return build_target_data(task, parts, patients, skips, segmentation=False,
                              negative_ratio=negative_ratio, split=patients, **extra_info)
+
+
+def _kept_candidates(scans: Sequence, ratio: Optional[float],
+                     rng: np.random.Generator) -> np.ndarray:
+    """Which candidates of a split's scans (their tables, in order) are kept, `(N,)` bool: all,
+    or all positives and at most `ratio` negatives per positive (see `_undersample`)."""
+    labels = np.concatenate([rows["class"].to_numpy(np.int64) for rows in scans]) \
+        if scans else np.zeros(0, np.int64)
+    keep = np.arange(len(labels))
+    if ratio is not None and len(labels):
+        keep = _undersample(labels, float(ratio), rng)
+    keep_mask = np.zeros(len(labels), bool)
+    keep_mask[keep] = True
+    return keep_mask
+
+
+def _split_crops(uids: Sequence[str], by_uid: dict, keep: np.ndarray, shape, *, spacing,
+                 window, skips: SkipLog, bar):
+    """The crops `(N, *shape)` in [0, 1] and labels `(N,)` of the kept candidates of one split's
+    scans (`keep` runs over their candidates in order); each scan is read once."""
+    xs, ys, offset = [], [], 0
+    for uid in uids:
+        rows = by_uid[uid]
+        chosen = rows[keep[offset:offset + len(rows)]]
+        offset += len(rows)
+        bar.update(1)
+        if chosen.empty:
+            continue
+        crops = _scan_crops(uid, rows["path"].iloc[0], chosen, shape, spacing=spacing,
+                            window=window, skips=skips)
+        if crops is not None:
+            xs.append(crops[0])
+            ys.append(crops[1])
+    empty = np.zeros((0,) + tuple(shape), np.float32)
+    return (np.concatenate(xs) if xs else empty,
+            np.concatenate(ys) if ys else np.zeros(0, np.int64))
+
+
+def _scan_crops(uid: str, path: str, chosen, shape, *, spacing, window, skips: SkipLog):
+    """Crops around the candidates `chosen` of one scan, scaled to [0, 1] by the CT `window`, and
+    their labels; a candidate outside the volume is a bad item. None: the scan is unreadable and
+    skipped (raised with `errors="raise"`)."""
+    try:
+        volume = read_volume(path)
+    except (ValueError, OSError) as exc:  # an unreadable scan: its candidates only
+        if skips.errors == "raise":
+            raise
+        skips.bad(path, f"unreadable scan, its {len(chosen)} candidate(s) left out: {exc}")
+        return None
+    if spacing is not None:
+        volume = resample_volume(volume, spacing, order=1)
+    ijk = np.rint(volume.world_to_voxel(chosen[["coordX", "coordY", "coordZ"]].to_numpy(float)))
+    inside = np.all((ijk >= 0) & (ijk < np.asarray(volume.shape)), axis=1)
+    for _, row in chosen[~inside].iterrows():
+        skips.bad(f"{uid} candidate at ({row.coordX:.1f}, {row.coordY:.1f}, "
+                  f"{row.coordZ:.1f}) mm", f"lies outside its volume {volume.path}")
+    crops = extract_crops(np.asarray(volume.array), ijk[inside], shape, pad_value=window[0])
+    return scale_to_unit(crops, window), chosen["class"].to_numpy(np.int64)[inside]

@@ -8,7 +8,6 @@ items refused before any case is read (e.g. a CSV row whose scan is missing).
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Optional
 
@@ -23,8 +22,9 @@ from models_genesis.data.target_tasks.custom import custom_prepare_jobs
 from models_genesis.data.target_tasks.ecc import find_volumes, read_candidate_csv
 from models_genesis.data.target_tasks.lcs import find_lits_cases
 from models_genesis.data.target_tasks.ncc import find_candidates_csv, subset_of
+from models_genesis.data.target_tasks.ncs import find_masks
 from models_genesis.data.io.csv_tables import ANNOTATION_COLUMNS, read_table
-from models_genesis.data.io.volumes import index_volumes, volume_key
+from models_genesis.data.io.volumes import index_volumes
 
 
 def _candidate_table(task: str, data_dir: str, candidates_csv: Optional[str]):
@@ -65,8 +65,7 @@ def _ncs_jobs(data_dir, common):
     if not os.path.isfile(csv_path):
         return lidc_prepare_jobs(data_dir, common)
     volumes = index_volumes(data_dir, "subset*/*.mhd")
-    masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, "masks", "*.mhd"))
-             + glob.glob(os.path.join(data_dir, "masks", "*.nii*"))}
+    masks = find_masks(data_dir)
     table = read_table(csv_path, ANNOTATION_COLUMNS, unique=ANNOTATION_COLUMNS[:4])
     refused = [{"item": f"{csv_path}: seriesuid {uid}", "reason": "has no volume or no mask"}
                for uid in sorted(set(table["seriesuid"]) - (set(volumes) & set(masks)))]
@@ -110,40 +109,14 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
     shape = check_input_shape(input_shape, t.code)
     parameters = {"modality": t.modality, "intensity_window": t.intensity_window,
                   "spacing": spacing}
+    reader_options = _options_of_one_task(reader_options, t.code, "ncs", "NCS (LIDC-IDRI)")
+    custom_options = _options_of_one_task(custom_options or {}, t.code, "custom", "task custom")
     common = {"task": t.code, "out_dir": os.path.abspath(os.fspath(out_dir)),
-              "on_error": on_error, "spacing": spacing, "modality": t.modality}
-    loader_options: dict = {}
-    reader_options = {k: v for k, v in reader_options.items() if v is not None}
-    if reader_options and t.code != "ncs":
-        raise ValueError(f"{sorted(reader_options)} apply to NCS (LIDC-IDRI) only. "
-                         f"Received: task={t.code!r}.")
-    common.update(reader_options)
-    custom_options = {k: v for k, v in (custom_options or {}).items() if v is not None}
-    if custom_options and t.code != "custom":
-        raise ValueError(f"{sorted(custom_options)} apply to task custom only. "
-                         f"Received: task={t.code!r}.")
-    if t.code == "custom":
-        jobs, extra, loader_options, refused = custom_prepare_jobs(data_dir, common,
-                                                                   **custom_options)
-    elif t.code in ("ncc", "ecc"):
-        parameters["input_shape"] = shape
-        common["input_shape"] = shape
-        jobs, extra, refused = _candidate_jobs(t.code, data_dir, common, candidates_csv)
-    elif t.code == "ncs":
-        jobs, extra, refused = _ncs_jobs(data_dir, common)
-        loader_options = {"volume_pattern": "images/*.nii*", "spacing": None}
-    elif t.code == "lcs":
-        jobs = [{**common, "case": case, "image": image, "mask": mask,
-                 "allowed_labels": (0, 1, 2)}
-                for case, (image, mask) in find_lits_cases(data_dir).items()]
-        extra, refused = {}, []
-    else:
-        skips = SkipLog("skip" if on_error == "skip" else "raise")
-        jobs = [{**common, "case": case, "image": image, "mask": mask,
-                 "allowed_labels": BRATS_LABELS,
-                 "record": {"group": os.path.basename(os.path.dirname(os.path.dirname(image)))}}
-                for case, (image, mask) in find_brats_cases(data_dir, skips).items()]
-        extra, refused = {}, list(skips.items)
+              "on_error": on_error, "spacing": spacing, "modality": t.modality,
+              **reader_options}
+    jobs, extra, loader_options, refused = _task_jobs(
+        t.code, data_dir, common, shape=shape, on_error=on_error, candidates_csv=candidates_csv,
+        custom_options=custom_options)
     if spacing is not None and t.code == "bms":
         raise ValueError(f"`spacing` resampling is not offered for bms (BraTS is already 1 mm "
                          f"isotropic; the loader keeps each scan's grid). "
@@ -152,3 +125,41 @@ def list_cases(task: str, data_dir, out_dir, *, on_error: str = "stop", input_sh
         raise FileNotFoundError(f"No {t.code.upper()} cases found under {data_dir} "
                                 f"(expected layout: {t.layout}).")
     return jobs, {**parameters, **extra}, loader_options, refused
+
+
+def _options_of_one_task(options: dict, code: str, only: str, what: str) -> dict:
+    """`options` without its None values; they apply to the task `only` (`what` names it).
+
+    Raises:
+        ValueError: options left for another task than `only`.
+    """
+    options = {k: v for k, v in options.items() if v is not None}
+    if options and code != only:
+        raise ValueError(f"{sorted(options)} apply to {what} only. Received: task={code!r}.")
+    return options
+
+
+def _task_jobs(code: str, data_dir: str, common: dict, *, shape, on_error: str,
+               candidates_csv: Optional[str], custom_options: dict) -> tuple:
+    """`(jobs, extra parameters, loader_options, refused)` of the task `code`, read from the
+    layout of its download (`common`: the fields every job holds)."""
+    if code == "custom":
+        return custom_prepare_jobs(data_dir, common, **custom_options)
+    if code in ("ncc", "ecc"):
+        jobs, extra, refused = _candidate_jobs(code, data_dir, {**common, "input_shape": shape},
+                                               candidates_csv)
+        return jobs, {"input_shape": shape, **extra}, {}, refused
+    if code == "ncs":
+        jobs, extra, refused = _ncs_jobs(data_dir, common)
+        return jobs, extra, {"volume_pattern": "images/*.nii*", "spacing": None}, refused
+    if code == "lcs":
+        jobs = [{**common, "case": case, "image": image, "mask": mask,
+                 "allowed_labels": (0, 1, 2)}
+                for case, (image, mask) in find_lits_cases(data_dir).items()]
+        return jobs, {}, {}, []
+    skips = SkipLog("skip" if on_error == "skip" else "raise")
+    jobs = [{**common, "case": case, "image": image, "mask": mask,
+             "allowed_labels": BRATS_LABELS,
+             "record": {"group": os.path.basename(os.path.dirname(os.path.dirname(image)))}}
+            for case, (image, mask) in find_brats_cases(data_dir, skips).items()]
+    return jobs, {}, {}, list(skips.items)

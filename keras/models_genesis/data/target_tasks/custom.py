@@ -326,50 +326,78 @@ def load_custom(data_dir, *, seed: int = 0, input_shape=None, fold: int = 0,
     split, source = split_cases(list(spec.cases), fold=fold, splits=spec.splits,
                                 valid_fraction=valid_fraction, seed=seed,
                                 strata=spec.classification)
-    segmentation = spec.kind == "segmentation"
-    parts, patients, test_volumes = {}, {}, []
+    # Read the cases split by split: crops (segmentation) or whole volumes (classification).
+    parts, patients = {}, {}
     bar = progress_bar(sum(len(v) for v in split.values()), "reading cases", progress)
     for name in SPLITS:
-        xs, ys, kept = [], [], []
-        for case in split[name]:
-            bar.update(1)
-            images, label = spec.cases[case]
-            try:
-                volumes, labels = read_custom_case(images, label, n_channels=spec.n_channels,
-                                                   label_values=spec.label_values,
-                                                   spacing=spacing)
-            except (ValueError, OSError) as exc:
-                skips.bad(images[0], str(exc).replace(f"{images[0]}: ", ""))
-                continue
-            image = normalize_channels(np.stack([v.array for v in volumes], -1), scalings)
-            if segmentation:
-                x, y = _segmentation_crops(image, class_indices(labels, spec.label_values),
-                                           shape, n=crops_per_volume,
-                                           positive_fraction=positive_fraction,
-                                           rng=case_rng(seed, case))
-                if name == "test":
-                    test_volumes.append((images, label))
-            else:
-                x = resize_to(image, shape)[None]
-                y = np.asarray([spec.classification[case]])
-            xs.append(x)
-            ys.append(y)
-            kept.append(case)
-        empty = np.zeros((0,) + shape + (spec.n_channels,), np.float32)
-        x = np.concatenate(xs) if xs else empty
-        if segmentation:
-            y = np.concatenate(ys) if ys else np.zeros((0,) + shape, np.float32)
-        else:
-            values = sorted(set(spec.classification.values()))
-            y = np.searchsorted(values, np.concatenate(ys)) if ys else np.zeros(0, np.int64)
-        parts[name], patients[name] = (x, y), kept
+        parts[name], patients[name] = _load_split(
+            split[name], spec, scalings, shape, skips, bar, spacing=spacing, seed=seed,
+            crops_per_volume=crops_per_volume, positive_fraction=positive_fraction)
     bar.close()
+    segmentation = spec.kind == "segmentation"
+    # Segmentation is scored on the test cases' whole volumes.
+    test_volumes = [spec.cases[case] for case in patients["test"]] if segmentation else []
     return build_target_data("custom", parts, patients, skips, segmentation=segmentation,
                              test_volumes=test_volumes, split_source=source, fold=int(fold),
                              split=patients, layout=spec.layout, spacing=spacing,
                              channel_names=list(spec.channel_names),
                              label_names=list(spec.label_names),
                              task_fields=task_fields(spec, scalings))
+
+
+def _load_split(cases: Sequence[str], spec: DatasetSpec, scalings: Sequence[str], shape,
+                skips: SkipLog, bar, *, spacing, seed: int, crops_per_volume: int,
+                positive_fraction: float):
+    """Read, scale and crop (or resize) the cases of one split; a case that cannot be read is
+    raised or skipped (`skips`).
+
+    Returns:
+        `((x, y), kept)`: the split's stacked examples (see `_stack_examples`) and the cases read.
+    """
+    xs, ys, kept = [], [], []
+    for case in cases:
+        bar.update(1)
+        images, label = spec.cases[case]
+        try:
+            volumes, labels = read_custom_case(images, label, n_channels=spec.n_channels,
+                                               label_values=spec.label_values, spacing=spacing)
+        except (ValueError, OSError) as exc:
+            skips.bad(images[0], str(exc).replace(f"{images[0]}: ", ""))
+            continue
+        image = normalize_channels(np.stack([v.array for v in volumes], -1), scalings)
+        x, y = _case_examples(image, labels, case, spec, shape, seed=seed,
+                              crops_per_volume=crops_per_volume,
+                              positive_fraction=positive_fraction)
+        xs.append(x)
+        ys.append(y)
+        kept.append(case)
+    return _stack_examples(xs, ys, spec, shape), kept
+
+
+def _case_examples(image: np.ndarray, labels: Optional[np.ndarray], case: str,
+                   spec: DatasetSpec, shape, *, seed: int, crops_per_volume: int,
+                   positive_fraction: float):
+    """The examples of one case scaled to [0, 1], `(X, Y, Z, C)`: `crops_per_volume` crops and
+    their class maps (segmentation; crop positions seeded by `seed` and the case), or the volume
+    resized to `shape` and its label (classification)."""
+    if spec.kind == "segmentation":
+        return _segmentation_crops(image, class_indices(labels, spec.label_values), shape,
+                                   n=crops_per_volume, positive_fraction=positive_fraction,
+                                   rng=case_rng(seed, case))
+    return resize_to(image, shape)[None], np.asarray([spec.classification[case]])
+
+
+def _stack_examples(xs: List[np.ndarray], ys: List[np.ndarray], spec: DatasetSpec, shape):
+    """One split's examples stacked: inputs `(N, *shape, C)` and class maps `(N, *shape)` or
+    class indices `(N,)` (positions of the labels among the sorted classes); empty arrays
+    when no case was read."""
+    x = np.concatenate(xs) if xs else np.zeros((0,) + shape + (spec.n_channels,), np.float32)
+    if spec.kind == "segmentation":
+        y = np.concatenate(ys) if ys else np.zeros((0,) + shape, np.float32)
+    else:
+        values = sorted(set(spec.classification.values()))
+        y = np.searchsorted(values, np.concatenate(ys)) if ys else np.zeros(0, np.int64)
+    return x, y
 
 
 # `prepare --task custom`: the prepared folder is itself in the nnU-Net v2 layout (one file per

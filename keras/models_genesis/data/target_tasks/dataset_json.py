@@ -224,6 +224,32 @@ def read_dataset_spec(data_dir, *, classification_csv: Optional[str] = None) -> 
             / `modality`, a CSV naming unknown cases; the message names the file.
     """
     root = os.fspath(data_dir)
+    path, meta = _read_dataset_json(root)
+    layout, channels = _layout_and_channels(meta, path)
+    csv_path = _classification_csv_path(root, classification_csv)
+    labelled = csv_path is None
+    values, names = _labels(meta, layout, path) if labelled else ((), ())
+    ending = str(meta.get("file_ending", ".nii.gz"))
+    if layout == "decathlon":
+        cases, refused = _decathlon_cases(root, meta, path, labelled)
+    else:
+        cases, refused = _nnunet_cases(root, len(channels), ending, labelled)
+    if not cases and not refused:
+        raise FileNotFoundError(f"No cases under {os.path.join(root, 'imagesTr')} (expected "
+                                + ("{case}.nii.gz" if layout == "decathlon" else
+                                   "{case}_0000" + ending) + f" files, {layout} layout).")
+    splits = _read_splits(root)
+    classes = None
+    if csv_path is not None:
+        known = set(cases) | {r["case"] for r in refused}
+        classes = _read_classification(csv_path, known)
+        cases = {c: v for c, v in cases.items() if c in classes}
+    return DatasetSpec(root, layout, channels, values, names, ending, cases, refused, splits,
+                       classes, csv_path)
+
+
+def _read_dataset_json(root: str) -> Tuple[str, dict]:
+    """`(path, meta)`: the path of `root`'s `dataset.json` and its JSON object."""
     if not os.path.isdir(root):
         raise FileNotFoundError(f"Data folder not found: {root}")
     path = os.path.join(root, DATASET_JSON)
@@ -237,14 +263,23 @@ def read_dataset_spec(data_dir, *, classification_csv: Optional[str] = None) -> 
         raise ValueError(f"{path}: not valid JSON ({exc}).") from None
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: expected a JSON object. Received: {type(meta).__name__}.")
+    return path, meta
+
+
+def _layout_and_channels(meta: dict, path: str) -> Tuple[str, Tuple[str, ...]]:
+    """The layout (from the key naming the channels) and the channel names."""
     if "channel_names" in meta:
-        layout, channels = "nnunetv2", _numbered(meta["channel_names"], path, "channel_names")
-    elif "modality" in meta:
-        layout, channels = "decathlon", _numbered(meta["modality"], path, "modality")
-    else:
-        raise ValueError(f"{path}: has neither `channel_names` (nnU-Net v2) nor `modality` "
-                         "(Decathlon); expected the input channels, e.g. "
-                         '"channel_names": {"0": "CT"}.')
+        return "nnunetv2", _numbered(meta["channel_names"], path, "channel_names")
+    if "modality" in meta:
+        return "decathlon", _numbered(meta["modality"], path, "modality")
+    raise ValueError(f"{path}: has neither `channel_names` (nnU-Net v2) nor `modality` "
+                     "(Decathlon); expected the input channels, e.g. "
+                     '"channel_names": {"0": "CT"}.')
+
+
+def _classification_csv_path(root: str, classification_csv: Optional[str]) -> Optional[str]:
+    """The classification CSV: `classification_csv` (a path, or a name inside `root`), else
+    `classification.csv` when present; None for a segmentation data set."""
     csv_path = classification_csv
     if csv_path is not None and not os.path.isabs(csv_path) and not os.path.isfile(csv_path):
         csv_path = os.path.join(root, csv_path)
@@ -252,30 +287,18 @@ def read_dataset_spec(data_dir, *, classification_csv: Optional[str] = None) -> 
         csv_path = os.path.join(root, CLASSIFICATION_CSV)
     if csv_path is not None and not os.path.isfile(csv_path):
         raise FileNotFoundError(f"Classification CSV not found: {csv_path}")
-    labelled = csv_path is None
-    values, names = _labels(meta, layout, path) if labelled else ((), ())
-    ending = str(meta.get("file_ending", ".nii.gz"))
-    if layout == "decathlon":
-        cases, refused = _decathlon_cases(root, meta, path, labelled)
-    else:
-        cases, refused = _nnunet_cases(root, len(channels), ending, labelled)
-    if not cases and not refused:
-        raise FileNotFoundError(f"No cases under {os.path.join(root, 'imagesTr')} (expected "
-                                + ("{case}.nii.gz" if layout == "decathlon" else
-                                   "{case}_0000" + ending) + f" files, {layout} layout).")
-    splits = None
+    return csv_path
+
+
+def _read_splits(root: str) -> Optional[List[dict]]:
+    """nnU-Net's folds from `root`'s `splits_final.json`, or None when there is none."""
     split_path = os.path.join(root, SPLITS_JSON)
-    if os.path.isfile(split_path):
-        with open(split_path, encoding="utf-8") as f:
-            splits = json.load(f)
-        if not isinstance(splits, list) or not all(
-                isinstance(s, dict) and {"train", "val"} <= set(s) for s in splits):
-            raise ValueError(f"{split_path}: expected nnU-Net's list of folds "
-                             '[{"train": [...], "val": [...]}, ...].')
-    classes = None
-    if csv_path is not None:
-        known = set(cases) | {r["case"] for r in refused}
-        classes = _read_classification(csv_path, known)
-        cases = {c: v for c, v in cases.items() if c in classes}
-    return DatasetSpec(root, layout, channels, values, names, ending, cases, refused, splits,
-                       classes, csv_path)
+    if not os.path.isfile(split_path):
+        return None
+    with open(split_path, encoding="utf-8") as f:
+        splits = json.load(f)
+    if not isinstance(splits, list) or not all(
+            isinstance(s, dict) and {"train", "val"} <= set(s) for s in splits):
+        raise ValueError(f"{split_path}: expected nnU-Net's list of folds "
+                         '[{"train": [...], "val": [...]}, ...].')
+    return splits

@@ -105,6 +105,18 @@ def _nodule_crops(image, labels: np.ndarray, centres_mm, shape, what: str, sourc
     return x[~empty], m[~empty]
 
 
+def _draw_split(ids: Sequence[str], split: Optional[Dict[str, Sequence[str]]],
+                split_fractions: Sequence[float], seed: int, what: str):
+    """`(split, source)`: `split` as given, or `ids` split in `split_fractions` seeded by `seed`
+    (`what` names the drawn split in `source`)."""
+    if split is None:
+        split = seeded_split(ids, split_fractions, rng=np.random.default_rng(seed))
+        source = f"seeded {'/'.join(str(f) for f in split_fractions)} {what} (seed {seed})"
+    else:
+        split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
+    return split, source
+
+
 def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, split_fractions,
               consensus_level: float, min_readers: int, progress: bool) -> TargetData:
     """NCS crops from LIDC-IDRI as downloaded (DICOM series + XML readings), split by patient."""
@@ -115,11 +127,8 @@ def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, spl
     by_patient: Dict[str, list] = {}
     for uid, scan in scans.items():
         by_patient.setdefault(scan["patient_id"], []).append(uid)
-    if split is None:
-        split = seeded_split(list(by_patient), split_fractions, rng=np.random.default_rng(seed))
-        source = f"seeded {'/'.join(str(f) for f in split_fractions)} patient split (seed {seed})"
-    else:
-        split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
+    split, source = _draw_split(list(by_patient), split, split_fractions, seed,
+                                "patient split")
     check_split_ids(split, by_patient, "NCS split (LIDC-IDRI patients)")
     parts, patients = {}, {}
     bar = progress_bar(sum(len(by_patient[p]) for n in SPLITS for p in split[n]),
@@ -183,9 +192,11 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"NCS folder not found: {data_dir}")
+    # Source 1: the release's arrays.
     released = load_release_arrays(data_dir, shape, skips)
     if released is not None:
         return released
+    # Source 3 (no annotations.csv): LIDC-IDRI as downloaded.
     csv_path = os.path.join(data_dir, annotations_csv)
     if not os.path.isfile(csv_path):
         try:
@@ -196,9 +207,25 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
             raise FileNotFoundError(f"No NCS data in {data_dir}: no release arrays "
                                     f"(x_train_RxCxD.npy), no {annotations_csv}, and "
                                     f"{exc}") from None
+    # Source 2: volumes, their masks and annotations.csv.
+    return _load_annotated_volumes(data_dir, csv_path, shape, skips, seed=seed, spacing=spacing,
+                                   split=split, split_fractions=split_fractions,
+                                   mask_dir=mask_dir, volume_pattern=volume_pattern,
+                                   progress=progress)
+
+
+def find_masks(data_dir: str, mask_dir: str = "masks") -> Dict[str, str]:
+    """seriesuid -> nodule mask file (`.mhd` or `.nii[.gz]`) in `data_dir/mask_dir`."""
+    return {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
+            + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
+
+
+def _find_annotated_series(data_dir: str, csv_path: str, mask_dir: str, volume_pattern: str,
+                           skips: SkipLog):
+    """The series of source 2: `(volumes, masks, table, uids)`, uid -> volume and mask files,
+    the annotations and the uids that have all three (the others are bad items)."""
     volumes = index_volumes(data_dir, volume_pattern)
-    masks = {volume_key(p): p for p in glob.glob(os.path.join(data_dir, mask_dir, "*.mhd"))
-             + glob.glob(os.path.join(data_dir, mask_dir, "*.nii*"))}
+    masks = find_masks(data_dir, mask_dir)
     table = read_table(csv_path, ("seriesuid", "coordX", "coordY", "coordZ"),
                        unique=("seriesuid", "coordX", "coordY", "coordZ"))
     for uid in sorted(set(table["seriesuid"]) - set(volumes)):
@@ -207,11 +234,17 @@ def load_ncs(data_dir, *, seed: int = 0, input_shape=None, spacing=(1.0, 1.0, 1.
         skips.bad(f"{csv_path}: seriesuid {uid}",
                   f"has no mask in {os.path.join(data_dir, mask_dir)}")
     uids = sorted(set(table["seriesuid"]) & set(volumes) & set(masks))
-    if split is None:
-        split = seeded_split(uids, split_fractions, rng=np.random.default_rng(seed))
-        source = f"seeded {'/'.join(str(f) for f in split_fractions)} split (seed {seed})"
-    else:
-        split, source = {k: list(split.get(k, ())) for k in SPLITS}, "user split"
+    return volumes, masks, table, uids
+
+
+def _load_annotated_volumes(data_dir: str, csv_path: str, shape, skips: SkipLog, *, seed: int,
+                            spacing, split, split_fractions, mask_dir: str, volume_pattern: str,
+                            progress: bool) -> TargetData:
+    """NCS crops from volumes, their nodule masks and `annotations.csv` (source 2), split by
+    series."""
+    volumes, masks, table, uids = _find_annotated_series(data_dir, csv_path, mask_dir,
+                                                         volume_pattern, skips)
+    split, source = _draw_split(uids, split, split_fractions, seed, "split")
     check_split_ids(split, uids, "NCS split")
     parts, patients = {}, {}
     bar = progress_bar(sum(len(split[n]) for n in SPLITS), "NCS scans", progress)
