@@ -111,7 +111,7 @@ class RestorationCurve(keras.callbacks.Callback):
         print(f"\ncurve: {row}", flush=True)
 
 
-def main(argv=None):
+def _parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="label of the row")
     p.add_argument("--data", default="/tmp/demo_sweep", help="folder with phantoms/ and cubes/")
@@ -138,14 +138,22 @@ def main(argv=None):
                         "nonlinear_prob=0 (repeatable)")
     p.add_argument("--curve-every", type=int, default=0,
                    help="epochs between restoration tables during training (0: only at the end)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    names = {"optimizer": "optimizer", "learning_rate": "learning_rate", "epochs": "epochs",
-             "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
-             "depth": "depth", "bn_momentum": "bn_momentum", "mixed_precision": "mixed_precision",
-             "validation_steps": "validation_steps", "sample_every": "sample_every",
-             "lr_schedule": "lr_schedule", "scheme": "scheme"}
-    overrides = {names[k]: v for k, v in vars(args).items() if k in names and v is not None}
+
+# flag (argparse dest) -> `run_demo_pretraining` keyword
+_OVERRIDE_NAMES = {
+    "optimizer": "optimizer", "learning_rate": "learning_rate", "epochs": "epochs",
+    "steps": "steps_per_epoch", "batch_size": "batch_size", "filters": "n_base_filters",
+    "depth": "depth", "bn_momentum": "bn_momentum", "mixed_precision": "mixed_precision",
+    "validation_steps": "validation_steps", "sample_every": "sample_every",
+    "lr_schedule": "lr_schedule", "scheme": "scheme"}
+
+
+def _overrides(args) -> dict:
+    """The demo preset's fields the flags change."""
+    overrides = {_OVERRIDE_NAMES[k]: v for k, v in vars(args).items()
+                 if k in _OVERRIDE_NAMES and v is not None}
     if args.mixed_precision == "none":
         overrides["mixed_precision"] = None
     if args.option:
@@ -155,6 +163,32 @@ def main(argv=None):
     for flag in ("tensorboard", "figures"):
         if getattr(args, flag) is not None:
             overrides[flag] = bool(getattr(args, flag))
+    return overrides
+
+
+def _markdown_row(name, wall, timer, metrics, summary) -> str:
+    """The setting's row of the pre-training log (columns: the module's docstring)."""
+    steps = len(timer.steps) + len(timer.first)
+    later_first = timer.first[1:] or [float("nan")]
+    m = metrics
+    return (f"| {name} | {wall:.0f} | {steps} | {steps / wall:.2f} | "
+            f"{np.median(later_first):.1f} ({min(later_first):.1f}-{max(later_first):.1f}) | "
+            f"{np.median(timer.steps):.2f} | {m['model_mse']:.5f} / {m['identity_mse']:.5f} / "
+            f"{m['constant_mse']:.5f} | {m['model_mse'] / m['constant_mse']:.2f} | "
+            f"{summary['identity']:.2e} | {summary['below']}/11 | "
+            f"{summary['worst']:.2f} ({summary['worst_name']}) |")
+
+
+def _print_step_times(timer) -> None:
+    print("first step of each epoch (s):", " ".join(f"{t:.1f}" for t in timer.first))
+    print("epoch end to next epoch start (s):", " ".join(f"{t:.1f}" for t in timer.gaps))
+    print("epoch start to first batch (s):", " ".join(f"{t:.1f}" for t in timer.to_first_batch))
+    print("train_function traces at each epoch's first batch:", timer.traces)
+
+
+def main(argv=None):
+    args = _parse_args(argv)
+    overrides = _overrides(args)
     stall_log = open(os.path.join(args.data, "stalls.txt"), "a", encoding="utf-8")
     print(f"== {args.name}", file=stall_log, flush=True)
     timer = StepTimes(stall_log)
@@ -172,24 +206,14 @@ def main(argv=None):
                                 cube_shape=tuple(args.cube_shape), **overrides)
     wall = time.perf_counter() - start
 
+    # The best weights on the demo's restoration table.
     config, model, cubes = load_run_model(demo["paths"]["out_dir"])
     table = restoration_by_combination(model, cubes, seed=config.seed)
-    summary = summarise(table)
-    steps = len(timer.steps) + len(timer.first)
-    later_first = timer.first[1:] or [float("nan")]
     m = demo["result"]["metrics"]
-    row = (f"| {args.name} | {wall:.0f} | {steps} | {steps / wall:.2f} | "
-           f"{np.median(later_first):.1f} ({min(later_first):.1f}-{max(later_first):.1f}) | "
-           f"{np.median(timer.steps):.2f} | {m['model_mse']:.5f} / {m['identity_mse']:.5f} / "
-           f"{m['constant_mse']:.5f} | {m['model_mse'] / m['constant_mse']:.2f} | "
-           f"{summary['identity']:.2e} | {summary['below']}/11 | "
-           f"{summary['worst']:.2f} ({summary['worst_name']}) |")
+    row = _markdown_row(args.name, wall, timer, m, summarise(table))
     print("\n" + row)
     print(table.to_string(float_format=lambda v: f"{v:.5f}"))
-    print("first step of each epoch (s):", " ".join(f"{t:.1f}" for t in timer.first))
-    print("epoch end to next epoch start (s):", " ".join(f"{t:.1f}" for t in timer.gaps))
-    print("epoch start to first batch (s):", " ".join(f"{t:.1f}" for t in timer.to_first_batch))
-    print("train_function traces at each epoch's first batch:", timer.traces)
+    _print_step_times(timer)
     record = {"name": args.name, "overrides": overrides, "row": row, "wall_s": wall,
               "first_steps": timer.first, "epoch_end_gaps": timer.gaps,
               "to_first_batch": timer.to_first_batch, "traces": timer.traces, "median_step": float(np.median(timer.steps)),

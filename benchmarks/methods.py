@@ -62,7 +62,7 @@ def _step_seconds(keras, model, loss, batch, warmup: int, steps: int) -> float:
     return (t[-1] - t[0]) / (len(t) - 1)
 
 
-def main(argv=None) -> int:
+def _parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cube-shape", type=int, nargs=3, default=[32, 32, 16])
     p.add_argument("--n-base-filters", type=int, default=8)
@@ -75,21 +75,24 @@ def main(argv=None) -> int:
     p.add_argument("--no-own-steps", action="store_true",
                    help="skip timing each method's own model (only the demo model)")
     add_record_option(p, "benchmarks/results/methods.json")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import keras
 
-    from models_genesis.config import PretrainConfig
-    from models_genesis.methods import METHODS, get_method, make_options
-    from models_genesis.training.pretrain import build_restoration_model
+def _synthetic_cubes(n_cubes: int, shape) -> np.ndarray:
+    """`n_cubes` cubes of smoothed noise (seed 0), each scaled to [0, 1], float32."""
     from scipy import ndimage
 
-    shape = tuple(args.cube_shape)
     rng = np.random.default_rng(0)
-    smooth = ndimage.gaussian_filter(rng.standard_normal((args.n_cubes, *shape)),
-                                     sigma=(0, 2, 2, 2))
+    smooth = ndimage.gaussian_filter(rng.standard_normal((n_cubes, *shape)), sigma=(0, 2, 2, 2))
     lo = smooth.min(axis=(1, 2, 3), keepdims=True)
-    cubes = ((smooth - lo) / np.ptp(smooth, axis=(1, 2, 3), keepdims=True)).astype(np.float32)
+    return ((smooth - lo) / np.ptp(smooth, axis=(1, 2, 3), keepdims=True)).astype(np.float32)
+
+
+def _demo_step(keras, cubes, shape, args):
+    """The demo preset at this size, and its U-Net's seconds per step on a genesis batch."""
+    from models_genesis.config import PretrainConfig
+    from models_genesis.methods import get_method, make_options
+    from models_genesis.training.pretrain import build_restoration_model
 
     keras.utils.set_random_seed(0)
     demo = PretrainConfig.preset("demo", cube_shape=shape, n_base_filters=args.n_base_filters,
@@ -97,7 +100,49 @@ def main(argv=None) -> int:
     _, demo_model = build_restoration_model(demo)
     genesis = get_method("genesis")
     _, demo_batch = _maker_rate(genesis, make_options("genesis"), cubes, args.batch_size, 1)
-    demo_step = _step_seconds(keras, demo_model, "mse", demo_batch, args.warmup, args.steps)
+    return demo, _step_seconds(keras, demo_model, "mse", demo_batch, args.warmup, args.steps)
+
+
+def _method_row(keras, name: str, cubes, shape, demo, demo_step: float, args):
+    """Time method `name`'s maker (and its own model's step); print its line and return its
+    record row, or None where the method is skipped."""
+    from models_genesis.methods import get_method, make_options
+
+    try:  # a method being written, or one that does not fit these cubes, is skipped
+        method = get_method(name)
+        options = make_options(name)
+        method.check(options, shape, len(cubes))
+        keras.utils.set_random_seed(0)
+        _, model = method.build_model(shape, options, n_base_filters=args.n_base_filters,
+                                      depth=demo.depth, kernel_initializer="glorot_uniform",
+                                      bn_momentum=demo.bn_momentum)
+    except Exception as exc:  # noqa: BLE001
+        print(f"{name:<16} skipped: {type(exc).__name__}: {exc}")
+        return None
+    rate, batch = _maker_rate(method, options, cubes, args.batch_size, args.batches)
+    per_batch = args.batch_size / rate
+    own, own_cells = "", ["", ""]
+    if not args.no_own_steps:
+        step = _step_seconds(keras, model, method.loss(options), batch, args.warmup,
+                             args.steps)
+        own = f"{step * 1e3:>11.1f} {per_batch / step:>10.3f}"
+        own_cells = [f"{step * 1e3:.1f}", f"{per_batch / step:.3f}"]
+    print(f"{name:<16} {rate:>18.1f} {per_batch * 1e3:>9.1f} "
+          f"{per_batch / demo_step:>11.3f} {own}", flush=True)
+    return [name, f"{rate:.1f}", f"{per_batch * 1e3:.1f}", f"{per_batch / demo_step:.3f}",
+            *own_cells]
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+
+    import keras
+
+    from models_genesis.methods import METHODS
+
+    shape = tuple(args.cube_shape)
+    cubes = _synthetic_cubes(args.n_cubes, shape)
+    demo, demo_step = _demo_step(keras, cubes, shape, args)
     print(f"cubes {shape}, batch {args.batch_size}, n_base_filters {args.n_base_filters}, "
           f"Keras {keras.__version__} ({keras.backend.backend()})")
     print(f"demo model (genesis U-Net): {demo_step * 1e3:.1f} ms per training step "
@@ -106,31 +151,8 @@ def main(argv=None) -> int:
               f"{'own step ms':>11} {'/ own step':>10}")
     print(header)
     print("-" * len(header))
-    rows = []
-    for name in METHODS:
-        try:  # a method being written, or one that does not fit these cubes, is skipped
-            method = get_method(name)
-            options = make_options(name)
-            method.check(options, shape, len(cubes))
-            keras.utils.set_random_seed(0)
-            _, model = method.build_model(shape, options, n_base_filters=args.n_base_filters,
-                                          depth=demo.depth, kernel_initializer="glorot_uniform",
-                                          bn_momentum=demo.bn_momentum)
-        except Exception as exc:  # noqa: BLE001
-            print(f"{name:<16} skipped: {type(exc).__name__}: {exc}")
-            continue
-        rate, batch = _maker_rate(method, options, cubes, args.batch_size, args.batches)
-        per_batch = args.batch_size / rate
-        own, own_cells = "", ["", ""]
-        if not args.no_own_steps:
-            step = _step_seconds(keras, model, method.loss(options), batch, args.warmup,
-                                 args.steps)
-            own = f"{step * 1e3:>11.1f} {per_batch / step:>10.3f}"
-            own_cells = [f"{step * 1e3:.1f}", f"{per_batch / step:.3f}"]
-        print(f"{name:<16} {rate:>18.1f} {per_batch * 1e3:>9.1f} "
-              f"{per_batch / demo_step:>11.3f} {own}", flush=True)
-        rows.append([name, f"{rate:.1f}", f"{per_batch * 1e3:.1f}", f"{per_batch / demo_step:.3f}",
-                     *own_cells])
+    rows = [row for row in (_method_row(keras, name, cubes, shape, demo, demo_step, args)
+                            for name in METHODS) if row is not None]
     record_run(args.record, f"cubes {'x'.join(map(str, shape))}; demo step "
                f"{demo_step * 1e3:.0f} ms", table={
                    "columns": ["method", "samples/s", "ms per batch", "/ demo step",

@@ -156,7 +156,7 @@ def run_stage(stage: str, args, env=None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def main(argv=None) -> int:
+def _parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="/tmp/prepare_bench")
@@ -171,6 +171,63 @@ def main(argv=None) -> int:
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.out = os.path.abspath(args.out)
+    return args
+
+
+def _measure_ours(args) -> dict:
+    ours = run_stage("ours", args)
+    ours["interpolation"] = ("SimpleITK: image linear; mask per label linear, > 0.5")
+    print(f"ours     : {ours['seconds'] / ours['n_cases']:.2f} s per case, peak RSS "
+          f"{ours['peak_rss_mib']:.0f} MiB ({ours['interpolation']})")
+    return ours
+
+
+def _measure_nnunet(args, raw: str, results: dict):
+    """nnU-Net v2's stage, or None when it is not installed or fails (the reason in `results`)."""
+    try:
+        import nnunetv2  # noqa: F401  (only whether it is installed)
+    except ImportError as exc:
+        results["nnunet"] = None
+        results["nnunet_missing"] = f"nnunetv2 is not installed ({exc}); pip install -e .[benchmark]"
+        print(f"nnU-Net v2: not installed ({exc}); only ours is measured. "
+              "Install it with `pip install -e .[benchmark]`.")
+        return None
+    nnunet_raw_layout(args.out, raw)
+    env = dict(os.environ, nnUNet_raw=os.path.join(args.out, "nnUNet_raw"),
+               nnUNet_preprocessed=os.path.join(args.out, "nnUNet_preprocessed"),
+               nnUNet_results=os.path.join(args.out, "nnUNet_results"))
+    try:
+        return run_stage("nnunet", args, env=env)
+    except RuntimeError as exc:  # e.g. out of memory on LiTS-sized volumes
+        results["nnunet"] = None
+        results["nnunet_failed"] = str(exc)[-2000:]
+        print(f"nnU-Net v2 failed; only ours is measured:\n{exc}")
+        return None
+
+
+def _compare(results: dict, ours: dict, theirs: dict) -> None:
+    """Store and print nnU-Net's numbers and the ratios nnU-Net / ours."""
+    kw = theirs["resampling_fn_data_kwargs"]
+    theirs["interpolation"] = (
+        f"{theirs['resampling_fn_data']}: image order {kw.get('order')} (order_z "
+        f"{kw.get('order_z')} along z when anisotropic > 3x); mask per label order "
+        f"{theirs['resampling_fn_seg_kwargs'].get('order')}")
+    results["nnunet"] = theirs
+    results["ratio_seconds_per_case"] = (theirs["seconds"] / theirs["n_cases"]) / \
+        (ours["seconds"] / ours["n_cases"])
+    results["ratio_peak_rss"] = theirs["peak_rss_mib"] / ours["peak_rss_mib"]
+    print(f"nnU-Net v2 {theirs['nnunetv2_version']}: "
+          f"{theirs['seconds'] / theirs['n_cases']:.2f} s per case, peak RSS "
+          f"{theirs['peak_rss_mib']:.0f} MiB ({theirs['interpolation']}; target spacing "
+          f"z, y, x {theirs['spacing_zyx']}); fingerprint + plans before it "
+          f"{theirs['fingerprint_and_plan_seconds']:.1f} s, not counted")
+    print(f"ratio nnU-Net / ours: {results['ratio_seconds_per_case']:.2f}x seconds per case, "
+          f"{results['ratio_peak_rss']:.2f}x peak RSS (above 1: ours faster / smaller)")
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+    # The two stages, each run in a fresh process by `run_stage`.
     if args.stage == "ours":
         print(json.dumps(stage_ours(os.path.join(args.out, "lits"), args.out,
                                     args.target_spacing)))
@@ -187,49 +244,10 @@ def main(argv=None) -> int:
                "shape": list(args.shape), "spacing": list(args.spacing),
                "target_spacing": list(args.target_spacing), "cpu_count": os.cpu_count(),
                "load_average": list(os.getloadavg())}
-    ours = run_stage("ours", args)
-    ours["interpolation"] = ("SimpleITK: image linear; mask per label linear, > 0.5")
-    results["ours"] = ours
-    print(f"ours     : {ours['seconds'] / ours['n_cases']:.2f} s per case, peak RSS "
-          f"{ours['peak_rss_mib']:.0f} MiB ({ours['interpolation']})")
-    try:
-        import nnunetv2  # noqa: F401  (only whether it is installed)
-        have_nnunet = True
-    except ImportError as exc:
-        have_nnunet = False
-        results["nnunet"] = None
-        results["nnunet_missing"] = f"nnunetv2 is not installed ({exc}); pip install -e .[benchmark]"
-        print(f"nnU-Net v2: not installed ({exc}); only ours is measured. "
-              "Install it with `pip install -e .[benchmark]`.")
-    if have_nnunet:
-        nnunet_raw_layout(args.out, raw)
-        env = dict(os.environ, nnUNet_raw=os.path.join(args.out, "nnUNet_raw"),
-                   nnUNet_preprocessed=os.path.join(args.out, "nnUNet_preprocessed"),
-                   nnUNet_results=os.path.join(args.out, "nnUNet_results"))
-        try:
-            theirs = run_stage("nnunet", args, env=env)
-        except RuntimeError as exc:  # e.g. out of memory on LiTS-sized volumes
-            theirs = None
-            results["nnunet"] = None
-            results["nnunet_failed"] = str(exc)[-2000:]
-            print(f"nnU-Net v2 failed; only ours is measured:\n{exc}")
-    if have_nnunet and theirs is not None:
-        kw = theirs["resampling_fn_data_kwargs"]
-        theirs["interpolation"] = (
-            f"{theirs['resampling_fn_data']}: image order {kw.get('order')} (order_z "
-            f"{kw.get('order_z')} along z when anisotropic > 3x); mask per label order "
-            f"{theirs['resampling_fn_seg_kwargs'].get('order')}")
-        results["nnunet"] = theirs
-        results["ratio_seconds_per_case"] = (theirs["seconds"] / theirs["n_cases"]) / \
-            (ours["seconds"] / ours["n_cases"])
-        results["ratio_peak_rss"] = theirs["peak_rss_mib"] / ours["peak_rss_mib"]
-        print(f"nnU-Net v2 {theirs['nnunetv2_version']}: "
-              f"{theirs['seconds'] / theirs['n_cases']:.2f} s per case, peak RSS "
-              f"{theirs['peak_rss_mib']:.0f} MiB ({theirs['interpolation']}; target spacing "
-              f"z, y, x {theirs['spacing_zyx']}); fingerprint + plans before it "
-              f"{theirs['fingerprint_and_plan_seconds']:.1f} s, not counted")
-        print(f"ratio nnU-Net / ours: {results['ratio_seconds_per_case']:.2f}x seconds per case, "
-              f"{results['ratio_peak_rss']:.2f}x peak RSS (above 1: ours faster / smaller)")
+    ours = results["ours"] = _measure_ours(args)
+    theirs = _measure_nnunet(args, raw, results)
+    if theirs is not None:
+        _compare(results, ours, theirs)
     path = os.path.join(args.out, "results.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

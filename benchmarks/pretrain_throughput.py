@@ -50,7 +50,7 @@ def _fit_rate(keras, model, data, args) -> float:
     return timer.rate(args.batch_size)
 
 
-def main(argv=None) -> int:
+def _parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cube-shape", type=int, nargs=3, default=[64, 64, 32])
     p.add_argument("--n-base-filters", type=int, default=32)
@@ -65,12 +65,12 @@ def main(argv=None) -> int:
     p.add_argument("--n-cubes", type=int, default=256, help="synthetic cubes in memory")
     p.add_argument("--scheme", default="genesis")
     add_record_option(p, "benchmarks/results/pretrain_throughput.json")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
 
-    import keras
 
+def _compiled_model(keras, args):
+    """The release's restoration U-Net at this size, compiled as `pretrain` compiles it."""
     from models_genesis.config import MIXED_PRECISION, PretrainConfig
-    from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
     from models_genesis.training.pretrain import _compile, build_restoration_model
 
     if args.mixed_precision != "none":
@@ -79,7 +79,12 @@ def main(argv=None) -> int:
                             batch_size=args.batch_size, scheme=args.scheme)
     _, model = build_restoration_model(config)
     _compile(model, config)
-    cubes = np.random.default_rng(0).random((args.n_cubes, *args.cube_shape), dtype=np.float32)
+    return model
+
+
+def _datasets(keras, cubes, args):
+    """(pairs/s of one worker in this process, one batch repeated, the generator with workers)."""
+    from models_genesis.data.pretraining.restoration_dataset import RestorationDataset
 
     probe = RestorationDataset(cubes, args.batch_size, scheme=args.scheme)
     t0 = time.perf_counter()
@@ -97,7 +102,18 @@ def main(argv=None) -> int:
     fed = RestorationDataset(cubes, args.batch_size, scheme=args.scheme, samples_per_epoch=n,
                              workers=args.workers, use_multiprocessing=args.multiprocessing,
                              max_queue_size=max(10, 2 * args.workers))
-    steps_alone = _fit_rate(keras, model, FixedBatch(), args)
+    return one_worker, FixedBatch(), fed
+
+
+def main(argv=None) -> int:
+    args = _parse_args(argv)
+
+    import keras
+
+    model = _compiled_model(keras, args)
+    cubes = np.random.default_rng(0).random((args.n_cubes, *args.cube_shape), dtype=np.float32)
+    one_worker, fixed_batch, fed = _datasets(keras, cubes, args)
+    steps_alone = _fit_rate(keras, model, fixed_batch, args)
     with_data = _fit_rate(keras, model, fed, args)
 
     print(f"backend {keras.backend.backend()}, policy {keras.mixed_precision.global_policy().name}, "

@@ -170,6 +170,14 @@ def _check_ranges(config, names) -> None:
             CONFIG_RANGES[name].check(value, name)
 
 
+def _check_positive_integers(config, names) -> None:
+    """Check that the fields `names` of a config are None or integers >= 1 (bools are not)."""
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
+
+
 def _check_fields(cls, values: dict) -> dict:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -540,12 +548,9 @@ class FinetuneConfig(_JsonConfig):
         if not 0.0 < float(self.label_fraction) <= 1.0:
             raise ValueError("`label_fraction` must be in (0, 1]. "
                              f"Received: label_fraction={self.label_fraction!r}.")
-        for name in ("epochs", "batch_size", "patience", "lr_patience", "n_base_filters",
-                     "steps_per_epoch", "validation_steps", "workers"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer. "
-                                 f"Received: {name}={value!r}.")
+        _check_positive_integers(self, ("epochs", "batch_size", "patience", "lr_patience",
+                                        "n_base_filters", "steps_per_epoch", "validation_steps",
+                                        "workers"))
         for name in ("learning_rate", "lr_factor", "min_lr", "adam_epsilon"):
             value = getattr(self, name)
             if value is not None and not float(value) > 0:
@@ -644,6 +649,12 @@ METHOD_TRAINING = {
                     "weight_decay": 1e-5, "schedule": "fixed"},
 }
 _METHOD_DEFAULTED = ("optimizer", "learning_rate", "momentum", "weight_decay", "schedule")
+# PretrainConfig's numeric fields by the sign they must have (their bounds: `CONFIG_RANGES`).
+_PRETRAIN_COUNTS = ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
+                    "patience", "n_base_filters", "depth", "max_queue_size", "scale")
+_PRETRAIN_NON_NEGATIVE = ("workers", "sample_every", "seed")
+_PRETRAIN_POSITIVE_RATES = ("learning_rate", "lr_factor", "min_lr")
+_PRETRAIN_NON_NEGATIVE_RATES = ("momentum", "weight_decay", "lr_min_delta")
 
 
 @dataclass(frozen=True)
@@ -745,6 +756,21 @@ class PretrainConfig(_JsonConfig):
     figures: bool = True
 
     def __post_init__(self):
+        self._check_choices()
+        _check_placement(self)
+        self._check_numbers()
+        self._check_cube_shape()
+        # A batch of input and target cubes (float32) is the least a step holds.
+        check_allocation(2 * 4 * int(self.batch_size) * math.prod(self.cube_shape),
+                         f"a batch of {self.batch_size} cubes of {self.cube_shape}")
+        self._check_subsets()
+        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
+            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
+                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
+
+    def _check_choices(self) -> None:
+        """Check the named choices (method, scheme, optimiser, ...) and store `method_options`
+        as a plain dict."""
         for name, choices in (("method", METHOD_NAMES), ("strategy", STRATEGIES),
                               ("optimizer", _OPTIMIZERS), ("loss", _LOSSES),
                               ("schedule", SCHEDULES)):
@@ -765,36 +791,33 @@ class PretrainConfig(_JsonConfig):
             object.__setattr__(self, "method_options", {
                 str(k): tuple(v) if isinstance(v, list) else v
                 for k, v in self.method_options.items()})
-        _check_placement(self)
-        for name in ("batch_size", "epochs", "steps_per_epoch", "validation_steps", "lr_patience",
-                     "patience", "n_base_filters", "depth", "max_queue_size", "scale"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
-                raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}.")
-        for name in ("workers", "sample_every", "seed"):
+
+    def _check_numbers(self) -> None:
+        """Check the counts and rates: their sign first, then their `CONFIG_RANGES`."""
+        _check_positive_integers(self, _PRETRAIN_COUNTS)
+        for name in _PRETRAIN_NON_NEGATIVE:
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 0:
                 raise ValueError(f"`{name}` must be an integer >= 0. Received: {name}={value!r}.")
-        for name in ("learning_rate", "lr_factor", "min_lr"):
-            if getattr(self, name) is None and name in _METHOD_DEFAULTED:
-                continue
-            if not float(getattr(self, name)) > 0:
-                raise ValueError(f"`{name}` must be > 0. Received: {name}={getattr(self, name)!r}.")
-        for name in ("momentum", "weight_decay", "lr_min_delta"):
-            if getattr(self, name) is None and name in _METHOD_DEFAULTED:
-                continue
-            if not float(getattr(self, name)) >= 0:
-                raise ValueError(f"`{name}` must be >= 0. Received: {name}={getattr(self, name)!r}.")
+        for names, strict in ((_PRETRAIN_POSITIVE_RATES, True),
+                              (_PRETRAIN_NON_NEGATIVE_RATES, False)):
+            for name in names:
+                value = getattr(self, name)
+                if value is None and name in _METHOD_DEFAULTED:
+                    continue  # the method's own value (`with_method_training`)
+                if not (float(value) > 0 if strict else float(value) >= 0):
+                    raise ValueError(f"`{name}` must be {'>' if strict else '>='} 0. "
+                                     f"Received: {name}={value!r}.")
         if not 0 <= float(self.bn_momentum) < 1:
             raise ValueError(f"`bn_momentum` must be in [0, 1). "
                              f"Received: bn_momentum={self.bn_momentum!r}.")
         if not float(self.lr_factor) < 1:
             raise ValueError(f"`lr_factor` must be < 1. Received: lr_factor={self.lr_factor!r}.")
-        _check_ranges(self, ("batch_size", "epochs", "steps_per_epoch", "validation_steps",
-                             "lr_patience", "patience", "n_base_filters", "depth",
-                             "max_queue_size", "scale", "workers", "sample_every", "seed",
-                             "learning_rate", "lr_factor", "min_lr", "momentum", "weight_decay",
-                             "lr_min_delta", "bn_momentum"))
+        _check_ranges(self, _PRETRAIN_COUNTS + _PRETRAIN_NON_NEGATIVE + _PRETRAIN_POSITIVE_RATES
+                      + _PRETRAIN_NON_NEGATIVE_RATES + ("bn_momentum",))
+
+    def _check_cube_shape(self) -> None:
+        """Check `dims` and `cube_shape` against the U-Net's poolings (2D: one voxel deep)."""
         if self.dims not in (2, 3):
             raise ValueError(f"`dims` must be 2 or 3. Received: dims={self.dims!r}.")
         shape = tuple(self.cube_shape)
@@ -816,9 +839,9 @@ class PretrainConfig(_JsonConfig):
             raise ValueError(f"`cube_shape` sides must be at most {SIDE_RANGE.hi}. "
                              f"Received: cube_shape={self.cube_shape!r}.")
         object.__setattr__(self, "cube_shape", tuple(int(s) for s in shape))
-        # A batch of input and target cubes (float32) is the least a step holds.
-        check_allocation(2 * 4 * int(self.batch_size) * math.prod(self.cube_shape),
-                         f"a batch of {self.batch_size} cubes of {self.cube_shape}")
+
+    def _check_subsets(self) -> None:
+        """Store the subsets as text; refuse empty lists and subsets both train and validate."""
         for name in ("train_subsets", "val_subsets"):
             subsets = getattr(self, name)
             if isinstance(subsets, (str, int)) or not len(subsets):
@@ -830,9 +853,6 @@ class PretrainConfig(_JsonConfig):
             raise ValueError(f"`train_subsets` and `val_subsets` must not share subsets: "
                              f"validating on training cubes hides overfitting and picks the "
                              f"best weights on seen data. Received: both hold {shared}.")
-        if not str(self.keras2_weights_name).endswith((".h5", ".hdf5")):
-            raise ValueError("`keras2_weights_name` must end in .h5 or .hdf5. "
-                             f"Received: keras2_weights_name={self.keras2_weights_name!r}.")
 
     def with_method_training(self) -> "PretrainConfig":
         """This config with every training field left None (`optimizer`, `learning_rate`,
@@ -855,15 +875,11 @@ class PretrainConfig(_JsonConfig):
         return cls(**{**PRETRAIN_PRESETS[name], **overrides})
 
 
-# What differs from the release in each preset. `demo`: the embedded phantoms on 2 CPU cores,
-# 1000 float32 steps (timed on docs/results.md). The release's SGD at lr 1.0 stays at the mean (a
-# near-constant output) for the first few hundred steps, and BatchNormalization's momentum 0.99
-# leaves the moving statistics mostly at their initial values after them (inference then differs
-# from training); Adam at 1e-3 with momentum 0.9 restores. Why these values, measured:
-# docs/results.md, 'Log: what the demo pre-training learns in its budget' (the number of steps is
-# what moves the result). Mixed bf16 is faster on CPUs with native bf16 but not the default:
-# TensorFlow's CPU bf16 Conv3D gradient is wrong where a feature map has 2 rows (notebook 09's
-# Jigsaw: NaN).
+# What differs from the release in each preset. `demo`: a short run on the embedded phantoms on
+# a CPU. The release's SGD at lr 1.0 and BatchNormalization momentum 0.99 learn little in so few
+# steps; Adam at 1e-3 and momentum 0.9 restore (docs/results.md, 'Log: what the demo pre-training
+# learns in its budget'). Mixed bf16 is not the default: TensorFlow's CPU bf16 Conv3D gradient is
+# wrong where a feature map has 2 rows (notebook 09's Jigsaw: NaN).
 PRETRAIN_PRESETS = {
     "release": {},
     "demo": {
@@ -886,6 +902,6 @@ PRETRAIN_PRESETS = {
 # cuts 32 x 32 slices, the demo cubes' in-plane size (the tissue filter keeps too few 64 x 64
 # slices of the small chest phantoms).
 PRETRAIN_PRESETS["release_2d"] = {"dims": 2, "cube_shape": (64, 64, 1)}
-# `demo_2d` keeps the 500 steps it was measured with (docs/genesis_2d.md).
+# `demo_2d`: 500 steps (docs/genesis_2d.md).
 PRETRAIN_PRESETS["demo_2d"] = {**PRETRAIN_PRESETS["demo"], "dims": 2, "cube_shape": (32, 32, 1),
                                "steps_per_epoch": 50}

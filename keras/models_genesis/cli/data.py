@@ -1,4 +1,4 @@
-"""`models-genesis make-phantoms` and `models-genesis extract-cubes`: the data stage."""
+"""`models-genesis make-phantoms`, `extract-cubes` and `extract-xray-crops`: the data stage."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ _UNIT = Range(float, 0, 1)
 
 
 def register(subparsers) -> None:
+    """Add the data stage's subcommands to the `models-genesis` parser."""
+    _register_make_phantoms(subparsers)
+    _register_extract_cubes(subparsers)
+    _register_extract_xray_crops(subparsers)
+
+
+def _register_make_phantoms(subparsers) -> None:
     p = subparsers.add_parser(
         "make-phantoms", help="write a synthetic phantom data set in a real format "
         "(default: LUNA16-like chest CT)",
@@ -39,6 +46,8 @@ def register(subparsers) -> None:
                    help="voxels per scan (default: the generator's, e.g. 192 192 96 for chest)")
     p.set_defaults(func=_make_phantoms)
 
+
+def _register_extract_cubes(subparsers) -> None:
     p = subparsers.add_parser(
         "extract-cubes", help="extract proxy-task cubes from scans (bat_*.npy per subset)",
         description="Random crops away from the borders, filtered for tissue "
@@ -48,6 +57,20 @@ def register(subparsers) -> None:
         "DATA, recursively (.nii, .nii.gz, .mhd, .mha, .nrrd files and DICOM series folders), "
         "split into bat_*_train.npy and bat_*_val.npy (pretrain --train-subsets train "
         "--val-subsets val); see docs/pretrain_your_own_scans.md.")
+    _add_scan_options(p)
+    _add_cube_options(p)
+    p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
+    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None,
+                   help="processes reading scans in parallel (0 or 1: none)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the random crop positions (default 0)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace cube files (and manifests) of the same names in --out")
+    p.set_defaults(func=_extract_cubes)
+
+
+def _add_scan_options(p) -> None:
+    """extract-cubes: which scans are read, how they are split, and (MR) the foreground filter."""
     p.add_argument("--data", required=True,
                    help="folder holding subsetK/ folders (with --subsets) or any scans")
     p.add_argument("--subsets", nargs="+", default=None,
@@ -71,6 +94,10 @@ def register(subparsers) -> None:
     p.add_argument("--min-foreground", type=ranged(_UNIT), default=None,
                    help="MR: keep a cube when at least this fraction of it is foreground "
                    "(default 0.5; 0 turns the filter off)")
+
+
+def _add_cube_options(p) -> None:
+    """extract-cubes: the output folder and the cubes' size, number, borders and number type."""
     p.add_argument("--out", required=True, help="output folder for the cube files")
     p.add_argument("--preset", choices=("release", "demo"), default="release",
                    help="release: 64x64x32 cubes, borders 100/30; demo: 32x32x16 for phantoms")
@@ -93,15 +120,9 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", choices=("float16", "float32", "float64"), default=None,
                    help="number type of the written cubes; float16 halves the files (default: "
                    "the extraction config's)")
-    p.add_argument("--pattern", default="*.mhd", help="scan file pattern inside a subset folder")
-    p.add_argument("--workers", type=ranged(RANGES["workers"]), default=None,
-                   help="processes reading scans in parallel (0 or 1: none)")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
-                   help="seed of the random crop positions (default 0)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace cube files (and manifests) of the same names in --out")
-    p.set_defaults(func=_extract_cubes)
 
+
+def _register_extract_xray_crops(subparsers) -> None:
     p = subparsers.add_parser(
         "extract-xray-crops", help="cut proxy-task crops from ChestX-ray14 radiographs "
         "(Genesis X-ray; bat_*_RxCx1_{subset}.npy for pretrain --dims 2)",
@@ -159,12 +180,26 @@ def _make_phantoms(args) -> int:
 
 
 def _extract_cubes(args) -> int:
-    import dataclasses
-
-    from models_genesis.config import PretrainConfig
-    from models_genesis.data.pretraining.cubes import ExtractionConfig
     from models_genesis.pipeline.extract_cubes import extract_cubes, extract_cubes_from_folder
 
+    _check_scan_selection(args)
+    config = _extraction_config(args)
+    if args.subsets is not None:
+        summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
+                                workers=args.workers, pattern=args.pattern,
+                                overwrite=args.overwrite)
+    else:
+        summary = extract_cubes_from_folder(
+            args.data, args.out, config=config, modality=args.modality or "ct",
+            val_ratio=0.2 if args.val_ratio is None else args.val_ratio,
+            train_list=args.train_list, val_list=args.val_list, seed=args.seed,
+            workers=args.workers, overwrite=args.overwrite)
+    _report_extraction(summary, args.data, args.out)
+    return 0
+
+
+def _check_scan_selection(args) -> None:
+    """Refuse the any-folder options with --subsets, and --val-ratio with the scan lists."""
     folder_only = {"--modality": args.modality, "--val-ratio": args.val_ratio,
                    "--train-list": args.train_list, "--val-list": args.val_list}
     if args.subsets is not None:
@@ -175,6 +210,19 @@ def _extract_cubes(args) -> int:
     if args.val_ratio is not None and (args.train_list or args.val_list):
         raise UserError("--val-ratio and --train-list/--val-list exclude each other. "
                         "Received both.")
+
+
+def _extraction_config(args):
+    """The `ExtractionConfig` of the preset (or of --slices) with the options given applied.
+
+    Raises:
+        UserError: --slices with --cube-shape, or sides `pretrain`'s U-Net would refuse.
+    """
+    import dataclasses
+
+    from models_genesis.config import PretrainConfig
+    from models_genesis.data.pretraining.cubes import ExtractionConfig
+
     config = ExtractionConfig.demo() if args.preset == "demo" else ExtractionConfig()
     if args.slices:
         from models_genesis.data.pretraining.slices import slice_config
@@ -197,31 +245,25 @@ def _extract_cubes(args) -> int:
                         f"{PretrainConfig.depth} U-Net pools {PretrainConfig.depth - 1} times "
                         f"and refuses other cubes. Received: {flag} "
                         f"{' '.join(str(s) for s in (args.slices or args.cube_shape))}.")
-    if args.subsets is not None:
-        summary = extract_cubes(args.data, args.subsets, args.out, config=config, seed=args.seed,
-                                workers=args.workers, pattern=args.pattern,
-                                overwrite=args.overwrite)
-    else:
-        summary = extract_cubes_from_folder(
-            args.data, args.out, config=config, modality=args.modality or "ct",
-            val_ratio=0.2 if args.val_ratio is None else args.val_ratio,
-            train_list=args.train_list, val_list=args.val_list, seed=args.seed,
-            workers=args.workers, overwrite=args.overwrite)
+    return config
+
+
+def _report_extraction(summary: dict, data: str, out: str) -> None:
+    """Print the summary, the split and the skipped scans; refuse subsets that gave no cube."""
     print(json.dumps({k: v for k, v in summary.items() if k not in ("skipped", "split")},
                      indent=2))
     if "split" in summary:
         print("split: " + ", ".join(f"{k} {len(v)} scans" for k, v in summary["split"].items())
-              + f" (names in the .json manifests in {args.out}); pre-train with: models-genesis "
-              f"pretrain --data {args.out} --train-subsets train"
+              + f" (names in the .json manifests in {out}); pre-train with: models-genesis "
+              f"pretrain --data {out} --train-subsets train"
               + (" --val-subsets val" if "val" in summary["split"] else ""))
     for skip in summary["skipped"]:
         print(f"skipped {skip['path']}: {skip['reason']} ({skip['detail']})")
     empty = [s for s, n in summary["n_cubes"].items() if n == 0]
     if empty:
-        raise UserError(f"subset(s) {empty} of {args.data!r} gave no cube (see the skipped scans "
-                        f"above and the .json manifests in {args.out!r}); no cube file was "
+        raise UserError(f"subset(s) {empty} of {data!r} gave no cube (see the skipped scans "
+                        f"above and the .json manifests in {out!r}); no cube file was "
                         "written for them.")
-    return 0
 
 
 def _extract_xray_crops(args) -> int:

@@ -77,6 +77,31 @@ def _data_dirs(values):
 
 
 def _add_training_options(p, experiment: bool = False) -> None:
+    """The options `finetune` and `experiment` share (`experiment`: several tasks and --data)."""
+    _add_task_options(p, experiment)
+    p.add_argument("--out", required=True,
+                   help="folder the runs write their models, histories and results to (one "
+                   "run: also task.json)")
+    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
+                   help="seed of the split, the label subset, the augmentation and the initial "
+                   "weights; run r of an experiment uses seed + r (default 0)")
+    _add_schedule_options(p)
+    _add_transfer_options(p)
+    _add_placement_options(p)
+    from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
+
+    add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
+                         [o.name for o in LOADER_OPTIONS if o.name != "fold"])
+    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
+                   help="write TensorBoard logs to OUT/tensorboard (default: on, as pretrain; "
+                   "needs TensorFlow)")
+    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
+                   help="what Keras prints per epoch: 0 nothing, 1 a progress bar, 2 one line "
+                   "(default 2)")
+
+
+def _add_task_options(p, experiment: bool) -> None:
+    """--task (finetune) or --tasks (experiment), with the --weights and --data they take."""
     if experiment:
         p.add_argument("--tasks", "--task", required=True, nargs="+", choices=_PAPER_TASKS,
                        metavar="TASK",
@@ -93,12 +118,10 @@ def _add_training_options(p, experiment: bool = False) -> None:
                        "data set, head, loss and metric follow from it")
         p.add_argument("--weights", help="Genesis weight file or preset name (for --init genesis)")
         p.add_argument("--data", required=True, help="folder of the target-task data")
-    p.add_argument("--out", required=True,
-                   help="folder the runs write their models, histories and results to (one "
-                   "run: also task.json)")
-    p.add_argument("--seed", type=ranged(RANGES["seed"]), default=0,
-                   help="seed of the split, the label subset, the augmentation and the initial "
-                   "weights; run r of an experiment uses seed + r (default 0)")
+
+
+def _add_schedule_options(p) -> None:
+    """Schedule, U-Net width, crop size, BMS fold and batch loading (defaults: the task's)."""
     p.add_argument("--epochs", type=ranged(RANGES["epochs"]),
                    help="maximum number of epochs; early stopping on the validation loss usually "
                    "ends sooner (default and release: 10000)")
@@ -127,6 +150,10 @@ def _add_training_options(p, experiment: bool = False) -> None:
                    help="threads loading and augmenting batches while the model trains "
                    "(default 1)")
     p.add_argument("--no-augment", action="store_true", help="turn the 3D augmentation off")
+
+
+def _add_transfer_options(p) -> None:
+    """The head, the blocks kept fixed and BatchNorm's momentum (transfer scenario 1, Sec. 3.2)."""
     p.add_argument("--head", choices=("release", "linear"), help="classification head: release "
                    "(Dense 1024 -> Dense 1, default) or linear (pooled encoder -> Dense 1: the "
                    "linear probe of transfer scenario 1, Sec. 3.2)")
@@ -137,6 +164,10 @@ def _add_training_options(p, experiment: bool = False) -> None:
     p.add_argument("--bn-momentum", type=ranged(RANGES["bn_momentum"]), metavar="M", help="BatchNorm momentum of the "
                    "moving statistics during fine-tuning, in [0, 1) (default: the model's 0.99; "
                    "e.g. 0.9 for runs of a few dozen steps)")
+
+
+def _add_placement_options(p) -> None:
+    """The devices, distribution strategy and mixed precision of training (docs/gpu.md)."""
     p.add_argument("--devices", type=devices_type, metavar="N|auto", help="devices each batch is "
                    "split over (default 1; auto: all present). JAX: keras.distribution."
                    "DataParallel; TensorFlow: a MirroredStrategy over N devices. The batch size "
@@ -147,16 +178,6 @@ def _add_training_options(p, experiment: bool = False) -> None:
     p.add_argument("--mixed-precision", choices=[*MIXED_PRECISION, "none"], help="bf16 or fp16 "
                    "compute (outputs and loss float32); default none. fp16 needs a GPU, bf16 on "
                    "a GPU compute capability 8.0+")
-    from models_genesis.data.target_tasks.options import LOADER_OPTIONS, add_loader_arguments
-
-    add_loader_arguments(p.add_argument_group("data loading (the task loader's options)"),
-                         [o.name for o in LOADER_OPTIONS if o.name != "fold"])
-    p.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None,
-                   help="write TensorBoard logs to OUT/tensorboard (default: on, as pretrain; "
-                   "needs TensorFlow)")
-    p.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
-                   help="what Keras prints per epoch: 0 nothing, 1 a progress bar, 2 one line "
-                   "(default 2)")
 
 
 def _check_placement(args, tasks, parallel_runs: int = 1) -> None:
@@ -300,6 +321,13 @@ def _predict_volume(args) -> int:
 
 
 def register(subparsers) -> None:
+    """Add `finetune`, `experiment` and `predict-volume` to the `models-genesis` parser."""
+    _register_finetune(subparsers)
+    _register_experiment(subparsers)
+    _register_predict_volume(subparsers)
+
+
+def _register_finetune(subparsers) -> None:
     f = subparsers.add_parser("finetune", help="fine-tune one model on a target task and score "
                               "the test split (AUC, or the paper's IoU + Dice)")
     _add_training_options(f)
@@ -314,6 +342,8 @@ def register(subparsers) -> None:
                    "train again; without it, an --out holding a run is refused")
     f.set_defaults(func=_finetune)
 
+
+def _register_experiment(subparsers) -> None:
     e = subparsers.add_parser("experiment", help="the paper's tables: initialisations x tasks x "
                               "runs x label fractions; Table 3 (mean +- s.d., t-tests), Figs. 3, "
                               "5, 6 (resumable)")
@@ -338,6 +368,8 @@ def register(subparsers) -> None:
                    "after another (default 1)")
     e.set_defaults(func=_experiment)
 
+
+def _register_predict_volume(subparsers) -> None:
     p = subparsers.add_parser("predict-volume", help="segment a whole scan by sliding windows "
                               "and write the mask with the scan's geometry (.nii.gz)")
     p.add_argument("--model", required=True, help="model.keras from `finetune`, or its run folder")

@@ -125,38 +125,68 @@ def target_model(kind: str, input_shape=(64, 64, 32, 1), n_classes: int = 1,
     Example:
         >>> model = segmentation_model((64, 64, 32, 1), weights="genesis_chest_ct")
     """
-    if kind not in HEAD_KINDS:
-        raise ValueError(f"`kind` must be one of {HEAD_KINDS}. Received: kind={kind!r}.")
-    if head not in HEADS:
-        raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}.")
-    if not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"`n_classes` must be a positive int. Received: n_classes={n_classes!r}.")
-    activation = activation or ("sigmoid" if n_classes == 1 else "softmax")
-    if activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"`activation` must be 'sigmoid' or 'softmax'. Received: activation={activation!r}.")
+    _check_head(kind, head, n_classes)
+    activation = head_activation(activation, n_classes)
     check_divisible(spatial_input_shape(input_shape, data_format)[:3], depth)
     inputs, x = channel_edges(input_shape, data_format)
     body = unet_core(x, depth=depth, n_base_filters=n_base_filters,
                      kernel_initializer=kernel_initializer, bn_momentum=bn_momentum)
     init = resolve_initializer(kernel_initializer)
     if kind == "classification":
-        x = layers.GlobalAveragePooling3D(name="gap")(body["encoder"])
-        if head == "release":
-            x = layers.Dense(dense_units, activation="relu", kernel_initializer=init,
-                             name="fc1")(x)
-        # float32 outputs (and so loss) under a mixed-precision policy; the same under float32.
-        outputs = layers.Dense(n_classes, activation=activation, kernel_initializer=init,
-                               dtype="float32", name="classifier")(x)
+        outputs = _classification_head(body["encoder"], n_classes, activation, init,
+                                       hidden_units=dense_units if head == "release" else None)
     else:
-        x = layers.Conv3D(n_classes, 1, kernel_initializer=init, name="segmentation_conv")(body["decoder"])
-        # softmax: channel axis (-1); float32 under a mixed-precision policy, like the classifier.
-        x = layers.Activation(activation, dtype="float32", name="segmentation")(x)
-        outputs = channels_last_to(x, data_format)
+        outputs = channels_last_to(
+            _segmentation_head(body["decoder"], n_classes, activation, init), data_format)
     model = keras.Model(inputs, outputs, name=name or f"genesis_{kind}")
     if weights is not None:
         init_from_genesis(model, weights)
     freeze_blocks(model, frozen_blocks)
     return model
+
+
+def _check_head(kind: str, head: str, n_classes: int) -> None:
+    """Raise `ValueError` for an unknown `kind` or `head`, or `n_classes` < 1."""
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"`kind` must be one of {HEAD_KINDS}. Received: kind={kind!r}.")
+    if head not in HEADS:
+        raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}.")
+    if not isinstance(n_classes, int) or n_classes < 1:
+        raise ValueError(f"`n_classes` must be a positive int. Received: n_classes={n_classes!r}.")
+
+
+def head_activation(activation: Optional[str], n_classes: int) -> str:
+    """The output activation: `activation`, or by default sigmoid for 1 class, else softmax.
+
+    Raises:
+        ValueError: an activation other than "sigmoid" or "softmax".
+    """
+    activation = activation or ("sigmoid" if n_classes == 1 else "softmax")
+    if activation not in ("sigmoid", "softmax"):
+        raise ValueError(f"`activation` must be 'sigmoid' or 'softmax'. Received: activation={activation!r}.")
+    return activation
+
+
+def _classification_head(features, n_classes: int, activation: str, init,
+                         hidden_units: Optional[int]):
+    """Encoder output (`depth_7_relu`) -> GlobalAveragePooling3D [-> Dense(hidden_units, relu)]
+    -> Dense(n_classes).
+
+    `hidden_units=None` leaves out the hidden layer (the linear head, transfer scenario 1).
+    """
+    x = layers.GlobalAveragePooling3D(name="gap")(features)
+    if hidden_units is not None:
+        x = layers.Dense(hidden_units, activation="relu", kernel_initializer=init, name="fc1")(x)
+    # float32 outputs (and so loss) under a mixed-precision policy; the same under float32.
+    return layers.Dense(n_classes, activation=activation, kernel_initializer=init,
+                        dtype="float32", name="classifier")(x)
+
+
+def _segmentation_head(features, n_classes: int, activation: str, init):
+    """Decoder output (`depth_13_relu`) -> Conv3D(n_classes, 1x1x1) -> activation, channels_last."""
+    x = layers.Conv3D(n_classes, 1, kernel_initializer=init, name="segmentation_conv")(features)
+    # softmax: channel axis (-1); float32 under a mixed-precision policy, like the classifier.
+    return layers.Activation(activation, dtype="float32", name="segmentation")(x)
 
 
 def classification_model(input_shape=(64, 64, 32, 1), n_classes: int = 1, activation=None, **kwargs):

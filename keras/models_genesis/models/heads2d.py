@@ -24,7 +24,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from models_genesis.models.heads import HEAD_KINDS
+from models_genesis.models.heads import HEAD_KINDS, head_activation
 from models_genesis.models.imagenet2d import DEFAULT_PRESET, imagenet_unet_body, keras_hub_backbone
 from models_genesis.models.unet2d import check_unet_args
 from models_genesis.models.unet3d import (
@@ -77,9 +77,7 @@ def target_model_2d(kind: str, input_shape=(64, 64, 3), n_classes: int = 1,
     if encoder not in ENCODERS:
         raise ValueError(f"`encoder` must be one of {ENCODERS}. Received: encoder={encoder!r}.")
     check_unet_args(depth, n_base_filters, n_classes, 0.0)
-    activation = activation or ("sigmoid" if n_classes == 1 else "softmax")
-    if activation not in ("sigmoid", "softmax"):
-        raise ValueError(f"`activation` must be 'sigmoid' or 'softmax'. Received: activation={activation!r}.")
+    activation = head_activation(activation, n_classes)
     cl_shape = spatial_input_shape(input_shape, data_format, dims=2)
     inputs, x = channel_edges(input_shape, data_format)
     if encoder == "genesis":
@@ -87,13 +85,7 @@ def target_model_2d(kind: str, input_shape=(64, 64, 3), n_classes: int = 1,
         body = unet_core(x, depth=depth, n_base_filters=n_base_filters,
                          kernel_initializer=kernel_initializer, dims=2)
     else:
-        if weights is not None:
-            raise ValueError("`weights` (a Genesis 2D file) applies to encoder='genesis'; the "
-                             f"ImageNet encoder takes its weights from `backbone`. Received: weights={weights!r}.")
-
-        if backbone is None or isinstance(backbone, str):
-            backbone = keras_hub_backbone(backbone or DEFAULT_PRESET, load_weights=imagenet_weights)
-        body = imagenet_unet_body(x, backbone, kernel_initializer=kernel_initializer)
+        body = _imagenet_body(x, backbone, imagenet_weights, kernel_initializer, weights=weights)
     init = resolve_initializer(kernel_initializer)
     if kind == "classification":
         h = layers.GlobalAveragePooling2D(name="gap")(body["encoder"])
@@ -107,6 +99,20 @@ def target_model_2d(kind: str, input_shape=(64, 64, 3), n_classes: int = 1,
     if weights is not None:
         init_from_genesis_2d(model, weights)
     return model
+
+
+def _imagenet_body(x, backbone, imagenet_weights: bool, kernel_initializer, *, weights):
+    """The U-Net body on a keras-hub encoder (`backbone`: a preset name, None or a Backbone).
+
+    Raises:
+        ValueError: `weights` given (a Genesis 2D file fits encoder="genesis" only).
+    """
+    if weights is not None:
+        raise ValueError("`weights` (a Genesis 2D file) applies to encoder='genesis'; the "
+                         f"ImageNet encoder takes its weights from `backbone`. Received: weights={weights!r}.")
+    if backbone is None or isinstance(backbone, str):
+        backbone = keras_hub_backbone(backbone or DEFAULT_PRESET, load_weights=imagenet_weights)
+    return imagenet_unet_body(x, backbone, kernel_initializer=kernel_initializer)
 
 
 def init_from_genesis_2d(model, path):
