@@ -134,12 +134,9 @@ def _scan_crops(uid: str, path: str, chosen, shape, *, spacing, window, skips: S
     """Crops around the candidates `chosen` of one scan, scaled to [0, 1] by the CT `window`, and
     their labels; a candidate outside the volume is a bad item. None: the scan is unreadable and
     skipped (raised with `errors="raise"`)."""
-    try:
-        volume = read_volume(path)
-    except (ValueError, OSError) as exc:  # an unreadable scan: its candidates only
-        if skips.errors == "raise":
-            raise
-        skips.bad(path, f"unreadable scan, its {len(chosen)} candidate(s) left out: {exc}")
+    volume = skips.read(lambda: read_volume(path), path,
+                        f"unreadable scan, its {len(chosen)} candidate(s) left out: ")
+    if volume is None:
         return None
     if spacing is not None:
         volume = resample_volume(volume, spacing, order=1)

@@ -33,14 +33,11 @@ def read_case(image_path, mask_path, *, allowed_labels: Sequence[int], skips: Sk
     Returns:
         `(image, labels)`: the image `Volume` (array (X, Y, Z)) and the integer labels on its grid.
     """
-    try:
-        image = read_volume(image_path)
-        mask = read_volume(mask_path)
-    except (ValueError, OSError) as exc:  # an unreadable file: this case only
-        if skips.errors == "raise":
-            raise
-        skips.bad(image_path, f"unreadable case: {exc}")
+    pair = skips.read(lambda: (read_volume(image_path), read_volume(mask_path)), image_path,
+                      "unreadable case: ")
+    if pair is None:
         return None
+    image, mask = pair
     reason = check_same_grid(image, mask)
     if reason:
         skips.bad(mask_path, f"{reason} (image {image_path})")

@@ -78,6 +78,18 @@ class SkipLog:
             raise ValueError(f"{item}: {reason}")
         self.items.append({"item": str(item), "reason": reason})
 
+    def read(self, read, item, reason: str = ""):
+        """`read()`; where it fails with ValueError or OSError, the error is raised
+        (`errors="raise"`) or recorded for `item` as `reason` followed by the error, and None
+        is returned (`errors="skip"`)."""
+        try:
+            return read()
+        except (ValueError, OSError) as exc:  # this item only
+            if self.errors == "raise":
+                raise
+            self.bad(item, f"{reason}{exc}")
+            return None
+
     def summary(self) -> str:
         """One line: how many items were skipped, and the first one with its reason."""
         if not self.items:

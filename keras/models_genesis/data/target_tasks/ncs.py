@@ -138,13 +138,11 @@ def load_lidc(data_dir, shape, skips: SkipLog, *, seed: int, spacing, split, spl
         for uid in (u for p in split[name] for u in by_patient[p]):
             bar.update(1)
             folder = scans[uid]["folder"]
-            try:
-                scan = read_lidc_scan(folder, spacing=spacing, consensus_level=consensus_level,
-                                      min_readers=min_readers, errors=skips.errors)
-            except (ValueError, OSError) as exc:  # this scan only
-                if skips.errors == "raise":
-                    raise
-                skips.bad(folder, str(exc))
+            scan = skips.read(lambda: read_lidc_scan(folder, spacing=spacing,
+                                                     consensus_level=consensus_level,
+                                                     min_readers=min_readers,
+                                                     errors=skips.errors), folder)
+            if scan is None:
                 continue
             skips.items.extend(scan.skipped)
             kept.append(uid)
