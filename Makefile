@@ -10,6 +10,8 @@ TORCH ?= torch==2.13.0
 DEMO_DIR ?= runs/demo
 JUPYTER_ARGS ?=
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): `auto` is one per CPU core; 0 runs the suite in this process.
+TEST_WORKERS ?= auto
 
 .PHONY: install demo test notebooks benchmarks clean
 
@@ -33,7 +35,7 @@ notebooks: install
 	$(VENV)/bin/jupyter lab $(JUPYTER_ARGS) notebooks/
 
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS) tests
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS) tests
 
 benchmarks: install
 	$(PY) benchmarks/transforms.py

@@ -35,6 +35,8 @@ setup(
         "benchmark": ["nnunetv2>=2.5"],
         "dev": [
             "pytest>=7",
+            # `make test` runs the suite on every core (one worker per test file).
+            "pytest-xdist>=3.5",
             "nbclient>=0.9",
             "nbformat>=5.9",
             "ipykernel>=6",

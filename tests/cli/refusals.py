@@ -1,4 +1,4 @@
-"""The shared pieces of the tables of bad inputs (`test_bad_inputs.py`, `test_bad_inputs_newer.py`):
+"""The shared pieces of the tables of bad inputs (`test_bad_inputs.py`, `test_bad_inputs_files_and_bounds.py`):
 the placeholders of a case's arguments, tiny run settings, the inputs every case may use, the
 snapshot of a folder, and the one check each case makes."""
 

@@ -1,7 +1,8 @@
-"""Fail safe on the newer commands too: `prepare`, `compare-2d`, `extract-xray-crops`,
-`pretrain --method ... --option`, the `task.json` that `predict-volume` reads back, and the
-classes of failure shared by every command (a user's folder, truncated volumes, bounds before
-work, data checked at load, ignored options, errors naming the file).
+"""Fail safe on bad files and out-of-bounds numbers: the classes of failure shared by every
+command (a user's folder, truncated volumes, bounds before work, data checked at load, ignored
+options, errors naming the file), and the inputs of `prepare`, `compare-2d`,
+`extract-xray-crops`, `pretrain --method ... --option` and the `task.json` that
+`predict-volume` reads back.
 
 The table runs `models_genesis.cli.main` in this process, like `test_bad_inputs.py` (whose
 helpers it uses): exit status 2, one line `models-genesis CMD: error: ...` naming the file or
@@ -27,8 +28,8 @@ from tests.cli.refusals import (TINY_FINETUNE, TINY_PRETRAIN, T, W, _files,
 
 
 @pytest.fixture(scope="module")
-def newer(world, tmp_path_factory):  # noqa: F811
-    """Inputs of the newer commands, beside the shared world: LiTS-like volumes (one truncated),
+def inputs(world, tmp_path_factory):  # noqa: F811
+    """Inputs of the cases below, beside the shared world: LiTS-like volumes (one truncated),
     a ChestX-ray14 layout (one 3x2-pixel radiograph), cube files of NaN and of zeros, runs with
     bad task.json files."""
     root = world
@@ -186,7 +187,7 @@ CASES = [
 ]
 
 
-def test_the_newer_table_covers_the_newer_commands():
+def test_the_table_covers_every_command_that_reads_files():
     assert len({c[0] for c in CASES}) == len(CASES)
     commands = {c[1][0] for c in CASES}
     assert {"prepare", "compare-2d", "extract-xray-crops", "pretrain", "predict-volume",
@@ -195,9 +196,9 @@ def test_the_newer_table_covers_the_newer_commands():
 
 @pytest.mark.parametrize("case_id, argv, parts, setup, may_create", CASES,
                          ids=[c[0] for c in CASES])
-def test_newer_bad_input_is_refused_in_one_line(newer, tmp_path, capsys, case_id, argv, parts,
+def test_bad_input_is_refused_in_one_line(inputs, tmp_path, capsys, case_id, argv, parts,
                                                 setup, may_create):
-    assert_refused_in_one_line(newer, tmp_path, capsys, argv, parts, setup, may_create)
+    assert_refused_in_one_line(inputs, tmp_path, capsys, argv, parts, setup, may_create)
 
 
 # -- every numeric option of every command: 0, negative, huge, NaN --------------------------
