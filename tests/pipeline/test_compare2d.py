@@ -35,7 +35,7 @@ def test_run_2d_comparison_on_a_tiny_ncc(tmp_path, rng):
     w3 = save_keras2_weights(unet_model_3d((16, 16, 8, 1), n_base_filters=2), tmp_path / "g3.h5")
     out = run_2d_comparison("ncc", data, tmp_path / "cmp", weights_3d=w3, weights_2d=w2, runs=1,
                             extra_2d={"genesis_xray": w2}, epochs=1, batch_size=4, depth_2d=3,
-                            n_base_filters_2d=2, n_base_filters_3d=2)
+                            n_base_filters_2d=2, n_base_filters_3d=2, run_eagerly=True)
     cells = {(r["input"], r["init"]) for r in out["results"]}
     assert cells == {("2d", "random"), ("2d", "genesis"), ("2d", "genesis_xray"),
                      ("2.5d", "random"), ("2.5d", "genesis"), ("2.5d", "genesis_xray"),

@@ -35,7 +35,8 @@ def test_finetune_2d_from_genesis_2d(tmp_path, rng, kind, inputs):
     weights = save_keras2_weights(unet_model_2d((16, 16, 1), depth=3, n_base_filters=2),
                                   tmp_path / "Genesis_Chest_CT_2D.h5")
     out = finetune_2d(_data(rng, kind), kind, inputs=inputs, init="genesis", weights=weights,
-                      epochs=1, batch_size=8, depth=3, n_base_filters=2, verbose=0)
+                      epochs=1, batch_size=8, depth=3, n_base_filters=2, verbose=0,
+                      run_eagerly=True)
     key = "auc" if kind == "classification" else "dice"
     assert 0.0 <= out["test"][key] <= 1.0 and out["epochs"] == 1
     with pytest.raises(ValueError, match="goes with init='genesis'"):

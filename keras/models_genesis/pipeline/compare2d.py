@@ -56,7 +56,7 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
                       seed: int = 0, random_init: str = "he_uniform", epochs: int = 20,
                       batch_size: int = 8, patience: int = 5, depth_2d: int = 4,
                       n_base_filters_2d: int = 32, n_base_filters_3d: int = 32,
-                      overwrite: bool = False) -> dict:
+                      overwrite: bool = False, run_eagerly: bool = False) -> dict:
     """Fine-tune every cell of Table 4 `runs` times on `data` (a `TargetData` of `task`).
 
     Args:
@@ -72,6 +72,7 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
         random_init: the scratch initialiser of the Random column (2D and 3D).
         epochs, batch_size, patience: training of every cell (Adam 1e-3, early stopping).
         overwrite: see `claim_comparison_dir`.
+        run_eagerly: train every cell without graph tracing (see `finetune`).
 
     Returns:
         `{"results": [rows], "table": markdown, "paths": {...}}`.
@@ -84,7 +85,8 @@ def run_2d_comparison(task: str, data, out_dir, *, weights_3d: Optional[str] = N
     os.makedirs(out_dir, exist_ok=True)
     settings = dict(epochs=epochs, batch_size=batch_size, patience=patience,
                     n_base_filters_3d=n_base_filters_3d, depth_2d=depth_2d,
-                    n_base_filters_2d=n_base_filters_2d, random_init=random_init)
+                    n_base_filters_2d=n_base_filters_2d, random_init=random_init,
+                    run_eagerly=run_eagerly)
     extra_2d = dict(extra_2d or {})
     clash = sorted(set(extra_2d) & set(COLUMNS))
     if clash:
@@ -153,7 +155,7 @@ def _run_3d(task, data, column, weights_3d, seed, settings, run_dir) -> dict:
                             out_dir=run_dir, epochs=settings["epochs"],
                             batch_size=settings["batch_size"], patience=settings["patience"],
                             n_base_filters=settings["n_base_filters_3d"])
-    return finetune(config, data, verbose=0, overwrite=True)
+    return finetune(config, data, verbose=0, overwrite=True, run_eagerly=settings["run_eagerly"])
 
 
 def _run_2d(data, kind, row, column, weights, imagenet, seed, settings) -> dict:
@@ -165,7 +167,8 @@ def _run_2d(data, kind, row, column, weights, imagenet, seed, settings) -> dict:
                       epochs=settings["epochs"], batch_size=settings["batch_size"],
                       patience=settings["patience"], depth=settings["depth_2d"],
                       n_base_filters=settings["n_base_filters_2d"],
-                      kernel_initializer=settings["random_init"], seed=seed, verbose=0)
+                      kernel_initializer=settings["random_init"], seed=seed, verbose=0,
+                      run_eagerly=settings["run_eagerly"])
     return out["test"]
 
 

@@ -57,7 +57,7 @@ def finetune_2d(data, kind: str, *, inputs: str = "2d", init: str = "scratch", w
                 backbone=None, epochs: int = 100, batch_size: int = 32,
                 learning_rate: float = 1e-3, patience: int = 10, depth: int = 4,
                 n_base_filters: int = 32, kernel_initializer="he_uniform", seed: int = 0,
-                verbose="auto") -> dict:
+                verbose="auto", run_eagerly: bool = False) -> dict:
     """Fine-tune and test a 2D model on a target task's `TargetData` (paper Sec. 4.5).
 
     Args:
@@ -70,6 +70,9 @@ def finetune_2d(data, kind: str, *, inputs: str = "2d", init: str = "scratch", w
             restores the best weights.
         depth, n_base_filters, kernel_initializer: the 2D U-Net (genesis / scratch).
         seed: `keras.utils.set_random_seed`.
+        verbose: Keras `fit` verbosity.
+        run_eagerly: skip graph tracing (Keras `run_eagerly`): quicker for a handful of tiny
+            steps (tests, smoke runs), slower for real training.
 
     Returns:
         `{"inputs", "init", "test": score_test(...), "epochs": n, "input_shape"}`.
@@ -88,7 +91,8 @@ def finetune_2d(data, kind: str, *, inputs: str = "2d", init: str = "scratch", w
                             weights=weights, backbone=backbone, depth=depth,
                             n_base_filters=n_base_filters, kernel_initializer=kernel_initializer)
     opt = keras.optimizers.Adam(learning_rate=learning_rate, beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    model.compile(optimizer=opt, loss="binary_crossentropy" if kind == "classification" else dice_loss)
+    model.compile(optimizer=opt, loss="binary_crossentropy" if kind == "classification" else dice_loss,
+                  run_eagerly=run_eagerly)
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
                                          restore_best_weights=True)
     history = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs,
