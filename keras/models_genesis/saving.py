@@ -4,6 +4,7 @@ Every loss, metric and layer the package builds models with is decorated with
 `keras.saving.register_keras_serializable(package="models_genesis")` in its own module:
 
 * `evaluation.metrics`: `dice_coef`, `dice_loss` (the segmentation loss of the paper, Sec. 3.2),
+  `dice_ce_loss` (task `custom`'s softmax segmentation),
   `DiceCoefficient`, `ForegroundIoU`, `MeanIoUOverThresholds`;
 * `methods.keras_objects`: `masked_mse` (the in-painting loss on the cutouts, App. C.2),
   `MergePatches`, `SplitPatches` (the Siamese encoders of Jigsaw and Rubik's

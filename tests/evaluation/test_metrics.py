@@ -118,3 +118,16 @@ def test_metrics_work_in_compile_and_evaluate():
     assert res["dice"] == pytest.approx(M.dice_coefficient(y, p), abs=1e-5)
     cfg = M.MeanIoUOverThresholds(thresholds=[0.3, 0.6]).get_config()
     assert M.MeanIoUOverThresholds.from_config(cfg).thresholds == [0.3, 0.6]
+
+
+def test_a_model_compiled_with_each_segmentation_loss_reloads_compiled(tmp_path):
+    # `.keras` files of fine-tuned models (dice_loss; task custom: dice_ce_loss) load with
+    # `keras.saving.load_model` alone, compiled, with no custom_objects.
+    for loss, units, activation in ((M.dice_loss, 1, "sigmoid"), (M.dice_ce_loss, 3, "softmax")):
+        inputs = keras.Input((4, 4, 4, 1))
+        model = keras.Model(inputs, keras.layers.Conv3D(units, 1, activation=activation)(inputs))
+        model.compile(optimizer="adam", loss=loss)
+        path = tmp_path / f"{loss.__name__}.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        assert loaded.loss is loss

@@ -199,6 +199,7 @@ def dice_loss(y_true, y_pred):
     return 1.0 - dice_coef(y_true, y_pred, smooth=1.0)
 
 
+@keras.saving.register_keras_serializable(package="models_genesis")
 def dice_ce_loss(y_true, y_pred):
     """Loss of a softmax over K classes (task `custom`): cross-entropy + 1 - mean soft Dice.
 
