@@ -10,7 +10,7 @@ import pytest
 
 from models_genesis.cli import main
 from models_genesis.config import TARGET_TASKS
-from models_genesis.data.io.volumes import read_volume, write_volume
+from models_genesis.data.io.volumes import read_volume, resample_mask, write_volume
 from models_genesis.data.phantoms.own_data import write_4d, write_own_dataset
 from models_genesis.data.target_tasks import load_target_data
 from models_genesis.data.target_tasks.custom import (channel_intensities, normalize_channels,
@@ -197,3 +197,18 @@ def test_intensity_override_on_the_command_line_and_in_task_json(sets, tmp_path)
     dataclasses.replace(task, channels=("ct", "mr")).to_json(tmp_path / "task.json")
     loaded, notes = load_run_task(str(tmp_path), normalization="none")
     assert loaded.channels == ("none", "none") and "channels" in notes[0]
+
+
+def test_labels_resampled_to_a_spacing_follow_the_mask_rule_of_the_other_tasks(tmp_path, rng):
+    # Each label's indicator resampled linearly, > 0.5 (`resample_mask`), as for NCS, LCS, BMS.
+    labels = np.zeros((12, 12, 9), np.int16)
+    labels[3:8, 4:9, 2:7] = 1
+    labels[5:7, 5:7, 3:5] = 2
+    image = write_volume(rng.normal(size=labels.shape).astype(np.float32),
+                         tmp_path / "case_0000.nii.gz", spacing=(1.0, 1.0, 3.0))
+    label = write_volume(labels, tmp_path / "case.nii.gz", spacing=(1.0, 1.0, 3.0))
+    volumes, resampled = read_custom_case([image], label, n_channels=1, label_values=(0, 1, 2),
+                                          spacing=(1.5, 1.5, 2.0))
+    expected = resample_mask(read_volume(label), (1.5, 1.5, 2.0)).array
+    assert resampled.shape == volumes[0].shape == expected.shape
+    np.testing.assert_array_equal(resampled, expected)

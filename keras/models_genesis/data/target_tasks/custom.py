@@ -33,7 +33,8 @@ import numpy as np
 from models_genesis.atomic import write_json
 from models_genesis.data.io.intensity import (MR_PERCENTILES, intensity_window,
                                               percentile_window, scale_to_unit)
-from models_genesis.data.io.volumes import Volume, read_volume, resample_volume, write_volume
+from models_genesis.data.io.volumes import (Volume, read_volume, resample_mask, resample_volume,
+                                             write_volume)
 from models_genesis.data.target_tasks.common import (SPLITS, SkipLog, TargetData,
                                                      build_target_data, case_rng,
                                                      check_input_shape, check_same_grid,
@@ -199,9 +200,8 @@ def read_custom_case(images: Sequence[str], label: Optional[str], *, n_channels:
     if spacing is not None:
         volumes = [resample_volume(v, spacing, order=1) for v in volumes]
         if labels is not None:
-            labels = np.asarray(resample_volume(Volume(labels, mask.spacing, mask.origin,
-                                                       mask.direction), spacing,
-                                                order=0).array).astype(np.int64)
+            labels = np.asarray(resample_mask(Volume(labels, mask.spacing, mask.origin,
+                                                     mask.direction), spacing).array)
     return volumes, labels
 
 
