@@ -262,6 +262,7 @@ def _run_jobs(task_todo: list, resolved: dict, key: dict, seed: int, overrides: 
               out_dir: str) -> list:
     """One `(FinetuneConfig, row)` per run to train; `row` holds the results.csv columns that
     name the run (the rest come from `finetune`'s result). Run `r` uses seed `seed + r`."""
+    proxies = {name: method_proxy(init, path) for name, (init, path) in resolved.items()}
     jobs = []
     for task, name, fraction, run in task_todo:
         init, path = resolved[name]
@@ -269,7 +270,7 @@ def _run_jobs(task_todo: list, resolved: dict, key: dict, seed: int, overrides: 
         config = FinetuneConfig(task=task, init=init, weights=path, seed=int(seed) + run,
                                 label_fraction=fraction,
                                 out_dir=os.path.join(out_dir, run_dir), **overrides)
-        jobs.append((config, {**method_proxy(init, path), "task": task, "method": name,
+        jobs.append((config, {**proxies[name], "task": task, "method": name,
                               "init": init, "label_fraction": fraction, "run": run,
                               "run_dir": run_dir,
                               "weights_sha256": key["methods"][name]["sha256"]}))
