@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 
 from models_genesis.cli import main
-from models_genesis.data.io.cube_files import cube_file_name, save_cubes
 from models_genesis.data.io.volumes import write_volume
 from models_genesis.data.phantoms.chest import make_chest_phantoms
 from models_genesis.models.unet3d import unet_model_3d
 from models_genesis.models.weights import save_keras2_weights
-from tests.helpers import make_data, write_release_arrays
+from tests.helpers import make_data, write_cubes, write_release_arrays
 
 W, T = "{w}", "{t}"
 
@@ -38,9 +37,7 @@ def build_world(root):
     write_volume(lung, root / "absurd" / "subset0" / "thin.mhd", spacing=(0.1, 0.1, 12.0))
     (root / "empty" / "subset0").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for s in range(7):
-        save_cubes(root / "cubes" / cube_file_name(4, (16, 16, 16), s),
-                   rng.random((4, 16, 16, 16), dtype=np.float32))
+    write_cubes(root / "cubes", rng)
     (root / "cubes2").mkdir()
     for path in (root / "cubes").iterdir():
         os.symlink(path, root / "cubes2" / path.name)
